@@ -1,0 +1,15 @@
+//! Pure domain logic of hookd.
+//!
+//! Everything here is deterministic and does no IO: no clock, no randomness, no network, no database.
+//! Functions that need the time or random bytes take them as arguments, so that the server crate owns
+//! every side effect and tests can drive these functions with fixed inputs.
+
+pub mod event_type;
+pub mod ids;
+pub mod secret;
+pub mod url;
+
+pub use event_type::{EventFilter, EventType};
+pub use ids::ClientEventId;
+pub use secret::SigningSecret;
+pub use url::{EndpointUrl, UrlPolicy};

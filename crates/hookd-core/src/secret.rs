@@ -1,0 +1,113 @@
+//! Signing secrets: `whsec_` followed by the base64 of the key bytes (the Standard Webhooks format).
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use std::fmt;
+
+pub const SECRET_PREFIX: &str = "whsec_";
+/// Key sizes accepted from callers who bring their own secret (Standard Webhooks: 24 to 64 bytes).
+pub const MIN_KEY_BYTES: usize = 24;
+pub const MAX_KEY_BYTES: usize = 64;
+
+/// A subscription's signing secret. The string form is exactly what the subscriber received; the key
+/// bytes are what HMAC uses for the Standard Webhooks signature. `Debug` never prints the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningSecret {
+    /// `whsec_<base64>`, as handed to the subscriber.
+    text: String,
+    /// The decoded key bytes (24 to 64 of them).
+    key: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    #[error("must start with '{SECRET_PREFIX}'")]
+    MissingPrefix,
+    #[error("the part after '{SECRET_PREFIX}' must be standard base64")]
+    NotBase64,
+    #[error("must encode {MIN_KEY_BYTES} to {MAX_KEY_BYTES} bytes of key material")]
+    WrongLength,
+}
+
+impl SigningSecret {
+    /// A secret made from freshly generated key bytes (the server supplies 32 random bytes).
+    pub fn from_key(key: &[u8]) -> Self {
+        Self {
+            text: format!("{SECRET_PREFIX}{}", STANDARD.encode(key)),
+            key: key.to_vec(),
+        }
+    }
+
+    /// Parses a secret supplied by a caller or read back from storage.
+    pub fn parse(raw: &str) -> Result<Self, SecretError> {
+        let encoded = raw
+            .strip_prefix(SECRET_PREFIX)
+            .ok_or(SecretError::MissingPrefix)?;
+        let key = STANDARD
+            .decode(encoded)
+            .map_err(|_| SecretError::NotBase64)?;
+        if !(MIN_KEY_BYTES..=MAX_KEY_BYTES).contains(&key.len()) {
+            return Err(SecretError::WrongLength);
+        }
+        Ok(Self {
+            text: raw.to_owned(),
+            key,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub fn key_bytes(&self) -> &[u8] {
+        &self.key
+    }
+}
+
+impl fmt::Debug for SigningSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningSecret(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_secret_round_trips() {
+        let secret = SigningSecret::from_key(&[7u8; 32]);
+        assert!(secret.as_str().starts_with("whsec_"));
+        let parsed = SigningSecret::parse(secret.as_str()).unwrap();
+        assert_eq!(parsed.key_bytes(), &[7u8; 32]);
+        assert_eq!(parsed, secret);
+    }
+
+    #[test]
+    fn parse_rules() {
+        let ok = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        assert_eq!(SigningSecret::parse(ok).unwrap().key_bytes().len(), 24);
+        let cases = [
+            (
+                "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                SecretError::MissingPrefix,
+            ),
+            ("whsec_!!!notbase64", SecretError::NotBase64),
+            ("whsec_c2hvcnQ=", SecretError::WrongLength),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(SigningSecret::parse(raw), Err(expected), "{raw}");
+        }
+        let too_long = format!("whsec_{}", STANDARD.encode([1u8; 65]));
+        assert_eq!(
+            SigningSecret::parse(&too_long),
+            Err(SecretError::WrongLength)
+        );
+    }
+
+    #[test]
+    fn debug_redacts() {
+        let secret = SigningSecret::from_key(&[9u8; 32]);
+        assert!(!format!("{secret:?}").contains(secret.as_str()));
+    }
+}

@@ -1,0 +1,297 @@
+//! Endpoint URLs, valid by construction, and the rule for which IP addresses are public.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+pub const MAX_URL_LEN: usize = 2048;
+
+/// What the operator allows for endpoint URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UrlPolicy {
+    /// Plain `http://` endpoints (development mode or an explicit operator choice).
+    pub allow_http: bool,
+    /// Loopback, private and other non-public literal addresses and `localhost` names.
+    pub allow_non_public: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("must be at most {MAX_URL_LEN} characters")]
+    TooLong,
+    #[error("is not an absolute URL: {0}")]
+    Malformed(String),
+    #[error("scheme must be http or https")]
+    Scheme,
+    #[error("must use https (plain http is allowed only in --dev mode or with allow_http)")]
+    HttpNotAllowed,
+    #[error("must not contain credentials")]
+    Credentials,
+    #[error("must not contain a fragment")]
+    Fragment,
+    #[error("must have a host")]
+    NoHost,
+    #[error(
+        "points at a non-public address ({0}); allowed only in --dev mode or via allow_targets"
+    )]
+    NonPublicAddress(String),
+}
+
+/// An endpoint URL that passed every registration rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointUrl(url::Url);
+
+impl EndpointUrl {
+    pub fn parse(raw: &str, policy: UrlPolicy) -> Result<Self, UrlError> {
+        if raw.len() > MAX_URL_LEN {
+            return Err(UrlError::TooLong);
+        }
+        let parsed = url::Url::parse(raw).map_err(|e| UrlError::Malformed(e.to_string()))?;
+        match parsed.scheme() {
+            "https" => {}
+            "http" if policy.allow_http => {}
+            "http" => return Err(UrlError::HttpNotAllowed),
+            _ => return Err(UrlError::Scheme),
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(UrlError::Credentials);
+        }
+        if parsed.fragment().is_some() {
+            return Err(UrlError::Fragment);
+        }
+        let host = parsed.host().ok_or(UrlError::NoHost)?;
+        if !policy.allow_non_public {
+            check_public_host(&host)?;
+        }
+        Ok(Self(parsed))
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    pub fn as_url(&self) -> &url::Url {
+        &self.0
+    }
+}
+
+impl fmt::Display for EndpointUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str())
+    }
+}
+
+/// Refuses literal non-public addresses and the `localhost` names (RFC 6761: always loopback).
+/// The URL parser has already normalised decimal, octal and hex IPv4 forms into plain addresses.
+fn check_public_host(host: &url::Host<&str>) -> Result<(), UrlError> {
+    let refuse = |what: String| Err(UrlError::NonPublicAddress(what));
+    match host {
+        url::Host::Domain(name) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            if name == "localhost" || name.ends_with(".localhost") {
+                return refuse(name);
+            }
+            Ok(())
+        }
+        url::Host::Ipv4(ip) if !is_public_ip(IpAddr::V4(*ip)) => refuse(ip.to_string()),
+        url::Host::Ipv6(ip) if !is_public_ip(IpAddr::V6(*ip)) => refuse(ip.to_string()),
+        _ => Ok(()),
+    }
+}
+
+/// True only for globally routable unicast addresses. Everything an attacker could use to reach the
+/// operator's own network is false: loopback, private, link-local (cloud metadata), CGNAT, multicast,
+/// broadcast, documentation and reserved ranges, and IPv6 forms that embed such an IPv4 address.
+pub fn is_public_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => is_public_v6(v6),
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    let blocked = a == 0 // "this network"
+        || a == 10
+        || a == 127
+        || (a == 100 && (64..128).contains(&b)) // CGNAT 100.64/10
+        || (a == 169 && b == 254) // link-local, cloud metadata
+        || (a == 172 && (16..32).contains(&b))
+        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
+        || (a == 192 && b == 0 && c == 2) // TEST-NET-1
+        || (a == 192 && b == 88 && c == 99) // 6to4 relay anycast
+        || (a == 192 && b == 168)
+        || (a == 198 && (18..20).contains(&b)) // benchmarking
+        || (a == 198 && b == 51 && c == 100) // TEST-NET-2
+        || (a == 203 && b == 0 && c == 113) // TEST-NET-3
+        || a >= 224; // multicast 224/4, reserved 240/4, broadcast
+    !blocked
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    let segments = ip.segments();
+    let embedded_v4 = |high: u16, low: u16| {
+        Ipv4Addr::new((high >> 8) as u8, high as u8, (low >> 8) as u8, low as u8)
+    };
+    if let Some(mapped) = ip.to_ipv4_mapped() {
+        return is_public_v4(mapped);
+    }
+    match segments {
+        // Unspecified, loopback and the deprecated IPv4-compatible form ::a.b.c.d.
+        [0, 0, 0, 0, 0, 0, _, _] => false,
+        // NAT64 well-known prefix 64:ff9b::/96 embeds an IPv4 address.
+        [0x64, 0xff9b, 0, 0, 0, 0, high, low] => is_public_v4(embedded_v4(high, low)),
+        // Local-use NAT64 64:ff9b:1::/48.
+        [0x64, 0xff9b, 1, ..] => false,
+        // 6to4 2002::/16 embeds an IPv4 address in bits 16..48.
+        [0x2002, high, low, ..] => is_public_v4(embedded_v4(high, low)),
+        // Discard-only 100::/64.
+        [0x100, 0, 0, 0, ..] => false,
+        // IETF protocol assignments incl. Teredo (2001::/23) and documentation (2001:db8::/32).
+        [0x2001, second, ..] if second < 0x200 || second == 0xdb8 => false,
+        [first, ..] => {
+            let unique_local = first & 0xfe00 == 0xfc00;
+            let link_local = first & 0xffc0 == 0xfe80;
+            let site_local = first & 0xffc0 == 0xfec0;
+            let multicast = first & 0xff00 == 0xff00;
+            !(unique_local || link_local || site_local || multicast)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PRODUCTION: UrlPolicy = UrlPolicy {
+        allow_http: false,
+        allow_non_public: false,
+    };
+    const DEV: UrlPolicy = UrlPolicy {
+        allow_http: true,
+        allow_non_public: true,
+    };
+
+    fn check(raw: &str, policy: UrlPolicy) -> Result<(), UrlError> {
+        EndpointUrl::parse(raw, policy).map(|_| ())
+    }
+
+    #[test]
+    fn accepted_in_production() {
+        for ok in [
+            "https://example.com/hook",
+            "https://example.com:8443/a/b?c=d",
+            "https://93.184.216.34/hook",
+            "https://[2606:4700::1111]/hook",
+            "https://xn--bcher-kva.example/",
+        ] {
+            assert_eq!(check(ok, PRODUCTION), Ok(()), "{ok}");
+        }
+    }
+
+    #[test]
+    fn refused_in_production() {
+        type IsExpected = fn(&UrlError) -> bool;
+        let cases: &[(&str, IsExpected)] = &[
+            ("http://example.com/", |e| *e == UrlError::HttpNotAllowed),
+            ("ftp://example.com/", |e| *e == UrlError::Scheme),
+            ("not a url", |e| matches!(e, UrlError::Malformed(_))),
+            ("/relative/path", |e| matches!(e, UrlError::Malformed(_))),
+            ("https://user:pw@example.com/", |e| {
+                *e == UrlError::Credentials
+            }),
+            ("https://user@example.com/", |e| *e == UrlError::Credentials),
+            ("https://example.com/#frag", |e| *e == UrlError::Fragment),
+            ("https://localhost/", |e| {
+                matches!(e, UrlError::NonPublicAddress(_))
+            }),
+            ("https://api.localhost/", |e| {
+                matches!(e, UrlError::NonPublicAddress(_))
+            }),
+            ("https://LOCALHOST./", |e| {
+                matches!(e, UrlError::NonPublicAddress(_))
+            }),
+            ("https://127.0.0.1/", |e| {
+                matches!(e, UrlError::NonPublicAddress(_))
+            }),
+            ("https://2130706433/", |e| {
+                matches!(e, UrlError::NonPublicAddress(_))
+            }),
+            ("https://0x7f.0.0.1/", |e| {
+                matches!(e, UrlError::NonPublicAddress(_))
+            }),
+            ("https://0177.0.0.1/", |e| {
+                matches!(e, UrlError::NonPublicAddress(_))
+            }),
+            ("https://10.1.2.3/", |e| {
+                matches!(e, UrlError::NonPublicAddress(_))
+            }),
+            ("https://169.254.169.254/latest", |e| {
+                matches!(e, UrlError::NonPublicAddress(_))
+            }),
+            ("https://[::1]/", |e| {
+                matches!(e, UrlError::NonPublicAddress(_))
+            }),
+            ("https://[::ffff:127.0.0.1]/", |e| {
+                matches!(e, UrlError::NonPublicAddress(_))
+            }),
+            ("https://[fd00::1]/", |e| {
+                matches!(e, UrlError::NonPublicAddress(_))
+            }),
+        ];
+        for (raw, is_expected) in cases {
+            let err = check(raw, PRODUCTION).expect_err(raw);
+            assert!(is_expected(&err), "{raw}: unexpected {err:?}");
+        }
+        let long = format!("https://example.com/{}", "a".repeat(MAX_URL_LEN));
+        assert_eq!(check(&long, PRODUCTION), Err(UrlError::TooLong));
+    }
+
+    #[test]
+    fn dev_allows_http_and_loopback_but_not_nonsense() {
+        assert_eq!(check("http://127.0.0.1:9000/hook", DEV), Ok(()));
+        assert_eq!(check("http://localhost:9000/hook", DEV), Ok(()));
+        assert_eq!(check("ftp://127.0.0.1/", DEV), Err(UrlError::Scheme));
+        assert_eq!(
+            check("http://u:p@127.0.0.1/", DEV),
+            Err(UrlError::Credentials)
+        );
+    }
+
+    #[test]
+    fn public_ip_table() {
+        let cases = [
+            ("8.8.8.8", true),
+            ("93.184.216.34", true),
+            ("0.0.0.0", false),
+            ("0.1.2.3", false),
+            ("10.0.0.1", false),
+            ("100.64.0.1", false),
+            ("100.128.0.1", true),
+            ("127.0.0.1", false),
+            ("169.254.169.254", false),
+            ("172.16.0.1", false),
+            ("172.31.255.255", false),
+            ("172.32.0.1", true),
+            ("192.168.1.1", false),
+            ("224.0.0.1", false),
+            ("255.255.255.255", false),
+            ("2606:4700::1111", true),
+            ("::", false),
+            ("::1", false),
+            ("::127.0.0.1", false),
+            ("::ffff:10.0.0.1", false),
+            ("::ffff:8.8.8.8", true),
+            ("64:ff9b::7f00:1", false),
+            ("64:ff9b::808:808", true),
+            ("2002:7f00:1::", false),
+            ("2002:808:808::", true),
+            ("fc00::1", false),
+            ("fe80::1", false),
+            ("ff02::1", false),
+            ("2001:db8::1", false),
+        ];
+        for (ip, expected) in cases {
+            assert_eq!(is_public_ip(ip.parse().unwrap()), expected, "{ip}");
+        }
+    }
+}

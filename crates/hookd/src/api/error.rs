@@ -1,0 +1,151 @@
+//! The API's one error type. Every error response is `{"error": "<message>", "code": "<code>"}` (plus
+//! `"field"` for validation errors) with a stable snake_case code and the matching status.
+
+use crate::store::StoreError;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the body is not JSON (syntax error, truncated, too deeply nested).
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    /// 400: a request that is well-formed JSON but cannot be served as asked.
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    /// 401: no key, a malformed header, or an unknown or revoked key.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// 404: the named resource does not exist.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// 404 for a path that matches no route.
+    #[error("no route for this path")]
+    RouteNotFound,
+    /// 405 for a known path with the wrong method.
+    #[error("method not allowed on this path")]
+    MethodNotAllowed,
+    /// 409: the resource already exists.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// 413: body or payload over its limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 415: the body is not declared as JSON.
+    #[error("expected Content-Type: application/json")]
+    UnsupportedMediaType,
+    /// 422: one field is invalid; `field` names it (a JSON path such as `events[2].event`).
+    #[error("{field}: {message}")]
+    Invalid {
+        code: &'static str,
+        field: String,
+        message: String,
+    },
+    /// 503: the store cannot serve the request now; nothing was written. Retry later.
+    #[error("the store is unavailable; retry later")]
+    Unavailable,
+    /// 500: a bug. Details go to the log, not to the client.
+    #[error("internal error")]
+    Internal,
+}
+
+/// The JSON body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// A human-readable message.
+    pub error: String,
+    /// A stable snake_case code for programs.
+    pub code: String,
+    /// For validation errors: the field at fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn invalid(code: &'static str, field: impl Into<String>, message: impl ToString) -> Self {
+        Self::Invalid {
+            code,
+            field: field.into(),
+            message: message.to_string(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MalformedJson(_) | Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::NotFound(_) | Self::RouteNotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MalformedJson(_) => "malformed_json",
+            Self::BadRequest { code, .. } | Self::Conflict { code, .. } => code,
+            Self::Invalid { code, .. } => code,
+            Self::Unauthorized(_) => "unauthorized",
+            Self::NotFound(_) => "not_found",
+            Self::RouteNotFound => "route_not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Unavailable => "store_unavailable",
+            Self::Internal => "internal_error",
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(detail) => {
+                tracing::warn!(%detail, "store unavailable");
+                Self::Unavailable
+            }
+            StoreError::Conflict(message) => Self::Conflict {
+                code: "conflict",
+                message,
+            },
+            StoreError::Internal(detail) => {
+                tracing::error!(%detail, "store error");
+                Self::Internal
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let field = match &self {
+            Self::Invalid { field, .. } => Some(field.clone()),
+            _ => None,
+        };
+        let body = ErrorBody {
+            error: self.to_string(),
+            code: self.code().to_owned(),
+            field,
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        match self {
+            Self::Unavailable => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Self::Unauthorized(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        response
+    }
+}

@@ -1,0 +1,46 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations and served at `/openapi.json`.
+//! `tests/openapi.rs` keeps the checked-in copy (`openapi.json` at the repo root) in step.
+
+use super::pagination::PageOf;
+use super::{error, event_types, events, health, webhooks};
+use axum::Json;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "hookd", description = "Webhook delivery server"),
+    paths(
+        health::healthz, health::readyz,
+        webhooks::create, webhooks::subscribe, webhooks::list, webhooks::get_one,
+        webhooks::secret, webhooks::update, webhooks::remove,
+        events::publish, events::publish_batch, events::get_one, events::list,
+        event_types::list, event_types::create, event_types::archive,
+    ),
+    components(schemas(error::ErrorBody, PageOf<webhooks::Webhook>, PageOf<events::Event>)),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The document as JSON text (pretty, stable order), as checked in.
+pub fn document() -> String {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc.to_pretty_json().unwrap_or_default()
+}
+
+pub async fn serve() -> Json<serde_json::Value> {
+    Json(serde_json::from_str(&document()).unwrap_or_default())
+}

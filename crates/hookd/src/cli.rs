@@ -1,0 +1,212 @@
+//! Command-line interface: `hookd serve`, `hookd migrate`, `hookd api-keys ...`, `hookd openapi`.
+
+use crate::auth::generate_api_key;
+use crate::config::{Config, FlagOverrides};
+use crate::ids::{Clock, SystemClock};
+use crate::server;
+use crate::store::sqlite::{SqliteOptions, SqliteStore};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "hookd", version, about = "Webhook delivery server")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (API) on the configured store.
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate(StoreArgs),
+    /// Manage API keys offline, directly in the data dir.
+    #[command(subcommand)]
+    ApiKeys(ApiKeysCommand),
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+/// Where the configuration and the data live (for commands that open the store themselves).
+#[derive(Debug, Args, Clone)]
+pub struct StoreArgs {
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory [env: HOOKD_DATA_DIR] [default: ./hookd-data]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Listen address [env: HOOKD_LISTEN] [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Development mode: allow plain-http and loopback endpoints [env: HOOKD_DEV]
+    #[arg(long)]
+    pub dev: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeysCommand {
+    /// Create a key and print it (shown once).
+    Create {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// A label for the key.
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+    /// List keys (never the keys themselves: id, name, prefix, state).
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by id; takes effect on the next request.
+    Revoke {
+        #[command(flatten)]
+        store: StoreArgs,
+        id: String,
+    },
+}
+
+impl StoreArgs {
+    pub fn load_config(&self, mut flags: FlagOverrides) -> anyhow::Result<Config> {
+        flags.data_dir = self.data_dir.clone();
+        Config::load(self.config.as_deref(), std::env::vars(), flags)
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let config = args.store.load_config(FlagOverrides {
+                listen: args.listen,
+                dev: args.dev.then_some(true),
+                ..FlagOverrides::default()
+            })?;
+            crate::telemetry::init(&config);
+            server::run(config, shutdown_signal()).await
+        }
+        Command::Migrate(store) => {
+            let config = store.load_config(FlagOverrides::default())?;
+            std::fs::create_dir_all(&config.data_dir)?;
+            let versions = SqliteStore::migrate(sqlite_options(&config)).await?;
+            println!(
+                "database {} is at migration {}",
+                config.database_path().display(),
+                versions.last().copied().unwrap_or(0)
+            );
+            Ok(())
+        }
+        Command::ApiKeys(command) => api_keys(command).await,
+        Command::Openapi => {
+            println!("{}", crate::api::openapi::document());
+            Ok(())
+        }
+    }
+}
+
+fn sqlite_options(config: &Config) -> SqliteOptions {
+    SqliteOptions {
+        path: config.database_path(),
+        synchronous: config.sqlite_synchronous,
+        max_connections: 1,
+    }
+}
+
+async fn api_keys(command: ApiKeysCommand) -> anyhow::Result<()> {
+    api_keys_inner(command).await.context("api-keys")
+}
+
+async fn api_keys_inner(command: ApiKeysCommand) -> anyhow::Result<()> {
+    let now = SystemClock.now_ms();
+    match command {
+        ApiKeysCommand::Create { store, name } => {
+            let config = store.load_config(FlagOverrides::default())?;
+            let db = server::open_store(&config).await?;
+            let (key, row) = generate_api_key(&name, now);
+            let id = row.id.clone();
+            db.insert_api_key(row).await?;
+            println!("{key}");
+            eprintln!("created API key {id} ({name}); it is shown only this once");
+            Ok(())
+        }
+        ApiKeysCommand::List { store, json } => {
+            let config = store.load_config(FlagOverrides::default())?;
+            let db = server::open_store(&config).await?;
+            let keys = db.list_api_keys().await?;
+            if json {
+                let rows: Vec<_> = keys
+                    .iter()
+                    .map(|k| {
+                        serde_json::json!({
+                            "id": k.id, "name": k.name, "prefix": k.prefix,
+                            "created_at": crate::api::rfc3339(k.created_at),
+                            "revoked_at": k.revoked_at.map(crate::api::rfc3339),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+                return Ok(());
+            }
+            println!(
+                "{:<32} {:<16} {:<14} {:<8} CREATED",
+                "ID", "NAME", "PREFIX", "STATE"
+            );
+            for key in keys {
+                let state = match key.revoked_at {
+                    Some(_) => "revoked",
+                    None => "active",
+                };
+                println!(
+                    "{:<32} {:<16} {:<14} {:<8} {}",
+                    key.id,
+                    key.name,
+                    format!("{}…", key.prefix),
+                    state,
+                    crate::api::rfc3339(key.created_at)
+                );
+            }
+            Ok(())
+        }
+        ApiKeysCommand::Revoke { store, id } => {
+            let config = store.load_config(FlagOverrides::default())?;
+            let db = server::open_store(&config).await?;
+            let revoked = db.revoke_api_key(&id, now).await?;
+            anyhow::ensure!(revoked, "no active API key with id {id}");
+            println!("revoked {id}");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = interrupt => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown signal received");
+}

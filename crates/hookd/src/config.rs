@@ -1,0 +1,148 @@
+//! Server configuration: defaults, then a TOML file (`--config`), then `HOOKD_*` environment variables,
+//! then command-line flags; later sources win. Unknown keys in the file are an error naming the key.
+
+use crate::store::sqlite::Synchronous;
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Every option hookd reads. README.md documents each one; keep the two in step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the HTTP API listens on.
+    pub listen: SocketAddr,
+    /// Directory holding the SQLite database (created on first start).
+    pub data_dir: PathBuf,
+    /// Development mode: plain-http and loopback/private endpoint URLs are allowed.
+    pub dev: bool,
+    /// Allow plain `http://` endpoint URLs outside development mode.
+    pub allow_http: bool,
+    /// An API key accepted in addition to the stored ones; when set, no admin key is generated.
+    pub api_key: Option<String>,
+    /// Largest accepted `data` payload of one event, in bytes.
+    pub max_payload_bytes: usize,
+    /// Refuse to publish event types that are not in the catalog (422).
+    pub strict_event_types: bool,
+    /// SQLite durability: `full` (default), `normal` or `extra`.
+    pub sqlite_synchronous: Synchronous,
+    /// SQLite connection pool size (reads and non-publish writes).
+    pub sqlite_max_connections: u32,
+    /// Log filter in `tracing` syntax (e.g. `info`, `hookd=debug`); `RUST_LOG` overrides it.
+    pub log_level: String,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("hookd-data"),
+            dev: false,
+            allow_http: false,
+            api_key: None,
+            max_payload_bytes: 256 * 1024,
+            strict_event_types: false,
+            sqlite_synchronous: Synchronous::Full,
+            sqlite_max_connections: 8,
+            log_level: "info".into(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// The `HOOKD_*` variables that map onto config keys (other `HOOKD_*` variables, such as the CLI's
+/// `HOOKD_URL`, are not configuration and are ignored here).
+const ENV_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "dev",
+    "allow_http",
+    "api_key",
+    "max_payload_bytes",
+    "strict_event_types",
+    "sqlite_synchronous",
+    "sqlite_max_connections",
+    "log_level",
+    "log_format",
+];
+
+/// Values given as command-line flags; `None` means "not given".
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FlagOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dev: Option<bool>,
+}
+
+impl Config {
+    /// Resolves the configuration from all sources. `env` is the process environment, passed in so
+    /// that tests can supply their own.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: FlagOverrides,
+    ) -> Result<Self, String> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(format!("config file {} does not exist", path.display()));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let env_values: Vec<(String, String)> = env
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let key = k.strip_prefix("HOOKD_")?.to_ascii_lowercase();
+                ENV_KEYS.contains(&key.as_str()).then_some((key, v))
+            })
+            .collect();
+        for (key, value) in env_values {
+            figment = figment.merge(Serialized::global(&key, parse_env_value(&value)));
+        }
+        figment = figment.merge(Serialized::globals(flags));
+        figment.extract().map_err(|e| describe(&e))
+    }
+
+    /// The SQLite database file inside the data directory.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("hookd.db")
+    }
+
+    /// Plain http allowed for endpoint URLs.
+    pub fn allows_http(&self) -> bool {
+        self.dev || self.allow_http
+    }
+}
+
+/// Environment values are strings; let `true`, numbers and the like become typed values so that the
+/// same parsing applies as in the TOML file.
+fn parse_env_value(raw: &str) -> figment::value::Value {
+    match raw.parse::<figment::value::Value>() {
+        Ok(value) => value,
+        Err(never) => match never {},
+    }
+}
+
+fn describe(error: &figment::Error) -> String {
+    error
+        .clone()
+        .into_iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}

@@ -1,0 +1,10 @@
+//! hookd: a webhook delivery server. One binary: API, store and CLI (see ARCHITECTURE.md).
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod ids;
+pub mod server;
+pub mod store;
+pub mod telemetry;

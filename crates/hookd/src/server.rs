@@ -1,0 +1,104 @@
+//! Wiring: open the store, make sure an API key exists, build the router, serve until shutdown.
+
+use crate::api::{self, ApiSettings, AppState};
+use crate::auth::{Authenticator, generate_api_key};
+use crate::config::Config;
+use crate::ids::{DynClock, SystemClock};
+use crate::store::sqlite::{SqliteOptions, SqliteStore};
+use crate::store::{DynStore, StoreError};
+use anyhow::Context;
+use hookd_core::UrlPolicy;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Largest body of `POST /api/events/batch`.
+const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+
+/// Opens the configured store (creating the data directory and applying migrations).
+pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let store = SqliteStore::open(SqliteOptions {
+        path: config.database_path(),
+        synchronous: config.sqlite_synchronous,
+        max_connections: config.sqlite_max_connections,
+    })
+    .await
+    .map_err(|e: StoreError| anyhow::anyhow!(e))
+    .with_context(|| format!("cannot open {}", config.database_path().display()))?;
+    Ok(Arc::new(store))
+}
+
+/// On first start (no stored key and none configured) creates an admin key and returns its text, to be
+/// printed once. Never again: once a key is stored, this returns `None`.
+pub async fn ensure_admin_key(
+    store: &DynStore,
+    config: &Config,
+    clock: &DynClock,
+) -> anyhow::Result<Option<String>> {
+    if config.api_key.is_some() || !store.list_api_keys().await?.is_empty() {
+        return Ok(None);
+    }
+    let (key, row) = generate_api_key("admin", clock.now_ms());
+    store.insert_api_key(row).await?;
+    Ok(Some(key))
+}
+
+pub fn app_state(config: &Config, store: DynStore, clock: DynClock) -> AppState {
+    AppState {
+        auth: Authenticator::new(store.clone(), config.api_key.as_deref()),
+        store,
+        clock,
+        settings: ApiSettings {
+            url_policy: UrlPolicy {
+                allow_http: config.allows_http(),
+                allow_non_public: config.dev,
+            },
+            max_payload_bytes: config.max_payload_bytes,
+            max_batch_bytes: MAX_BATCH_BYTES.max(config.max_payload_bytes * 2),
+            strict_event_types: config.strict_event_types,
+        },
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then drains open requests.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("HTTP server failed")
+}
+
+/// `hookd serve`: everything above, with the system clock and the configured listen address.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    if config.dev {
+        tracing::warn!(
+            "DEVELOPMENT MODE: plain-http and loopback/private endpoint URLs are allowed. \
+             Do not run production traffic with --dev."
+        );
+    }
+    let clock: DynClock = Arc::new(SystemClock);
+    let store = open_store(&config).await?;
+    if let Some(key) = ensure_admin_key(&store, &config, &clock).await? {
+        // Printed on stdout, once: the key is stored only as a hash and cannot be shown again.
+        println!(
+            "Created an admin API key. It is shown only this once; store it now:\n\n    {key}\n"
+        );
+    }
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, data_dir = %config.data_dir.display(), "hookd listening");
+    let state = app_state(&config, store, clock);
+    serve(listener, state, shutdown).await
+}
