@@ -4,7 +4,7 @@ use crate::auth::generate_api_key;
 use crate::config::{Config, FlagOverrides};
 use crate::ids::{Clock, SystemClock};
 use crate::server;
-use crate::store::sqlite::{SqliteOptions, SqliteStore};
+use crate::store::sqlite::SqliteStore;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -101,7 +101,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(store) => {
             let config = store.load_config(FlagOverrides::default())?;
             std::fs::create_dir_all(&config.data_dir)?;
-            let versions = SqliteStore::migrate(sqlite_options(&config)).await?;
+            let versions = SqliteStore::migrate(config.sqlite_options()).await?;
             println!(
                 "database {} is at migration {}",
                 config.database_path().display(),
@@ -114,14 +114,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", crate::api::openapi::document());
             Ok(())
         }
-    }
-}
-
-fn sqlite_options(config: &Config) -> SqliteOptions {
-    SqliteOptions {
-        path: config.database_path(),
-        synchronous: config.sqlite_synchronous,
-        max_connections: 1,
     }
 }
 

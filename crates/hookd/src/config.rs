@@ -30,6 +30,8 @@ pub struct Config {
     pub sqlite_synchronous: Synchronous,
     /// SQLite connection pool size (reads and non-publish writes).
     pub sqlite_max_connections: u32,
+    /// How long SQLite waits for a lock before the request fails with 503, in milliseconds.
+    pub sqlite_busy_timeout_ms: u64,
     /// Log filter in `tracing` syntax (e.g. `info`, `hookd=debug`); `RUST_LOG` overrides it.
     pub log_level: String,
     /// `text` or `json`.
@@ -56,6 +58,7 @@ impl Default for Config {
             strict_event_types: false,
             sqlite_synchronous: Synchronous::Full,
             sqlite_max_connections: 8,
+            sqlite_busy_timeout_ms: 5_000,
             log_level: "info".into(),
             log_format: LogFormat::Text,
         }
@@ -74,6 +77,7 @@ const ENV_KEYS: &[&str] = &[
     "strict_event_types",
     "sqlite_synchronous",
     "sqlite_max_connections",
+    "sqlite_busy_timeout_ms",
     "log_level",
     "log_format",
 ];
@@ -116,6 +120,15 @@ impl Config {
         }
         figment = figment.merge(Serialized::globals(flags));
         figment.extract().map_err(|e| describe(&e))
+    }
+
+    pub fn sqlite_options(&self) -> crate::store::sqlite::SqliteOptions {
+        crate::store::sqlite::SqliteOptions {
+            path: self.database_path(),
+            synchronous: self.sqlite_synchronous,
+            max_connections: self.sqlite_max_connections,
+            busy_timeout: std::time::Duration::from_millis(self.sqlite_busy_timeout_ms),
+        }
     }
 
     /// The SQLite database file inside the data directory.

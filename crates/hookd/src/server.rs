@@ -4,7 +4,7 @@ use crate::api::{self, ApiSettings, AppState};
 use crate::auth::{Authenticator, generate_api_key};
 use crate::config::Config;
 use crate::ids::{DynClock, SystemClock};
-use crate::store::sqlite::{SqliteOptions, SqliteStore};
+use crate::store::sqlite::SqliteStore;
 use crate::store::{DynStore, StoreError};
 use anyhow::Context;
 use hookd_core::UrlPolicy;
@@ -19,14 +19,10 @@ const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
-    let store = SqliteStore::open(SqliteOptions {
-        path: config.database_path(),
-        synchronous: config.sqlite_synchronous,
-        max_connections: config.sqlite_max_connections,
-    })
-    .await
-    .map_err(|e: StoreError| anyhow::anyhow!(e))
-    .with_context(|| format!("cannot open {}", config.database_path().display()))?;
+    let store = SqliteStore::open(config.sqlite_options())
+        .await
+        .map_err(|e: StoreError| anyhow::anyhow!(e))
+        .with_context(|| format!("cannot open {}", config.database_path().display()))?;
     Ok(Arc::new(store))
 }
 

@@ -1,6 +1,7 @@
 //! Logging setup. Logs go to stderr; secrets and payload bodies are never logged.
 
 use crate::config::{Config, LogFormat};
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 pub fn init(config: &Config) {
@@ -9,6 +10,7 @@ pub fn init(config: &Config) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match config.log_format {
         LogFormat::Json => builder.json().try_init(),

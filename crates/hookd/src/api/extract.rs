@@ -40,26 +40,58 @@ where
 
 /// Parses JSON with the error mapping described on [`ApiJson`].
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // A syntax check first, so that a body that is not JSON is always 400, never 422 for a field
+    // that happened to come before the syntax error.
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+        .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    if nesting_depth(bytes) > MAX_JSON_DEPTH {
+        return Err(ApiError::BadRequest {
+            code: "json_too_deep",
+            message: format!("JSON nests deeper than {MAX_JSON_DEPTH} levels"),
+        });
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut deserializer);
-    let value = parsed.map_err(|error| {
+    parsed.map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => {
-                let field = match path.as_str() {
-                    "." => missing_field_name(&inner).unwrap_or_else(|| "body".into()),
-                    _ => path,
-                };
-                ApiError::invalid("invalid_field", field, strip_position(&inner))
+        let field = match path.as_str() {
+            "." => missing_field_name(&inner).unwrap_or_else(|| "body".into()),
+            _ => path,
+        };
+        ApiError::invalid("invalid_field", field, strip_position(&inner))
+    })
+}
+
+/// Deepest nesting of arrays and objects accepted in a request body.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// The deepest nesting of `[`/`{` in (syntactically valid) JSON, ignoring brackets inside strings.
+/// serde_json skips raw and ignored values without its recursion limit, so the limit is checked here.
+fn nesting_depth(json: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &byte in json {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
             }
-            _ => ApiError::MalformedJson(inner.to_string()),
+            continue;
         }
-    })?;
-    deserializer
-        .end()
-        .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-    Ok(value)
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// serde reports a missing field at the parent's path; pull the name out of the message instead.
@@ -104,5 +136,38 @@ where
         serde_urlencoded::from_str(query)
             .map(ApiQuery)
             .map_err(|e| ApiError::invalid("invalid_query", "query", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_depth_ignores_strings() {
+        let cases: &[(&str, usize)] = &[
+            ("1", 0),
+            ("{}", 1),
+            (r#"{"a":[{"b":[]}]}"#, 4),
+            (r#"{"a":"[[[[{{{{"}"#, 1),
+            (r#"{"a":"\"[[[["}"#, 1),
+            (r#"[[],[[]],[]]"#, 3),
+        ];
+        for (json, expected) in cases {
+            assert_eq!(nesting_depth(json.as_bytes()), *expected, "{json}");
+        }
+    }
+
+    #[test]
+    fn too_deep_is_refused() {
+        let ok = format!(
+            "{}{}",
+            "[".repeat(MAX_JSON_DEPTH),
+            "]".repeat(MAX_JSON_DEPTH)
+        );
+        assert!(parse_json::<serde::de::IgnoredAny>(ok.as_bytes()).is_ok());
+        let deep = format!("[{ok}]");
+        let error = parse_json::<serde::de::IgnoredAny>(deep.as_bytes()).unwrap_err();
+        assert_eq!(error.code(), "json_too_deep");
     }
 }

@@ -12,6 +12,8 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row, SqliteConnection};
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -40,12 +42,25 @@ pub struct SqliteOptions {
     pub synchronous: Synchronous,
     /// Reader connections (writes also use them for everything but publishing).
     pub max_connections: u32,
+    /// How long a statement waits for a lock held by another connection before giving up (503).
+    pub busy_timeout: Duration,
 }
 
 pub struct SqliteStore {
     pool: SqlitePool,
     /// Feeds the group-commit publisher task.
     publisher: mpsc::Sender<PublishJob>,
+    /// Counters kept by the publisher task.
+    stats: Arc<PublisherStats>,
+}
+
+/// How the group-commit publisher has batched work so far.
+#[derive(Debug, Default)]
+pub struct PublisherStats {
+    /// Transactions committed (each is one fsync at `synchronous=full`).
+    pub groups: AtomicU64,
+    /// Publish requests answered from those transactions.
+    pub requests: AtomicU64,
 }
 
 struct PublishJob {
@@ -68,8 +83,21 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))?;
         let (publisher, jobs) = mpsc::channel(4_096);
-        tokio::spawn(run_publisher(connect, jobs));
-        Ok(Self { pool, publisher })
+        let stats = Arc::new(PublisherStats::default());
+        tokio::spawn(run_publisher(connect, jobs, stats.clone()));
+        Ok(Self {
+            pool,
+            publisher,
+            stats,
+        })
+    }
+
+    /// (group commits, publish requests) so far.
+    pub fn publisher_stats(&self) -> (u64, u64) {
+        (
+            self.stats.groups.load(Ordering::Relaxed),
+            self.stats.requests.load(Ordering::Relaxed),
+        )
     }
 
     /// Applies migrations without starting anything (for `hookd migrate`).
@@ -106,7 +134,7 @@ fn connect_options(options: &SqliteOptions) -> SqliteConnectOptions {
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(synchronous)
-        .busy_timeout(Duration::from_secs(5))
+        .busy_timeout(options.busy_timeout)
         .foreign_keys(true)
 }
 
@@ -147,7 +175,11 @@ fn decode_err(what: &str, error: impl std::fmt::Display) -> StoreError {
 /// runs them in one `BEGIN IMMEDIATE` transaction (each job inside its own savepoint, so one bad job
 /// cannot sink the others), commits once, then answers every job. If the connection fails it is
 /// reopened for the next group, so hookd recovers by itself when the disk or file comes back.
-async fn run_publisher(connect: SqliteConnectOptions, mut jobs: mpsc::Receiver<PublishJob>) {
+async fn run_publisher(
+    connect: SqliteConnectOptions,
+    mut jobs: mpsc::Receiver<PublishJob>,
+    stats: Arc<PublisherStats>,
+) {
     let mut connection: Option<SqliteConnection> = None;
     while let Some(first) = jobs.recv().await {
         let mut group = vec![first];
@@ -175,6 +207,10 @@ async fn run_publisher(connect: SqliteConnectOptions, mut jobs: mpsc::Receiver<P
         };
         match commit_group(conn, &group).await {
             Ok(results) => {
+                stats.groups.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .requests
+                    .fetch_add(group.len() as u64, Ordering::Relaxed);
                 for (job, result) in group.into_iter().zip(results) {
                     let _ = job.reply.send(result);
                 }

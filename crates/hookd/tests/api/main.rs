@@ -1,0 +1,11 @@
+//! API integration tests: real HTTP on port 0 against a fresh SQLite file per test.
+
+mod common;
+
+mod auth;
+mod errors;
+mod event_types;
+mod events;
+mod openapi;
+mod persistence;
+mod webhooks;

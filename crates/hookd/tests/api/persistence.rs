@@ -1,0 +1,153 @@
+use crate::common::*;
+use hookd::store::sqlite::{MIGRATOR, SqliteStore};
+use serde_json::json;
+use std::sync::Arc;
+
+#[tokio::test]
+async fn restart_keeps_subscriptions_events_and_deliveries() {
+    let data = tempfile::TempDir::new().unwrap();
+    let config = test_config(data.path().to_path_buf());
+    let app = spawn_on(config.clone()).await;
+    let sub = app.subscribe("http://127.0.0.1:1/h", &["order.*"]).await;
+    let published = app
+        .post(
+            "/api/events",
+            json!({"event": "order.created", "data": {"n": 1}}),
+        )
+        .await;
+    app.post("/api/event-types", json!({"name": "custom.type"}))
+        .await;
+    let before = app
+        .get(&format!(
+            "/api/events/{}",
+            published.body["id"].as_str().unwrap()
+        ))
+        .await;
+    app.stop().await;
+
+    let again = spawn_on(config).await;
+    let id = sub["id"].as_str().unwrap();
+    let fetched = again.get(&format!("/api/webhooks/{id}")).await;
+    assert_eq!(fetched.status, 200);
+    assert_eq!(fetched.body["events"], json!(["order.*"]));
+    let secret = again.get(&format!("/api/webhooks/{id}/secret")).await;
+    assert_eq!(secret.body["secret"], sub["secret"]);
+    let after = again
+        .get(&format!(
+            "/api/events/{}",
+            published.body["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(after.body, before.body);
+    let types = again.get("/api/event-types").await;
+    assert!(
+        types.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "custom.type")
+    );
+}
+
+#[tokio::test]
+async fn migrations_upgrade_an_existing_database_and_keep_its_rows() {
+    let data = tempfile::TempDir::new().unwrap();
+    let config = test_config(data.path().to_path_buf());
+    let options = config.sqlite_options();
+    let first_version = MIGRATOR.iter().next().unwrap().version;
+    assert!(
+        MIGRATOR.iter().count() >= 2,
+        "this test needs a later migration to apply"
+    );
+    {
+        // A database as an older hookd left it: only the first migration, with a row in it.
+        let pool = sqlx::SqlitePool::connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&options.path)
+                .create_if_missing(true),
+        )
+        .await
+        .unwrap();
+        MIGRATOR.run_to(first_version, &pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO subscriptions (id, url, events, secret, active, created_at, updated_at)
+             VALUES ('wh_old', 'http://127.0.0.1:1/h', '[\"*\"]',
+                     'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', 1, 1000, 1000)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let tables: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE name = 'event_types'")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        assert!(tables.is_empty(), "the later migration is not applied yet");
+        pool.close().await;
+    }
+    let store = SqliteStore::open(options.clone()).await.unwrap();
+    let app = spawn_with_store(config, Arc::new(store)).await;
+    let old = app.get("/api/webhooks/wh_old").await;
+    assert_eq!(old.status, 200);
+    assert_eq!(old.body["events"], json!(["*"]));
+    assert_eq!(
+        app.get("/api/event-types").await.body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        11
+    );
+    let published = app
+        .post("/api/events", json!({"event": "order.created", "data": {}}))
+        .await;
+    assert_eq!(published.body["deliveries"], 1);
+    let versions = SqliteStore::migrate(options).await.unwrap();
+    let expected: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
+    assert_eq!(versions, expected, "running migrations again is a no-op");
+}
+
+#[tokio::test]
+async fn concurrent_publishes_share_group_commits() {
+    let data = tempfile::TempDir::new().unwrap();
+    let config = test_config(data.path().to_path_buf());
+    let store = Arc::new(SqliteStore::open(config.sqlite_options()).await.unwrap());
+    let app = spawn_with_store(config, store.clone()).await;
+    app.subscribe("http://127.0.0.1:1/h", &["*"]).await;
+    let (groups_before, requests_before) = store.publisher_stats();
+    let requests = 200;
+    let mut tasks = Vec::new();
+    for i in 0..requests {
+        let client = app.client.clone();
+        let url = app.url("/api/events");
+        let key = app.key.clone();
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(key)
+                .json(&json!({"event": "order.created", "data": {"i": i}, "id": format!("g{i}")}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 202);
+    }
+    let (groups, answered) = store.publisher_stats();
+    assert_eq!(answered - requests_before, requests);
+    let used = groups - groups_before;
+    assert!(
+        used < requests,
+        "{requests} concurrent publishes took {used} transactions: no grouping"
+    );
+    for i in 0..requests {
+        let event = app.get(&format!("/api/events/g{i}")).await;
+        assert_eq!(
+            event.body["deliveries"].as_array().unwrap().len(),
+            1,
+            "g{i}"
+        );
+    }
+}
