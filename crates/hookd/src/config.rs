@@ -159,3 +159,108 @@ fn describe(error: &figment::Error) -> String {
         .collect::<Vec<_>>()
         .join("; ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn toml_file(text: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(text.as_bytes()).unwrap();
+        file
+    }
+
+    #[test]
+    fn zero_config_defaults() {
+        let config = Config::load(None, env(&[]), FlagOverrides::default()).unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.database_path(), PathBuf::from("hookd-data/hookd.db"));
+        assert_eq!(config.sqlite_synchronous, Synchronous::Full);
+        assert!(!config.dev);
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let file = toml_file(
+            "listen = \"127.0.0.1:1001\"\ndata_dir = \"/from/file\"\nmax_payload_bytes = 1000\n\
+             strict_event_types = true\nsqlite_synchronous = \"normal\"\n",
+        );
+        let from_file =
+            Config::load(Some(file.path()), env(&[]), FlagOverrides::default()).unwrap();
+        assert_eq!(from_file.listen.port(), 1001);
+        assert_eq!(from_file.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(from_file.max_payload_bytes, 1000);
+        assert!(from_file.strict_event_types);
+        assert_eq!(from_file.sqlite_synchronous, Synchronous::Normal);
+
+        let variables = env(&[
+            ("HOOKD_LISTEN", "127.0.0.1:1002"),
+            ("HOOKD_DATA_DIR", "/from/env"),
+            ("HOOKD_DEV", "true"),
+            ("HOOKD_MAX_PAYLOAD_BYTES", "2000"),
+            ("HOOKD_URL", "http://not-config"),
+            ("OTHER", "x"),
+        ]);
+        let from_env = Config::load(
+            Some(file.path()),
+            variables.clone(),
+            FlagOverrides::default(),
+        )
+        .unwrap();
+        assert_eq!(from_env.listen.port(), 1002);
+        assert_eq!(from_env.data_dir, PathBuf::from("/from/env"));
+        assert!(from_env.dev);
+        assert_eq!(from_env.max_payload_bytes, 2000);
+        assert!(
+            from_env.strict_event_types,
+            "file value kept where env is silent"
+        );
+
+        let flags = FlagOverrides {
+            listen: Some("127.0.0.1:1003".parse().unwrap()),
+            data_dir: Some("/from/flag".into()),
+            dev: None,
+        };
+        let from_flags = Config::load(Some(file.path()), variables, flags).unwrap();
+        assert_eq!(from_flags.listen.port(), 1003);
+        assert_eq!(from_flags.data_dir, PathBuf::from("/from/flag"));
+        assert!(from_flags.dev, "env value kept where flags are silent");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let file = toml_file("listen = \"127.0.0.1:1\"\nlisten_port = 9\n");
+        let error =
+            Config::load(Some(file.path()), env(&[]), FlagOverrides::default()).unwrap_err();
+        assert!(error.contains("listen_port"), "{error}");
+
+        let file = toml_file("sqlite_synchronous = \"sometimes\"\n");
+        let error =
+            Config::load(Some(file.path()), env(&[]), FlagOverrides::default()).unwrap_err();
+        assert!(error.contains("sqlite_synchronous"), "{error}");
+
+        let error = Config::load(
+            None,
+            env(&[("HOOKD_LISTEN", "not an address")]),
+            FlagOverrides::default(),
+        )
+        .unwrap_err();
+        assert!(error.contains("listen"), "{error}");
+
+        let missing = Config::load(
+            Some(Path::new("/no/such/hookd.toml")),
+            env(&[]),
+            FlagOverrides::default(),
+        );
+        assert!(missing.unwrap_err().contains("does not exist"));
+    }
+}

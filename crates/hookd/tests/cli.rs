@@ -1,0 +1,272 @@
+//! Tests of the real `hookd` binary: zero-config start, the one-time admin key, offline key management,
+//! configuration errors, `migrate` and `openapi`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader, Lines};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hookd");
+
+/// A `hookd` command with a clean environment (no inherited `HOOKD_*`), run in `dir`.
+fn hookd(dir: &Path) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+struct Server {
+    child: Child,
+    address: SocketAddr,
+    stdout: Lines<BufReader<tokio::process::ChildStdout>>,
+    /// Kept open so that the server can keep logging.
+    _stderr: Lines<BufReader<tokio::process::ChildStderr>>,
+}
+
+/// Starts `hookd serve` and waits for its "listening" log line.
+async fn start(mut command: Command) -> Server {
+    let mut child = command.spawn().unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let address = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let line = stderr
+                .next_line()
+                .await
+                .unwrap()
+                .expect("hookd exited before listening");
+            if let Some(rest) = line.split("address=").nth(1) {
+                return rest.split_whitespace().next().unwrap().parse().unwrap();
+            }
+        }
+    })
+    .await
+    .expect("hookd did not start listening");
+    Server {
+        child,
+        address,
+        stdout,
+        _stderr: stderr,
+    }
+}
+
+impl Server {
+    /// SIGTERM, then wait for a clean exit; returns what remained on stdout.
+    async fn terminate(mut self) -> String {
+        let pid = self.child.id().unwrap().to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .expect("hookd did not stop on SIGTERM")
+            .unwrap();
+        assert!(exit.success(), "exit status {exit}");
+        drain(&mut self.stdout).await
+    }
+
+    async fn status_with_key(&self, key: &str) -> u16 {
+        reqwest::Client::new()
+            .get(format!("http://{}/api/webhooks", self.address))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}
+
+async fn drain<R: AsyncRead + Unpin>(lines: &mut Lines<BufReader<R>>) -> String {
+    let mut text = String::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    text
+}
+
+fn find_key(text: &str) -> Option<String> {
+    text.split_whitespace()
+        .find(|word| word.starts_with("hookd_"))
+        .map(str::to_owned)
+}
+
+async fn run(command: &mut Command) -> (bool, String, String) {
+    let output = command.output().await.unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn zero_config_start_prints_the_admin_key_once() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let mut command = hookd(dir.path());
+    command.args(["serve", "--listen", "127.0.0.1:0"]);
+    let mut server = start(command).await;
+    let first_line = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut seen = String::new();
+        while let Some(line) = server.stdout.next_line().await.unwrap() {
+            seen.push_str(&line);
+            if let Some(key) = find_key(&seen) {
+                return key;
+            }
+        }
+        panic!("no key on stdout: {seen}");
+    })
+    .await
+    .unwrap();
+    let key = first_line;
+    assert_eq!(server.status_with_key(&key).await, 200);
+    assert_eq!(server.status_with_key("hookd_wrong").await, 401);
+    let rest = server.terminate().await;
+    assert!(find_key(&rest).is_none());
+    assert!(
+        dir.path().join("hookd-data/hookd.db").exists(),
+        "data lives in ./hookd-data by default"
+    );
+
+    let mut command = hookd(dir.path());
+    command.args(["serve", "--listen", "127.0.0.1:0"]);
+    let server = start(command).await;
+    assert_eq!(
+        server.status_with_key(&key).await,
+        200,
+        "the key survives restarts"
+    );
+    let stdout = server.terminate().await;
+    assert!(find_key(&stdout).is_none(), "printed again: {stdout}");
+}
+
+#[tokio::test]
+async fn environment_configures_data_dir_listen_and_key() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let data = dir.path().join("elsewhere");
+    let mut command = hookd(dir.path());
+    command
+        .arg("serve")
+        .env("HOOKD_LISTEN", "127.0.0.1:0")
+        .env("HOOKD_DATA_DIR", &data)
+        .env("HOOKD_API_KEY", "hookd_from_environment");
+    let server = start(command).await;
+    assert_eq!(server.status_with_key("hookd_from_environment").await, 200);
+    let stdout = server.terminate().await;
+    assert!(
+        find_key(&stdout).is_none(),
+        "no admin key when one is configured"
+    );
+    assert!(data.join("hookd.db").exists());
+    assert!(!dir.path().join("hookd-data").exists());
+}
+
+#[tokio::test]
+async fn api_keys_are_managed_offline_and_revocation_is_immediate() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let mut command = hookd(dir.path());
+    command.args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data_arg]);
+    let server = start(command).await;
+
+    let (ok, stdout, _) =
+        run(hookd(dir.path()).args(["api-keys", "create", "--name", "ci", "--data-dir", data_arg]))
+            .await;
+    assert!(ok);
+    let key = find_key(&stdout).expect("key printed");
+    assert_eq!(server.status_with_key(&key).await, 200);
+
+    let (ok, listed, _) =
+        run(hookd(dir.path()).args(["api-keys", "list", "--json", "--data-dir", data_arg])).await;
+    assert!(ok);
+    let keys: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let ci = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "ci")
+        .cloned()
+        .unwrap();
+    assert!(!listed.contains(&key), "listing never shows a key");
+    assert_eq!(ci["revoked_at"], serde_json::Value::Null);
+    let (ok, table, _) =
+        run(hookd(dir.path()).args(["api-keys", "list", "--data-dir", data_arg])).await;
+    assert!(ok);
+    assert!(table.contains("ci") && table.contains("admin") && table.contains("active"));
+
+    let id = ci["id"].as_str().unwrap();
+    let (ok, _, _) =
+        run(hookd(dir.path()).args(["api-keys", "revoke", id, "--data-dir", data_arg])).await;
+    assert!(ok);
+    assert_eq!(server.status_with_key(&key).await, 401);
+    let (ok, _, stderr) =
+        run(hookd(dir.path()).args(["api-keys", "revoke", id, "--data-dir", data_arg])).await;
+    assert!(!ok, "revoking twice fails");
+    assert!(stderr.contains(id), "{stderr}");
+    server.terminate().await;
+}
+
+#[tokio::test]
+async fn unknown_config_key_is_an_error_naming_it() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let file = dir.path().join("hookd.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:0\"\nretries = 3\n").unwrap();
+    let (ok, _, stderr) =
+        run(hookd(dir.path()).args(["serve", "--config", file.to_str().unwrap()])).await;
+    assert!(!ok);
+    assert!(stderr.contains("retries"), "{stderr}");
+}
+
+#[tokio::test]
+async fn config_file_is_read_and_flags_override_it() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let file = dir.path().join("hookd.toml");
+    std::fs::write(
+        &file,
+        "listen = \"127.0.0.1:1\"\napi_key = \"hookd_from_file\"\ndata_dir = \"filedata\"\n",
+    )
+    .unwrap();
+    let mut command = hookd(dir.path());
+    command.args([
+        "serve",
+        "--config",
+        file.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let server = start(command).await;
+    assert_ne!(server.address.port(), 1, "the flag wins over the file");
+    assert_eq!(server.status_with_key("hookd_from_file").await, 200);
+    server.terminate().await;
+    assert!(dir.path().join("filedata/hookd.db").exists());
+}
+
+#[tokio::test]
+async fn migrate_and_openapi_commands() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let (ok, stdout, stderr) = run(hookd(dir.path()).args(["migrate", "--data-dir", "d"])).await;
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("is at migration 2"), "{stdout}");
+    assert!(dir.path().join("d/hookd.db").exists());
+    let (ok, stdout, _) = run(hookd(dir.path()).arg("openapi")).await;
+    assert!(ok);
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let (ok, _, stderr) = run(hookd(dir.path()).arg("no-such-command")).await;
+    assert!(!ok);
+    assert!(stderr.contains("no-such-command"), "{stderr}");
+}
