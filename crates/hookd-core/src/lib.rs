@@ -4,12 +4,18 @@
 //! Functions that need the time or random bytes take them as arguments, so that the server crate owns
 //! every side effect and tests can drive these functions with fixed inputs.
 
+pub mod envelope;
 pub mod event_type;
+pub mod headers;
 pub mod ids;
+pub mod retry;
 pub mod secret;
+pub mod time;
 pub mod url;
 
+pub use envelope::Envelope;
 pub use event_type::{EventFilter, EventType};
 pub use ids::ClientEventId;
+pub use retry::{AttemptResult, Decision, RetryPolicy};
 pub use secret::SigningSecret;
 pub use url::{EndpointUrl, UrlPolicy};

@@ -4,6 +4,7 @@
 use crate::store::sqlite::Synchronous;
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
+use hookd_core::RetryPolicy;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,55 @@ pub struct Config {
     pub log_level: String,
     /// `text` or `json`.
     pub log_format: LogFormat,
+    /// What this process runs: the HTTP API, the delivery worker, or both.
+    pub role: Role,
+    /// Per-attempt timeout when the subscription sets none, in ms.
+    pub delivery_timeout_ms: u64,
+    /// TCP/TLS connect timeout, in ms.
+    pub connect_timeout_ms: u64,
+    /// Delivery requests in flight at once, all endpoints together.
+    pub max_in_flight: usize,
+    /// Delivery requests in flight at once to one endpoint.
+    pub max_in_flight_per_endpoint: usize,
+    /// Retry policy when the subscription sets none (TOML table `[retry]`); unset means the
+    /// brief's policy (5 attempts, 2 s doubling). An `Option` so that a file's table replaces the
+    /// default instead of being merged into it.
+    pub retry: Option<RetryPolicy>,
+    /// Consecutive dead deliveries after which a subscription is disabled.
+    pub disable_after_failures: i64,
+    /// Lease = request timeout + this margin, in ms; an expired lease is retried by any worker.
+    pub lease_margin_ms: u64,
+    /// Longest idle sleep of the worker between looks at the queue, in ms.
+    pub poll_interval_ms: u64,
+    /// How often expired leases are returned to the queue, in ms.
+    pub rescue_interval_ms: u64,
+    /// On SIGTERM, how long in-flight deliveries may finish before their leases are released, in ms.
+    pub shutdown_grace_ms: u64,
+    /// Serve `/metrics` without an API key.
+    pub public_metrics: bool,
+}
+
+/// Which parts of hookd a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The HTTP API only (plus health and metrics).
+    Api,
+    /// The delivery worker only (plus health and metrics).
+    Worker,
+    /// Both.
+    #[default]
+    All,
+}
+
+impl Role {
+    pub fn runs_api(self) -> bool {
+        matches!(self, Self::Api | Self::All)
+    }
+
+    pub fn runs_worker(self) -> bool {
+        matches!(self, Self::Worker | Self::All)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -61,6 +111,18 @@ impl Default for Config {
             sqlite_busy_timeout_ms: 5_000,
             log_level: "info".into(),
             log_format: LogFormat::Text,
+            role: Role::All,
+            delivery_timeout_ms: 10_000,
+            connect_timeout_ms: 5_000,
+            max_in_flight: 256,
+            max_in_flight_per_endpoint: 16,
+            retry: None,
+            disable_after_failures: 10,
+            lease_margin_ms: 30_000,
+            poll_interval_ms: 1_000,
+            rescue_interval_ms: 5_000,
+            shutdown_grace_ms: 10_000,
+            public_metrics: false,
         }
     }
 }
@@ -80,6 +142,17 @@ const ENV_KEYS: &[&str] = &[
     "sqlite_busy_timeout_ms",
     "log_level",
     "log_format",
+    "role",
+    "delivery_timeout_ms",
+    "connect_timeout_ms",
+    "max_in_flight",
+    "max_in_flight_per_endpoint",
+    "disable_after_failures",
+    "lease_margin_ms",
+    "poll_interval_ms",
+    "rescue_interval_ms",
+    "shutdown_grace_ms",
+    "public_metrics",
 ];
 
 /// Values given as command-line flags; `None` means "not given".
@@ -91,6 +164,8 @@ pub struct FlagOverrides {
     pub data_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dev: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
 }
 
 impl Config {
@@ -119,7 +194,50 @@ impl Config {
             figment = figment.merge(Serialized::global(&key, parse_env_value(&value)));
         }
         figment = figment.merge(Serialized::globals(flags));
-        figment.extract().map_err(|e| describe(&e))
+        let config: Config = figment.extract().map_err(|e| describe(&e))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Cross-field checks that serde cannot express.
+    fn validate(&self) -> Result<(), String> {
+        self.retry_policy()
+            .validate()
+            .map_err(|e| format!("retry: {e}"))?;
+        if !(1_000..=60_000).contains(&self.delivery_timeout_ms) {
+            return Err("delivery_timeout_ms: must be 1000 to 60000".into());
+        }
+        if self.max_in_flight == 0 || self.max_in_flight_per_endpoint == 0 {
+            return Err("max_in_flight and max_in_flight_per_endpoint must be at least 1".into());
+        }
+        if self.disable_after_failures < 1 {
+            return Err("disable_after_failures: must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The server-wide default retry policy.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry.clone().unwrap_or_default()
+    }
+
+    /// The delivery worker's settings.
+    pub fn worker_config(&self, owner: String) -> crate::worker::WorkerConfig {
+        let ms = std::time::Duration::from_millis;
+        crate::worker::WorkerConfig {
+            owner,
+            default_timeout: ms(self.delivery_timeout_ms),
+            connect_timeout: ms(self.connect_timeout_ms),
+            max_in_flight: self.max_in_flight,
+            max_in_flight_per_subscription: self.max_in_flight_per_endpoint,
+            default_retry: self.retry_policy(),
+            disable_after_failures: self.disable_after_failures,
+            lease_margin: ms(self.lease_margin_ms),
+            poll_interval: ms(self.poll_interval_ms.max(1)),
+            rescue_interval: ms(self.rescue_interval_ms.max(1)),
+            shutdown_grace: ms(self.shutdown_grace_ms),
+            ..crate::worker::WorkerConfig::new(String::new())
+        }
     }
 
     pub fn sqlite_options(&self) -> crate::store::sqlite::SqliteOptions {
@@ -228,12 +346,31 @@ mod tests {
         let flags = FlagOverrides {
             listen: Some("127.0.0.1:1003".parse().unwrap()),
             data_dir: Some("/from/flag".into()),
-            dev: None,
+            ..FlagOverrides::default()
         };
         let from_flags = Config::load(Some(file.path()), variables, flags).unwrap();
         assert_eq!(from_flags.listen.port(), 1003);
         assert_eq!(from_flags.data_dir, PathBuf::from("/from/flag"));
         assert!(from_flags.dev, "env value kept where flags are silent");
+    }
+
+    #[test]
+    fn delivery_settings_from_file() {
+        let file =
+            toml_file("role = \"worker\"\nmax_in_flight = 8\n[retry]\nschedule_ms = [100, 200]\n");
+        let config = Config::load(Some(file.path()), env(&[]), FlagOverrides::default()).unwrap();
+        assert_eq!(config.role, Role::Worker);
+        assert_eq!(config.max_in_flight, 8);
+        assert_eq!(config.retry_policy().max_attempts(), 3);
+        let worker = config.worker_config("w".into());
+        assert_eq!(worker.max_in_flight, 8);
+        assert_eq!(worker.default_retry, config.retry_policy());
+        let from_env = Config::load(
+            None,
+            env(&[("HOOKD_ROLE", "api")]),
+            FlagOverrides::default(),
+        );
+        assert_eq!(from_env.unwrap().role, Role::Api);
     }
 
     #[test]
@@ -255,6 +392,11 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.contains("listen"), "{error}");
+
+        let file = toml_file("[retry]\nmax_attempts = 0\nbase_delay_ms = 100\n");
+        let error =
+            Config::load(Some(file.path()), env(&[]), FlagOverrides::default()).unwrap_err();
+        assert!(error.contains("retry"), "{error}");
 
         let missing = Config::load(
             Some(Path::new("/no/such/hookd.toml")),

@@ -8,3 +8,4 @@ pub mod ids;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod worker;

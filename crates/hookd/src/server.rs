@@ -6,11 +6,13 @@ use crate::config::Config;
 use crate::ids::{DynClock, SystemClock};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{DynStore, StoreError};
+use crate::worker::Worker;
 use anyhow::Context;
 use hookd_core::UrlPolicy;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
 
 /// Largest body of `POST /api/events/batch`.
 const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
@@ -41,8 +43,16 @@ pub async fn ensure_admin_key(
     Ok(Some(key))
 }
 
-pub fn app_state(config: &Config, store: DynStore, clock: DynClock) -> AppState {
+pub fn app_state(
+    config: &Config,
+    store: DynStore,
+    clock: DynClock,
+    waker: Arc<Notify>,
+) -> AppState {
+    // Install the metrics recorder before anything records.
+    crate::api::metrics::prometheus();
     AppState {
+        waker,
         auth: Authenticator::new(store.clone(), config.api_key.as_deref()),
         store,
         clock,
@@ -54,6 +64,8 @@ pub fn app_state(config: &Config, store: DynStore, clock: DynClock) -> AppState 
             max_payload_bytes: config.max_payload_bytes,
             max_batch_bytes: MAX_BATCH_BYTES.max(config.max_payload_bytes * 2),
             strict_event_types: config.strict_event_types,
+            serve_api: config.role.runs_api(),
+            public_metrics: config.public_metrics,
         },
     }
 }
@@ -71,7 +83,25 @@ pub async fn serve(
         .context("HTTP server failed")
 }
 
-/// `hookd serve`: everything above, with the system clock and the configured listen address.
+/// Starts the delivery worker in the background; it stops when `shutdown` flips to true.
+pub fn spawn_worker(
+    config: &Config,
+    store: DynStore,
+    clock: DynClock,
+    waker: Arc<Notify>,
+    shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let owner = crate::worker::new_owner_id(clock.now_ms());
+    let worker = Worker::new(store, clock, config.worker_config(owner), waker);
+    tokio::spawn(worker.run(shutdown))
+}
+
+/// Installs the process-wide TLS crypto provider (ring) once; reqwest is built without one.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// `hookd serve`: the API and/or the delivery worker (per `role`) until `shutdown` completes.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -82,9 +112,13 @@ pub async fn run(
              Do not run production traffic with --dev."
         );
     }
+    install_crypto_provider();
+    crate::api::metrics::prometheus();
     let clock: DynClock = Arc::new(SystemClock);
     let store = open_store(&config).await?;
-    if let Some(key) = ensure_admin_key(&store, &config, &clock).await? {
+    if config.role.runs_api()
+        && let Some(key) = ensure_admin_key(&store, &config, &clock).await?
+    {
         // Printed on stdout, once: the key is stored only as a hash and cannot be shown again.
         println!(
             "Created an admin API key. It is shown only this once; store it now:\n\n    {key}\n"
@@ -94,7 +128,27 @@ pub async fn run(
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
-    tracing::info!(%address, data_dir = %config.data_dir.display(), "hookd listening");
-    let state = app_state(&config, store, clock);
-    serve(listener, state, shutdown).await
+    tracing::info!(%address, role = ?config.role, data_dir = %config.data_dir.display(), "hookd listening");
+    let waker = Arc::new(Notify::new());
+    let (stop, stopped) = watch::channel(false);
+    let worker = config.role.runs_worker().then(|| {
+        spawn_worker(
+            &config,
+            store.clone(),
+            clock.clone(),
+            waker.clone(),
+            stopped.clone(),
+        )
+    });
+    let state = app_state(&config, store, clock, waker);
+    let mut api_stopped = stopped.clone();
+    let api = tokio::spawn(serve(listener, state, async move {
+        let _ = api_stopped.wait_for(|stop| *stop).await;
+    }));
+    shutdown.await;
+    let _ = stop.send(true);
+    if let Some(worker) = worker {
+        let _ = worker.await;
+    }
+    api.await.context("HTTP server task failed")?
 }

@@ -146,13 +146,22 @@ impl TryFrom<EventRow> for Event {
     }
 }
 
-fn publish_result(published: &Published) -> PublishResult {
+pub fn publish_result(published: &Published) -> PublishResult {
     PublishResult {
         id: published.event.id.clone(),
         event: published.event.event_type.clone(),
         timestamp: rfc3339(published.event.created_at),
         deliveries: published.deliveries,
         duplicate: !published.created,
+    }
+}
+
+/// Counts new events and wakes the worker when something was queued.
+fn after_publish(state: &AppState, published: &[Published]) {
+    let created = published.iter().filter(|p| p.created).count();
+    metrics::counter!("hookd_events_published_total").increment(created as u64);
+    if published.iter().any(|p| p.created && p.deliveries > 0) {
+        state.waker.notify_one();
     }
 }
 
@@ -212,6 +221,7 @@ async fn prepare(
         retryable: input.retryable.unwrap_or(true),
         idempotency_key,
         created_at: now,
+        only_subscription: None,
     })
 }
 
@@ -252,6 +262,7 @@ pub async fn publish(
     let key = idempotency_key(&headers)?;
     let event = prepare(&state, input, key, "", state.clock.now_ms()).await?;
     let published = state.store.publish(vec![event]).await?;
+    after_publish(&state, &published);
     let Some(first) = published.first() else {
         tracing::error!("publish returned no result");
         return Err(ApiError::Internal);
@@ -295,6 +306,7 @@ pub async fn publish_batch(
         events.push(prepare(&state, event, None, &format!("events[{index}]."), now).await?);
     }
     let published = state.store.publish(events).await?;
+    after_publish(&state, &published);
     Ok((
         StatusCode::ACCEPTED,
         Json(BatchResult {

@@ -3,11 +3,14 @@
 //! Handlers parse input into core types, call the store, and map results to JSON. They hold no SQL and
 //! no business rules beyond input validation.
 
+pub mod actions;
+pub mod deliveries;
 pub mod error;
 pub mod event_types;
 pub mod events;
 pub mod extract;
 pub mod health;
+pub mod metrics;
 pub mod openapi;
 pub mod pagination;
 pub mod webhooks;
@@ -23,6 +26,8 @@ use axum::response::Response;
 use axum::routing::{delete, get, post};
 use error::ApiError;
 use hookd_core::UrlPolicy;
+use std::sync::Arc;
+use tokio::sync::Notify;
 
 /// Limits and policies the handlers apply.
 #[derive(Debug, Clone, Copy)]
@@ -34,6 +39,10 @@ pub struct ApiSettings {
     pub max_batch_bytes: usize,
     /// Publishing a type missing from the catalog is refused.
     pub strict_event_types: bool,
+    /// Serve the management API (false on worker-only nodes: health and metrics only).
+    pub serve_api: bool,
+    /// `/metrics` without an API key.
+    pub public_metrics: bool,
 }
 
 /// Everything a handler may touch. Cheap to clone.
@@ -43,6 +52,8 @@ pub struct AppState {
     pub clock: DynClock,
     pub auth: Authenticator,
     pub settings: ApiSettings,
+    /// Wakes the local delivery worker when work becomes due (publish, retry, redrive, replay).
+    pub waker: Arc<Notify>,
 }
 
 /// Body limit for management routes (subscriptions, event types).
@@ -52,9 +63,29 @@ const ENVELOPE_ALLOWANCE: usize = 16 * 1024;
 
 pub fn router(state: AppState) -> Router {
     let settings = state.settings;
-    let api = Router::new()
+    let auth = middleware::from_fn_with_state(state.clone(), require_api_key);
+    let metrics_route = match settings.public_metrics {
+        true => get(metrics::prometheus_text),
+        false => get(metrics::prometheus_text).layer(auth.clone()),
+    };
+    let mut app = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", metrics_route)
+        .route("/openapi.json", get(openapi::serve));
+    if settings.serve_api {
+        app = app.nest("/api", management_routes(settings).layer(auth));
+    }
+    app.fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+fn management_routes(settings: ApiSettings) -> Router<AppState> {
+    Router::new()
         .route("/webhooks", post(webhooks::create).get(webhooks::list))
         .route("/webhooks/subscribe", post(webhooks::subscribe))
+        .route("/webhooks/metrics", get(metrics::summary))
         .route(
             "/webhooks/{id}",
             get(webhooks::get_one)
@@ -62,6 +93,24 @@ pub fn router(state: AppState) -> Router {
                 .delete(webhooks::remove),
         )
         .route("/webhooks/{id}/secret", get(webhooks::secret))
+        .route(
+            "/webhooks/{id}/deliveries",
+            get(deliveries::list_for_webhook),
+        )
+        .route("/webhooks/{id}/test", post(actions::send_test))
+        .route("/webhooks/{id}/rotate-secret", post(actions::rotate_secret))
+        .route("/webhooks/{id}/enable", post(actions::enable))
+        .route("/webhooks/{id}/disable", post(actions::disable))
+        .route("/webhooks/{id}/recover", post(actions::recover))
+        .route(
+            "/webhooks/deliveries/{id}/retry",
+            post(deliveries::retry_brief),
+        )
+        .route("/deliveries/{id}", get(deliveries::get_one))
+        .route("/deliveries/{id}/retry", post(deliveries::retry))
+        .route("/dead-letters", get(deliveries::list_dead))
+        .route("/dead-letters/redrive", post(deliveries::redrive_many))
+        .route("/dead-letters/{id}/redrive", post(deliveries::redrive_one))
         .route(
             "/event-types",
             get(event_types::list).post(event_types::create),
@@ -82,19 +131,6 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/events/{id}", get(events::get_one))
         .fallback(route_not_found)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            require_api_key,
-        ));
-
-    Router::new()
-        .nest("/api", api)
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/openapi.json", get(openapi::serve))
-        .fallback(route_not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
 }
 
 async fn route_not_found() -> ApiError {
@@ -134,41 +170,10 @@ async fn require_api_key(
     }
 }
 
-/// RFC 3339 UTC with milliseconds, e.g. `2025-01-15T10:30:00.000Z`.
-pub fn rfc3339(unix_ms: i64) -> String {
-    let nanos = i128::from(unix_ms) * 1_000_000;
-    let Ok(at) = time::OffsetDateTime::from_unix_timestamp_nanos(nanos) else {
-        return String::new();
-    };
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    at.format(&format).unwrap_or_default()
-}
+pub use hookd_core::time::rfc3339_ms as rfc3339;
 
 /// Parses an RFC 3339 timestamp from a query or body field into Unix milliseconds.
 pub fn parse_rfc3339(field: &str, raw: &str) -> Result<i64, ApiError> {
-    let at = time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| ApiError::invalid("invalid_timestamp", field, format!("not RFC 3339: {e}")))?;
-    Ok((at.unix_timestamp_nanos() / 1_000_000) as i64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps_round_trip() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(1_736_937_000_123), "2025-01-15T10:30:00.123Z");
-        assert_eq!(
-            parse_rfc3339("since", "2025-01-15T10:30:00.123Z").unwrap(),
-            1_736_937_000_123
-        );
-        assert_eq!(
-            parse_rfc3339("since", "2025-01-15T11:30:00+01:00").unwrap(),
-            1_736_937_000_000
-        );
-        assert!(parse_rfc3339("since", "yesterday").is_err());
-    }
+    hookd_core::time::parse_rfc3339_ms(raw)
+        .map_err(|e| ApiError::invalid("invalid_timestamp", field, format!("not RFC 3339: {e}")))
 }

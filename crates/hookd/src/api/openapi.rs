@@ -2,7 +2,7 @@
 //! `tests/openapi.rs` keeps the checked-in copy (`openapi.json` at the repo root) in step.
 
 use super::pagination::PageOf;
-use super::{error, event_types, events, health, webhooks};
+use super::{actions, deliveries, error, event_types, events, health, metrics, webhooks};
 use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -16,8 +16,17 @@ use utoipa::{Modify, OpenApi};
         webhooks::secret, webhooks::update, webhooks::remove,
         events::publish, events::publish_batch, events::get_one, events::list,
         event_types::list, event_types::create, event_types::archive,
+        deliveries::list_for_webhook, deliveries::get_one, deliveries::retry,
+        deliveries::retry_brief, deliveries::list_dead, deliveries::redrive_one,
+        deliveries::redrive_many,
+        actions::send_test, actions::rotate_secret, actions::enable, actions::disable,
+        actions::recover,
+        metrics::summary,
     ),
-    components(schemas(error::ErrorBody, PageOf<webhooks::Webhook>, PageOf<events::Event>)),
+    components(schemas(
+        error::ErrorBody, PageOf<webhooks::Webhook>, PageOf<events::Event>,
+        PageOf<events::Delivery>, PageOf<deliveries::DeadLetter>,
+    )),
     modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;

@@ -9,14 +9,17 @@ use crate::store::{SubscriptionPatch, SubscriptionQuery, SubscriptionRow};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use hookd_core::{EndpointUrl, EventFilter, SigningSecret};
+use hookd_core::{EndpointUrl, EventFilter, RetryPolicy, SigningSecret};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
 
 pub const MAX_FILTERS: usize = 100;
 pub const MAX_DESCRIPTION_LEN: usize = 1024;
 pub const MAX_METADATA_BYTES: usize = 4 * 1024;
+pub const MIN_TIMEOUT_MS: i64 = 1_000;
+pub const MAX_TIMEOUT_MS: i64 = 60_000;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +33,14 @@ pub struct CreateWebhook {
     pub secret: Option<String>,
     /// Free-form JSON object kept with the subscription.
     pub metadata: Option<Value>,
+    /// Retry policy: `{"max_attempts", "base_delay_ms", "max_delay_ms"}`, `{"schedule_ms": [...]}` or
+    /// `{"preset": "standard_webhooks"}`. Default: 5 attempts, 2 s doubling.
+    #[schema(value_type = Option<Object>)]
+    pub retry: Option<RetryPolicy>,
+    /// Per-attempt timeout, 1,000–60,000 ms (default 10,000).
+    pub timeout_ms: Option<i64>,
+    /// Extra headers sent with every delivery (cannot override hookd's own).
+    pub headers: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -46,6 +57,16 @@ pub struct UpdateWebhook {
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<Option<Value>>,
     pub active: Option<bool>,
+    /// `null` returns to the server default.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    pub retry: Option<Option<RetryPolicy>>,
+    /// `null` returns to the server default.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    pub timeout_ms: Option<Option<i64>>,
+    /// Replaces all custom headers (`{}` removes them).
+    pub headers: Option<BTreeMap<String, String>>,
 }
 
 /// Distinguishes a field sent as `null` (`Some(None)`) from one left out (`None`).
@@ -69,6 +90,14 @@ pub struct Webhook {
     pub disabled_reason: Option<String>,
     /// Consecutive deliveries that ended dead; reset by a success.
     pub failure_count: i64,
+    /// The subscription's retry policy, or null for the server default.
+    #[schema(value_type = Option<Object>)]
+    pub retry: Option<RetryPolicy>,
+    /// Per-attempt timeout in ms, or null for the server default.
+    pub timeout_ms: Option<i64>,
+    pub headers: BTreeMap<String, String>,
+    /// While a rotated-out secret still signs: until when.
+    pub previous_secret_expires_at: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -116,6 +145,10 @@ impl From<SubscriptionRow> for Webhook {
             active: row.active,
             disabled_reason: row.disabled_reason,
             failure_count: row.failure_count,
+            retry: row.retry_policy,
+            timeout_ms: row.timeout_ms,
+            headers: row.headers,
+            previous_secret_expires_at: row.previous_secret_expires_at.map(rfc3339),
             created_at: rfc3339(row.created_at),
             updated_at: rfc3339(row.updated_at),
         }
@@ -195,26 +228,49 @@ fn parse_secret(raw: Option<String>) -> Result<SigningSecret, ApiError> {
     }
 }
 
+fn parse_retry(raw: Option<RetryPolicy>) -> Result<Option<RetryPolicy>, ApiError> {
+    match raw {
+        Some(policy) => match policy.validate() {
+            Ok(()) => Ok(Some(policy)),
+            Err(e) => Err(ApiError::invalid("invalid_retry_policy", "retry", e)),
+        },
+        None => Ok(None),
+    }
+}
+
+fn parse_timeout(raw: Option<i64>) -> Result<Option<i64>, ApiError> {
+    match raw {
+        Some(ms) if !(MIN_TIMEOUT_MS..=MAX_TIMEOUT_MS).contains(&ms) => Err(ApiError::invalid(
+            "invalid_timeout",
+            "timeout_ms",
+            format!("must be {MIN_TIMEOUT_MS} to {MAX_TIMEOUT_MS}"),
+        )),
+        other => Ok(other),
+    }
+}
+
+fn parse_headers(raw: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ApiError> {
+    hookd_core::headers::parse_custom_headers(&raw)
+        .map_err(|e| ApiError::invalid("invalid_headers", "headers", e))
+}
+
 async fn insert_new(state: &AppState, input: CreateWebhook) -> Result<SubscriptionRow, ApiError> {
     let url = parse_url(state, &input.url)?;
     let events = parse_filters(input.events)?;
-    let description = parse_description(input.description)?;
-    let metadata = parse_metadata(input.metadata)?;
     let secret = parse_secret(input.secret)?;
     let now = state.clock.now_ms();
-    let row = SubscriptionRow {
-        id: new_id("wh", now),
+    let mut row = SubscriptionRow::new(
+        new_id("wh", now),
         url,
         events,
-        description,
-        metadata,
-        secret: secret.as_str().to_owned(),
-        active: true,
-        disabled_reason: None,
-        failure_count: 0,
-        created_at: now,
-        updated_at: now,
-    };
+        secret.as_str().to_owned(),
+        now,
+    );
+    row.description = parse_description(input.description)?;
+    row.metadata = parse_metadata(input.metadata)?;
+    row.retry_policy = parse_retry(input.retry)?;
+    row.timeout_ms = parse_timeout(input.timeout_ms)?;
+    row.headers = parse_headers(input.headers.unwrap_or_default())?;
     state.store.insert_subscription(&row).await?;
     tracing::info!(webhook = %row.id, "subscription created");
     Ok(row)
@@ -333,6 +389,9 @@ pub async fn update(
         description: input.description.map(parse_description).transpose()?,
         metadata: input.metadata.map(parse_metadata).transpose()?,
         active: input.active,
+        retry_policy: input.retry.map(parse_retry).transpose()?,
+        timeout_ms: input.timeout_ms.map(parse_timeout).transpose()?,
+        headers: input.headers.map(parse_headers).transpose()?,
     };
     let row = state
         .store

@@ -7,6 +7,8 @@
 pub mod sqlite;
 
 use async_trait::async_trait;
+use hookd_core::RetryPolicy;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Shared handle to whichever backend is configured.
@@ -63,6 +65,39 @@ pub struct SubscriptionRow {
     pub failure_count: i64,
     pub created_at: UnixMs,
     pub updated_at: UnixMs,
+    /// `None`: the server's default policy.
+    pub retry_policy: Option<RetryPolicy>,
+    /// `None`: the server's default timeout.
+    pub timeout_ms: Option<i64>,
+    /// Custom headers sent with every delivery (validated, lowercase names).
+    pub headers: BTreeMap<String, String>,
+    /// The secret before the last rotation; it keeps signing until `previous_secret_expires_at`.
+    pub previous_secret: Option<String>,
+    pub previous_secret_expires_at: Option<UnixMs>,
+}
+
+impl SubscriptionRow {
+    /// A new, active subscription with server defaults for everything optional.
+    pub fn new(id: String, url: String, events: Vec<String>, secret: String, now: UnixMs) -> Self {
+        Self {
+            id,
+            url,
+            events,
+            description: None,
+            metadata: None,
+            secret,
+            active: true,
+            disabled_reason: None,
+            failure_count: 0,
+            created_at: now,
+            updated_at: now,
+            retry_policy: None,
+            timeout_ms: None,
+            headers: BTreeMap::new(),
+            previous_secret: None,
+            previous_secret_expires_at: None,
+        }
+    }
 }
 
 /// A partial update. `None` leaves a field alone; `Some(None)` clears a nullable field.
@@ -73,6 +108,9 @@ pub struct SubscriptionPatch {
     pub description: Option<Option<String>>,
     pub metadata: Option<Option<serde_json::Value>>,
     pub active: Option<bool>,
+    pub retry_policy: Option<Option<RetryPolicy>>,
+    pub timeout_ms: Option<Option<i64>>,
+    pub headers: Option<BTreeMap<String, String>>,
 }
 
 /// An event ready to be published: ids assigned, fields validated, `data` as the exact JSON text.
@@ -85,6 +123,8 @@ pub struct NewEvent {
     pub retryable: bool,
     pub idempotency_key: Option<String>,
     pub created_at: UnixMs,
+    /// Fan out to this subscription only (test events); `None` for normal publishing.
+    pub only_subscription: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -110,10 +150,14 @@ pub struct Published {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryState {
+    /// Waiting for its first attempt (or re-queued by an operator).
     Pending,
+    /// Leased by a worker; an attempt is under way.
     InFlight,
     Delivered,
+    /// The last attempt failed; a retry is scheduled at `next_attempt_at`.
     Failed,
+    /// Attempts exhausted: in the dead-letter queue.
     Dead,
     /// Recorded while the subscription was disabled; not sent unless replayed.
     Held,
@@ -196,6 +240,125 @@ pub struct EventQuery {
     pub limit: u32,
 }
 
+/// Asks for due deliveries: every pending or failed delivery with `next_attempt_at <= now` whose
+/// subscription is active, oldest first.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    /// Who holds the lease (one id per worker process).
+    pub owner: String,
+    pub now: UnixMs,
+    pub limit: u32,
+    /// The lease lasts the subscription's timeout (or this default) plus `lease_margin_ms`.
+    pub default_timeout_ms: i64,
+    pub lease_margin_ms: i64,
+    /// Subscriptions already at their concurrency cap: skip their deliveries.
+    pub exclude_subscriptions: Vec<String>,
+}
+
+/// A leased delivery with everything needed to send it.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub delivery_id: String,
+    /// Attempts already made in this run; the next is `attempts + 1`.
+    pub attempts: i64,
+    pub event: EventRow,
+    pub subscription: SubscriptionRow,
+}
+
+/// One attempt, as logged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRow {
+    pub id: String,
+    pub delivery_id: String,
+    pub attempt: i64,
+    pub started_at: UnixMs,
+    pub duration_ms: i64,
+    pub request_timestamp: i64,
+    pub status: Option<i64>,
+    pub response_excerpt: Option<String>,
+    pub error: Option<String>,
+    /// dns, connect, tls, timeout, http, blocked; `None` on success.
+    pub error_class: Option<String>,
+}
+
+/// Where an attempt leaves its delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// Failed; try again at this time (held instead if the subscription was disabled meanwhile).
+    Retry {
+        at: UnixMs,
+    },
+    /// Attempts exhausted: dead letter; counts towards auto-disable.
+    Dead,
+    /// `410 Gone`: disable the subscription, hold this delivery.
+    Gone,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryOutcome {
+    pub delivery_id: String,
+    pub subscription_id: String,
+    pub attempt: AttemptRow,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordReport {
+    /// Outcomes applied to deliveries this owner still leased.
+    pub applied: u64,
+    /// Outcomes whose lease had expired and moved on (the attempt is still logged).
+    pub stale: u64,
+    /// Subscriptions disabled by these outcomes (410, or too many dead deliveries in a row).
+    pub disabled: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryQuery {
+    pub subscription_id: Option<String>,
+    pub state: Option<DeliveryState>,
+    pub after: Option<Cursor>,
+    pub limit: u32,
+}
+
+/// Selects dead letters (dead deliveries); times are when they died.
+#[derive(Debug, Clone, Default)]
+pub struct DeadLetterFilter {
+    pub subscription_id: Option<String>,
+    pub event_type: Option<String>,
+    pub since: Option<UnixMs>,
+    pub until: Option<UnixMs>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetterRow {
+    pub delivery: DeliveryRow,
+    pub event_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RetryResult {
+    NotFound,
+    /// An attempt is under way; retrying now would send twice.
+    InFlight,
+    Requeued(DeliveryRow),
+}
+
+/// Counts for the brief's metrics (overall or for one subscription).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeliveryStats {
+    pub total: i64,
+    pub delivered: i64,
+    /// Failed (awaiting retry) plus dead.
+    pub failed: i64,
+    pub dead: i64,
+    pub pending: i64,
+    pub in_flight: i64,
+    pub held: i64,
+    /// Mean duration of successful attempts, in ms.
+    pub average_latency_ms: Option<f64>,
+}
+
 /// The storage contract. Every method is one atomic unit: it commits (durably, per the configured
 /// synchronous level) before returning `Ok`, or leaves nothing behind.
 #[async_trait]
@@ -241,4 +404,71 @@ pub trait Store: Send + Sync + 'static {
     async fn archive_event_type(&self, name: &str, now: UnixMs) -> StoreResult<bool>;
     /// True when the type is in the catalog and not archived.
     async fn event_type_exists(&self, name: &str) -> StoreResult<bool>;
+
+    // --- delivery engine ---------------------------------------------------------------------
+
+    /// Leases due deliveries (state `in_flight`, owner, expiry) and returns them with their event and
+    /// subscription. Committed before returning: no transaction is held while sending.
+    async fn claim_due(&self, request: ClaimRequest) -> StoreResult<Vec<ClaimedDelivery>>;
+    /// Logs the attempts and applies the outcomes in one transaction. An outcome for a delivery that
+    /// `owner` no longer leases only logs its attempt.
+    async fn record_outcomes(
+        &self,
+        owner: &str,
+        outcomes: Vec<DeliveryOutcome>,
+        disable_after_failures: i64,
+        now: UnixMs,
+    ) -> StoreResult<RecordReport>;
+    /// Returns `owner`'s leases on these deliveries to the queue, due at once (shutdown, over-claim).
+    async fn release_leases(&self, owner: &str, delivery_ids: &[String]) -> StoreResult<u64>;
+    /// Returns every expired lease to the queue (a crashed worker's deliveries). Safe to run
+    /// concurrently on every node.
+    async fn rescue_expired_leases(&self, now: UnixMs) -> StoreResult<u64>;
+    /// When the earliest pending or failed delivery of an active subscription is due, if any.
+    async fn next_due_at(&self) -> StoreResult<Option<UnixMs>>;
+
+    // --- operator views and actions -------------------------------------------------------------
+
+    async fn get_delivery(&self, id: &str) -> StoreResult<Option<DeliveryRow>>;
+    /// The attempt log of a delivery, oldest first.
+    async fn list_attempts(&self, delivery_id: &str) -> StoreResult<Vec<AttemptRow>>;
+    async fn list_deliveries(&self, query: DeliveryQuery) -> StoreResult<Page<DeliveryRow>>;
+    /// Re-queues one delivery now with a fresh attempt budget (any state but in flight).
+    async fn retry_delivery(&self, id: &str, now: UnixMs) -> StoreResult<RetryResult>;
+    async fn list_dead_letters(
+        &self,
+        filter: DeadLetterFilter,
+        after: Option<Cursor>,
+        limit: u32,
+    ) -> StoreResult<Page<DeadLetterRow>>;
+    /// Re-queues dead letters matching `filter` (of active subscriptions); returns how many.
+    async fn redrive_dead_letters(&self, filter: DeadLetterFilter, now: UnixMs)
+    -> StoreResult<u64>;
+    /// Re-queues one subscription's failed and dead deliveries that failed in `[since, until)`.
+    async fn recover(
+        &self,
+        subscription_id: &str,
+        since: UnixMs,
+        until: Option<UnixMs>,
+        now: UnixMs,
+    ) -> StoreResult<u64>;
+    /// Enables or disables a subscription. Disabling holds its queued deliveries; enabling with
+    /// `replay` re-queues its held ones. Returns the row and the number replayed.
+    async fn set_subscription_active(
+        &self,
+        id: &str,
+        active: bool,
+        reason: Option<String>,
+        replay: bool,
+        now: UnixMs,
+    ) -> StoreResult<Option<(SubscriptionRow, u64)>>;
+    /// Installs a new secret; the old one keeps signing until `previous_expires_at` (if any).
+    async fn rotate_secret(
+        &self,
+        id: &str,
+        new_secret: &str,
+        previous_expires_at: Option<UnixMs>,
+        now: UnixMs,
+    ) -> StoreResult<Option<SubscriptionRow>>;
+    async fn delivery_stats(&self, subscription_id: Option<&str>) -> StoreResult<DeliveryStats>;
 }

@@ -10,6 +10,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{Connection, Row, SqliteConnection};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -310,7 +311,11 @@ async fn publish_job(
         insert_event(conn, event).await?;
         let mut deliveries = 0;
         for target in targets {
-            if !hookd_core::event_type::any_matches(&target.filters, &event.event_type) {
+            let selected = match &event.only_subscription {
+                Some(only) => *only == target.id,
+                None => hookd_core::event_type::any_matches(&target.filters, &event.event_type),
+            };
+            if !selected {
                 continue;
             }
             insert_delivery(conn, event, target).await?;
@@ -427,10 +432,49 @@ fn event_row_from_new(event: &NewEvent) -> EventRow {
 // Row decoding
 // ---------------------------------------------------------------------------------------------
 
-const SUBSCRIPTION_COLUMNS: &str = "id, url, events, description, metadata, secret, active, \
-     disabled_reason, failure_count, created_at, updated_at";
-const SELECT_SUBSCRIPTION_BY_ID: &str = "SELECT id, url, events, description, metadata, secret, \
-     active, disabled_reason, failure_count, created_at, updated_at FROM subscriptions WHERE id = ?";
+macro_rules! subscription_columns {
+    () => {
+        "id, url, events, description, metadata, secret, active, disabled_reason, failure_count, \
+         created_at, updated_at, retry_policy, timeout_ms, headers, previous_secret, \
+         previous_secret_expires_at"
+    };
+}
+const SUBSCRIPTION_COLUMNS: &str = subscription_columns!();
+
+macro_rules! delivery_columns {
+    () => {
+        delivery_columns!("")
+    };
+    ($p:literal) => {
+        concat!(
+            $p,
+            "id AS id, ",
+            $p,
+            "event_id AS event_id, ",
+            $p,
+            "subscription_id AS subscription_id, ",
+            $p,
+            "state AS state, ",
+            $p,
+            "attempts AS attempts, ",
+            $p,
+            "next_attempt_at AS next_attempt_at, ",
+            $p,
+            "last_status AS last_status, ",
+            $p,
+            "last_error AS last_error, ",
+            $p,
+            "created_at AS created_at, ",
+            $p,
+            "updated_at AS updated_at"
+        )
+    };
+}
+const SELECT_SUBSCRIPTION_BY_ID: &str = concat!(
+    "SELECT ",
+    subscription_columns!(),
+    " FROM subscriptions WHERE id = ?"
+);
 const SELECT_EVENT_BY_ID: &str = "SELECT id, event_type, version, data, retryable, \
      idempotency_key, created_at FROM events WHERE id = ?";
 
@@ -454,7 +498,33 @@ fn subscription_from_row(row: &SqliteRow) -> StoreResult<SubscriptionRow> {
         failure_count: row.get("failure_count"),
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
+        retry_policy: decode_json_column(row, "retry_policy")?,
+        timeout_ms: row.get("timeout_ms"),
+        headers: decode_json_column(row, "headers")?.unwrap_or_default(),
+        previous_secret: row.get("previous_secret"),
+        previous_secret_expires_at: row.get("previous_secret_expires_at"),
     })
+}
+
+fn decode_json_column<T: serde::de::DeserializeOwned>(
+    row: &SqliteRow,
+    column: &str,
+) -> StoreResult<Option<T>> {
+    row.get::<Option<String>, _>(column)
+        .map(|text| serde_json::from_str(&text))
+        .transpose()
+        .map_err(|e| decode_err(column, e))
+}
+
+fn encode_json<T: Serialize>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|e| decode_err("json", e))
+}
+
+fn headers_text(headers: &BTreeMap<String, String>) -> StoreResult<Option<String>> {
+    match headers.is_empty() {
+        true => Ok(None),
+        false => encode_json(headers).map(Some),
+    }
 }
 
 fn event_from_row(row: &SqliteRow) -> StoreResult<EventRow> {
@@ -586,8 +656,9 @@ impl Store for SqliteStore {
     async fn insert_subscription(&self, row: &SubscriptionRow) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO subscriptions (id, url, events, description, metadata, secret, active,
-                                        disabled_reason, failure_count, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                        disabled_reason, failure_count, created_at, updated_at,
+                                        retry_policy, timeout_ms, headers)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&row.id)
         .bind(&row.url)
@@ -600,6 +671,9 @@ impl Store for SqliteStore {
         .bind(row.failure_count)
         .bind(row.created_at)
         .bind(row.updated_at)
+        .bind(row.retry_policy.as_ref().map(encode_json).transpose()?)
+        .bind(row.timeout_ms)
+        .bind(headers_text(&row.headers)?)
         .execute(&self.pool)
         .await
         .map_err(map_err)?;
@@ -664,10 +738,12 @@ impl Store for SqliteStore {
             return Ok(None);
         };
         let mut sub = subscription_from_row(&row)?;
+        let was_active = sub.active;
         apply_patch(&mut sub, patch, now);
         sqlx::query(
             "UPDATE subscriptions SET url = ?, events = ?, description = ?, metadata = ?,
-                    active = ?, disabled_reason = ?, failure_count = ?, updated_at = ?
+                    active = ?, disabled_reason = ?, failure_count = ?, updated_at = ?,
+                    retry_policy = ?, timeout_ms = ?, headers = ?
              WHERE id = ?",
         )
         .bind(&sub.url)
@@ -678,10 +754,16 @@ impl Store for SqliteStore {
         .bind(&sub.disabled_reason)
         .bind(sub.failure_count)
         .bind(sub.updated_at)
+        .bind(sub.retry_policy.as_ref().map(encode_json).transpose()?)
+        .bind(sub.timeout_ms)
+        .bind(headers_text(&sub.headers)?)
         .bind(id)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
+        if was_active && !sub.active {
+            hold_queued(&mut tx, id, now).await?;
+        }
         tx.commit().await.map_err(map_err)?;
         Ok(Some(sub))
     }
@@ -746,11 +828,11 @@ impl Store for SqliteStore {
     }
 
     async fn deliveries_for_event(&self, event_id: &str) -> StoreResult<Vec<DeliveryRow>> {
-        let rows = sqlx::query(
-            "SELECT id, event_id, subscription_id, state, attempts, next_attempt_at, last_status,
-                    last_error, created_at, updated_at
-             FROM deliveries WHERE event_id = ? ORDER BY id",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            delivery_columns!(),
+            " FROM deliveries WHERE event_id = ? ORDER BY id"
+        ))
         .bind(event_id)
         .fetch_all(&self.pool)
         .await
@@ -815,6 +897,609 @@ impl Store for SqliteStore {
                 .map_err(map_err)?;
         Ok(found.is_some())
     }
+
+    async fn claim_due(&self, request: ClaimRequest) -> StoreResult<Vec<ClaimedDelivery>> {
+        let exclude = encode_json(&request.exclude_subscriptions)?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "UPDATE deliveries
+                SET state = 'in_flight', lease_owner = ?1, updated_at = ?2,
+                    lease_expires_at = ?2 + ?3 + COALESCE(
+                        (SELECT timeout_ms FROM subscriptions s
+                          WHERE s.id = deliveries.subscription_id), ?4)
+              WHERE id IN (
+                    SELECT d.id FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id
+                     WHERE d.state IN ('pending', 'failed') AND d.next_attempt_at <= ?2
+                       AND s.active = 1
+                       AND d.subscription_id NOT IN (SELECT value FROM json_each(?5))
+                     ORDER BY d.next_attempt_at LIMIT ?6)
+             RETURNING id",
+        )
+        .bind(&request.owner)
+        .bind(request.now)
+        .bind(request.lease_margin_ms)
+        .bind(request.default_timeout_ms)
+        .bind(exclude)
+        .bind(i64::from(request.limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if ids.is_empty() {
+            tx.commit().await.map_err(map_err)?;
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT d.id AS delivery_id, d.attempts AS delivery_attempts,
+                    e.id AS event_id, e.event_type, e.version, e.data, e.retryable,
+                    e.idempotency_key, e.created_at AS event_created_at,
+                    {}
+               FROM deliveries d
+               JOIN events e ON e.id = d.event_id
+               JOIN subscriptions s ON s.id = d.subscription_id
+              WHERE d.id IN (SELECT value FROM json_each(?1))
+              ORDER BY d.next_attempt_at",
+            prefixed_subscription_columns("s")
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(encode_json(&ids)?)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        rows.iter().map(claimed_from_row).collect()
+    }
+
+    async fn record_outcomes(
+        &self,
+        owner: &str,
+        outcomes: Vec<DeliveryOutcome>,
+        disable_after_failures: i64,
+        now: UnixMs,
+    ) -> StoreResult<RecordReport> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)?;
+        let mut report = RecordReport::default();
+        for outcome in &outcomes {
+            insert_attempt(&mut tx, &outcome.attempt).await?;
+            let applied = apply_outcome(&mut tx, owner, outcome, now).await?;
+            if !applied {
+                report.stale += 1;
+                continue;
+            }
+            report.applied += 1;
+            let disabled =
+                apply_subscription_effects(&mut tx, outcome, disable_after_failures, now).await?;
+            if disabled && !report.disabled.contains(&outcome.subscription_id) {
+                report.disabled.push(outcome.subscription_id.clone());
+            }
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(report)
+    }
+
+    async fn release_leases(&self, owner: &str, delivery_ids: &[String]) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE deliveries SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL
+              WHERE lease_owner = ?1 AND state = 'in_flight'
+                AND id IN (SELECT value FROM json_each(?2))",
+        )
+        .bind(owner)
+        .bind(encode_json(&delivery_ids)?)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn rescue_expired_leases(&self, now: UnixMs) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE deliveries SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL,
+                    next_attempt_at = ?1, updated_at = ?1
+              WHERE state = 'in_flight' AND lease_expires_at < ?1",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn next_due_at(&self) -> StoreResult<Option<UnixMs>> {
+        sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM deliveries WHERE state IN ('pending', 'failed')",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn get_delivery(&self, id: &str) -> StoreResult<Option<DeliveryRow>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            delivery_columns!(),
+            " FROM deliveries WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?
+        .map(|row| delivery_from_row(&row))
+        .transpose()
+    }
+
+    async fn list_attempts(&self, delivery_id: &str) -> StoreResult<Vec<AttemptRow>> {
+        let rows = sqlx::query(
+            "SELECT id, delivery_id, attempt, started_at, duration_ms, request_timestamp, status,
+                    response_excerpt, error, error_class
+               FROM attempts WHERE delivery_id = ? ORDER BY started_at, id",
+        )
+        .bind(delivery_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows.iter().map(attempt_from_row).collect())
+    }
+
+    async fn list_deliveries(&self, query: DeliveryQuery) -> StoreResult<Page<DeliveryRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            delivery_columns!(),
+            " FROM deliveries
+             WHERE (?1 IS NULL OR subscription_id = ?1)
+               AND (?2 IS NULL OR state = ?2)
+               AND (?3 IS NULL OR (created_at, id) < (?3, ?4))
+             ORDER BY created_at DESC, id DESC LIMIT ?5"
+        ))
+        .bind(&query.subscription_id)
+        .bind(query.state.map(DeliveryState::as_str))
+        .bind(query.after.as_ref().map(|c| c.created_at))
+        .bind(query.after.as_ref().map(|c| c.id.clone()))
+        .bind(i64::from(query.limit) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let items = rows
+            .iter()
+            .map(delivery_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(into_page(items, query.limit, |d| Cursor {
+            created_at: d.created_at,
+            id: d.id.clone(),
+        }))
+    }
+
+    async fn retry_delivery(&self, id: &str, now: UnixMs) -> StoreResult<RetryResult> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)?;
+        let requeued = sqlx::query(concat!(
+            "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?2,
+                    updated_at = ?2
+              WHERE id = ?1 AND state != 'in_flight'
+             RETURNING ",
+            delivery_columns!()
+        ))
+        .bind(id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let result = match requeued {
+            Some(row) => RetryResult::Requeued(delivery_from_row(&row)?),
+            None => {
+                let exists: Option<i64> =
+                    sqlx::query_scalar("SELECT 1 FROM deliveries WHERE id = ?")
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                match exists {
+                    Some(_) => RetryResult::InFlight,
+                    None => RetryResult::NotFound,
+                }
+            }
+        };
+        tx.commit().await.map_err(map_err)?;
+        Ok(result)
+    }
+
+    async fn list_dead_letters(
+        &self,
+        filter: DeadLetterFilter,
+        after: Option<Cursor>,
+        limit: u32,
+    ) -> StoreResult<Page<DeadLetterRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            delivery_columns!("d."),
+            ", e.event_type AS event_type
+               FROM deliveries d JOIN events e ON e.id = d.event_id
+              WHERE d.state = 'dead'
+                AND (?1 IS NULL OR d.subscription_id = ?1)
+                AND (?2 IS NULL OR e.event_type = ?2)
+                AND (?3 IS NULL OR d.updated_at >= ?3)
+                AND (?4 IS NULL OR d.updated_at < ?4)
+                AND (?5 IS NULL OR (d.updated_at, d.id) < (?5, ?6))
+              ORDER BY d.updated_at DESC, d.id DESC LIMIT ?7"
+        ))
+        .bind(&filter.subscription_id)
+        .bind(&filter.event_type)
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(after.as_ref().map(|c| c.created_at))
+        .bind(after.as_ref().map(|c| c.id.clone()))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let items = rows
+            .iter()
+            .map(|row| {
+                Ok(DeadLetterRow {
+                    delivery: delivery_from_row(row)?,
+                    event_type: row.get("event_type"),
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        // Dead letters page by when they died, so the cursor carries `updated_at`.
+        Ok(into_page(items, limit, |d| Cursor {
+            created_at: d.delivery.updated_at,
+            id: d.delivery.id.clone(),
+        }))
+    }
+
+    async fn redrive_dead_letters(
+        &self,
+        filter: DeadLetterFilter,
+        now: UnixMs,
+    ) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?5,
+                    updated_at = ?5
+              WHERE state = 'dead'
+                AND (?1 IS NULL OR subscription_id = ?1)
+                AND (?2 IS NULL OR event_id IN (SELECT id FROM events WHERE event_type = ?2))
+                AND (?3 IS NULL OR updated_at >= ?3)
+                AND (?4 IS NULL OR updated_at < ?4)
+                AND subscription_id IN (SELECT id FROM subscriptions WHERE active = 1)",
+        )
+        .bind(&filter.subscription_id)
+        .bind(&filter.event_type)
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn recover(
+        &self,
+        subscription_id: &str,
+        since: UnixMs,
+        until: Option<UnixMs>,
+        now: UnixMs,
+    ) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?4,
+                    updated_at = ?4
+              WHERE subscription_id = ?1 AND state IN ('failed', 'dead')
+                AND updated_at >= ?2 AND (?3 IS NULL OR updated_at < ?3)",
+        )
+        .bind(subscription_id)
+        .bind(since)
+        .bind(until)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn set_subscription_active(
+        &self,
+        id: &str,
+        active: bool,
+        reason: Option<String>,
+        replay: bool,
+        now: UnixMs,
+    ) -> StoreResult<Option<(SubscriptionRow, u64)>> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)?;
+        let updated = sqlx::query(
+            "UPDATE subscriptions
+                SET active = ?2, updated_at = ?3,
+                    disabled_reason = CASE WHEN ?2 THEN NULL ELSE COALESCE(?4, disabled_reason) END,
+                    failure_count = CASE WHEN ?2 THEN 0 ELSE failure_count END
+              WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(active)
+        .bind(now)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if updated.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let mut replayed = 0;
+        if active && replay {
+            replayed = sqlx::query(
+                "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?2,
+                        updated_at = ?2
+                  WHERE subscription_id = ?1 AND state = 'held'",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .rows_affected();
+        }
+        if !active {
+            hold_queued(&mut tx, id, now).await?;
+        }
+        let row = sqlx::query(SELECT_SUBSCRIPTION_BY_ID)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(Some((subscription_from_row(&row)?, replayed)))
+    }
+
+    async fn rotate_secret(
+        &self,
+        id: &str,
+        new_secret: &str,
+        previous_expires_at: Option<UnixMs>,
+        now: UnixMs,
+    ) -> StoreResult<Option<SubscriptionRow>> {
+        let row = sqlx::query(concat!(
+            "UPDATE subscriptions
+                SET previous_secret = CASE WHEN ?3 IS NULL THEN NULL ELSE secret END,
+                    previous_secret_expires_at = ?3,
+                    secret = ?2, updated_at = ?4
+              WHERE id = ?1
+             RETURNING ",
+            subscription_columns!()
+        ))
+        .bind(id)
+        .bind(new_secret)
+        .bind(previous_expires_at)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.map(|row| subscription_from_row(&row)).transpose()
+    }
+
+    async fn delivery_stats(&self, subscription_id: Option<&str>) -> StoreResult<DeliveryStats> {
+        let counts = sqlx::query(
+            "SELECT state, COUNT(*) AS n FROM deliveries
+              WHERE (?1 IS NULL OR subscription_id = ?1) GROUP BY state",
+        )
+        .bind(subscription_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let mut stats = DeliveryStats::default();
+        for row in &counts {
+            let n: i64 = row.get("n");
+            stats.total += n;
+            match DeliveryState::parse(&row.get::<String, _>("state")) {
+                Some(DeliveryState::Delivered) => stats.delivered += n,
+                Some(DeliveryState::Failed) => stats.failed += n,
+                Some(DeliveryState::Dead) => {
+                    stats.dead += n;
+                    stats.failed += n;
+                }
+                Some(DeliveryState::Pending) => stats.pending += n,
+                Some(DeliveryState::InFlight) => stats.in_flight += n,
+                Some(DeliveryState::Held) => stats.held += n,
+                None => {}
+            }
+        }
+        stats.average_latency_ms = sqlx::query_scalar(
+            "SELECT AVG(a.duration_ms) FROM attempts a
+              WHERE a.status BETWEEN 200 AND 299
+                AND (?1 IS NULL OR a.delivery_id IN
+                     (SELECT id FROM deliveries WHERE subscription_id = ?1))",
+        )
+        .bind(subscription_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(stats)
+    }
+}
+
+/// Moves a subscription's queued (pending or failed) deliveries to `held`.
+async fn hold_queued(
+    conn: &mut SqliteConnection,
+    subscription_id: &str,
+    now: UnixMs,
+) -> StoreResult<u64> {
+    let done = sqlx::query(
+        "UPDATE deliveries SET state = 'held', next_attempt_at = NULL, updated_at = ?2
+          WHERE subscription_id = ?1 AND state IN ('pending', 'failed')",
+    )
+    .bind(subscription_id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    Ok(done.rows_affected())
+}
+
+async fn insert_attempt(conn: &mut SqliteConnection, attempt: &AttemptRow) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO attempts (id, delivery_id, attempt, started_at, duration_ms, request_timestamp,
+                               status, response_excerpt, error, error_class)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10
+          WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = ?2)",
+    )
+    .bind(&attempt.id)
+    .bind(&attempt.delivery_id)
+    .bind(attempt.attempt)
+    .bind(attempt.started_at)
+    .bind(attempt.duration_ms)
+    .bind(attempt.request_timestamp)
+    .bind(attempt.status)
+    .bind(&attempt.response_excerpt)
+    .bind(&attempt.error)
+    .bind(&attempt.error_class)
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+/// Applies one outcome to its delivery if `owner` still holds the lease; false when it does not.
+async fn apply_outcome(
+    conn: &mut SqliteConnection,
+    owner: &str,
+    outcome: &DeliveryOutcome,
+    now: UnixMs,
+) -> StoreResult<bool> {
+    let (state, next_attempt_at) = match outcome.outcome {
+        Outcome::Delivered => ("delivered", None),
+        Outcome::Retry { at } => ("failed", Some(at)),
+        Outcome::Dead => ("dead", None),
+        Outcome::Gone => ("held", None),
+    };
+    let done = sqlx::query(
+        "UPDATE deliveries
+            SET state = CASE
+                    WHEN ?3 = 'failed' AND (SELECT active FROM subscriptions
+                                             WHERE id = deliveries.subscription_id) = 0
+                    THEN 'held' ELSE ?3 END,
+                next_attempt_at = ?4, attempts = attempts + 1, last_status = ?5, last_error = ?6,
+                lease_owner = NULL, lease_expires_at = NULL, updated_at = ?7
+          WHERE id = ?1 AND lease_owner = ?2 AND state = 'in_flight'",
+    )
+    .bind(&outcome.delivery_id)
+    .bind(owner)
+    .bind(state)
+    .bind(next_attempt_at)
+    .bind(outcome.attempt.status)
+    .bind(&outcome.attempt.error)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Success resets the subscription's consecutive-failure count; a dead delivery increments it and
+/// disables the subscription at the threshold; `410 Gone` disables it at once. True if disabled now.
+async fn apply_subscription_effects(
+    conn: &mut SqliteConnection,
+    outcome: &DeliveryOutcome,
+    disable_after_failures: i64,
+    now: UnixMs,
+) -> StoreResult<bool> {
+    let id = &outcome.subscription_id;
+    let reason = match outcome.outcome {
+        Outcome::Retry { .. } => return Ok(false),
+        Outcome::Delivered => {
+            sqlx::query(
+                "UPDATE subscriptions SET failure_count = 0 WHERE id = ? AND failure_count != 0",
+            )
+            .bind(id)
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+            return Ok(false);
+        }
+        Outcome::Gone => "the endpoint answered 410 Gone".to_owned(),
+        Outcome::Dead => {
+            let count: Option<i64> = sqlx::query_scalar(
+                "UPDATE subscriptions SET failure_count = failure_count + 1 WHERE id = ?
+                 RETURNING failure_count",
+            )
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(map_err)?;
+            match count {
+                Some(count) if count >= disable_after_failures => {
+                    format!("auto-disabled after {count} consecutive failed deliveries")
+                }
+                _ => return Ok(false),
+            }
+        }
+    };
+    let disabled = sqlx::query(
+        "UPDATE subscriptions SET active = 0, disabled_reason = ?2, updated_at = ?3
+          WHERE id = ?1 AND active = 1",
+    )
+    .bind(id)
+    .bind(&reason)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    if disabled.rows_affected() == 0 {
+        return Ok(false);
+    }
+    hold_queued(conn, id, now).await?;
+    tracing::warn!(subscription = %id, %reason, "subscription disabled");
+    Ok(true)
+}
+
+fn prefixed_subscription_columns(alias: &str) -> String {
+    SUBSCRIPTION_COLUMNS
+        .split(',')
+        .map(|c| format!("{alias}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn claimed_from_row(row: &SqliteRow) -> StoreResult<ClaimedDelivery> {
+    Ok(ClaimedDelivery {
+        delivery_id: row.get("delivery_id"),
+        attempts: row.get("delivery_attempts"),
+        event: EventRow {
+            id: row.get("event_id"),
+            event_type: row.get("event_type"),
+            version: row.get("version"),
+            data: row.get("data"),
+            retryable: row.get::<i64, _>("retryable") == 1,
+            idempotency_key: row.get("idempotency_key"),
+            created_at: row.get("event_created_at"),
+        },
+        subscription: subscription_from_row(row)?,
+    })
+}
+
+fn attempt_from_row(row: &SqliteRow) -> AttemptRow {
+    AttemptRow {
+        id: row.get("id"),
+        delivery_id: row.get("delivery_id"),
+        attempt: row.get("attempt"),
+        started_at: row.get("started_at"),
+        duration_ms: row.get("duration_ms"),
+        request_timestamp: row.get("request_timestamp"),
+        status: row.get("status"),
+        response_excerpt: row.get("response_excerpt"),
+        error: row.get("error"),
+        error_class: row.get("error_class"),
+    }
 }
 
 /// Applies a patch in memory. Re-enabling clears the reason it was disabled and its failure count.
@@ -830,6 +1515,15 @@ fn apply_patch(sub: &mut SubscriptionRow, patch: SubscriptionPatch, now: UnixMs)
     }
     if let Some(metadata) = patch.metadata {
         sub.metadata = metadata;
+    }
+    if let Some(retry_policy) = patch.retry_policy {
+        sub.retry_policy = retry_policy;
+    }
+    if let Some(timeout_ms) = patch.timeout_ms {
+        sub.timeout_ms = timeout_ms;
+    }
+    if let Some(headers) = patch.headers {
+        sub.headers = headers;
     }
     match patch.active {
         Some(true) if !sub.active => {

@@ -3,6 +3,8 @@
 mod common;
 
 mod auth;
+mod delivery;
+mod delivery_ops;
 mod errors;
 mod event_types;
 mod events;

@@ -1,9 +1,16 @@
-//! Test harness: a real hookd API on port 0 over a fresh SQLite file, and a JSON HTTP client.
+//! Test harness: a real hookd API (and delivery worker) on port 0 over a fresh SQLite file, a JSON
+//! HTTP client, and a recording webhook receiver.
 #![allow(dead_code)]
 
+pub mod receiver;
+
+pub use receiver::{Answer, Received, Receiver};
+
 use hookd::config::Config;
-use hookd::ids::{Clock, DynClock, SystemClock};
+use hookd::ids::{Clock, DynClock, ManualClock, SystemClock};
 use hookd::store::DynStore;
+use hookd::worker::Worker;
+use hookd_core::RetryPolicy;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -12,11 +19,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
+use tokio::sync::{Notify, watch};
 
 pub const TEST_KEY: &str = "hookd_test_key_for_integration_tests_only";
 
 pub struct TestApp {
     pub address: SocketAddr,
+    pub waker: Arc<Notify>,
     pub key: String,
     pub client: reqwest::Client,
     pub store: DynStore,
@@ -25,15 +34,26 @@ pub struct TestApp {
     _data: Option<TempDir>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
+    stop_worker: Option<watch::Sender<bool>>,
+    worker: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// Development-mode config on a fresh temporary data dir, with a known API key.
+/// Development-mode config on a fresh temporary data dir, with a known API key, and a delivery
+/// worker tuned for tests: a short retry schedule (5 attempts, 20 ms doubling) and fast polling.
 pub fn test_config(data_dir: PathBuf) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir,
         dev: true,
         api_key: Some(TEST_KEY.into()),
+        retry: Some(RetryPolicy::Exponential {
+            max_attempts: 5,
+            base_delay_ms: 20,
+            max_delay_ms: 200,
+        }),
+        poll_interval_ms: 100,
+        rescue_interval_ms: 100,
+        shutdown_grace_ms: 2_000,
         ..Config::default()
     }
 }
@@ -67,9 +87,55 @@ impl Clock for TickingClock {
     }
 }
 
+/// The API and a background delivery worker, on the system clock (ticking 1 ms per reading).
 pub async fn spawn_with_store(config: Config, store: DynStore) -> TestApp {
     let clock: DynClock = Arc::new(TickingClock(AtomicI64::new(SystemClock.now_ms())));
-    let state = hookd::server::app_state(&config, store.clone(), clock);
+    let mut app = spawn_api(config.clone(), store.clone(), clock.clone()).await;
+    let (stop_worker, stopped) = watch::channel(false);
+    app.worker = Some(hookd::server::spawn_worker(
+        &config,
+        store,
+        clock,
+        app.waker.clone(),
+        stopped,
+    ));
+    app.stop_worker = Some(stop_worker);
+    app
+}
+
+/// The API without a background worker, on a manual clock, and a worker the test steps by hand
+/// (`worker.run_once()`), moving time with `clock.advance_ms`.
+pub async fn spawn_stepped(tweak: impl FnOnce(&mut Config)) -> (TestApp, Arc<Worker>, ManualClock) {
+    let data = TempDir::new().unwrap();
+    let mut config = test_config(data.path().to_path_buf());
+    tweak(&mut config);
+    let store = hookd::server::open_store(&config).await.unwrap();
+    let clock = ManualClock::new(SystemClock.now_ms());
+    let dyn_clock: DynClock = Arc::new(clock.clone());
+    let mut app = spawn_api(config.clone(), store.clone(), dyn_clock.clone()).await;
+    app._data = Some(data);
+    let worker = Worker::new(
+        store,
+        dyn_clock,
+        config.worker_config("wrk_test".into()),
+        app.waker.clone(),
+    );
+    (app, worker, clock)
+}
+
+async fn spawn_api(config: Config, store: DynStore, clock: DynClock) -> TestApp {
+    hookd::server::install_crypto_provider();
+    // Warnings and errors show in a failing test's output (RUST_LOG for more).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_ansi(false)
+        .with_test_writer()
+        .try_init();
+    let waker = Arc::new(Notify::new());
+    let state = hookd::server::app_state(&config, store.clone(), clock, waker.clone());
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -82,6 +148,9 @@ pub async fn spawn_with_store(config: Config, store: DynStore) -> TestApp {
     });
     TestApp {
         address,
+        waker,
+        stop_worker: None,
+        worker: None,
         key: config.api_key.clone().unwrap_or_default(),
         client: reqwest::Client::new(),
         store,
@@ -155,6 +224,33 @@ impl TestApp {
         into_reply(request.send().await.unwrap()).await
     }
 
+    /// Stops only the delivery worker (gracefully), leaving the API up.
+    pub async fn stop_worker(&mut self) {
+        if let Some(stop) = self.stop_worker.take() {
+            let _ = stop.send(true);
+        }
+        if let Some(worker) = self.worker.take() {
+            worker.await.unwrap();
+        }
+    }
+
+    /// Polls `GET path` until `check` accepts the body (at most 20 s).
+    pub async fn eventually(&self, path: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let reply = self.get(path).await;
+            if check(&reply.body) {
+                return reply.body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out waiting on {path}: {}",
+                reply.body
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Creates a subscription and returns its JSON (with the secret).
     pub async fn subscribe(&self, url: &str, events: &[&str]) -> Value {
         let reply = self
@@ -167,8 +263,14 @@ impl TestApp {
         reply.body
     }
 
-    /// Stops the server and waits for it to finish.
+    /// Stops the worker (gracefully) and the server, and waits for both.
     pub async fn stop(mut self) {
+        if let Some(stop) = self.stop_worker.take() {
+            let _ = stop.send(true);
+        }
+        if let Some(worker) = self.worker.take() {
+            worker.await.unwrap();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

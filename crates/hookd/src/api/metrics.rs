@@ -1,0 +1,107 @@
+//! Metrics: the brief's JSON summary and the Prometheus text exposition.
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use super::extract::ApiQuery;
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
+use utoipa::{IntoParams, ToSchema};
+
+/// The brief's metrics shape (camelCase as in the brief).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryMetrics {
+    /// All deliveries.
+    pub total: i64,
+    pub delivered: i64,
+    /// Deliveries whose last attempt failed (awaiting retry or dead).
+    pub failed: i64,
+    /// Dead letters (a subset of `failed`).
+    pub dead: i64,
+    pub pending: i64,
+    pub held: i64,
+    /// delivered / total × 100, two decimals.
+    pub success_rate: f64,
+    /// Mean duration of successful attempts, ms.
+    pub average_latency: f64,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MetricsQuery {
+    /// Only this subscription.
+    pub webhook: Option<String>,
+}
+
+/// Delivery counts, success rate and average latency, overall or for one subscription.
+#[utoipa::path(get, path = "/api/webhooks/metrics", tag = "metrics", params(MetricsQuery),
+    security(("api_key" = [])),
+    responses((status = 200, body = DeliveryMetrics), (status = 404, body = ErrorBody)))]
+pub async fn summary(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<MetricsQuery>,
+) -> Result<Json<DeliveryMetrics>, ApiError> {
+    if let Some(id) = &query.webhook
+        && state.store.get_subscription(id).await?.is_none()
+    {
+        return Err(ApiError::NotFound("webhook"));
+    }
+    let stats = state.store.delivery_stats(query.webhook.as_deref()).await?;
+    let success_rate = match stats.total {
+        0 => 0.0,
+        total => (stats.delivered as f64 / total as f64 * 10_000.0).round() / 100.0,
+    };
+    Ok(Json(DeliveryMetrics {
+        total: stats.total,
+        delivered: stats.delivered,
+        failed: stats.failed,
+        dead: stats.dead,
+        pending: stats.pending + stats.in_flight,
+        held: stats.held,
+        success_rate,
+        average_latency: stats.average_latency_ms.unwrap_or(0.0),
+    }))
+}
+
+/// The process-wide Prometheus recorder (installed once; later calls share it).
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets(&[
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                60.0,
+            ])
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        // Fails only if another recorder is installed; metrics then go there instead.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// Prometheus text format: events published, attempts by outcome, attempt latency histogram,
+/// deliveries by state (queue depth), requests in flight.
+pub async fn prometheus_text(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let stats = state.store.delivery_stats(None).await?;
+    for (label, value) in [
+        ("pending", stats.pending),
+        ("in_flight", stats.in_flight),
+        ("failed", stats.failed - stats.dead),
+        ("dead", stats.dead),
+        ("held", stats.held),
+        ("delivered", stats.delivered),
+    ] {
+        metrics::gauge!("hookd_deliveries", "state" => label).set(value as f64);
+    }
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        prometheus().render(),
+    ))
+}

@@ -1,0 +1,540 @@
+//! The delivery worker: claims due deliveries with a lease, sends them concurrently within a global
+//! and a per-subscription cap, and records outcomes in batches.
+//!
+//! Flow: `dispatch loop` → `claim` (store commits the lease) → one task per delivery runs
+//! [`Worker::attempt`] (HTTP, then the pure retry decision) → outcomes go to the `recorder` task, which
+//! writes them in batches. A `rescuer` returns expired leases (a crashed worker's) to the queue. No
+//! database transaction is ever open while an HTTP request is in flight.
+//!
+//! Tests drive [`Worker::run_once`], the same claim/attempt/record steps run to completion.
+
+pub mod send;
+
+use crate::ids::{DynClock, new_id, random_bytes};
+use crate::store::{
+    AttemptRow, ClaimRequest, ClaimedDelivery, DeliveryOutcome, DynStore, Outcome, StoreError,
+};
+use hookd_core::retry::{self, AttemptResult, Decision, RetryPolicy};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+/// Worker settings (from [`crate::config::Config`]).
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Lease owner id, unique per process.
+    pub owner: String,
+    pub default_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Requests in flight at once, all endpoints together.
+    pub max_in_flight: usize,
+    /// Requests in flight at once to one subscription.
+    pub max_in_flight_per_subscription: usize,
+    pub default_retry: RetryPolicy,
+    /// Consecutive dead deliveries after which a subscription is disabled.
+    pub disable_after_failures: i64,
+    /// Added to the request timeout to make the lease: time to record the outcome.
+    pub lease_margin: Duration,
+    /// Longest sleep between looks at the queue when nothing wakes the worker.
+    pub poll_interval: Duration,
+    pub rescue_interval: Duration,
+    /// On shutdown, how long in-flight requests may take before their leases are released.
+    pub shutdown_grace: Duration,
+    /// Most deliveries claimed per query.
+    pub claim_batch: u32,
+    /// Most outcomes written per transaction.
+    pub record_batch: usize,
+}
+
+impl WorkerConfig {
+    pub fn new(owner: String) -> Self {
+        Self {
+            owner,
+            default_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            max_in_flight: 256,
+            max_in_flight_per_subscription: 16,
+            default_retry: RetryPolicy::default(),
+            disable_after_failures: 10,
+            lease_margin: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(1),
+            rescue_interval: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(10),
+            claim_batch: 256,
+            record_batch: 512,
+        }
+    }
+}
+
+/// A fresh lease-owner id for this process.
+pub fn new_owner_id(now_ms: i64) -> String {
+    new_id("wrk", now_ms)
+}
+
+/// Builds the outbound HTTP client: no redirects, no proxies, pooled keep-alive connections.
+pub fn http_client(config: &WorkerConfig) -> reqwest::Client {
+    crate::server::install_crypto_provider();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .connect_timeout(config.connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(config.max_in_flight_per_subscription.max(1))
+        .user_agent(send::user_agent())
+        .build()
+        .unwrap_or_default()
+}
+
+/// What [`Worker::run_once`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StepReport {
+    pub attempted: usize,
+    pub delivered: usize,
+    pub retrying: usize,
+    pub dead: usize,
+    pub gone: usize,
+}
+
+pub struct Worker {
+    store: DynStore,
+    clock: DynClock,
+    http: reqwest::Client,
+    config: WorkerConfig,
+    /// Woken by publishes, re-queues, recorded outcomes and freed slots.
+    waker: Arc<Notify>,
+    /// In-flight requests per subscription id (entries removed at zero).
+    per_subscription: Mutex<HashMap<String, usize>>,
+    /// Global cap on in-flight requests.
+    slots: Arc<Semaphore>,
+    /// Deliveries this process is sending now (to release their leases on a hard stop).
+    in_flight: Mutex<HashSet<String>>,
+}
+
+impl Worker {
+    pub fn new(
+        store: DynStore,
+        clock: DynClock,
+        config: WorkerConfig,
+        waker: Arc<Notify>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            http: http_client(&config),
+            slots: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
+            store,
+            clock,
+            config,
+            waker,
+            per_subscription: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashSet::new()),
+        })
+    }
+
+    pub fn config(&self) -> &WorkerConfig {
+        &self.config
+    }
+
+    /// Claims up to `limit` due deliveries, keeping each subscription within its cap: subscriptions
+    /// at the cap are excluded from the query, and any excess it still returns is released at once.
+    async fn claim(&self, limit: u32) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        let cap = self.config.max_in_flight_per_subscription.max(1);
+        let saturated: Vec<String> = self
+            .per_subscription
+            .lock()
+            .map(|counts| {
+                counts
+                    .iter()
+                    .filter(|(_, n)| **n >= cap)
+                    .map(|(id, _)| id.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let claimed = self
+            .store
+            .claim_due(ClaimRequest {
+                owner: self.config.owner.clone(),
+                now: self.clock.now_ms(),
+                limit,
+                default_timeout_ms: self.config.default_timeout.as_millis() as i64,
+                lease_margin_ms: self.config.lease_margin.as_millis() as i64,
+                exclude_subscriptions: saturated,
+            })
+            .await?;
+        let mut accepted = Vec::with_capacity(claimed.len());
+        let mut excess = Vec::new();
+        if let Ok(mut counts) = self.per_subscription.lock() {
+            for delivery in claimed {
+                let count = counts.entry(delivery.subscription.id.clone()).or_insert(0);
+                match *count < cap {
+                    true => {
+                        *count += 1;
+                        accepted.push(delivery);
+                    }
+                    false => excess.push(delivery.delivery_id),
+                }
+            }
+        }
+        if !excess.is_empty() {
+            self.store
+                .release_leases(&self.config.owner, &excess)
+                .await?;
+        }
+        if let Ok(mut in_flight) = self.in_flight.lock() {
+            in_flight.extend(accepted.iter().map(|d| d.delivery_id.clone()));
+        }
+        Ok(accepted)
+    }
+
+    /// Marks a delivery's request as finished: frees its subscription slot.
+    fn finish(&self, delivery: &ClaimedDelivery) {
+        if let Ok(mut counts) = self.per_subscription.lock()
+            && let Some(count) = counts.get_mut(&delivery.subscription.id)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&delivery.subscription.id);
+            }
+        }
+        if let Ok(mut in_flight) = self.in_flight.lock() {
+            in_flight.remove(&delivery.delivery_id);
+        }
+        self.waker.notify_one();
+    }
+
+    /// Makes one attempt and decides what follows. Never touches the store.
+    pub async fn attempt(&self, claimed: &ClaimedDelivery) -> DeliveryOutcome {
+        let attempt_number = (claimed.attempts + 1).clamp(1, i64::from(u32::MAX)) as u32;
+        let started_at = self.clock.now_ms();
+        let timeout = claimed
+            .subscription
+            .timeout_ms
+            .map(|ms| Duration::from_millis(ms.max(1) as u64))
+            .unwrap_or(self.config.default_timeout);
+        let (response, request_timestamp) = match send::prepare(claimed, attempt_number, started_at)
+        {
+            Ok(request) => {
+                let timestamp = request.timestamp;
+                (send::send(&self.http, request, timeout).await, timestamp)
+            }
+            Err(error) => (
+                send::Response {
+                    status: None,
+                    excerpt: None,
+                    error: Some(error),
+                    error_class: Some("internal"),
+                    retry_after: None,
+                    duration: Duration::ZERO,
+                },
+                started_at.div_euclid(1_000),
+            ),
+        };
+        let finished_at = self.clock.now_ms();
+        let result = attempt_result(&response, finished_at);
+        let policy = claimed
+            .subscription
+            .retry_policy
+            .as_ref()
+            .unwrap_or(&self.config.default_retry);
+        let jitter = jitter_unit();
+        let decision = retry::decide(
+            policy,
+            attempt_number,
+            result,
+            claimed.event.retryable,
+            finished_at,
+            jitter,
+        );
+        let outcome = match decision {
+            Decision::Delivered => Outcome::Delivered,
+            Decision::RetryAt(at) => Outcome::Retry { at },
+            Decision::Dead => Outcome::Dead,
+            Decision::DisableSubscription => Outcome::Gone,
+        };
+        metrics::counter!("hookd_attempts_total", "outcome" => outcome_label(outcome)).increment(1);
+        metrics::histogram!("hookd_attempt_duration_seconds")
+            .record(response.duration.as_secs_f64());
+        DeliveryOutcome {
+            delivery_id: claimed.delivery_id.clone(),
+            subscription_id: claimed.subscription.id.clone(),
+            outcome,
+            attempt: AttemptRow {
+                id: new_id("att", started_at),
+                delivery_id: claimed.delivery_id.clone(),
+                attempt: i64::from(attempt_number),
+                started_at,
+                duration_ms: response.duration.as_millis() as i64,
+                request_timestamp,
+                status: response.status.map(i64::from),
+                response_excerpt: response.excerpt,
+                error: response.error,
+                error_class: response.error_class.map(str::to_owned),
+            },
+        }
+    }
+
+    /// One synchronous step: claims everything due now (within the caps), attempts it all
+    /// concurrently, records the outcomes, and reports. The background loop runs the same steps
+    /// pipelined.
+    pub async fn run_once(self: &Arc<Self>) -> Result<StepReport, StoreError> {
+        let claimed = self.claim(self.config.claim_batch).await?;
+        let mut tasks = JoinSet::new();
+        for delivery in claimed {
+            let worker = self.clone();
+            tasks.spawn(async move {
+                let outcome = worker.attempt(&delivery).await;
+                worker.finish(&delivery);
+                outcome
+            });
+        }
+        let mut outcomes = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok(outcome) = joined {
+                outcomes.push(outcome);
+            }
+        }
+        let report = summarize(&outcomes);
+        if !outcomes.is_empty() {
+            self.store
+                .record_outcomes(
+                    &self.config.owner,
+                    outcomes,
+                    self.config.disable_after_failures,
+                    self.clock.now_ms(),
+                )
+                .await?;
+        }
+        Ok(report)
+    }
+
+    /// Runs the worker until `shutdown` flips to true: dispatcher, recorder and rescuer.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let (outcomes_tx, outcomes_rx) = mpsc::channel(self.config.record_batch * 4);
+        let recorder = tokio::spawn(self.clone().record_loop(outcomes_rx));
+        let rescuer = tokio::spawn(self.clone().rescue_loop(shutdown.clone()));
+        let mut tasks = JoinSet::new();
+        tracing::info!(owner = %self.config.owner, "delivery worker started");
+        while !*shutdown.borrow() {
+            while tasks.try_join_next().is_some() {}
+            let claimed_now = self.dispatch(&mut tasks, &outcomes_tx).await;
+            if claimed_now == Some(true) {
+                continue;
+            }
+            let pause = self.idle_pause(claimed_now.is_none()).await;
+            tokio::select! {
+                _ = self.waker.notified() => {}
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        self.stop(tasks, outcomes_tx, recorder, rescuer).await;
+    }
+
+    /// Claims as many deliveries as there are free slots and starts a task for each. Returns
+    /// `Some(true)` when the claim was full (more may be due), `Some(false)` when it was not, `None`
+    /// when no slot was free or the store failed.
+    async fn dispatch(
+        self: &Arc<Self>,
+        tasks: &mut JoinSet<()>,
+        outcomes: &mpsc::Sender<DeliveryOutcome>,
+    ) -> Option<bool> {
+        let free = self.slots.available_permits();
+        if free == 0 {
+            return None;
+        }
+        let limit = (free as u32).min(self.config.claim_batch);
+        let claimed = match self.claim(limit).await {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                tracing::warn!(%error, "claiming deliveries failed; will retry");
+                return None;
+            }
+        };
+        let full = claimed.len() as u32 >= limit;
+        metrics::gauge!("hookd_in_flight").set((self.config.max_in_flight - free) as f64);
+        for delivery in claimed {
+            let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+                // Cannot happen (only this loop takes permits); release rather than drop it.
+                let _ = self
+                    .store
+                    .release_leases(
+                        &self.config.owner,
+                        std::slice::from_ref(&delivery.delivery_id),
+                    )
+                    .await;
+                self.finish(&delivery);
+                continue;
+            };
+            let worker = self.clone();
+            let outcomes = outcomes.clone();
+            tasks.spawn(async move {
+                let outcome = worker.attempt(&delivery).await;
+                let _ = outcomes.send(outcome).await;
+                drop(permit);
+                worker.finish(&delivery);
+            });
+        }
+        Some(full)
+    }
+
+    /// How long to sleep when there is nothing to claim: until the next delivery is due, at most
+    /// the poll interval. `blocked` (no free slot or a store error) waits for a wake-up instead.
+    async fn idle_pause(&self, blocked: bool) -> Duration {
+        if blocked {
+            return self.config.poll_interval;
+        }
+        let now = self.clock.now_ms();
+        match self.store.next_due_at().await {
+            Ok(Some(at)) if at > now => {
+                Duration::from_millis((at - now) as u64).min(self.config.poll_interval)
+            }
+            // Due now but not claimable (its subscription is at its cap): wait for a freed slot.
+            _ => self.config.poll_interval,
+        }
+    }
+
+    /// Writes outcomes in batches. A store failure is retried (outcomes are never dropped while the
+    /// process lives; if it dies, the leases expire and the deliveries are attempted again).
+    async fn record_loop(self: Arc<Self>, mut outcomes: mpsc::Receiver<DeliveryOutcome>) {
+        let mut batch = Vec::with_capacity(self.config.record_batch);
+        while outcomes
+            .recv_many(&mut batch, self.config.record_batch)
+            .await
+            > 0
+        {
+            let mut backoff = Duration::from_millis(50);
+            loop {
+                let result = self
+                    .store
+                    .record_outcomes(
+                        &self.config.owner,
+                        batch.clone(),
+                        self.config.disable_after_failures,
+                        self.clock.now_ms(),
+                    )
+                    .await;
+                match result {
+                    Ok(report) => {
+                        if report.stale > 0 {
+                            tracing::warn!(stale = report.stale, "outcomes for expired leases");
+                        }
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, outcomes = batch.len(), "recording outcomes failed; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            batch.clear();
+            self.waker.notify_one();
+        }
+    }
+
+    async fn rescue_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        while !*shutdown.borrow() {
+            match self.store.rescue_expired_leases(self.clock.now_ms()).await {
+                Ok(0) => {}
+                Ok(rescued) => {
+                    tracing::warn!(rescued, "returned expired leases to the queue");
+                    self.waker.notify_one();
+                }
+                Err(error) => tracing::warn!(%error, "rescuing expired leases failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.rescue_interval) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// Graceful stop: no new claims; in-flight requests get `shutdown_grace` to finish; the leases of
+    /// any still running are released so another worker can take them at once.
+    async fn stop(
+        &self,
+        mut tasks: JoinSet<()>,
+        outcomes: mpsc::Sender<DeliveryOutcome>,
+        recorder: tokio::task::JoinHandle<()>,
+        rescuer: tokio::task::JoinHandle<()>,
+    ) {
+        let running = tasks.len();
+        tracing::info!(running, "delivery worker stopping");
+        let drained = tokio::time::timeout(self.config.shutdown_grace, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tasks.shutdown().await;
+        }
+        drop(outcomes);
+        let _ = recorder.await;
+        let _ = rescuer.await;
+        let unfinished: Vec<String> = self
+            .in_flight
+            .lock()
+            .map(|ids| ids.iter().cloned().collect())
+            .unwrap_or_default();
+        if !unfinished.is_empty() {
+            match self
+                .store
+                .release_leases(&self.config.owner, &unfinished)
+                .await
+            {
+                Ok(released) => {
+                    tracing::info!(released, "released leases of unfinished deliveries")
+                }
+                Err(error) => tracing::warn!(%error, "could not release leases; they will expire"),
+            }
+        }
+        tracing::info!("delivery worker stopped");
+    }
+}
+
+/// Turns an HTTP response into what the retry policy needs. `Retry-After` counts on 429 and 503 only.
+fn attempt_result(response: &send::Response, now_ms: i64) -> AttemptResult {
+    match response.status {
+        Some(200..=299) => AttemptResult::Success,
+        Some(410) => AttemptResult::Gone,
+        Some(429 | 503) => AttemptResult::Failure {
+            retry_after_ms: response
+                .retry_after
+                .as_deref()
+                .and_then(|v| retry::parse_retry_after(v, now_ms)),
+        },
+        _ => AttemptResult::Failure {
+            retry_after_ms: None,
+        },
+    }
+}
+
+/// A uniform random number in [-1, 1] for retry jitter.
+fn jitter_unit() -> f64 {
+    let raw = u64::from_le_bytes(random_bytes::<8>());
+    (raw as f64 / u64::MAX as f64) * 2.0 - 1.0
+}
+
+fn outcome_label(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Delivered => "delivered",
+        Outcome::Retry { .. } => "retry",
+        Outcome::Dead => "dead",
+        Outcome::Gone => "gone",
+    }
+}
+
+fn summarize(outcomes: &[DeliveryOutcome]) -> StepReport {
+    let mut report = StepReport {
+        attempted: outcomes.len(),
+        ..StepReport::default()
+    };
+    for outcome in outcomes {
+        match outcome.outcome {
+            Outcome::Delivered => report.delivered += 1,
+            Outcome::Retry { .. } => report.retrying += 1,
+            Outcome::Dead => report.dead += 1,
+            Outcome::Gone => report.gone += 1,
+        }
+    }
+    report
+}
