@@ -51,6 +51,9 @@ pub struct ServeArgs {
     /// Development mode: allow plain-http and loopback endpoints [env: HOOKD_DEV]
     #[arg(long)]
     pub dev: bool,
+    /// What to run: the API, the delivery worker, or both [env: HOOKD_ROLE] [default: all]
+    #[arg(long, value_enum)]
+    pub role: Option<crate::config::Role>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +96,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = args.store.load_config(FlagOverrides {
                 listen: args.listen,
                 dev: args.dev.then_some(true),
+                role: args.role,
                 ..FlagOverrides::default()
             })?;
             crate::telemetry::init(&config);

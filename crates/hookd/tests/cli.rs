@@ -35,6 +35,7 @@ struct Server {
 
 /// Starts `hookd serve` and waits for its "listening" log line.
 async fn start(mut command: Command) -> Server {
+    hookd::server::install_crypto_provider();
     let mut child = command.spawn().unwrap();
     let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
@@ -78,7 +79,6 @@ impl Server {
     }
 
     async fn status_with_key(&self, key: &str) -> u16 {
-        hookd::server::install_crypto_provider();
         reqwest::Client::new()
             .get(format!("http://{}/api/webhooks", self.address))
             .bearer_auth(key)
@@ -270,4 +270,27 @@ async fn migrate_and_openapi_commands() {
     let (ok, _, stderr) = run(hookd(dir.path()).arg("no-such-command")).await;
     assert!(!ok);
     assert!(stderr.contains("no-such-command"), "{stderr}");
+}
+
+#[tokio::test]
+async fn worker_role_serves_health_and_metrics_but_not_the_api() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let mut command = hookd(dir.path());
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--role", "worker"])
+        .env("HOOKD_API_KEY", "hookd_k")
+        .env("HOOKD_PUBLIC_METRICS", "true");
+    let server = start(command).await;
+    let client = reqwest::Client::new();
+    let get = |path: &str| {
+        client
+            .get(format!("http://{}{path}", server.address))
+            .bearer_auth("hookd_k")
+            .send()
+    };
+    assert_eq!(get("/healthz").await.unwrap().status(), 200);
+    assert_eq!(get("/readyz").await.unwrap().status(), 200);
+    assert_eq!(get("/metrics").await.unwrap().status(), 200);
+    assert_eq!(get("/api/webhooks").await.unwrap().status(), 404);
+    server.terminate().await;
 }

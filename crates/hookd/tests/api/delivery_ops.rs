@@ -334,7 +334,7 @@ async fn rotation_signs_with_both_secrets_during_the_overlap() {
 async fn a_slow_endpoint_does_not_delay_a_healthy_one() {
     let app = spawn_app_with(|c| c.max_in_flight_per_endpoint = 2).await;
     let receiver = Receiver::start().await;
-    receiver.set_default("/slow", Answer::Hang(Duration::from_secs(3)));
+    receiver.set_default("/slow", Answer::Hang(Duration::from_secs(30)));
     app.subscribe(&receiver.url("/slow"), &["slow.*"]).await;
     app.subscribe(&receiver.url("/fast"), &["fast.*"]).await;
     for n in 0..20 {

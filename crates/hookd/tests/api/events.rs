@@ -42,7 +42,8 @@ fn delivery_states(event: &Value) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn publish_fans_out_to_every_matching_subscription() {
-    let app = spawn_app().await;
+    // No worker: the deliveries stay as publishing left them.
+    let app = spawn_app_with(|c| c.role = hookd::config::Role::Api).await;
     let subs = fanout_fixture(&app).await;
     let reply = app
         .post(

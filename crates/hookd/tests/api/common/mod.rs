@@ -87,10 +87,14 @@ impl Clock for TickingClock {
     }
 }
 
-/// The API and a background delivery worker, on the system clock (ticking 1 ms per reading).
+/// The API and (unless `role` is `api`) a background delivery worker, on the system clock (ticking
+/// 1 ms per reading).
 pub async fn spawn_with_store(config: Config, store: DynStore) -> TestApp {
     let clock: DynClock = Arc::new(TickingClock(AtomicI64::new(SystemClock.now_ms())));
     let mut app = spawn_api(config.clone(), store.clone(), clock.clone()).await;
+    if !config.role.runs_worker() {
+        return app;
+    }
     let (stop_worker, stopped) = watch::channel(false);
     app.worker = Some(hookd::server::spawn_worker(
         &config,
