@@ -18,6 +18,9 @@ pub enum ApiError {
     /// 401: no key, a malformed header, or an unknown or revoked key.
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// 401 from the inbound endpoint: the webhook's signature did not verify (message says which check).
+    #[error("invalid signature: {0}")]
+    SignatureInvalid(String),
     /// 404: the named resource does not exist.
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -75,7 +78,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::MalformedJson(_) | Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized(_) | Self::SignatureInvalid(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) | Self::RouteNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
@@ -93,6 +96,7 @@ impl ApiError {
             Self::BadRequest { code, .. } | Self::Conflict { code, .. } => code,
             Self::Invalid { code, .. } => code,
             Self::Unauthorized(_) => "unauthorized",
+            Self::SignatureInvalid(_) => "invalid_signature",
             Self::NotFound(_) => "not_found",
             Self::RouteNotFound => "route_not_found",
             Self::MethodNotAllowed => "method_not_allowed",

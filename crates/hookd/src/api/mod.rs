@@ -10,6 +10,7 @@ pub mod event_types;
 pub mod events;
 pub mod extract;
 pub mod health;
+pub mod inbound;
 pub mod metrics;
 pub mod openapi;
 pub mod pagination;
@@ -74,7 +75,12 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", metrics_route)
         .route("/openapi.json", get(openapi::serve));
     if settings.serve_api {
-        app = app.nest("/api", management_routes(settings).layer(auth));
+        app = app
+            .nest("/api", management_routes(settings).layer(auth))
+            .route(
+                "/webhooks/{id}",
+                post(inbound::receive).layer(DefaultBodyLimit::max(inbound::MAX_INBOUND_BYTES)),
+            );
     }
     app.fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -97,6 +103,7 @@ fn management_routes(settings: ApiSettings) -> Router<AppState> {
             "/webhooks/{id}/deliveries",
             get(deliveries::list_for_webhook),
         )
+        .route("/webhooks/{id}/received", get(inbound::list))
         .route("/webhooks/{id}/test", post(actions::send_test))
         .route("/webhooks/{id}/rotate-secret", post(actions::rotate_secret))
         .route("/webhooks/{id}/enable", post(actions::enable))

@@ -2,7 +2,7 @@
 //! `tests/openapi.rs` keeps the checked-in copy (`openapi.json` at the repo root) in step.
 
 use super::pagination::PageOf;
-use super::{actions, deliveries, error, event_types, events, health, metrics, webhooks};
+use super::{actions, deliveries, error, event_types, events, health, inbound, metrics, webhooks};
 use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -22,10 +22,11 @@ use utoipa::{Modify, OpenApi};
         actions::send_test, actions::rotate_secret, actions::enable, actions::disable,
         actions::recover,
         metrics::summary,
+        inbound::receive, inbound::list,
     ),
     components(schemas(
         error::ErrorBody, PageOf<webhooks::Webhook>, PageOf<events::Event>,
-        PageOf<events::Delivery>, PageOf<deliveries::DeadLetter>,
+        PageOf<events::Delivery>, PageOf<deliveries::DeadLetter>, PageOf<inbound::Receipt>,
     )),
     modifiers(&BearerAuth),
 )]

@@ -359,6 +359,16 @@ pub struct DeliveryStats {
     pub average_latency_ms: Option<f64>,
 }
 
+/// One verified request received by the inbound endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptRow {
+    pub id: String,
+    pub subscription_id: String,
+    pub webhook_id: String,
+    pub event_type: Option<String>,
+    pub received_at: UnixMs,
+}
+
 /// The storage contract. Every method is one atomic unit: it commits (durably, per the configured
 /// synchronous level) before returning `Ok`, or leaves nothing behind.
 #[async_trait]
@@ -471,4 +481,17 @@ pub trait Store: Send + Sync + 'static {
         now: UnixMs,
     ) -> StoreResult<Option<SubscriptionRow>>;
     async fn delivery_stats(&self, subscription_id: Option<&str>) -> StoreResult<DeliveryStats>;
+
+    // --- inbound endpoint -------------------------------------------------------------------------
+
+    /// Records a receipt; false (and nothing written) when this `webhook_id` was already recorded for
+    /// the subscription.
+    async fn record_receipt(&self, receipt: ReceiptRow) -> StoreResult<bool>;
+    /// A subscription's receipts, newest first.
+    async fn list_receipts(
+        &self,
+        subscription_id: &str,
+        after: Option<Cursor>,
+        limit: u32,
+    ) -> StoreResult<Page<ReceiptRow>>;
 }

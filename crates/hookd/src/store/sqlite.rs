@@ -1326,6 +1326,56 @@ impl Store for SqliteStore {
         .map_err(map_err)?;
         Ok(stats)
     }
+
+    async fn record_receipt(&self, receipt: ReceiptRow) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO received (id, subscription_id, webhook_id, event_type, received_at)
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (subscription_id, webhook_id) DO NOTHING",
+        )
+        .bind(&receipt.id)
+        .bind(&receipt.subscription_id)
+        .bind(&receipt.webhook_id)
+        .bind(&receipt.event_type)
+        .bind(receipt.received_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn list_receipts(
+        &self,
+        subscription_id: &str,
+        after: Option<Cursor>,
+        limit: u32,
+    ) -> StoreResult<Page<ReceiptRow>> {
+        let rows = sqlx::query(
+            "SELECT id, subscription_id, webhook_id, event_type, received_at FROM received
+              WHERE subscription_id = ?1 AND (?2 IS NULL OR (received_at, id) < (?2, ?3))
+              ORDER BY received_at DESC, id DESC LIMIT ?4",
+        )
+        .bind(subscription_id)
+        .bind(after.as_ref().map(|c| c.created_at))
+        .bind(after.as_ref().map(|c| c.id.clone()))
+        .bind(i64::from(limit) + 1)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        let items = rows
+            .iter()
+            .map(|row| ReceiptRow {
+                id: row.get("id"),
+                subscription_id: row.get("subscription_id"),
+                webhook_id: row.get("webhook_id"),
+                event_type: row.get("event_type"),
+                received_at: row.get("received_at"),
+            })
+            .collect();
+        Ok(into_page(items, limit, |r: &ReceiptRow| Cursor {
+            created_at: r.received_at,
+            id: r.id.clone(),
+        }))
+    }
 }
 
 /// Moves a subscription's queued (pending or failed) deliveries to `held`.

@@ -8,6 +8,7 @@ mod delivery_ops;
 mod errors;
 mod event_types;
 mod events;
+mod inbound;
 mod openapi;
 mod persistence;
 mod webhooks;
