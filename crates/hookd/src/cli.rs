@@ -1,6 +1,7 @@
 //! Command-line interface: `hookd serve`, `hookd migrate`, `hookd api-keys ...`, `hookd openapi`.
 
 use crate::auth::generate_api_key;
+use crate::client::{ClientArgs, ClientError, commands, listen, verify};
 use crate::config::{Config, FlagOverrides};
 use crate::ids::{Clock, SystemClock};
 use crate::server;
@@ -13,6 +14,8 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "hookd", version, about = "Webhook delivery server")]
 pub struct Cli {
+    #[command(flatten)]
+    pub client: ClientArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -28,6 +31,30 @@ pub enum Command {
     ApiKeys(ApiKeysCommand),
     /// Print the OpenAPI document.
     Openapi,
+    /// Manage subscriptions on a running server.
+    #[command(subcommand)]
+    Webhooks(commands::WebhooksCommand),
+    /// Publish and inspect events.
+    #[command(subcommand)]
+    Events(commands::EventsCommand),
+    /// Inspect and retry deliveries.
+    #[command(subcommand)]
+    Deliveries(commands::DeliveriesCommand),
+    /// The dead-letter queue.
+    #[command(subcommand)]
+    DeadLetters(commands::DeadLettersCommand),
+    /// The event-type catalog.
+    #[command(subcommand)]
+    EventTypes(commands::EventTypesCommand),
+    /// Delivery metrics (overall or `--webhook ID`).
+    Metrics {
+        #[arg(long)]
+        webhook: Option<String>,
+    },
+    /// Run a local receiver that verifies and prints deliveries (and can forward them).
+    Listen(listen::ListenArgs),
+    /// Verify a webhook signature offline (body on stdin); exit code 0 means valid.
+    Verify(verify::VerifyArgs),
 }
 
 /// Where the configuration and the data live (for commands that open the store themselves).
@@ -70,9 +97,6 @@ pub enum ApiKeysCommand {
     List {
         #[command(flatten)]
         store: StoreArgs,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
     },
     /// Revoke a key by id; takes effect on the next request.
     Revoke {
@@ -113,19 +137,44 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::ApiKeys(command) => api_keys(command).await,
+        Command::ApiKeys(command) => api_keys(command, cli.client.json).await,
         Command::Openapi => {
             println!("{}", crate::api::openapi::document());
+            Ok(())
+        }
+        Command::Webhooks(command) => client_result(commands::webhooks(&cli.client, command).await),
+        Command::Events(command) => client_result(commands::events(&cli.client, command).await),
+        Command::Deliveries(command) => {
+            client_result(commands::deliveries(&cli.client, command).await)
+        }
+        Command::DeadLetters(command) => {
+            client_result(commands::dead_letters(&cli.client, command).await)
+        }
+        Command::EventTypes(command) => {
+            client_result(commands::event_types(&cli.client, command).await)
+        }
+        Command::Metrics { webhook } => {
+            client_result(commands::metrics(&cli.client, webhook).await)
+        }
+        Command::Listen(args) => client_result(listen::run(&cli.client, args).await),
+        Command::Verify(args) => {
+            let verdict = verify::run(&args).map_err(|e| anyhow::anyhow!(e))?;
+            println!("{verdict}");
             Ok(())
         }
     }
 }
 
-async fn api_keys(command: ApiKeysCommand) -> anyhow::Result<()> {
-    api_keys_inner(command).await.context("api-keys")
+/// Client errors print the server's message and exit non-zero.
+fn client_result(result: Result<(), ClientError>) -> anyhow::Result<()> {
+    result.map_err(|e| anyhow::anyhow!(e))
 }
 
-async fn api_keys_inner(command: ApiKeysCommand) -> anyhow::Result<()> {
+async fn api_keys(command: ApiKeysCommand, json: bool) -> anyhow::Result<()> {
+    api_keys_inner(command, json).await.context("api-keys")
+}
+
+async fn api_keys_inner(command: ApiKeysCommand, json: bool) -> anyhow::Result<()> {
     let now = SystemClock.now_ms();
     match command {
         ApiKeysCommand::Create { store, name } => {
@@ -138,7 +187,7 @@ async fn api_keys_inner(command: ApiKeysCommand) -> anyhow::Result<()> {
             eprintln!("created API key {id} ({name}); it is shown only this once");
             Ok(())
         }
-        ApiKeysCommand::List { store, json } => {
+        ApiKeysCommand::List { store } => {
             let config = store.load_config(FlagOverrides::default())?;
             let db = server::open_store(&config).await?;
             let keys = db.list_api_keys().await?;

@@ -3,6 +3,7 @@
 mod common;
 
 mod auth;
+mod cli_client;
 mod delivery;
 mod delivery_ops;
 mod errors;

@@ -1,0 +1,681 @@
+//! Client subcommands: each maps to one API route and prints its answer.
+
+use super::output::{self, Column};
+use super::{ApiClient, ClientArgs, ClientError, with_query};
+use clap::Subcommand;
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+
+const WEBHOOK_COLUMNS: &[Column] = &[
+    ("ID", "id"),
+    ("URL", "url"),
+    ("EVENTS", "events"),
+    ("ACTIVE", "active"),
+    ("FAILURES", "failure_count"),
+    ("CREATED", "created_at"),
+];
+const EVENT_COLUMNS: &[Column] = &[
+    ("ID", "id"),
+    ("TYPE", "event"),
+    ("VERSION", "version"),
+    ("TIMESTAMP", "timestamp"),
+];
+const DELIVERY_COLUMNS: &[Column] = &[
+    ("ID", "id"),
+    ("EVENT", "event_id"),
+    ("WEBHOOK", "webhook_id"),
+    ("STATE", "state"),
+    ("ATTEMPTS", "attempts"),
+    ("LAST STATUS", "last_status"),
+    ("NEXT ATTEMPT", "next_attempt_at"),
+];
+const DEAD_LETTER_COLUMNS: &[Column] = &[
+    ("ID", "id"),
+    ("EVENT", "event_id"),
+    ("TYPE", "event"),
+    ("WEBHOOK", "webhook_id"),
+    ("ATTEMPTS", "attempts"),
+    ("LAST ERROR", "last_error"),
+    ("FAILED AT", "failed_at"),
+];
+const ATTEMPT_COLUMNS: &[Column] = &[
+    ("#", "attempt"),
+    ("STARTED", "started_at"),
+    ("MS", "duration_ms"),
+    ("STATUS", "status"),
+    ("ERROR", "error"),
+];
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Subscribe an endpoint to event types.
+    Create {
+        /// The endpoint URL.
+        endpoint: String,
+        /// Event types, comma-separated (`order.created,payment.*` or `*`).
+        #[arg(long, value_delimiter = ',', required = true)]
+        events: Vec<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// Bring your own secret (`whsec_...`); generated otherwise.
+        #[arg(long)]
+        secret: Option<String>,
+        /// Metadata as a JSON object.
+        #[arg(long)]
+        metadata: Option<String>,
+        /// Retry policy as JSON, e.g. '{"preset":"standard_webhooks"}'.
+        #[arg(long)]
+        retry: Option<String>,
+        #[arg(long)]
+        timeout_ms: Option<i64>,
+        /// A custom header `Name: value` (repeatable).
+        #[arg(long = "header")]
+        headers: Vec<String>,
+    },
+    List {
+        #[arg(long)]
+        active: Option<bool>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    Get {
+        id: String,
+    },
+    /// Change an endpoint's settings.
+    Update {
+        id: String,
+        /// New endpoint URL.
+        #[arg(long)]
+        endpoint: Option<String>,
+        #[arg(long, value_delimiter = ',')]
+        events: Option<Vec<String>>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        metadata: Option<String>,
+        #[arg(long)]
+        active: Option<bool>,
+        #[arg(long)]
+        retry: Option<String>,
+        #[arg(long)]
+        timeout_ms: Option<i64>,
+    },
+    Delete {
+        id: String,
+    },
+    Enable {
+        id: String,
+        /// Re-queue the deliveries held while it was disabled.
+        #[arg(long)]
+        replay: bool,
+    },
+    Disable {
+        id: String,
+    },
+    /// Show the signing secret.
+    Secret {
+        id: String,
+    },
+    RotateSecret {
+        id: String,
+        /// How long the old secret keeps signing too.
+        #[arg(long)]
+        overlap_seconds: Option<i64>,
+    },
+    /// Send a `webhook.test` event to this endpoint.
+    Test {
+        id: String,
+    },
+    /// Re-queue failed and dead deliveries since a time.
+    Recover {
+        id: String,
+        #[arg(long)]
+        since: String,
+        #[arg(long)]
+        until: Option<String>,
+    },
+    /// What the inbound endpoint received for this subscription.
+    Received {
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    Publish {
+        /// The event type.
+        #[arg(long = "type")]
+        event_type: String,
+        /// The `data` object as JSON.
+        #[arg(long, default_value = "{}")]
+        data: String,
+        /// Your idempotent id for the event.
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long)]
+        version: Option<String>,
+        /// Attempt once, never retry.
+        #[arg(long)]
+        no_retry: bool,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    Get {
+        id: String,
+    },
+    List {
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeliveriesCommand {
+    /// A subscription's deliveries.
+    List {
+        #[arg(long)]
+        webhook: String,
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// A delivery and its attempts.
+    Get { id: String },
+    /// Re-queue a delivery now.
+    Retry { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLettersCommand {
+    List {
+        #[arg(long)]
+        webhook: Option<String>,
+        #[arg(long)]
+        event_type: Option<String>,
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Re-queue one dead letter (by id) or all matching the filters.
+    Redrive {
+        id: Option<String>,
+        #[arg(long)]
+        webhook: Option<String>,
+        #[arg(long)]
+        event_type: Option<String>,
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventTypesCommand {
+    List {
+        #[arg(long)]
+        include_archived: bool,
+    },
+    Add {
+        name: String,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    Archive {
+        name: String,
+    },
+}
+
+fn parse_json(flag: &str, text: &str) -> Result<Value, ClientError> {
+    serde_json::from_str(text)
+        .map_err(|e| ClientError::Usage(format!("--{flag} is not valid JSON: {e}")))
+}
+
+fn parse_headers(raw: &[String]) -> Result<Map<String, Value>, ClientError> {
+    raw.iter()
+        .map(|line| {
+            let (name, value) = line.split_once(':').ok_or_else(|| {
+                ClientError::Usage(format!("--header {line:?}: expected 'Name: value'"))
+            })?;
+            Ok((
+                name.trim().to_owned(),
+                Value::String(value.trim().to_owned()),
+            ))
+        })
+        .collect()
+}
+
+/// Inserts `key: value` when `value` is set.
+fn set(body: &mut Value, key: &str, value: Option<Value>) {
+    if let Some(value) = value {
+        body[key] = value;
+    }
+}
+
+pub async fn webhooks(args: &ClientArgs, command: WebhooksCommand) -> Result<(), ClientError> {
+    let api = ApiClient::new(args);
+    let json = args.json;
+    match command {
+        WebhooksCommand::Create {
+            endpoint,
+            events,
+            description,
+            secret,
+            metadata,
+            retry,
+            timeout_ms,
+            headers,
+        } => {
+            let mut body = json!({"url": endpoint, "events": events});
+            set(&mut body, "description", description.map(Value::from));
+            set(&mut body, "secret", secret.map(Value::from));
+            set(
+                &mut body,
+                "metadata",
+                metadata.map(|m| parse_json("metadata", &m)).transpose()?,
+            );
+            set(
+                &mut body,
+                "retry",
+                retry.map(|r| parse_json("retry", &r)).transpose()?,
+            );
+            set(&mut body, "timeout_ms", timeout_ms.map(Value::from));
+            if !headers.is_empty() {
+                body["headers"] = Value::Object(parse_headers(&headers)?);
+            }
+            let created = api.post("/api/webhooks", &body).await?;
+            output::print(json, &created, output::record);
+        }
+        WebhooksCommand::List {
+            active,
+            limit,
+            cursor,
+        } => {
+            let path = with_query(
+                "/api/webhooks",
+                &[
+                    ("active", active.map(|a| a.to_string())),
+                    ("limit", limit.map(|l| l.to_string())),
+                    ("cursor", cursor),
+                ],
+            );
+            let page = api.get(&path).await?;
+            output::print(json, &page, |p| output::page(p, WEBHOOK_COLUMNS));
+        }
+        WebhooksCommand::Get { id } => {
+            let webhook = api.get(&format!("/api/webhooks/{id}")).await?;
+            output::print(json, &webhook, output::record);
+        }
+        WebhooksCommand::Update {
+            id,
+            endpoint,
+            events,
+            description,
+            metadata,
+            active,
+            retry,
+            timeout_ms,
+        } => {
+            let mut body = json!({});
+            set(&mut body, "url", endpoint.map(Value::from));
+            set(&mut body, "events", events.map(Value::from));
+            set(&mut body, "description", description.map(Value::from));
+            set(
+                &mut body,
+                "metadata",
+                metadata.map(|m| parse_json("metadata", &m)).transpose()?,
+            );
+            set(&mut body, "active", active.map(Value::from));
+            set(
+                &mut body,
+                "retry",
+                retry.map(|r| parse_json("retry", &r)).transpose()?,
+            );
+            set(&mut body, "timeout_ms", timeout_ms.map(Value::from));
+            let updated = api
+                .call(
+                    Method::PATCH,
+                    &format!("/api/webhooks/{id}"),
+                    Some(&body),
+                    &[],
+                )
+                .await?;
+            output::print(json, &updated, output::record);
+        }
+        WebhooksCommand::Delete { id } => {
+            api.call(Method::DELETE, &format!("/api/webhooks/{id}"), None, &[])
+                .await?;
+            let done = json!({"deleted": id});
+            output::print(json, &done, |_| format!("deleted {id}"));
+        }
+        WebhooksCommand::Enable { id, replay } => {
+            let body = json!({"replay": replay});
+            let enabled = api
+                .post(&format!("/api/webhooks/{id}/enable"), &body)
+                .await?;
+            output::print(json, &enabled, |v| {
+                format!("enabled {id}; {} held deliveries replayed", v["replayed"])
+            });
+        }
+        WebhooksCommand::Disable { id } => {
+            let disabled = api
+                .post(&format!("/api/webhooks/{id}/disable"), &json!({}))
+                .await?;
+            output::print(json, &disabled, |_| format!("disabled {id}"));
+        }
+        WebhooksCommand::Secret { id } => {
+            let secret = api.get(&format!("/api/webhooks/{id}/secret")).await?;
+            output::print(json, &secret, output::record);
+        }
+        WebhooksCommand::RotateSecret {
+            id,
+            overlap_seconds,
+        } => {
+            let mut body = json!({});
+            set(
+                &mut body,
+                "overlap_seconds",
+                overlap_seconds.map(Value::from),
+            );
+            let rotated = api
+                .post(&format!("/api/webhooks/{id}/rotate-secret"), &body)
+                .await?;
+            output::print(json, &rotated, output::record);
+        }
+        WebhooksCommand::Test { id } => {
+            let sent = api
+                .post(&format!("/api/webhooks/{id}/test"), &json!({}))
+                .await?;
+            output::print(json, &sent, |v| {
+                format!("test event {} queued", cell(&v["id"]))
+            });
+        }
+        WebhooksCommand::Recover { id, since, until } => {
+            let mut body = json!({"since": since});
+            set(&mut body, "until", until.map(Value::from));
+            let recovered = api
+                .post(&format!("/api/webhooks/{id}/recover"), &body)
+                .await?;
+            output::print(json, &recovered, |v| {
+                format!("{} deliveries re-queued", v["recovered"])
+            });
+        }
+        WebhooksCommand::Received { id } => {
+            let page = api.get(&format!("/api/webhooks/{id}/received")).await?;
+            output::print(json, &page, |p| {
+                output::page(
+                    p,
+                    &[
+                        ("WEBHOOK-ID", "webhook_id"),
+                        ("TYPE", "event_type"),
+                        ("RECEIVED", "received_at"),
+                    ],
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
+fn cell(value: &Value) -> String {
+    value
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| value.to_string())
+}
+
+pub async fn events(args: &ClientArgs, command: EventsCommand) -> Result<(), ClientError> {
+    let api = ApiClient::new(args);
+    let json = args.json;
+    match command {
+        EventsCommand::Publish {
+            event_type,
+            data,
+            id,
+            version,
+            no_retry,
+            idempotency_key,
+        } => {
+            let mut body = json!({"event": event_type, "data": parse_json("data", &data)?});
+            set(&mut body, "id", id.map(Value::from));
+            set(&mut body, "version", version.map(Value::from));
+            if no_retry {
+                body["retryable"] = Value::Bool(false);
+            }
+            let headers: Vec<(&str, String)> = idempotency_key
+                .map(|key| ("idempotency-key", key))
+                .into_iter()
+                .collect();
+            let published = api
+                .call(Method::POST, "/api/events", Some(&body), &headers)
+                .await?;
+            output::print(json, &published, |v| {
+                let verb = match v["duplicate"].as_bool() {
+                    Some(true) => "already published",
+                    _ => "published",
+                };
+                format!(
+                    "{verb} {} ({}): {} deliveries queued",
+                    cell(&v["id"]),
+                    cell(&v["event"]),
+                    v["deliveries"]
+                )
+            });
+        }
+        EventsCommand::Get { id } => {
+            let event = api.get(&format!("/api/events/{id}")).await?;
+            output::print(json, &event, |v| {
+                let mut summary = v.clone();
+                if let Some(object) = summary.as_object_mut() {
+                    object.remove("deliveries");
+                }
+                let deliveries = v["deliveries"].as_array().cloned().unwrap_or_default();
+                format!(
+                    "{}\n\n{}",
+                    output::record(&summary),
+                    output::table(&deliveries, DELIVERY_COLUMNS)
+                )
+            });
+        }
+        EventsCommand::List {
+            event_type,
+            since,
+            until,
+            limit,
+            cursor,
+        } => {
+            let path = with_query(
+                "/api/events",
+                &[
+                    ("type", event_type),
+                    ("since", since),
+                    ("until", until),
+                    ("limit", limit.map(|l| l.to_string())),
+                    ("cursor", cursor),
+                ],
+            );
+            let page = api.get(&path).await?;
+            output::print(json, &page, |p| output::page(p, EVENT_COLUMNS));
+        }
+    }
+    Ok(())
+}
+
+pub async fn deliveries(args: &ClientArgs, command: DeliveriesCommand) -> Result<(), ClientError> {
+    let api = ApiClient::new(args);
+    let json = args.json;
+    match command {
+        DeliveriesCommand::List {
+            webhook,
+            state,
+            limit,
+            cursor,
+        } => {
+            let path = with_query(
+                &format!("/api/webhooks/{webhook}/deliveries"),
+                &[
+                    ("state", state),
+                    ("limit", limit.map(|l| l.to_string())),
+                    ("cursor", cursor),
+                ],
+            );
+            let page = api.get(&path).await?;
+            output::print(json, &page, |p| output::page(p, DELIVERY_COLUMNS));
+        }
+        DeliveriesCommand::Get { id } => {
+            let delivery = api.get(&format!("/api/deliveries/{id}")).await?;
+            output::print(json, &delivery, |v| {
+                let mut summary = v.clone();
+                if let Some(object) = summary.as_object_mut() {
+                    object.remove("attempts");
+                    object.remove("event");
+                }
+                let attempts = v["attempts"].as_array().cloned().unwrap_or_default();
+                format!(
+                    "{}\n\n{}",
+                    output::record(&summary),
+                    output::table(&attempts, ATTEMPT_COLUMNS)
+                )
+            });
+        }
+        DeliveriesCommand::Retry { id } => {
+            let queued = api
+                .post(&format!("/api/deliveries/{id}/retry"), &json!({}))
+                .await?;
+            output::print(json, &queued, |_| format!("retry of {id} queued"));
+        }
+    }
+    Ok(())
+}
+
+pub async fn dead_letters(
+    args: &ClientArgs,
+    command: DeadLettersCommand,
+) -> Result<(), ClientError> {
+    let api = ApiClient::new(args);
+    let json = args.json;
+    match command {
+        DeadLettersCommand::List {
+            webhook,
+            event_type,
+            since,
+            until,
+            limit,
+        } => {
+            let path = with_query(
+                "/api/dead-letters",
+                &[
+                    ("webhook_id", webhook),
+                    ("event_type", event_type),
+                    ("since", since),
+                    ("until", until),
+                    ("limit", limit.map(|l| l.to_string())),
+                ],
+            );
+            let page = api.get(&path).await?;
+            output::print(json, &page, |p| output::page(p, DEAD_LETTER_COLUMNS));
+        }
+        DeadLettersCommand::Redrive {
+            id: Some(id),
+            webhook: None,
+            event_type: None,
+            since: None,
+            until: None,
+        } => {
+            let queued = api
+                .post(&format!("/api/dead-letters/{id}/redrive"), &json!({}))
+                .await?;
+            output::print(json, &queued, |_| format!("redrove {id}"));
+        }
+        DeadLettersCommand::Redrive { id: Some(_), .. } => {
+            return Err(ClientError::Usage(
+                "give either a dead letter id or filters, not both".into(),
+            ));
+        }
+        DeadLettersCommand::Redrive {
+            id: None,
+            webhook,
+            event_type,
+            since,
+            until,
+        } => {
+            let mut body = json!({});
+            set(&mut body, "webhook_id", webhook.map(Value::from));
+            set(&mut body, "event_type", event_type.map(Value::from));
+            set(&mut body, "since", since.map(Value::from));
+            set(&mut body, "until", until.map(Value::from));
+            let done = api.post("/api/dead-letters/redrive", &body).await?;
+            output::print(json, &done, |v| {
+                format!("{} dead letters re-queued", v["redriven"])
+            });
+        }
+    }
+    Ok(())
+}
+
+pub async fn event_types(args: &ClientArgs, command: EventTypesCommand) -> Result<(), ClientError> {
+    let api = ApiClient::new(args);
+    let json = args.json;
+    match command {
+        EventTypesCommand::List { include_archived } => {
+            let path = with_query(
+                "/api/event-types",
+                &[("include_archived", include_archived.then(|| "true".into()))],
+            );
+            let list = api.get(&path).await?;
+            output::print(json, &list, |v| {
+                output::page(
+                    v,
+                    &[
+                        ("NAME", "name"),
+                        ("DESCRIPTION", "description"),
+                        ("ARCHIVED", "archived"),
+                    ],
+                )
+            });
+        }
+        EventTypesCommand::Add { name, description } => {
+            let mut body = json!({"name": name});
+            set(&mut body, "description", description.map(Value::from));
+            let added = api.post("/api/event-types", &body).await?;
+            output::print(json, &added, output::record);
+        }
+        EventTypesCommand::Archive { name } => {
+            api.call(
+                Method::DELETE,
+                &format!("/api/event-types/{name}"),
+                None,
+                &[],
+            )
+            .await?;
+            output::print(json, &json!({"archived": name}), |_| {
+                format!("archived {name}")
+            });
+        }
+    }
+    Ok(())
+}
+
+pub async fn metrics(args: &ClientArgs, webhook: Option<String>) -> Result<(), ClientError> {
+    let api = ApiClient::new(args);
+    let path = with_query("/api/webhooks/metrics", &[("webhook", webhook)]);
+    let metrics = api.get(&path).await?;
+    output::print(args.json, &metrics, output::record);
+    Ok(())
+}

@@ -1,0 +1,494 @@
+//! The `hookd` client commands, run as the real binary against a live server.
+
+use crate::common::*;
+use serde_json::{Value, json};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_hookd");
+
+struct Output {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Output {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+}
+
+fn command(app: &TestApp) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .env_clear()
+        .env("HOOKD_URL", format!("http://{}", app.address))
+        .env("HOOKD_API_KEY", &app.key)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+async fn hookd(app: &TestApp, args: &[&str]) -> Output {
+    let output = command(app).args(args).output().await.unwrap();
+    Output {
+        ok: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Runs the command with `--json` and returns its parsed output (asserting success).
+async fn hookd_json(app: &TestApp, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let output = hookd(app, &all).await;
+    assert!(output.ok, "{args:?}: {}", output.stderr);
+    output.json()
+}
+
+/// Runs the command as a table and returns stdout (asserting success).
+async fn hookd_table(app: &TestApp, args: &[&str]) -> String {
+    let output = hookd(app, args).await;
+    assert!(output.ok, "{args:?}: {}", output.stderr);
+    output.stdout
+}
+
+#[tokio::test]
+async fn webhook_commands() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    let url = receiver.url("/h");
+    let created = hookd_json(
+        &app,
+        &[
+            "webhooks",
+            "create",
+            &url,
+            "--events",
+            "order.*,payment.failed",
+            "--description",
+            "cli",
+            "--header",
+            "X-Team: billing",
+            "--timeout-ms",
+            "5000",
+        ],
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["events"], json!(["order.*", "payment.failed"]));
+    assert_eq!(created["headers"], json!({"x-team": "billing"}));
+    assert!(created["secret"].as_str().unwrap().starts_with("whsec_"));
+
+    let table = hookd_table(&app, &["webhooks", "list"]).await;
+    assert!(table.starts_with("ID "), "{table}");
+    assert!(
+        table.contains(&id) && table.contains("order.*,payment.failed"),
+        "{table}"
+    );
+    let listed = hookd_json(&app, &["webhooks", "list", "--active", "true"]).await;
+    assert_eq!(listed["data"][0]["id"], id.as_str());
+
+    let got = hookd_table(&app, &["webhooks", "get", &id]).await;
+    assert!(got.contains("description") && got.contains("cli"), "{got}");
+    let updated = hookd_json(
+        &app,
+        &[
+            "webhooks",
+            "update",
+            &id,
+            "--events",
+            "*",
+            "--description",
+            "changed",
+        ],
+    )
+    .await;
+    assert_eq!(updated["events"], json!(["*"]));
+    assert_eq!(updated["description"], "changed");
+
+    let secret = hookd_json(&app, &["webhooks", "secret", &id]).await;
+    assert_eq!(secret["secret"], created["secret"]);
+    let rotated = hookd_json(
+        &app,
+        &["webhooks", "rotate-secret", &id, "--overlap-seconds", "60"],
+    )
+    .await;
+    assert_ne!(rotated["secret"], created["secret"]);
+
+    let test = hookd_table(&app, &["webhooks", "test", &id]).await;
+    assert!(test.contains("queued"), "{test}");
+    let request = receiver.wait_for("/h", 1).await.remove(0);
+    assert_eq!(request.json()["event"], "webhook.test");
+    assert_eq!(request.header("x-team"), "billing");
+
+    let disabled = hookd_table(&app, &["webhooks", "disable", &id]).await;
+    assert!(disabled.contains("disabled"));
+    assert_eq!(
+        hookd_json(&app, &["webhooks", "get", &id]).await["active"],
+        false
+    );
+    let enabled = hookd_json(&app, &["webhooks", "enable", &id, "--replay"]).await;
+    assert_eq!(enabled["webhook"]["active"], true);
+    let recovered = hookd_json(
+        &app,
+        &[
+            "webhooks",
+            "recover",
+            &id,
+            "--since",
+            "2000-01-01T00:00:00Z",
+        ],
+    )
+    .await;
+    assert_eq!(recovered["recovered"], 0);
+    let received = hookd_json(&app, &["webhooks", "received", &id]).await;
+    assert_eq!(received["data"], json!([]));
+
+    let deleted = hookd_table(&app, &["webhooks", "delete", &id]).await;
+    assert!(deleted.contains(&id));
+    let missing = hookd(&app, &["webhooks", "get", &id]).await;
+    assert!(!missing.ok);
+    assert!(
+        missing.stderr.contains("webhook not found"),
+        "{}",
+        missing.stderr
+    );
+    let invalid = hookd(&app, &["webhooks", "create", "ftp://x", "--events", "*"]).await;
+    assert!(!invalid.ok);
+    assert!(
+        invalid.stderr.contains("scheme must be http or https"),
+        "{}",
+        invalid.stderr
+    );
+}
+
+#[tokio::test]
+async fn event_delivery_and_dead_letter_commands() {
+    let app = spawn_app_with(|c| {
+        c.retry = Some(hookd_core::RetryPolicy::Exponential {
+            max_attempts: 1,
+            base_delay_ms: 10,
+            max_delay_ms: 10,
+        })
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    receiver.script("/h", [Answer::Status(500)]);
+    let sub = app.subscribe(&receiver.url("/h"), &["order.*"]).await;
+    let sub_id = sub["id"].as_str().unwrap();
+
+    let published = hookd_json(
+        &app,
+        &[
+            "events",
+            "publish",
+            "--type",
+            "order.created",
+            "--data",
+            r#"{"orderId":"ORD-1"}"#,
+            "--id",
+            "ord-1",
+        ],
+    )
+    .await;
+    assert_eq!(published["id"], "ord-1");
+    assert_eq!(published["deliveries"], 1);
+    let again = hookd_table(
+        &app,
+        &[
+            "events",
+            "publish",
+            "--type",
+            "order.created",
+            "--data",
+            "{}",
+            "--id",
+            "ord-1",
+        ],
+    )
+    .await;
+    assert!(again.contains("already published"), "{again}");
+    let bad = hookd(
+        &app,
+        &[
+            "events",
+            "publish",
+            "--type",
+            "order.created",
+            "--data",
+            "{nope",
+        ],
+    )
+    .await;
+    assert!(!bad.ok && bad.stderr.contains("--data"), "{}", bad.stderr);
+
+    app.eventually("/api/events/ord-1", |b| {
+        b["deliveries"][0]["state"] == "dead"
+    })
+    .await;
+    let event = hookd_json(&app, &["events", "get", "ord-1"]).await;
+    assert_eq!(event["data"], json!({"orderId": "ORD-1"}));
+    let event_table = hookd_table(&app, &["events", "get", "ord-1"]).await;
+    assert!(event_table.contains("dead"), "{event_table}");
+    let events = hookd_json(&app, &["events", "list", "--type", "order.created"]).await;
+    assert_eq!(events["data"].as_array().unwrap().len(), 1);
+    assert!(
+        hookd_table(&app, &["events", "list"])
+            .await
+            .contains("ord-1")
+    );
+
+    let deliveries = hookd_json(&app, &["deliveries", "list", "--webhook", sub_id]).await;
+    let delivery_id = deliveries["data"][0]["id"].as_str().unwrap().to_owned();
+    let detail = hookd_table(&app, &["deliveries", "get", &delivery_id]).await;
+    assert!(detail.contains("HTTP 500"), "{detail}");
+    let dead = hookd_table(&app, &["dead-letters", "list"]).await;
+    assert!(
+        dead.contains(&delivery_id) && dead.contains("order.created"),
+        "{dead}"
+    );
+
+    let redriven = hookd_json(&app, &["dead-letters", "redrive", "--webhook", sub_id]).await;
+    assert_eq!(redriven["redriven"], 1);
+    app.eventually("/api/events/ord-1", |b| {
+        b["deliveries"][0]["state"] == "delivered"
+    })
+    .await;
+    let retried = hookd_table(&app, &["deliveries", "retry", &delivery_id]).await;
+    assert!(retried.contains("queued"));
+    receiver.wait_for("/h", 3).await;
+
+    let metrics = hookd_json(&app, &["metrics", "--webhook", sub_id]).await;
+    assert_eq!(metrics["total"], 1);
+    assert!(
+        hookd_table(&app, &["metrics"])
+            .await
+            .contains("successRate")
+    );
+}
+
+#[tokio::test]
+async fn event_type_commands() {
+    let app = spawn_app().await;
+    let added = hookd_json(
+        &app,
+        &[
+            "event-types",
+            "add",
+            "plan.renewed",
+            "--description",
+            "Renewed",
+        ],
+    )
+    .await;
+    assert_eq!(added["name"], "plan.renewed");
+    let table = hookd_table(&app, &["event-types", "list"]).await;
+    assert!(table.contains("plan.renewed") && table.contains("Renewed"));
+    assert!(
+        hookd_table(&app, &["event-types", "archive", "plan.renewed"])
+            .await
+            .contains("archived")
+    );
+    let listed = hookd_json(&app, &["event-types", "list"]).await;
+    assert!(!listed.to_string().contains("plan.renewed"));
+    let all = hookd_json(&app, &["event-types", "list", "--include-archived"]).await;
+    assert!(all.to_string().contains("plan.renewed"));
+    let duplicate = hookd(&app, &["event-types", "add", "order.created"]).await;
+    assert!(
+        !duplicate.ok && duplicate.stderr.contains("event_type_exists"),
+        "{}",
+        duplicate.stderr
+    );
+}
+
+#[tokio::test]
+async fn client_errors_are_clear() {
+    let app = spawn_app().await;
+    let mut wrong_key = command(&app);
+    let output = wrong_key
+        .env("HOOKD_API_KEY", "hookd_wrong")
+        .args(["webhooks", "list"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("invalid or revoked API key"));
+    let down = Command::new(BIN)
+        .env_clear()
+        .args([
+            "webhooks",
+            "list",
+            "--url",
+            "http://127.0.0.1:9",
+            "--api-key",
+            "k",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!down.status.success());
+    assert!(String::from_utf8_lossy(&down.stderr).contains("cannot reach hookd"));
+}
+
+#[tokio::test]
+async fn listen_verifies_prints_and_forwards() {
+    let app = spawn_app().await;
+    let forward = Receiver::start().await;
+    let port = {
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        socket.local_addr().unwrap().port()
+    };
+    let port_text = port.to_string();
+    let mut child = command(&app)
+        .args([
+            "listen",
+            "--port",
+            &port_text,
+            "--events",
+            "order.*",
+            "--forward-to",
+            &forward.url("/app"),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = String::new();
+    let mut read_until = async |needle: &str| {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while !seen.contains(needle) {
+                let line = lines.next_line().await.unwrap().expect("listen exited");
+                seen.push_str(&line);
+                seen.push('\n');
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no {needle:?} in:\n{seen}"));
+        seen.clone()
+    };
+    let ready = read_until("Ready").await;
+    assert!(ready.contains("Subscribed wh_"), "{ready}");
+
+    let published = app
+        .post(
+            "/api/events",
+            json!({"event": "order.created", "data": {"orderId": "ORD-7"}}),
+        )
+        .await;
+    let event_id = published.body["id"].as_str().unwrap().to_owned();
+    let printed = read_until("<-- 200").await;
+    assert!(
+        printed.contains(&format!(
+            "--> order.created {event_id} attempt 1 [verified]"
+        )),
+        "{printed}"
+    );
+    assert!(printed.contains("\"orderId\": \"ORD-7\""), "{printed}");
+    let forwarded = forward.wait_for("/app", 1).await.remove(0);
+    assert_eq!(forwarded.header("webhook-id"), event_id);
+    assert!(!forwarded.header("webhook-signature").is_empty());
+    assert_eq!(forwarded.json()["data"]["orderId"], "ORD-7");
+    app.eventually(&format!("/api/events/{event_id}"), |b| {
+        b["deliveries"][0]["state"] == "delivered"
+    })
+    .await;
+
+    // A forged request is refused with 401.
+    let forged = app
+        .client
+        .post(format!("http://127.0.0.1:{port}/"))
+        .header("webhook-id", "msg_x")
+        .header("webhook-timestamp", "1")
+        .header("webhook-signature", "v1,AAAA")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    read_until("INVALID").await;
+
+    // Ctrl-C (SIGTERM here) unsubscribes.
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    read_until("Unsubscribed").await;
+    let _ = child.wait().await;
+    let remaining = app.get("/api/webhooks").await.body;
+    assert_eq!(remaining["data"], json!([]));
+}
+
+#[tokio::test]
+async fn verify_command_checks_signatures_offline() {
+    let app = spawn_app().await;
+    let run = |args: Vec<String>, body: &'static str| async move {
+        let mut child = Command::new(BIN)
+            .env_clear()
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(body.as_bytes()).await.unwrap();
+        drop(stdin);
+        let output = child.wait_with_output().await.unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr),
+        )
+    };
+    let vector = |signature: &str, now: &str| -> Vec<String> {
+        [
+            "verify",
+            "--secret",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "-H",
+            "webhook-id: msg_p5jXN8AQM9LWM0D4loKWxJek",
+            "-H",
+            "webhook-timestamp: 1614265330",
+            "-H",
+            &format!("webhook-signature: {signature}"),
+            "--now",
+            now,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let good = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+    let (ok, text) = run(vector(good, "1614265330"), r#"{"test": 2432232314}"#).await;
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("valid: webhook-id msg_p5jXN8AQM9LWM0D4loKWxJek"),
+        "{text}"
+    );
+    let (ok, text) = run(vector(good, "1614265330"), r#"{"test": 2432232315}"#).await;
+    assert!(!ok && text.contains("no signature"), "{text}");
+    let (ok, text) = run(vector(good, "1614266000"), r#"{"test": 2432232314}"#).await;
+    assert!(!ok && text.contains("older"), "{text}");
+    let hex = hookd_verify::sign_hex("whsec_x", b"{}");
+    let legacy: Vec<String> = [
+        "verify",
+        "--secret",
+        "whsec_x",
+        "-H",
+        &format!("X-Webhook-Signature: {hex}"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (ok, text) = run(legacy, "{}").await;
+    assert!(ok, "{text}");
+    drop(app);
+}
