@@ -55,6 +55,8 @@ pub enum Command {
     Listen(listen::ListenArgs),
     /// Verify a webhook signature offline (body on stdin); exit code 0 means valid.
     Verify(verify::VerifyArgs),
+    /// Run a self-contained benchmark (receiver, hookd nodes, load) and report the figures.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Where the configuration and the data live (for commands that open the store themselves).
@@ -157,6 +159,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             client_result(commands::metrics(&cli.client, webhook).await)
         }
         Command::Listen(args) => client_result(listen::run(&cli.client, args).await),
+        Command::Bench(args) => {
+            let reports = crate::bench::run(&args).await?;
+            crate::bench::print(&reports, cli.client.json);
+            let lost: u64 = reports.iter().map(|r| r.lost).sum();
+            let bad_signatures: u64 = reports.iter().map(|r| r.signature_failures).sum();
+            anyhow::ensure!(lost == 0, "{lost} deliveries were lost");
+            anyhow::ensure!(bad_signatures == 0, "{bad_signatures} sampled signatures failed");
+            Ok(())
+        }
         Command::Verify(args) => {
             let verdict = verify::run(&args).map_err(|e| anyhow::anyhow!(e))?;
             println!("{verdict}");
