@@ -23,7 +23,10 @@ pub struct DeliveryMetrics {
     pub failed: i64,
     /// Dead letters (a subset of `failed`).
     pub dead: i64,
+    /// Queued: waiting for their first attempt or a manual re-queue.
     pub pending: i64,
+    /// Leased by a worker, an attempt under way.
+    pub in_flight: i64,
     pub held: i64,
     /// delivered / total × 100, two decimals.
     pub success_rate: f64,
@@ -61,7 +64,8 @@ pub async fn summary(
         delivered: stats.delivered,
         failed: stats.failed,
         dead: stats.dead,
-        pending: stats.pending + stats.in_flight,
+        pending: stats.pending,
+        in_flight: stats.in_flight,
         held: stats.held,
         success_rate,
         average_latency: stats.average_latency_ms.unwrap_or(0.0),

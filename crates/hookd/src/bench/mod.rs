@@ -4,6 +4,7 @@
 //! subscriptions, publishes, waits for every delivery, and reports throughput, latency, CPU, memory,
 //! loss and duplicates. It exits non-zero if any delivery was lost.
 
+pub mod chaos;
 pub mod load;
 pub mod node;
 pub mod receiver;
@@ -32,6 +33,10 @@ pub enum Scenario {
     Isolation,
     /// Half the first attempts fail with 500 and are retried.
     RetryStorm,
+    /// Three nodes on one PostgreSQL database, one killed and restarted mid-way (needs --database).
+    Cluster,
+    /// One node killed with SIGKILL at random moments, at least 10 times, under steady load.
+    Crash,
 }
 
 #[derive(Debug, clap::Args)]
@@ -68,6 +73,12 @@ pub struct BenchArgs {
     /// Extra `KEY=VALUE` environment for the hookd nodes (e.g. HOOKD_MAX_IN_FLIGHT=512).
     #[arg(long = "node-env")]
     pub node_env: Vec<String>,
+    /// Events to publish in the chaos scenarios (`cluster`: 3,000; `crash`: enough for the kills).
+    #[arg(long)]
+    pub events: Option<u64>,
+    /// Kills in the `crash` scenario (at least 10).
+    #[arg(long, default_value_t = 10)]
+    pub kills: usize,
 }
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -142,6 +153,8 @@ pub struct Report {
     pub signature_failures: u64,
     /// Scenario-specific figures.
     pub extra: Value,
+    /// Checks that failed (the command exits non-zero when any did).
+    pub failed_checks: Vec<String>,
 }
 
 const API_KEY: &str = "hookd_bench_key";
@@ -173,6 +186,8 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
         }
         Scenario::Isolation => isolation(args, &receiver).await?,
         Scenario::Backlog => vec![backlog(args, &receiver).await?],
+        Scenario::Cluster => vec![chaos::cluster(args, &receiver).await?],
+        Scenario::Crash => vec![chaos::crash(args, &receiver).await?],
     };
     for report in &mut reports {
         report.limit_posts_per_sec = limit.round();
@@ -185,7 +200,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
 }
 
 /// A hookd deployment for one run: its nodes, data dir and (for PostgreSQL) database.
-struct Deployment {
+pub(crate) struct Deployment {
     dir: std::path::PathBuf,
     database: Option<String>,
     maintenance: Option<String>,
@@ -227,6 +242,7 @@ impl Deployment {
             role,
             api_key: API_KEY.into(),
             env: self.env.clone(),
+            listen: None,
         })
         .await
     }
@@ -399,7 +415,7 @@ fn finish(
     }
 }
 
-fn round(value: f64) -> f64 {
+pub(crate) fn round(value: f64) -> f64 {
     (value * 100.0).round() / 100.0
 }
 
@@ -546,6 +562,9 @@ pub fn print(reports: &[Report], json: bool) {
     for report in reports {
         let value = serde_json::to_value(report).unwrap_or_default();
         println!("== {} ({})", report.scenario, report.backend);
+        for failure in &report.failed_checks {
+            println!("  FAILED: {failure}");
+        }
         if let Some(object) = value.as_object() {
             for (key, field) in object {
                 if key == "scenario" || key == "backend" || field.is_null() {

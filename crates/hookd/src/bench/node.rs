@@ -19,6 +19,8 @@ pub struct NodeSpec {
     pub api_key: String,
     /// Extra `HOOKD_*` settings.
     pub env: Vec<(String, String)>,
+    /// A fixed listen address (so a restarted node comes back at the same URL); port 0 otherwise.
+    pub listen: Option<SocketAddr>,
 }
 
 pub struct Node {
@@ -32,8 +34,12 @@ impl Node {
     pub async fn start(spec: &NodeSpec) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?;
         let mut command = Command::new(exe);
+        let listen = spec
+            .listen
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "127.0.0.1:0".into());
         command
-            .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--role", spec.role])
+            .args(["serve", "--dev", "--listen", &listen, "--role", spec.role])
             .arg("--data-dir")
             .arg(&spec.data_dir)
             .env("HOOKD_API_KEY", &spec.api_key)

@@ -26,6 +26,8 @@ pub enum Behaviour {
 struct Log {
     /// (path, webhook-id) → times received with a 2xx answer.
     delivered: HashMap<(String, String), u32>,
+    /// (path, webhook-id) → arrival times (Unix µs), kept only when `keep_arrivals` is on.
+    arrivals: HashMap<(String, String), Vec<u64>>,
     /// Publish→receive latencies of 2xx deliveries, in microseconds.
     latencies_us: Vec<u64>,
     /// Arrival of the first and the last 2xx delivery (Unix µs).
@@ -45,6 +47,8 @@ pub struct Receiver {
     pub signature_failures: AtomicU64,
     /// Answers 503 to everything while true (the receiver "stopped").
     pub paused: AtomicBool,
+    /// Record every arrival time per delivery (chaos tests), not only counts.
+    pub keep_arrivals: AtomicBool,
 }
 
 pub fn unix_us() -> u64 {
@@ -67,6 +71,7 @@ impl Receiver {
             signature_checks: AtomicU64::new(0),
             signature_failures: AtomicU64::new(0),
             paused: AtomicBool::new(false),
+            keep_arrivals: AtomicBool::new(false),
         });
         let app = Router::new()
             .fallback(axum::routing::post(receive))
@@ -115,6 +120,11 @@ impl Receiver {
         let mut latencies = std::mem::take(&mut log.latencies_us);
         latencies.sort_unstable();
         (latencies, log.first_us, log.last_us)
+    }
+
+    /// Every (path, webhook-id) with its arrival times (only with `keep_arrivals`).
+    pub fn arrivals(&self) -> HashMap<(String, String), Vec<u64>> {
+        self.log.lock().map(|l| l.arrivals.clone()).unwrap_or_default()
     }
 
     pub fn reset(&self) {
@@ -176,7 +186,14 @@ async fn receive(
     if count % 100 == 0 {
         verify_sample(&receiver, &path, &headers, &body, now);
     }
+    let keep_arrivals = receiver.keep_arrivals.load(Ordering::Relaxed);
     if let Ok(mut log) = receiver.log.lock() {
+        if keep_arrivals {
+            log.arrivals
+                .entry((path.clone(), id.clone()))
+                .or_default()
+                .push(now);
+        }
         *log.delivered.entry((path, id)).or_insert(0) += 1;
         if let Some(sent) = sent_us(&body) {
             log.latencies_us.push(now.saturating_sub(sent));

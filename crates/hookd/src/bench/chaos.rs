@@ -1,0 +1,426 @@
+//! Chaos scenarios of `hookd bench`: nodes are killed with SIGKILL while events are published, and the
+//! run checks that every acknowledged event reached every matching subscription, that duplicates are
+//! only the deliveries in flight at a kill, and that nothing stays leased.
+//!
+//! - `cluster`: three nodes on one PostgreSQL database; one is killed mid-way and restarted.
+//! - `crash`: one node (SQLite or PostgreSQL) killed at random moments, at least 10 times.
+
+use super::node::{Node, NodeSpec};
+use super::receiver::{Behaviour, Receiver, unix_us};
+use super::{API_KEY, BenchArgs, Deployment, Report, load, round};
+use hookd_core::EventFilter;
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+/// Short timeouts and leases so that a killed node's deliveries come back within seconds.
+const FAST_RECOVERY: &[(&str, &str)] = &[
+    ("HOOKD_DELIVERY_TIMEOUT_MS", "2000"),
+    ("HOOKD_LEASE_MARGIN_MS", "1000"),
+    ("HOOKD_RESCUE_INTERVAL_MS", "500"),
+    ("HOOKD_POLL_INTERVAL_MS", "200"),
+    ("HOOKD_SHUTDOWN_GRACE_MS", "1000"),
+];
+const EVENT_TYPES: [&str; 5] = ["chaos.t0", "chaos.t1", "chaos.t2", "chaos.t3", "chaos.t4"];
+const FILTERS: [&[&str]; 6] = [
+    &["chaos.t0"],
+    &["chaos.t1"],
+    &["chaos.*"],
+    &["*"],
+    &["chaos.t2", "chaos.t3"],
+    &["chaos.t4"],
+];
+
+/// The nodes of a run, each restartable at a fixed address.
+struct Cluster {
+    specs: Vec<NodeSpec>,
+    nodes: Vec<Option<Node>>,
+}
+
+impl Cluster {
+    async fn start(deployment: &Deployment, count: usize, role: &'static str) -> anyhow::Result<Self> {
+        let mut specs = Vec::new();
+        let mut nodes = Vec::new();
+        for _ in 0..count {
+            let mut env = deployment.env.clone();
+            env.extend(FAST_RECOVERY.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            let spec = NodeSpec {
+                data_dir: deployment.dir.clone(),
+                database: deployment.database.clone(),
+                role,
+                api_key: API_KEY.into(),
+                env,
+                listen: Some(free_address()?),
+            };
+            nodes.push(Some(Node::start(&spec).await?));
+            specs.push(spec);
+        }
+        Ok(Self { specs, nodes })
+    }
+
+    fn urls(&self) -> Vec<String> {
+        self.specs
+            .iter()
+            .filter_map(|s| s.listen.map(|a| format!("http://{a}")))
+            .collect()
+    }
+
+    async fn kill(&mut self, index: usize) -> u64 {
+        let at = unix_us();
+        if let Some(node) = self.nodes[index].take() {
+            node.kill().await;
+        }
+        at
+    }
+
+    async fn restart(&mut self, index: usize) -> anyhow::Result<()> {
+        self.nodes[index] = Some(Node::start(&self.specs[index]).await?);
+        Ok(())
+    }
+
+    async fn stop(mut self) {
+        for node in self.nodes.iter_mut().filter_map(Option::take) {
+            node.stop().await;
+        }
+    }
+}
+
+fn free_address() -> std::io::Result<SocketAddr> {
+    std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
+}
+
+/// Subscriptions with a mix of filters; returns (path, filters) for computing the expected set.
+async fn subscribe_all(
+    url: &str,
+    receiver: &Receiver,
+    count: usize,
+) -> anyhow::Result<Vec<(String, Vec<EventFilter>)>> {
+    let client = load::http_client();
+    let mut subscriptions = Vec::new();
+    for i in 0..count {
+        let path = format!("/chaos/{i}");
+        let filters = FILTERS[i % FILTERS.len()];
+        let response = client
+            .post(format!("{url}/api/webhooks"))
+            .bearer_auth(API_KEY)
+            .header("content-type", "application/json")
+            .body(json!({"url": receiver.url(&path), "events": filters}).to_string())
+            .send()
+            .await?;
+        anyhow::ensure!(response.status().is_success(), "subscribe: {}", response.status());
+        let created: Value = serde_json::from_slice(&response.bytes().await?)?;
+        receiver.configure(&path, Behaviour::Ok, created["secret"].as_str().unwrap_or_default());
+        let parsed = filters
+            .iter()
+            .map(|f| EventFilter::parse(f))
+            .collect::<Result<_, _>>()?;
+        subscriptions.push((path, parsed));
+    }
+    Ok(subscriptions)
+}
+
+/// Publishes `total` events with client ids, round-robin over `urls`. A failed request (node down) is
+/// retried with the same id on the next node — publishing is idempotent — for up to 20 s. Returns
+/// the acknowledged (id, type) pairs.
+async fn publish_all(
+    urls: Arc<Vec<String>>,
+    total: usize,
+    publishers: usize,
+    rate: Option<f64>,
+    run: String,
+) -> (Vec<(String, String)>, u64) {
+    let client = load::http_client();
+    let next = Arc::new(AtomicUsize::new(0));
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let period = rate.map(|r| Duration::from_secs_f64(publishers as f64 / r));
+    let mut tasks = Vec::new();
+    for _ in 0..publishers.max(1) {
+        let (client, urls, next) = (client.clone(), urls.clone(), next.clone());
+        let (acknowledged, failures, run) = (acknowledged.clone(), failures.clone(), run.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= total {
+                    return;
+                }
+                if let Some(period) = period {
+                    tokio::time::sleep(period).await;
+                }
+                let id = format!("{run}-{n}");
+                let event_type = EVENT_TYPES[n % EVENT_TYPES.len()];
+                let body = json!({"event": event_type, "id": id,
+                                  "data": {"n": n, "sent_us": unix_us()}})
+                .to_string();
+                let deadline = Instant::now() + Duration::from_secs(20);
+                let mut attempt = 0;
+                while Instant::now() < deadline {
+                    let url = &urls[(n + attempt) % urls.len()];
+                    attempt += 1;
+                    let sent = client
+                        .post(format!("{url}/api/events"))
+                        .bearer_auth(API_KEY)
+                        .header("content-type", "application/json")
+                        .timeout(Duration::from_secs(5))
+                        .body(body.clone())
+                        .send()
+                        .await;
+                    if sent.is_ok_and(|r| r.status().is_success()) {
+                        acknowledged.lock().await.push((id.clone(), event_type.to_owned()));
+                        break;
+                    }
+                    failures.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    let acknowledged = acknowledged.lock().await.clone();
+    (acknowledged, failures.load(Ordering::Relaxed) as u64)
+}
+
+/// Every (path, event id) the acknowledged events must reach.
+fn expected_deliveries(
+    acknowledged: &[(String, String)],
+    subscriptions: &[(String, Vec<EventFilter>)],
+) -> HashSet<(String, String)> {
+    let mut expected = HashSet::new();
+    for (id, event_type) in acknowledged {
+        for (path, filters) in subscriptions {
+            if hookd_core::event_type::any_matches(filters, event_type) {
+                expected.insert((path.clone(), id.clone()));
+            }
+        }
+    }
+    expected
+}
+
+/// Waits until every expected delivery arrived (or no progress for `timeout`).
+async fn wait_for(receiver: &Receiver, expected: &HashSet<(String, String)>, timeout: Duration) {
+    let mut last = 0;
+    let mut progress = Instant::now();
+    loop {
+        let arrivals = receiver.arrivals();
+        let missing = expected.iter().filter(|k| !arrivals.contains_key(*k)).count();
+        if missing == 0 || progress.elapsed() > timeout {
+            return;
+        }
+        let have = expected.len() - missing;
+        if have > last {
+            last = have;
+            progress = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Duplicates, and those not explained by a kill between two consecutive arrivals.
+fn analyse_duplicates(arrivals: &HashMap<(String, String), Vec<u64>>, kills: &[u64]) -> (u64, u64) {
+    let mut duplicates = 0;
+    let mut unexplained = 0;
+    for times in arrivals.values() {
+        let mut sorted = times.clone();
+        sorted.sort_unstable();
+        for pair in sorted.windows(2) {
+            duplicates += 1;
+            if !kills.iter().any(|k| pair[0] <= *k && *k < pair[1]) {
+                unexplained += 1;
+            }
+        }
+    }
+    (duplicates, unexplained)
+}
+
+/// Deliveries still leased or queued, read from the API once the leases have had time to expire.
+async fn leftover(url: &str) -> anyhow::Result<(i64, i64)> {
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let client = load::http_client();
+    let response = client
+        .get(format!("{url}/api/webhooks/metrics"))
+        .bearer_auth(API_KEY)
+        .send()
+        .await?;
+    let metrics: Value = serde_json::from_slice(&response.bytes().await?)?;
+    Ok((
+        metrics["inFlight"].as_i64().unwrap_or(-1),
+        metrics["pending"].as_i64().unwrap_or(-1),
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn chaos_report(
+    name: &str,
+    deployment: &Deployment,
+    subscriptions: usize,
+    published: usize,
+    acknowledged: usize,
+    publish_failures: u64,
+    expected: &HashSet<(String, String)>,
+    arrivals: &HashMap<(String, String), Vec<u64>>,
+    kills: &[u64],
+    started_us: u64,
+    stuck: (i64, i64),
+    max_in_flight: u64,
+    receiver: &Receiver,
+) -> Report {
+    let signature_checks = receiver.signature_checks.load(Ordering::Relaxed);
+    let signature_failures = receiver.signature_failures.load(Ordering::Relaxed);
+    let delivered = expected.iter().filter(|k| arrivals.contains_key(*k)).count() as u64;
+    let (duplicates, unexplained) = analyse_duplicates(arrivals, kills);
+    let last_us = arrivals.values().flatten().copied().max().unwrap_or(started_us);
+    let drain_seconds = last_us.saturating_sub(started_us) as f64 / 1e6;
+    let lost = expected.len() as u64 - delivered;
+    let bound = kills.len() as u64 * max_in_flight;
+    let mut failed = Vec::new();
+    if lost > 0 {
+        failed.push(format!("{lost} acknowledged deliveries never arrived"));
+    }
+    if unexplained > 0 {
+        failed.push(format!("{unexplained} duplicates not explained by a kill"));
+    }
+    if duplicates > bound {
+        failed.push(format!("{duplicates} duplicates exceed the in-flight bound {bound}"));
+    }
+    if stuck.0 != 0 || stuck.1 != 0 {
+        failed.push(format!("left behind: {} in flight, {} pending", stuck.0, stuck.1));
+    }
+    Report {
+        scenario: name.into(),
+        backend: deployment.backend(),
+        subscriptions,
+        events_published: acknowledged as u64,
+        events_rejected: (published - acknowledged) as u64,
+        deliveries_expected: expected.len() as u64,
+        deliveries: delivered,
+        deliveries_per_sec: round(delivered as f64 / drain_seconds.max(1e-9)),
+        drain_seconds: round(drain_seconds),
+        lost,
+        duplicates,
+        extra: json!({
+            "kills": kills.len(),
+            "publish_requests_refused_during_kills": publish_failures,
+            "duplicates_explained_by_kills": duplicates - unexplained,
+            "duplicates_unexplained": unexplained,
+            "duplicate_bound": bound,
+            "in_flight_after_drain": stuck.0,
+            "pending_after_drain": stuck.1,
+        }),
+        failed_checks: failed,
+        signature_checks,
+        signature_failures,
+        ..Report::default()
+    }
+}
+
+/// Three nodes on one PostgreSQL database; node 2 is SIGKILLed half-way through and restarted.
+pub async fn cluster(args: &BenchArgs, receiver: &Arc<Receiver>) -> anyhow::Result<Report> {
+    anyhow::ensure!(
+        args.database.is_some(),
+        "the cluster scenario needs --database postgres://..."
+    );
+    receiver.reset();
+    receiver.keep_arrivals.store(true, Ordering::Relaxed);
+    let deployment = Deployment::new(args, "cluster").await?;
+    let mut cluster = Cluster::start(&deployment, 3, "all").await?;
+    let urls = Arc::new(cluster.urls());
+    let subscriptions = subscribe_all(&urls[0], receiver, 24).await?;
+    let total = args.events.unwrap_or(3_000) as usize;
+    let started_us = unix_us();
+    let run = format!("c{}", started_us % 1_000_000);
+    let publishing = tokio::spawn(publish_all(urls.clone(), total, args.publishers, args.rate, run));
+    // Kill node 2 once about half the events are out.
+    let mut kills = Vec::new();
+    let half = Duration::from_secs_f64((total as f64 / args.rate.unwrap_or(1_000.0)) / 2.0);
+    tokio::time::sleep(half.max(Duration::from_millis(500))).await;
+    kills.push(cluster.kill(1).await);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.restart(1).await?;
+    let (acknowledged, failures) = publishing.await?;
+    let expected = expected_deliveries(&acknowledged, &subscriptions);
+    wait_for(receiver, &expected, args.drain_timeout).await;
+    let stuck = leftover(&urls[0]).await?;
+    let report = chaos_report(
+        "cluster", &deployment, subscriptions.len(), total, acknowledged.len(), failures, &expected,
+        &receiver.arrivals(), &kills, started_us, stuck, 256, receiver,
+    );
+    cluster.stop().await;
+    deployment.remove().await;
+    Ok(report)
+}
+
+/// One node killed with SIGKILL at random moments (at least 10 times) under a steady publish load,
+/// restarted each time on the same data.
+pub async fn crash(args: &BenchArgs, receiver: &Arc<Receiver>) -> anyhow::Result<Report> {
+    receiver.reset();
+    receiver.keep_arrivals.store(true, Ordering::Relaxed);
+    let deployment = Deployment::new(args, "crash").await?;
+    let cluster = Arc::new(Mutex::new(Cluster::start(&deployment, 1, "all").await?));
+    let urls = Arc::new(cluster.lock().await.urls());
+    let subscriptions = subscribe_all(&urls[0], receiver, 6).await?;
+    let kill_count = args.kills.max(10);
+    let rate = args.rate.unwrap_or(300.0);
+    let total = args.events.unwrap_or((rate * (kill_count as f64 * 1.2 + 2.0)) as u64) as usize;
+    let started_us = unix_us();
+    let run = format!("k{}", started_us % 1_000_000);
+    let publishing = tokio::spawn(publish_all(urls.clone(), total, args.publishers, Some(rate), run));
+    let mut kills = Vec::new();
+    for k in 0..kill_count {
+        // A pseudo-random moment: 300–1,300 ms after the node came back.
+        let jitter = (unix_us() ^ (k as u64 * 7919)) % 1_000;
+        tokio::time::sleep(Duration::from_millis(300 + jitter)).await;
+        let mut nodes = cluster.lock().await;
+        kills.push(nodes.kill(0).await);
+        nodes.restart(0).await?;
+    }
+    let (acknowledged, failures) = publishing.await?;
+    let expected = expected_deliveries(&acknowledged, &subscriptions);
+    wait_for(receiver, &expected, args.drain_timeout).await;
+    let stuck = leftover(&urls[0]).await?;
+    let report = chaos_report(
+        "crash", &deployment, subscriptions.len(), total, acknowledged.len(), failures, &expected,
+        &receiver.arrivals(), &kills, started_us, stuck, 256, receiver,
+    );
+    if let Ok(cluster) = Arc::try_unwrap(cluster) {
+        cluster.into_inner().stop().await;
+    }
+    deployment.remove().await;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicates_are_explained_only_by_a_kill_between_arrivals() {
+        let mut arrivals = HashMap::new();
+        arrivals.insert(("/a".to_owned(), "1".to_owned()), vec![100, 300]);
+        arrivals.insert(("/a".to_owned(), "2".to_owned()), vec![400, 450]);
+        arrivals.insert(("/a".to_owned(), "3".to_owned()), vec![500]);
+        assert_eq!(analyse_duplicates(&arrivals, &[200]), (2, 1));
+        assert_eq!(analyse_duplicates(&arrivals, &[200, 420]), (2, 0));
+    }
+
+    #[test]
+    fn expected_set_follows_the_filters() {
+        let subscriptions = vec![
+            ("/x".to_owned(), vec![EventFilter::parse("chaos.t0").unwrap()]),
+            ("/y".to_owned(), vec![EventFilter::parse("chaos.*").unwrap()]),
+        ];
+        let acknowledged = vec![
+            ("e1".to_owned(), "chaos.t0".to_owned()),
+            ("e2".to_owned(), "chaos.t1".to_owned()),
+        ];
+        let expected = expected_deliveries(&acknowledged, &subscriptions);
+        assert_eq!(expected.len(), 3);
+        assert!(expected.contains(&("/x".to_owned(), "e1".to_owned())));
+        assert!(!expected.contains(&("/x".to_owned(), "e2".to_owned())));
+    }
+}
