@@ -18,4 +18,4 @@ pub use event_type::{EventFilter, EventType};
 pub use ids::ClientEventId;
 pub use retry::{AttemptResult, Decision, RetryPolicy};
 pub use secret::SigningSecret;
-pub use url::{EndpointUrl, UrlPolicy};
+pub use url::{EndpointUrl, TargetPolicy, UrlPolicy};

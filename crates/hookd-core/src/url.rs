@@ -98,6 +98,46 @@ fn check_public_host(host: &url::Host<&str>) -> Result<(), UrlError> {
     }
 }
 
+/// Which addresses deliveries may connect to: public ones, plus operator-allowed networks, plus
+/// everything in development mode. Checked on the resolved address of every attempt.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TargetPolicy {
+    /// Development mode: any address.
+    pub allow_non_public: bool,
+    /// Networks allowed although not public (`allow_targets`, e.g. `10.1.0.0/16`).
+    pub allowed_networks: Vec<ipnet::IpNet>,
+}
+
+impl TargetPolicy {
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.allow_non_public
+            || is_public_ip(ip)
+            || self.allowed_networks.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Parses `allow_targets` entries: CIDRs (`10.0.0.0/8`) or single addresses.
+    pub fn parse_networks(entries: &[String]) -> Result<Vec<ipnet::IpNet>, String> {
+        entries
+            .iter()
+            .map(|entry| {
+                entry
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| entry.parse::<IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| format!("{entry:?} is not a CIDR or an IP address"))
+            })
+            .collect()
+    }
+}
+
+/// IPv4-mapped IPv6 addresses compare as the IPv4 address they carry.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
 /// True only for globally routable unicast addresses. Everything an attacker could use to reach the
 /// operator's own network is false: loopback, private, link-local (cloud metadata), CGNAT, multicast,
 /// broadcast, documentation and reserved ranges, and IPv6 forms that embed such an IPv4 address.
@@ -255,6 +295,39 @@ mod tests {
             check("http://u:p@127.0.0.1/", DEV),
             Err(UrlError::Credentials)
         );
+    }
+
+    #[test]
+    fn target_policy() {
+        let strict = TargetPolicy::default();
+        let allowed = TargetPolicy {
+            allow_non_public: false,
+            allowed_networks: TargetPolicy::parse_networks(&[
+                "10.1.0.0/16".into(),
+                "192.168.5.5".into(),
+            ])
+            .unwrap(),
+        };
+        let dev = TargetPolicy {
+            allow_non_public: true,
+            allowed_networks: vec![],
+        };
+        let cases = [
+            ("8.8.8.8", true, true, true),
+            ("127.0.0.1", false, false, true),
+            ("10.1.2.3", false, true, true),
+            ("10.2.0.1", false, false, true),
+            ("192.168.5.5", false, true, true),
+            ("::ffff:10.1.2.3", false, true, true),
+            ("169.254.169.254", false, false, true),
+        ];
+        for (ip, by_strict, by_allowed, by_dev) in cases {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(strict.permits(ip), by_strict, "strict {ip}");
+            assert_eq!(allowed.permits(ip), by_allowed, "allowed {ip}");
+            assert_eq!(dev.permits(ip), by_dev, "dev {ip}");
+        }
+        assert!(TargetPolicy::parse_networks(&["nonsense".into()]).is_err());
     }
 
     #[test]
