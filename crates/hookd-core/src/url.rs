@@ -46,6 +46,10 @@ impl EndpointUrl {
             return Err(UrlError::TooLong);
         }
         let parsed = url::Url::parse(raw).map_err(|e| UrlError::Malformed(e.to_string()))?;
+        // Parsing percent-encodes some characters, so the stored form can be longer than the input.
+        if parsed.as_str().len() > MAX_URL_LEN {
+            return Err(UrlError::TooLong);
+        }
         match parsed.scheme() {
             "https" => {}
             "http" if policy.allow_http => {}
@@ -284,6 +288,10 @@ mod tests {
         }
         let long = format!("https://example.com/{}", "a".repeat(MAX_URL_LEN));
         assert_eq!(check(&long, PRODUCTION), Err(UrlError::TooLong));
+        // Short input, long once percent-encoded.
+        let encoded = format!("https://example.com/{}", "\x01 ".repeat(1000));
+        assert!(encoded.len() <= MAX_URL_LEN);
+        assert_eq!(check(&encoded, PRODUCTION), Err(UrlError::TooLong));
     }
 
     #[test]

@@ -33,12 +33,44 @@ pub fn generate_api_key(name: &str, now_ms: i64) -> (String, NewApiKey) {
     (key, row)
 }
 
+/// Failed authentications allowed per client address per minute before answering 429.
+pub const AUTH_FAILURES_PER_MINUTE: u32 = 20;
+
+/// Counts failed authentications per client address (GCRA: a burst of
+/// [`AUTH_FAILURES_PER_MINUTE`], refilling at that rate).
+pub struct FailedAuthLimiter {
+    limiter: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
+}
+
+impl FailedAuthLimiter {
+    pub fn new(per_minute: u32) -> Self {
+        let quota = governor::Quota::per_minute(
+            std::num::NonZeroU32::new(per_minute.max(1)).unwrap_or(std::num::NonZeroU32::MIN),
+        );
+        Self {
+            limiter: governor::RateLimiter::keyed(quota),
+        }
+    }
+
+    /// Records a failure from `address`; false when it is over the limit (answer 429).
+    pub fn record_failure(&self, address: std::net::IpAddr) -> bool {
+        let allowed = self.limiter.check_key(&address).is_ok();
+        // Forget addresses whose budget is full again, so the table stays small.
+        if self.limiter.len() > 10_000 {
+            self.limiter.retain_recent();
+        }
+        allowed
+    }
+}
+
 /// Checks presented keys against the configured key (if any) and the stored, unrevoked ones.
 #[derive(Clone)]
 pub struct Authenticator {
     store: DynStore,
     /// SHA-256 of `HOOKD_API_KEY` / `api_key`, when configured.
     configured_key_hash: Option<[u8; 32]>,
+    /// Failed attempts per client address.
+    pub failures: std::sync::Arc<FailedAuthLimiter>,
 }
 
 /// Who made an authenticated request.
@@ -49,10 +81,11 @@ pub enum Principal {
 }
 
 impl Authenticator {
-    pub fn new(store: DynStore, configured_key: Option<&str>) -> Self {
+    pub fn new(store: DynStore, configured_key: Option<&str>, failures_per_minute: u32) -> Self {
         Self {
             store,
             configured_key_hash: configured_key.map(hash_key),
+            failures: std::sync::Arc::new(FailedAuthLimiter::new(failures_per_minute)),
         }
     }
 
@@ -76,6 +109,22 @@ impl Authenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_are_limited_per_address() {
+        let limiter = FailedAuthLimiter::new(3);
+        let a: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let b: std::net::IpAddr = "10.0.0.2".parse().unwrap();
+        assert!((0..3).all(|_| limiter.record_failure(a)));
+        assert!(
+            !limiter.record_failure(a),
+            "the fourth failure in a minute is refused"
+        );
+        assert!(
+            limiter.record_failure(b),
+            "other addresses are not affected"
+        );
+    }
 
     #[test]
     fn generated_keys_are_unique_and_hashed() {

@@ -5,7 +5,6 @@ use crate::client::{ClientArgs, ClientError, commands, listen, verify};
 use crate::config::{Config, FlagOverrides};
 use crate::ids::{Clock, SystemClock};
 use crate::server;
-use crate::store::sqlite::SqliteStore;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -68,6 +67,10 @@ pub struct StoreArgs {
     /// Data directory [env: HOOKD_DATA_DIR] [default: ./hookd-data]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL (postgres://...) instead of SQLite in the data directory
+    /// [env: HOOKD_DATABASE_URL]
+    #[arg(long = "database", value_name = "URL")]
+    pub database_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -111,6 +114,7 @@ pub enum ApiKeysCommand {
 impl StoreArgs {
     pub fn load_config(&self, mut flags: FlagOverrides) -> anyhow::Result<Config> {
         flags.data_dir = self.data_dir.clone();
+        flags.database_url = self.database_url.clone();
         Config::load(self.config.as_deref(), std::env::vars(), flags)
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
     }
@@ -130,11 +134,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate(store) => {
             let config = store.load_config(FlagOverrides::default())?;
-            std::fs::create_dir_all(&config.data_dir)?;
-            let versions = SqliteStore::migrate(config.sqlite_options()).await?;
+            let versions = server::migrate(&config).await?;
             println!(
                 "database {} is at migration {}",
-                config.database_path().display(),
+                config.store_description(),
                 versions.last().copied().unwrap_or(0)
             );
             Ok(())
@@ -165,7 +168,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let lost: u64 = reports.iter().map(|r| r.lost).sum();
             let bad_signatures: u64 = reports.iter().map(|r| r.signature_failures).sum();
             anyhow::ensure!(lost == 0, "{lost} deliveries were lost");
-            anyhow::ensure!(bad_signatures == 0, "{bad_signatures} sampled signatures failed");
+            let failed: Vec<&String> = reports.iter().flat_map(|r| &r.failed_checks).collect();
+            anyhow::ensure!(failed.is_empty(), "failed checks: {failed:?}");
+            anyhow::ensure!(
+                bad_signatures == 0,
+                "{bad_signatures} sampled signatures failed"
+            );
             Ok(())
         }
         Command::Verify(args) => {

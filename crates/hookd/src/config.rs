@@ -17,6 +17,11 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Directory holding the SQLite database (created on first start).
     pub data_dir: PathBuf,
+    /// A PostgreSQL URL (`postgres://` or `postgresql://`): use that database instead of SQLite, so
+    /// that several nodes can share it. Unset: SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    /// PostgreSQL connection pool size of this node.
+    pub database_max_connections: u32,
     /// Development mode: plain-http and loopback/private endpoint URLs are allowed.
     pub dev: bool,
     /// Allow plain `http://` endpoint URLs outside development mode.
@@ -63,6 +68,10 @@ pub struct Config {
     pub shutdown_grace_ms: u64,
     /// Serve `/metrics` without an API key.
     pub public_metrics: bool,
+    /// Failed authentications allowed per client address per minute before answering 429.
+    pub auth_failures_per_minute: u32,
+    /// Non-public networks deliveries may reach anyway (CIDRs or addresses, e.g. `10.1.0.0/16`).
+    pub allow_targets: Vec<String>,
 }
 
 /// Which parts of hookd a process runs.
@@ -101,6 +110,8 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("hookd-data"),
+            database_url: None,
+            database_max_connections: 16,
             dev: false,
             allow_http: false,
             api_key: None,
@@ -123,6 +134,8 @@ impl Default for Config {
             rescue_interval_ms: 5_000,
             shutdown_grace_ms: 10_000,
             public_metrics: false,
+            allow_targets: Vec::new(),
+            auth_failures_per_minute: crate::auth::AUTH_FAILURES_PER_MINUTE,
         }
     }
 }
@@ -132,6 +145,8 @@ impl Default for Config {
 const ENV_KEYS: &[&str] = &[
     "listen",
     "data_dir",
+    "database_url",
+    "database_max_connections",
     "dev",
     "allow_http",
     "api_key",
@@ -153,6 +168,7 @@ const ENV_KEYS: &[&str] = &[
     "rescue_interval_ms",
     "shutdown_grace_ms",
     "public_metrics",
+    "auth_failures_per_minute",
 ];
 
 /// Values given as command-line flags; `None` means "not given".
@@ -162,6 +178,8 @@ pub struct FlagOverrides {
     pub listen: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dev: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -191,7 +209,7 @@ impl Config {
             })
             .collect();
         for (key, value) in env_values {
-            figment = figment.merge(Serialized::global(&key, parse_env_value(&value)));
+            figment = figment.merge(Serialized::global(&key, parse_env_value(&key, &value)));
         }
         figment = figment.merge(Serialized::globals(flags));
         let config: Config = figment.extract().map_err(|e| describe(&e))?;
@@ -210,10 +228,28 @@ impl Config {
         if self.max_in_flight == 0 || self.max_in_flight_per_endpoint == 0 {
             return Err("max_in_flight and max_in_flight_per_endpoint must be at least 1".into());
         }
+        hookd_core::TargetPolicy::parse_networks(&self.allow_targets)
+            .map_err(|e| format!("allow_targets: {e}"))?;
         if self.disable_after_failures < 1 {
             return Err("disable_after_failures: must be at least 1".into());
         }
+        if let Some(url) = &self.database_url {
+            check_database_url(url)?;
+        }
+        if self.database_max_connections == 0 {
+            return Err("database_max_connections: must be at least 1".into());
+        }
         Ok(())
+    }
+
+    /// Where deliveries may connect: public addresses, `allow_targets`, anything in `--dev`.
+    pub fn target_policy(&self) -> hookd_core::TargetPolicy {
+        hookd_core::TargetPolicy {
+            allow_non_public: self.dev,
+            // Validated in `validate`, so nothing is dropped here.
+            allowed_networks: hookd_core::TargetPolicy::parse_networks(&self.allow_targets)
+                .unwrap_or_default(),
+        }
     }
 
     /// The server-wide default retry policy.
@@ -236,6 +272,7 @@ impl Config {
             poll_interval: ms(self.poll_interval_ms.max(1)),
             rescue_interval: ms(self.rescue_interval_ms.max(1)),
             shutdown_grace: ms(self.shutdown_grace_ms),
+            targets: self.target_policy(),
             ..crate::worker::WorkerConfig::new(String::new())
         }
     }
@@ -254,15 +291,57 @@ impl Config {
         self.data_dir.join("hookd.db")
     }
 
+    /// The PostgreSQL settings, when `database_url` is set.
+    pub fn postgres_options(&self) -> Option<crate::store::postgres::PgOptions> {
+        let url = self.database_url.clone()?;
+        Some(crate::store::postgres::PgOptions {
+            url,
+            max_connections: self.database_max_connections,
+        })
+    }
+
+    /// Which database this configuration uses, for messages and logs (never the password).
+    pub fn store_description(&self) -> String {
+        let Some(url) = &self.database_url else {
+            return format!("SQLite {}", self.database_path().display());
+        };
+        match url.parse::<sqlx::postgres::PgConnectOptions>() {
+            Ok(options) => format!(
+                "PostgreSQL {}@{}:{}/{}",
+                options.get_username(),
+                options.get_host(),
+                options.get_port(),
+                options.get_database().unwrap_or(options.get_username())
+            ),
+            Err(_) => "PostgreSQL (unparsable URL)".into(),
+        }
+    }
+
     /// Plain http allowed for endpoint URLs.
     pub fn allows_http(&self) -> bool {
         self.dev || self.allow_http
     }
 }
 
+/// `database_url` must name PostgreSQL; SQLite is what an unset `database_url` means. The URL is not
+/// repeated in the error: it may hold a password.
+pub fn check_database_url(url: &str) -> Result<(), String> {
+    match url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        true => Ok(()),
+        false => Err("database_url: must be a postgres:// or postgresql:// URL \
+                      (leave it unset to use SQLite in data_dir)"
+            .into()),
+    }
+}
+
 /// Environment values are strings; let `true`, numbers and the like become typed values so that the
 /// same parsing applies as in the TOML file.
-fn parse_env_value(raw: &str) -> figment::value::Value {
+fn parse_env_value(key: &str, raw: &str) -> figment::value::Value {
+    // Keys whose values are text stay text even when they look like numbers (`HOOKD_API_KEY=123`).
+    const TEXT_KEYS: &[&str] = &["listen", "data_dir", "api_key", "database_url", "log_level"];
+    if TEXT_KEYS.contains(&key) {
+        return figment::value::Value::from(raw.to_owned());
+    }
     match raw.parse::<figment::value::Value>() {
         Ok(value) => value,
         Err(never) => match never {},
@@ -355,6 +434,55 @@ mod tests {
     }
 
     #[test]
+    fn database_settings_from_every_source() {
+        let config = Config::load(None, env(&[]), FlagOverrides::default()).unwrap();
+        assert_eq!(config.database_url, None);
+        assert_eq!(config.database_max_connections, 16);
+        assert!(config.postgres_options().is_none());
+        assert!(config.store_description().starts_with("SQLite "));
+
+        let file = toml_file(
+            "database_url = \"postgres://file@db1:5432/hookd\"\ndatabase_max_connections = 4\n",
+        );
+        let from_file =
+            Config::load(Some(file.path()), env(&[]), FlagOverrides::default()).unwrap();
+        let options = from_file.postgres_options().unwrap();
+        assert_eq!(options.url, "postgres://file@db1:5432/hookd");
+        assert_eq!(options.max_connections, 4);
+
+        let url =
+            "postgresql://env:s3cret@db2:6543/hookd?sslmode=disable&options=-c%20lock_timeout%3D5s";
+        let from_env = Config::load(
+            Some(file.path()),
+            env(&[
+                ("HOOKD_DATABASE_URL", url),
+                ("HOOKD_DATABASE_MAX_CONNECTIONS", "32"),
+            ]),
+            FlagOverrides::default(),
+        )
+        .unwrap();
+        assert_eq!(from_env.database_url.as_deref(), Some(url));
+        assert_eq!(from_env.database_max_connections, 32);
+        let described = from_env.store_description();
+        assert_eq!(described, "PostgreSQL env@db2:6543/hookd");
+        assert!(!described.contains("s3cret"));
+
+        let flags = FlagOverrides {
+            database_url: Some("postgres://flag@db3/hookd".into()),
+            ..FlagOverrides::default()
+        };
+        let from_flag = Config::load(
+            Some(file.path()),
+            env(&[("HOOKD_DATABASE_URL", url)]),
+            flags,
+        );
+        assert_eq!(
+            from_flag.unwrap().database_url.as_deref(),
+            Some("postgres://flag@db3/hookd")
+        );
+    }
+
+    #[test]
     fn delivery_settings_from_file() {
         let file =
             toml_file("role = \"worker\"\nmax_in_flight = 8\n[retry]\nschedule_ms = [100, 200]\n");
@@ -397,6 +525,19 @@ mod tests {
         let error =
             Config::load(Some(file.path()), env(&[]), FlagOverrides::default()).unwrap_err();
         assert!(error.contains("retry"), "{error}");
+
+        for url in ["mysql://h/db", "sqlite://x.db", "localhost:5432"] {
+            let error = Config::load(
+                None,
+                env(&[("HOOKD_DATABASE_URL", url)]),
+                FlagOverrides::default(),
+            )
+            .unwrap_err();
+            assert!(
+                error.contains("database_url") && error.contains("postgres://"),
+                "{error}"
+            );
+        }
 
         let missing = Config::load(
             Some(Path::new("/no/such/hookd.toml")),

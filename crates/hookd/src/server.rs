@@ -2,10 +2,11 @@
 
 use crate::api::{self, ApiSettings, AppState};
 use crate::auth::{Authenticator, generate_api_key};
-use crate::config::Config;
+use crate::config::{Config, check_database_url};
 use crate::ids::{DynClock, SystemClock};
+use crate::store::DynStore;
+use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{DynStore, StoreError};
 use crate::worker::Worker;
 use anyhow::Context;
 use hookd_core::UrlPolicy;
@@ -17,15 +18,44 @@ use tokio::sync::{Notify, watch};
 /// Largest body of `POST /api/events/batch`.
 const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 
-/// Opens the configured store (creating the data directory and applying migrations).
+/// Opens the configured store, applying pending migrations: PostgreSQL when `database_url` is set,
+/// else SQLite in the data directory (created if missing).
 pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    if let Some(options) = config.postgres_options() {
+        check_database_url(&options.url)
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        let store = PgStore::open(options)
+            .await
+            .with_context(|| format!("cannot open {}", config.store_description()))?;
+        return Ok(Arc::new(store));
+    }
+    create_data_dir(config)?;
     let store = SqliteStore::open(config.sqlite_options())
         .await
-        .map_err(|e: StoreError| anyhow::anyhow!(e))
         .with_context(|| format!("cannot open {}", config.database_path().display()))?;
     Ok(Arc::new(store))
+}
+
+/// `hookd migrate`: applies pending migrations to the configured database and returns the versions
+/// applied so far, oldest first. On PostgreSQL this waits for the migration advisory lock, so it is
+/// safe while other nodes start.
+pub async fn migrate(config: &Config) -> anyhow::Result<Vec<i64>> {
+    let versions = match &config.database_url {
+        Some(url) => {
+            check_database_url(url).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+            PgStore::migrate(url).await
+        }
+        None => {
+            create_data_dir(config)?;
+            SqliteStore::migrate(config.sqlite_options()).await
+        }
+    };
+    versions.with_context(|| format!("cannot migrate {}", config.store_description()))
+}
+
+fn create_data_dir(config: &Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))
 }
 
 /// On first start (no stored key and none configured) creates an admin key and returns its text, to be
@@ -53,7 +83,11 @@ pub fn app_state(
     crate::api::metrics::prometheus();
     AppState {
         waker,
-        auth: Authenticator::new(store.clone(), config.api_key.as_deref()),
+        auth: Authenticator::new(
+            store.clone(),
+            config.api_key.as_deref(),
+            config.auth_failures_per_minute,
+        ),
         store,
         clock,
         settings: ApiSettings {
@@ -77,13 +111,18 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let app = api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("HTTP server failed")
+    // Client addresses reach the handlers (failed authentication is limited per address).
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("HTTP server failed")
 }
 
-/// Starts the delivery worker in the background; it stops when `shutdown` flips to true.
+/// Starts the delivery worker in the background; it stops when `shutdown` flips to true. Work made
+/// due by other nodes sharing the store (PostgreSQL) wakes it through `waker` too.
 pub fn spawn_worker(
     config: &Config,
     store: DynStore,
@@ -92,8 +131,19 @@ pub fn spawn_worker(
     shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let owner = crate::worker::new_owner_id(clock.now_ms());
-    let worker = Worker::new(store, clock, config.worker_config(owner), waker);
-    tokio::spawn(worker.run(shutdown))
+    let worker = Worker::new(
+        store.clone(),
+        clock,
+        config.worker_config(owner),
+        waker.clone(),
+    );
+    tokio::spawn(async move {
+        if let Err(error) = store.listen_for_work(waker).await {
+            // Not fatal: the worker's poll still finds the work, only later.
+            tracing::warn!(%error, "cannot listen for work from other nodes");
+        }
+        worker.run(shutdown).await
+    })
 }
 
 /// Installs the process-wide TLS crypto provider (ring) once; reqwest is built without one.
@@ -128,7 +178,7 @@ pub async fn run(
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let address = listener.local_addr()?;
-    tracing::info!(%address, role = ?config.role, data_dir = %config.data_dir.display(), "hookd listening");
+    tracing::info!(%address, role = ?config.role, store = %config.store_description(), "hookd listening");
     let waker = Arc::new(Notify::new());
     let (stop, stopped) = watch::channel(false);
     let worker = config.role.runs_worker().then(|| {

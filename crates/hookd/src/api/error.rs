@@ -46,6 +46,9 @@ pub enum ApiError {
         field: String,
         message: String,
     },
+    /// 429: too many failed authentications from one address.
+    #[error("{0}")]
+    TooManyRequests(&'static str),
     /// 503: the store cannot serve the request now; nothing was written. Retry later.
     #[error("the store is unavailable; retry later")]
     Unavailable,
@@ -85,6 +88,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -102,6 +106,7 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::TooManyRequests(_) => "too_many_requests",
             Self::Unavailable => "store_unavailable",
             Self::Internal => "internal_error",
         }
@@ -144,6 +149,9 @@ impl IntoResponse for ApiError {
         match self {
             Self::Unavailable => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Self::TooManyRequests(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
             }
             Self::Unauthorized(_) => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

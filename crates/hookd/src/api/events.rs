@@ -185,6 +185,15 @@ async fn prepare(
         ));
     }
     let data = input.data.get();
+    // The syntax check does not decode numbers or escapes; receivers' strict parsers do, so refuse
+    // what they would (numbers beyond f64, lone surrogates) instead of delivering it forever.
+    if let Err(error) = serde_json::from_str::<serde_json::Value>(data) {
+        return Err(ApiError::invalid(
+            "invalid_field",
+            format!("{field}data"),
+            format!("not strictly valid JSON: {error}"),
+        ));
+    }
     if !data.trim_start().starts_with('{') {
         return Err(ApiError::invalid(
             "invalid_field",

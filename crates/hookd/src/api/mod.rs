@@ -155,13 +155,34 @@ async fn require_api_key(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let header_value =
-        request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .ok_or(ApiError::Unauthorized(
-                "missing API key: send Authorization: Bearer <key>",
-            ))?;
+    let client = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
+    let header_value = request.headers().get(header::AUTHORIZATION).cloned();
+    match authenticate(&state, header_value).await {
+        Ok(()) => Ok(next.run(request).await),
+        Err(ApiError::Unauthorized(message)) => match client {
+            // Failed attempts are limited per client address: a brute-force gets 429s.
+            Some(ip) if !state.auth.failures.record_failure(ip) => {
+                tracing::warn!(%ip, "too many failed authentications");
+                Err(ApiError::TooManyRequests(
+                    "too many failed authentications from this address; retry later",
+                ))
+            }
+            _ => Err(ApiError::Unauthorized(message)),
+        },
+        Err(other) => Err(other),
+    }
+}
+
+async fn authenticate(
+    state: &AppState,
+    header_value: Option<axum::http::HeaderValue>,
+) -> Result<(), ApiError> {
+    let header_value = header_value.ok_or(ApiError::Unauthorized(
+        "missing API key: send Authorization: Bearer <key>",
+    ))?;
     let presented = header_value
         .to_str()
         .ok()
@@ -172,7 +193,7 @@ async fn require_api_key(
             "malformed Authorization header: expected Bearer <key>",
         ))?;
     match state.auth.authenticate(presented).await? {
-        Some(_principal) => Ok(next.run(request).await),
+        Some(_principal) => Ok(()),
         None => Err(ApiError::Unauthorized("invalid or revoked API key")),
     }
 }

@@ -42,12 +42,20 @@ struct Cluster {
 }
 
 impl Cluster {
-    async fn start(deployment: &Deployment, count: usize, role: &'static str) -> anyhow::Result<Self> {
+    async fn start(
+        deployment: &Deployment,
+        count: usize,
+        role: &'static str,
+    ) -> anyhow::Result<Self> {
         let mut specs = Vec::new();
         let mut nodes = Vec::new();
         for _ in 0..count {
             let mut env = deployment.env.clone();
-            env.extend(FAST_RECOVERY.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            env.extend(
+                FAST_RECOVERY
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string())),
+            );
             let spec = NodeSpec {
                 data_dir: deployment.dir.clone(),
                 database: deployment.database.clone(),
@@ -111,9 +119,17 @@ async fn subscribe_all(
             .body(json!({"url": receiver.url(&path), "events": filters}).to_string())
             .send()
             .await?;
-        anyhow::ensure!(response.status().is_success(), "subscribe: {}", response.status());
+        anyhow::ensure!(
+            response.status().is_success(),
+            "subscribe: {}",
+            response.status()
+        );
         let created: Value = serde_json::from_slice(&response.bytes().await?)?;
-        receiver.configure(&path, Behaviour::Ok, created["secret"].as_str().unwrap_or_default());
+        receiver.configure(
+            &path,
+            Behaviour::Ok,
+            created["secret"].as_str().unwrap_or_default(),
+        );
         let parsed = filters
             .iter()
             .map(|f| EventFilter::parse(f))
@@ -170,7 +186,10 @@ async fn publish_all(
                         .send()
                         .await;
                     if sent.is_ok_and(|r| r.status().is_success()) {
-                        acknowledged.lock().await.push((id.clone(), event_type.to_owned()));
+                        acknowledged
+                            .lock()
+                            .await
+                            .push((id.clone(), event_type.to_owned()));
                         break;
                     }
                     failures.fetch_add(1, Ordering::Relaxed);
@@ -208,7 +227,10 @@ async fn wait_for(receiver: &Receiver, expected: &HashSet<(String, String)>, tim
     let mut progress = Instant::now();
     loop {
         let arrivals = receiver.arrivals();
-        let missing = expected.iter().filter(|k| !arrivals.contains_key(*k)).count();
+        let missing = expected
+            .iter()
+            .filter(|k| !arrivals.contains_key(*k))
+            .count();
         if missing == 0 || progress.elapsed() > timeout {
             return;
         }
@@ -272,9 +294,17 @@ fn chaos_report(
 ) -> Report {
     let signature_checks = receiver.signature_checks.load(Ordering::Relaxed);
     let signature_failures = receiver.signature_failures.load(Ordering::Relaxed);
-    let delivered = expected.iter().filter(|k| arrivals.contains_key(*k)).count() as u64;
+    let delivered = expected
+        .iter()
+        .filter(|k| arrivals.contains_key(*k))
+        .count() as u64;
     let (duplicates, unexplained) = analyse_duplicates(arrivals, kills);
-    let last_us = arrivals.values().flatten().copied().max().unwrap_or(started_us);
+    let last_us = arrivals
+        .values()
+        .flatten()
+        .copied()
+        .max()
+        .unwrap_or(started_us);
     let drain_seconds = last_us.saturating_sub(started_us) as f64 / 1e6;
     let lost = expected.len() as u64 - delivered;
     let bound = kills.len() as u64 * max_in_flight;
@@ -286,10 +316,15 @@ fn chaos_report(
         failed.push(format!("{unexplained} duplicates not explained by a kill"));
     }
     if duplicates > bound {
-        failed.push(format!("{duplicates} duplicates exceed the in-flight bound {bound}"));
+        failed.push(format!(
+            "{duplicates} duplicates exceed the in-flight bound {bound}"
+        ));
     }
     if stuck.0 != 0 || stuck.1 != 0 {
-        failed.push(format!("left behind: {} in flight, {} pending", stuck.0, stuck.1));
+        failed.push(format!(
+            "left behind: {} in flight, {} pending",
+            stuck.0, stuck.1
+        ));
     }
     Report {
         scenario: name.into(),
@@ -334,7 +369,13 @@ pub async fn cluster(args: &BenchArgs, receiver: &Arc<Receiver>) -> anyhow::Resu
     let total = args.events.unwrap_or(3_000) as usize;
     let started_us = unix_us();
     let run = format!("c{}", started_us % 1_000_000);
-    let publishing = tokio::spawn(publish_all(urls.clone(), total, args.publishers, args.rate, run));
+    let publishing = tokio::spawn(publish_all(
+        urls.clone(),
+        total,
+        args.publishers,
+        args.rate,
+        run,
+    ));
     // Kill node 2 once about half the events are out.
     let mut kills = Vec::new();
     let half = Duration::from_secs_f64((total as f64 / args.rate.unwrap_or(1_000.0)) / 2.0);
@@ -347,8 +388,19 @@ pub async fn cluster(args: &BenchArgs, receiver: &Arc<Receiver>) -> anyhow::Resu
     wait_for(receiver, &expected, args.drain_timeout).await;
     let stuck = leftover(&urls[0]).await?;
     let report = chaos_report(
-        "cluster", &deployment, subscriptions.len(), total, acknowledged.len(), failures, &expected,
-        &receiver.arrivals(), &kills, started_us, stuck, 256, receiver,
+        "cluster",
+        &deployment,
+        subscriptions.len(),
+        total,
+        acknowledged.len(),
+        failures,
+        &expected,
+        &receiver.arrivals(),
+        &kills,
+        started_us,
+        stuck,
+        256,
+        receiver,
     );
     cluster.stop().await;
     deployment.remove().await;
@@ -366,10 +418,18 @@ pub async fn crash(args: &BenchArgs, receiver: &Arc<Receiver>) -> anyhow::Result
     let subscriptions = subscribe_all(&urls[0], receiver, 6).await?;
     let kill_count = args.kills.max(10);
     let rate = args.rate.unwrap_or(300.0);
-    let total = args.events.unwrap_or((rate * (kill_count as f64 * 1.2 + 2.0)) as u64) as usize;
+    let total = args
+        .events
+        .unwrap_or((rate * (kill_count as f64 * 1.2 + 2.0)) as u64) as usize;
     let started_us = unix_us();
     let run = format!("k{}", started_us % 1_000_000);
-    let publishing = tokio::spawn(publish_all(urls.clone(), total, args.publishers, Some(rate), run));
+    let publishing = tokio::spawn(publish_all(
+        urls.clone(),
+        total,
+        args.publishers,
+        Some(rate),
+        run,
+    ));
     let mut kills = Vec::new();
     for k in 0..kill_count {
         // A pseudo-random moment: 300–1,300 ms after the node came back.
@@ -384,8 +444,19 @@ pub async fn crash(args: &BenchArgs, receiver: &Arc<Receiver>) -> anyhow::Result
     wait_for(receiver, &expected, args.drain_timeout).await;
     let stuck = leftover(&urls[0]).await?;
     let report = chaos_report(
-        "crash", &deployment, subscriptions.len(), total, acknowledged.len(), failures, &expected,
-        &receiver.arrivals(), &kills, started_us, stuck, 256, receiver,
+        "crash",
+        &deployment,
+        subscriptions.len(),
+        total,
+        acknowledged.len(),
+        failures,
+        &expected,
+        &receiver.arrivals(),
+        &kills,
+        started_us,
+        stuck,
+        256,
+        receiver,
     );
     if let Ok(cluster) = Arc::try_unwrap(cluster) {
         cluster.into_inner().stop().await;
@@ -411,8 +482,14 @@ mod tests {
     #[test]
     fn expected_set_follows_the_filters() {
         let subscriptions = vec![
-            ("/x".to_owned(), vec![EventFilter::parse("chaos.t0").unwrap()]),
-            ("/y".to_owned(), vec![EventFilter::parse("chaos.*").unwrap()]),
+            (
+                "/x".to_owned(),
+                vec![EventFilter::parse("chaos.t0").unwrap()],
+            ),
+            (
+                "/y".to_owned(),
+                vec![EventFilter::parse("chaos.*").unwrap()],
+            ),
         ];
         let acknowledged = vec![
             ("e1".to_owned(), "chaos.t0".to_owned()),

@@ -50,12 +50,18 @@ fn event_json(event_type: &str, payload_bytes: usize) -> String {
 
 fn request_body(spec: &LoadSpec) -> (String, &'static str) {
     match spec.batch {
-        0 | 1 => (event_json(&spec.event_type, spec.payload_bytes), "/api/events"),
+        0 | 1 => (
+            event_json(&spec.event_type, spec.payload_bytes),
+            "/api/events",
+        ),
         n => {
             let events: Vec<String> = (0..n)
                 .map(|_| event_json(&spec.event_type, spec.payload_bytes))
                 .collect();
-            (format!(r#"{{"events":[{}]}}"#, events.join(",")), "/api/events/batch")
+            (
+                format!(r#"{{"events":[{}]}}"#, events.join(",")),
+                "/api/events/batch",
+            )
         }
     }
 }

@@ -172,7 +172,9 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
     .await;
     receiver.reset();
     let mut reports = match args.scenario {
-        Scenario::Throughput => vec![steady(args, &receiver, "throughput", 1, None, Behaviour::Ok).await?],
+        Scenario::Throughput => {
+            vec![steady(args, &receiver, "throughput", 1, None, Behaviour::Ok).await?]
+        }
         Scenario::Fanout => vec![
             steady(args, &receiver, "fanout-10", 10, None, Behaviour::Ok).await?,
             steady(args, &receiver, "fanout-100", 100, None, Behaviour::Ok).await?,
@@ -182,7 +184,17 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
             vec![steady(args, &receiver, "latency", 1, rate, Behaviour::Ok).await?]
         }
         Scenario::RetryStorm => {
-            vec![steady(args, &receiver, "retry-storm", 1, None, Behaviour::FailHalfFirstAttempts).await?]
+            vec![
+                steady(
+                    args,
+                    &receiver,
+                    "retry-storm",
+                    1,
+                    None,
+                    Behaviour::FailHalfFirstAttempts,
+                )
+                .await?,
+            ]
         }
         Scenario::Isolation => isolation(args, &receiver).await?,
         Scenario::Backlog => vec![backlog(args, &receiver).await?],
@@ -278,9 +290,17 @@ async fn subscribe(
             .json_body(&body)
             .send()
             .await?;
-        anyhow::ensure!(response.status().is_success(), "subscribe failed: {}", response.status());
+        anyhow::ensure!(
+            response.status().is_success(),
+            "subscribe failed: {}",
+            response.status()
+        );
         let created: Value = serde_json::from_slice(&response.bytes().await?)?;
-        receiver.configure(&path, behaviour, created["secret"].as_str().unwrap_or_default());
+        receiver.configure(
+            &path,
+            behaviour,
+            created["secret"].as_str().unwrap_or_default(),
+        );
         paths.push(path);
     }
     Ok(paths)
@@ -356,7 +376,16 @@ async fn steady(
     let expected = result.accepted * fanout as u64;
     let delivered = drain(receiver, expected, &paths, args.drain_timeout).await;
     let report = finish(
-        name, &deployment, &node, receiver, fanout, &result, expected, delivered, started_us, cpu_before,
+        name,
+        &deployment,
+        &node,
+        receiver,
+        fanout,
+        &result,
+        expected,
+        delivered,
+        started_us,
+        cpu_before,
     );
     let mut report = report;
     if behaviour == Behaviour::FailHalfFirstAttempts {
@@ -448,7 +477,15 @@ async fn isolation(args: &BenchArgs, receiver: &Arc<Receiver>) -> anyhow::Result
         let expected = result.accepted * 20;
         let delivered = drain(receiver, expected, &healthy, args.drain_timeout).await;
         reports.push(finish(
-            name, &deployment, &node, receiver, healthy.len(), &result, expected, delivered, started_us,
+            name,
+            &deployment,
+            &node,
+            receiver,
+            healthy.len(),
+            &result,
+            expected,
+            delivered,
+            started_us,
             cpu_before,
         ));
         node.kill().await;
@@ -460,7 +497,8 @@ async fn isolation(args: &BenchArgs, receiver: &Arc<Receiver>) -> anyhow::Result
         true => round((1.0 - with_bad / baseline) * 100.0),
         false => 0.0,
     };
-    reports[1].extra = json!({"healthy_per_sec_baseline": baseline, "healthy_throughput_loss_pct": loss});
+    reports[1].extra =
+        json!({"healthy_per_sec_baseline": baseline, "healthy_throughput_loss_pct": loss});
     Ok(reports)
 }
 
@@ -507,7 +545,16 @@ async fn backlog(args: &BenchArgs, receiver: &Arc<Receiver>) -> anyhow::Result<R
     let expected = result.accepted;
     let delivered = drain(receiver, expected, &paths, args.drain_timeout).await;
     let mut report = finish(
-        "backlog", &deployment, &worker, receiver, 1, &result, expected, delivered, started_us, cpu_before,
+        "backlog",
+        &deployment,
+        &worker,
+        receiver,
+        1,
+        &result,
+        expected,
+        delivered,
+        started_us,
+        cpu_before,
     );
     report.latency_ms = Latency::default();
     report.extra = json!({
@@ -526,7 +573,12 @@ async fn backlog(args: &BenchArgs, receiver: &Arc<Receiver>) -> anyhow::Result<R
 
 async fn fresh_pg_database(url: &str) -> anyhow::Result<String> {
     use sqlx::{Connection, Executor};
-    let name = format!("hookd_bench_{}", crate::ids::new_id("db", 0).to_ascii_lowercase().replace("db_", ""));
+    let name = format!(
+        "hookd_bench_{}",
+        crate::ids::new_id("db", 0)
+            .to_ascii_lowercase()
+            .replace("db_", "")
+    );
     let mut connection = sqlx::PgConnection::connect(url).await?;
     connection
         .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
@@ -538,13 +590,17 @@ async fn fresh_pg_database(url: &str) -> anyhow::Result<String> {
 
 async fn drop_pg_database(maintenance: &str, url: &str) {
     use sqlx::{Connection, Executor};
-    let Some(name) = url::Url::parse(url).ok().map(|u| u.path().trim_start_matches('/').to_owned())
+    let Some(name) = url::Url::parse(url)
+        .ok()
+        .map(|u| u.path().trim_start_matches('/').to_owned())
     else {
         return;
     };
     if let Ok(mut connection) = sqlx::PgConnection::connect(maintenance).await {
         let _ = connection
-            .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
             .await;
     }
 }
@@ -556,7 +612,10 @@ pub fn print(reports: &[Report], json: bool) {
             [one] => serde_json::to_value(one),
             many => serde_json::to_value(many),
         };
-        println!("{}", serde_json::to_string_pretty(&value.unwrap_or_default()).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value.unwrap_or_default()).unwrap_or_default()
+        );
         return;
     }
     for report in reports {
@@ -590,7 +649,10 @@ mod tests {
         assert!(parse_duration("3h").is_err());
         let samples: Vec<u64> = (1..=1000).map(|n| n * 1_000).collect();
         let latency = Latency::from_sorted_us(&samples);
-        assert_eq!((latency.p50, latency.p99, latency.max), (501.0, 990.0, 1000.0));
+        assert_eq!(
+            (latency.p50, latency.p99, latency.max),
+            (501.0, 990.0, 1000.0)
+        );
         assert_eq!(Latency::from_sorted_us(&[]).max, 0.0);
     }
 }

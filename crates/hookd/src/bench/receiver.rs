@@ -99,7 +99,11 @@ impl Receiver {
     pub fn delivery_counts(&self) -> (u64, u64) {
         let log = self.log.lock().map(|l| {
             let distinct = l.delivered.len() as u64;
-            let duplicates = l.delivered.values().map(|n| u64::from(n.saturating_sub(1))).sum();
+            let duplicates = l
+                .delivered
+                .values()
+                .map(|n| u64::from(n.saturating_sub(1)))
+                .sum();
             (distinct, duplicates)
         });
         log.unwrap_or((0, 0))
@@ -124,7 +128,10 @@ impl Receiver {
 
     /// Every (path, webhook-id) with its arrival times (only with `keep_arrivals`).
     pub fn arrivals(&self) -> HashMap<(String, String), Vec<u64>> {
-        self.log.lock().map(|l| l.arrivals.clone()).unwrap_or_default()
+        self.log
+            .lock()
+            .map(|l| l.arrivals.clone())
+            .unwrap_or_default()
     }
 
     pub fn reset(&self) {
@@ -167,7 +174,12 @@ async fn receive(
         .ok()
         .and_then(|b| b.get(&path).copied())
         .unwrap_or(Behaviour::Ok);
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
     let id = header("webhook-id").to_owned();
     match behaviour {
         Behaviour::Hang => {
@@ -175,7 +187,8 @@ async fn receive(
             return StatusCode::OK;
         }
         Behaviour::FailHalfFirstAttempts
-            if header("x-webhook-attempt") == "1" && id.bytes().map(u32::from).sum::<u32>() % 2 == 0 =>
+            if header("x-webhook-attempt") == "1"
+                && id.bytes().map(u32::from).sum::<u32>() % 2 == 0 =>
         {
             receiver.failed_on_purpose.fetch_add(1, Ordering::Relaxed);
             return StatusCode::INTERNAL_SERVER_ERROR;

@@ -1,10 +1,16 @@
 //! Persistence. Every SQL statement of hookd lives below this module.
 //!
-//! [`Store`] is the contract the rest of the server relies on; each backend implements it (SQLite now,
-//! PostgreSQL later) and the same tests run against each. Rows are plain data: validation happens in
-//! the API layer before anything reaches the store.
+//! [`Store`] is the contract the rest of the server relies on; each backend implements it (embedded
+//! SQLite, and PostgreSQL for several nodes sharing one database) and the same integration tests run
+//! against each (`HOOKD_TEST_BACKEND`). Rows are plain data: validation happens in the API layer
+//! before anything reaches the store. What the backends share (decoding, paging, the group-commit
+//! queue) lives in `common`.
 
+mod common;
+pub mod postgres;
 pub mod sqlite;
+
+pub use common::PublisherStats;
 
 use async_trait::async_trait;
 use hookd_core::RetryPolicy;
@@ -17,7 +23,7 @@ pub type DynStore = Arc<dyn Store>;
 /// Unix time in milliseconds: the unit of every timestamp in the store.
 pub type UnixMs = i64;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The backend cannot be reached or cannot write (locked, disk full, I/O error, pool exhausted).
     /// Callers answer 503 and the client retries; nothing was committed.
@@ -375,6 +381,16 @@ pub struct ReceiptRow {
 pub trait Store: Send + Sync + 'static {
     /// Cheap round trip used by `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Wakes `waker` whenever another process sharing this store makes deliveries due (publish,
+    /// operator re-queues, rescued leases), so that a worker on one node starts at once on work
+    /// published through another. Returns once listening has started; the listening goes on in the
+    /// background, reconnecting by itself. A store that only one process can use has nothing to
+    /// listen to: the default does nothing (in-process wake-ups go through `AppState::waker`).
+    async fn listen_for_work(&self, waker: Arc<tokio::sync::Notify>) -> StoreResult<()> {
+        let _ = waker;
+        Ok(())
+    }
 
     async fn insert_api_key(&self, key: NewApiKey) -> StoreResult<()>;
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRow>>;

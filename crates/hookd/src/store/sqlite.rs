@@ -1,27 +1,29 @@
 //! The embedded SQLite backend: WAL mode, `synchronous=FULL` by default, forward-only migrations, and a
 //! single publisher task that group-commits concurrent publishes (one transaction, one fsync).
 
+use super::common::{
+    FanoutTarget, PublishJob, RowExt, SUBSCRIPTION_COLUMNS, add_state_count, answer_group,
+    api_key_from_row, apply_patch, attempt_from_row, claimed_from_row, dead_letter_from_row,
+    decode_err, delivery_columns, delivery_from_row, encode_json, event_from_row,
+    event_row_from_new, event_type_from_row, fail_group, group_event_count, headers_text,
+    into_page, json_text, next_group, prefixed_subscription_columns, receipt_from_row, submit,
+    subscription_columns, subscription_from_row,
+};
 use super::*;
 use crate::ids::new_id;
-use hookd_core::EventFilter;
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
 use sqlx::{Connection, Row, SqliteConnection};
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-
-/// Most events one group commit takes before it commits; later publishers wait for the next group.
-const MAX_GROUP_EVENTS: usize = 2_000;
 
 /// SQLite's `synchronous` setting: what a committed transaction survives (see RELIABILITY in README).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -55,20 +57,6 @@ pub struct SqliteStore {
     stats: Arc<PublisherStats>,
 }
 
-/// How the group-commit publisher has batched work so far.
-#[derive(Debug, Default)]
-pub struct PublisherStats {
-    /// Transactions committed (each is one fsync at `synchronous=full`).
-    pub groups: AtomicU64,
-    /// Publish requests answered from those transactions.
-    pub requests: AtomicU64,
-}
-
-struct PublishJob {
-    events: Vec<NewEvent>,
-    reply: oneshot::Sender<StoreResult<Vec<Published>>>,
-}
-
 impl SqliteStore {
     /// Opens (creating if needed) the database, applies pending migrations and starts the publisher.
     pub async fn open(options: SqliteOptions) -> StoreResult<Self> {
@@ -95,10 +83,7 @@ impl SqliteStore {
 
     /// (group commits, publish requests) so far.
     pub fn publisher_stats(&self) -> (u64, u64) {
-        (
-            self.stats.groups.load(Ordering::Relaxed),
-            self.stats.requests.load(Ordering::Relaxed),
-        )
+        self.stats.snapshot()
     }
 
     /// Applies migrations without starting anything (for `hookd migrate`).
@@ -164,10 +149,6 @@ fn map_err(error: sqlx::Error) -> StoreError {
     }
 }
 
-fn decode_err(what: &str, error: impl std::fmt::Display) -> StoreError {
-    StoreError::Internal(format!("corrupt {what}: {error}"))
-}
-
 // ---------------------------------------------------------------------------------------------
 // Group-commit publisher
 // ---------------------------------------------------------------------------------------------
@@ -182,18 +163,7 @@ async fn run_publisher(
     stats: Arc<PublisherStats>,
 ) {
     let mut connection: Option<SqliteConnection> = None;
-    while let Some(first) = jobs.recv().await {
-        let mut group = vec![first];
-        let mut event_count = group[0].events.len();
-        while event_count < MAX_GROUP_EVENTS {
-            match jobs.try_recv() {
-                Ok(job) => {
-                    event_count += job.events.len();
-                    group.push(job);
-                }
-                Err(_) => break,
-            }
-        }
+    while let Some(group) = next_group(&mut jobs).await {
         let conn = match connection.as_mut() {
             Some(conn) => conn,
             None => match SqliteConnection::connect_with(&connect).await {
@@ -207,43 +177,15 @@ async fn run_publisher(
             },
         };
         match commit_group(conn, &group).await {
-            Ok(results) => {
-                stats.groups.fetch_add(1, Ordering::Relaxed);
-                stats
-                    .requests
-                    .fetch_add(group.len() as u64, Ordering::Relaxed);
-                for (job, result) in group.into_iter().zip(results) {
-                    let _ = job.reply.send(result);
-                }
-            }
+            Ok(results) => answer_group(group, results, &stats),
             Err(error) => {
-                tracing::warn!(%error, events = event_count, "group commit failed");
+                let events = group_event_count(&group);
+                tracing::warn!(%error, events, "group commit failed");
                 connection = None;
                 fail_group(group, &error);
             }
         }
     }
-}
-
-fn fail_group(group: Vec<PublishJob>, error: &StoreError) {
-    for job in group {
-        let _ = job.reply.send(Err(clone_error(error)));
-    }
-}
-
-fn clone_error(error: &StoreError) -> StoreError {
-    match error {
-        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
-        StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
-        StoreError::Internal(m) => StoreError::Internal(m.clone()),
-    }
-}
-
-/// One subscription as publishing sees it.
-struct FanoutTarget {
-    id: String,
-    filters: Vec<EventFilter>,
-    active: bool,
 }
 
 async fn commit_group(
@@ -276,19 +218,7 @@ async fn load_fanout_targets(conn: &mut SqliteConnection) -> StoreResult<Vec<Fan
         .await
         .map_err(map_err)?;
     rows.iter()
-        .map(|row| {
-            let raw: Vec<String> = serde_json::from_str(&row.get::<String, _>("events"))
-                .map_err(|e| decode_err("subscription filters", e))?;
-            let filters = raw
-                .iter()
-                .map(|f| EventFilter::parse(f).map_err(|e| decode_err("subscription filter", e)))
-                .collect::<StoreResult<_>>()?;
-            Ok(FanoutTarget {
-                id: row.get("id"),
-                filters,
-                active: row.get::<i64, _>("active") == 1,
-            })
-        })
+        .map(|row| FanoutTarget::parse(row.text("id"), &row.text("events"), row.flag("active")))
         .collect()
 }
 
@@ -310,14 +240,7 @@ async fn publish_job(
         }
         insert_event(conn, event).await?;
         let mut deliveries = 0;
-        for target in targets {
-            let selected = match &event.only_subscription {
-                Some(only) => *only == target.id,
-                None => hookd_core::event_type::any_matches(&target.filters, &event.event_type),
-            };
-            if !selected {
-                continue;
-            }
+        for target in targets.iter().filter(|target| target.selects(event)) {
             insert_delivery(conn, event, target).await?;
             deliveries += u64::from(target.active);
         }
@@ -416,60 +339,10 @@ async fn insert_delivery(
     Ok(())
 }
 
-fn event_row_from_new(event: &NewEvent) -> EventRow {
-    EventRow {
-        id: event.id.clone(),
-        event_type: event.event_type.clone(),
-        version: event.version.clone(),
-        data: event.data.clone(),
-        retryable: event.retryable,
-        idempotency_key: event.idempotency_key.clone(),
-        created_at: event.created_at,
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
-// Row decoding
+// Shared queries and row access
 // ---------------------------------------------------------------------------------------------
 
-macro_rules! subscription_columns {
-    () => {
-        "id, url, events, description, metadata, secret, active, disabled_reason, failure_count, \
-         created_at, updated_at, retry_policy, timeout_ms, headers, previous_secret, \
-         previous_secret_expires_at"
-    };
-}
-const SUBSCRIPTION_COLUMNS: &str = subscription_columns!();
-
-macro_rules! delivery_columns {
-    () => {
-        delivery_columns!("")
-    };
-    ($p:literal) => {
-        concat!(
-            $p,
-            "id AS id, ",
-            $p,
-            "event_id AS event_id, ",
-            $p,
-            "subscription_id AS subscription_id, ",
-            $p,
-            "state AS state, ",
-            $p,
-            "attempts AS attempts, ",
-            $p,
-            "next_attempt_at AS next_attempt_at, ",
-            $p,
-            "last_status AS last_status, ",
-            $p,
-            "last_error AS last_error, ",
-            $p,
-            "created_at AS created_at, ",
-            $p,
-            "updated_at AS updated_at"
-        )
-    };
-}
 const SELECT_SUBSCRIPTION_BY_ID: &str = concat!(
     "SELECT ",
     subscription_columns!(),
@@ -478,117 +351,22 @@ const SELECT_SUBSCRIPTION_BY_ID: &str = concat!(
 const SELECT_EVENT_BY_ID: &str = "SELECT id, event_type, version, data, retryable, \
      idempotency_key, created_at FROM events WHERE id = ?";
 
-fn subscription_from_row(row: &SqliteRow) -> StoreResult<SubscriptionRow> {
-    let events: Vec<String> = serde_json::from_str(&row.get::<String, _>("events"))
-        .map_err(|e| decode_err("subscription events", e))?;
-    let metadata = row
-        .get::<Option<String>, _>("metadata")
-        .map(|text| serde_json::from_str(&text))
-        .transpose()
-        .map_err(|e| decode_err("subscription metadata", e))?;
-    Ok(SubscriptionRow {
-        id: row.get("id"),
-        url: row.get("url"),
-        events,
-        description: row.get("description"),
-        metadata,
-        secret: row.get("secret"),
-        active: row.get::<i64, _>("active") == 1,
-        disabled_reason: row.get("disabled_reason"),
-        failure_count: row.get("failure_count"),
-        created_at: row.get("created_at"),
-        updated_at: row.get("updated_at"),
-        retry_policy: decode_json_column(row, "retry_policy")?,
-        timeout_ms: row.get("timeout_ms"),
-        headers: decode_json_column(row, "headers")?.unwrap_or_default(),
-        previous_secret: row.get("previous_secret"),
-        previous_secret_expires_at: row.get("previous_secret_expires_at"),
-    })
-}
-
-fn decode_json_column<T: serde::de::DeserializeOwned>(
-    row: &SqliteRow,
-    column: &str,
-) -> StoreResult<Option<T>> {
-    row.get::<Option<String>, _>(column)
-        .map(|text| serde_json::from_str(&text))
-        .transpose()
-        .map_err(|e| decode_err(column, e))
-}
-
-fn encode_json<T: Serialize>(value: &T) -> StoreResult<String> {
-    serde_json::to_string(value).map_err(|e| decode_err("json", e))
-}
-
-fn headers_text(headers: &BTreeMap<String, String>) -> StoreResult<Option<String>> {
-    match headers.is_empty() {
-        true => Ok(None),
-        false => encode_json(headers).map(Some),
+impl RowExt for SqliteRow {
+    fn text(&self, column: &str) -> String {
+        self.get(column)
     }
-}
-
-fn event_from_row(row: &SqliteRow) -> StoreResult<EventRow> {
-    Ok(EventRow {
-        id: row.get("id"),
-        event_type: row.get("event_type"),
-        version: row.get("version"),
-        data: row.get("data"),
-        retryable: row.get::<i64, _>("retryable") == 1,
-        idempotency_key: row.get("idempotency_key"),
-        created_at: row.get("created_at"),
-    })
-}
-
-fn delivery_from_row(row: &SqliteRow) -> StoreResult<DeliveryRow> {
-    let state: String = row.get("state");
-    Ok(DeliveryRow {
-        id: row.get("id"),
-        event_id: row.get("event_id"),
-        subscription_id: row.get("subscription_id"),
-        state: DeliveryState::parse(&state).ok_or_else(|| decode_err("delivery state", &state))?,
-        attempts: row.get("attempts"),
-        next_attempt_at: row.get("next_attempt_at"),
-        last_status: row.get("last_status"),
-        last_error: row.get("last_error"),
-        created_at: row.get("created_at"),
-        updated_at: row.get("updated_at"),
-    })
-}
-
-fn event_type_from_row(row: &SqliteRow) -> EventTypeRow {
-    EventTypeRow {
-        name: row.get("name"),
-        description: row.get("description"),
-        created_at: row.get("created_at"),
-        archived_at: row.get("archived_at"),
+    fn opt_text(&self, column: &str) -> Option<String> {
+        self.get(column)
     }
-}
-
-fn api_key_from_row(row: &SqliteRow) -> ApiKeyRow {
-    ApiKeyRow {
-        id: row.get("id"),
-        name: row.get("name"),
-        prefix: row.get("prefix"),
-        created_at: row.get("created_at"),
-        revoked_at: row.get("revoked_at"),
+    fn int(&self, column: &str) -> i64 {
+        self.get(column)
     }
-}
-
-/// Splits a `limit + 1` fetch into a page and the cursor of its last row.
-fn into_page<T>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> Cursor) -> Page<T> {
-    let limit = limit as usize;
-    let next = match items.len() > limit {
-        true => {
-            items.truncate(limit);
-            items.last().map(key)
-        }
-        false => None,
-    };
-    Page { items, next }
-}
-
-fn json_text(value: &serde_json::Value) -> String {
-    value.to_string()
+    fn opt_int(&self, column: &str) -> Option<i64> {
+        self.get(column)
+    }
+    fn flag(&self, column: &str) -> bool {
+        self.get::<i64, _>(column) == 1
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -778,14 +556,7 @@ impl Store for SqliteStore {
     }
 
     async fn publish(&self, events: Vec<NewEvent>) -> StoreResult<Vec<Published>> {
-        let (reply, answer) = oneshot::channel();
-        self.publisher
-            .send(PublishJob { events, reply })
-            .await
-            .map_err(|_| StoreError::Unavailable("publisher stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable("publisher stopped".into()))?
+        submit(&self.publisher, events).await
     }
 
     async fn get_event(&self, id: &str) -> StoreResult<Option<EventRow>> {
@@ -1143,12 +914,7 @@ impl Store for SqliteStore {
         .map_err(map_err)?;
         let items = rows
             .iter()
-            .map(|row| {
-                Ok(DeadLetterRow {
-                    delivery: delivery_from_row(row)?,
-                    event_type: row.get("event_type"),
-                })
-            })
+            .map(dead_letter_from_row)
             .collect::<StoreResult<Vec<_>>>()?;
         // Dead letters page by when they died, so the cursor carries `updated_at`.
         Ok(into_page(items, limit, |d| Cursor {
@@ -1299,20 +1065,7 @@ impl Store for SqliteStore {
         .map_err(map_err)?;
         let mut stats = DeliveryStats::default();
         for row in &counts {
-            let n: i64 = row.get("n");
-            stats.total += n;
-            match DeliveryState::parse(&row.get::<String, _>("state")) {
-                Some(DeliveryState::Delivered) => stats.delivered += n,
-                Some(DeliveryState::Failed) => stats.failed += n,
-                Some(DeliveryState::Dead) => {
-                    stats.dead += n;
-                    stats.failed += n;
-                }
-                Some(DeliveryState::Pending) => stats.pending += n,
-                Some(DeliveryState::InFlight) => stats.in_flight += n,
-                Some(DeliveryState::Held) => stats.held += n,
-                None => {}
-            }
+            add_state_count(&mut stats, &row.text("state"), row.int("n"));
         }
         stats.average_latency_ms = sqlx::query_scalar(
             "SELECT AVG(a.duration_ms) FROM attempts a
@@ -1361,16 +1114,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;
-        let items = rows
-            .iter()
-            .map(|row| ReceiptRow {
-                id: row.get("id"),
-                subscription_id: row.get("subscription_id"),
-                webhook_id: row.get("webhook_id"),
-                event_type: row.get("event_type"),
-                received_at: row.get("received_at"),
-            })
-            .collect();
+        let items = rows.iter().map(receipt_from_row).collect();
         Ok(into_page(items, limit, |r: &ReceiptRow| Cursor {
             created_at: r.received_at,
             id: r.id.clone(),
@@ -1510,84 +1254,6 @@ async fn apply_subscription_effects(
     hold_queued(conn, id, now).await?;
     tracing::warn!(subscription = %id, %reason, "subscription disabled");
     Ok(true)
-}
-
-fn prefixed_subscription_columns(alias: &str) -> String {
-    SUBSCRIPTION_COLUMNS
-        .split(',')
-        .map(|c| format!("{alias}.{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn claimed_from_row(row: &SqliteRow) -> StoreResult<ClaimedDelivery> {
-    Ok(ClaimedDelivery {
-        delivery_id: row.get("delivery_id"),
-        attempts: row.get("delivery_attempts"),
-        event: EventRow {
-            id: row.get("event_id"),
-            event_type: row.get("event_type"),
-            version: row.get("version"),
-            data: row.get("data"),
-            retryable: row.get::<i64, _>("retryable") == 1,
-            idempotency_key: row.get("idempotency_key"),
-            created_at: row.get("event_created_at"),
-        },
-        subscription: subscription_from_row(row)?,
-    })
-}
-
-fn attempt_from_row(row: &SqliteRow) -> AttemptRow {
-    AttemptRow {
-        id: row.get("id"),
-        delivery_id: row.get("delivery_id"),
-        attempt: row.get("attempt"),
-        started_at: row.get("started_at"),
-        duration_ms: row.get("duration_ms"),
-        request_timestamp: row.get("request_timestamp"),
-        status: row.get("status"),
-        response_excerpt: row.get("response_excerpt"),
-        error: row.get("error"),
-        error_class: row.get("error_class"),
-    }
-}
-
-/// Applies a patch in memory. Re-enabling clears the reason it was disabled and its failure count.
-fn apply_patch(sub: &mut SubscriptionRow, patch: SubscriptionPatch, now: UnixMs) {
-    if let Some(url) = patch.url {
-        sub.url = url;
-    }
-    if let Some(events) = patch.events {
-        sub.events = events;
-    }
-    if let Some(description) = patch.description {
-        sub.description = description;
-    }
-    if let Some(metadata) = patch.metadata {
-        sub.metadata = metadata;
-    }
-    if let Some(retry_policy) = patch.retry_policy {
-        sub.retry_policy = retry_policy;
-    }
-    if let Some(timeout_ms) = patch.timeout_ms {
-        sub.timeout_ms = timeout_ms;
-    }
-    if let Some(headers) = patch.headers {
-        sub.headers = headers;
-    }
-    match patch.active {
-        Some(true) if !sub.active => {
-            sub.active = true;
-            sub.disabled_reason = None;
-            sub.failure_count = 0;
-        }
-        Some(false) if sub.active => {
-            sub.active = false;
-            sub.disabled_reason = Some("disabled by operator".into());
-        }
-        _ => {}
-    }
-    sub.updated_at = now;
 }
 
 impl FromStr for Synchronous {

@@ -9,6 +9,7 @@
 //! Tests drive [`Worker::run_once`], the same claim/attempt/record steps run to completion.
 
 pub mod send;
+pub mod ssrf;
 
 use crate::ids::{DynClock, new_id, random_bytes};
 use crate::store::{
@@ -46,6 +47,8 @@ pub struct WorkerConfig {
     pub claim_batch: u32,
     /// Most outcomes written per transaction.
     pub record_batch: usize,
+    /// Which resolved addresses deliveries may connect to (checked at connect time, every attempt).
+    pub targets: hookd_core::TargetPolicy,
 }
 
 impl WorkerConfig {
@@ -64,6 +67,7 @@ impl WorkerConfig {
             shutdown_grace: Duration::from_secs(10),
             claim_batch: 256,
             record_batch: 512,
+            targets: hookd_core::TargetPolicy::default(),
         }
     }
 }
@@ -79,6 +83,7 @@ pub fn http_client(config: &WorkerConfig) -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
+        .dns_resolver(ssrf::GuardedResolver::new(Arc::new(config.targets.clone())))
         .connect_timeout(config.connect_timeout)
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(config.max_in_flight_per_subscription.max(1))
@@ -211,8 +216,10 @@ impl Worker {
             .timeout_ms
             .map(|ms| Duration::from_millis(ms.max(1) as u64))
             .unwrap_or(self.config.default_timeout);
-        let (response, request_timestamp) = match send::prepare(claimed, attempt_number, started_at)
-        {
+        let prepared = send::prepare(claimed, attempt_number, started_at).and_then(|request| {
+            ssrf::check_literal(&request.url, &self.config.targets).map(|()| request)
+        });
+        let (response, request_timestamp) = match prepared {
             Ok(request) => {
                 let timestamp = request.timestamp;
                 (send::send(&self.http, request, timeout).await, timestamp)
@@ -221,8 +228,11 @@ impl Worker {
                 send::Response {
                     status: None,
                     excerpt: None,
+                    error_class: Some(match error.starts_with(ssrf::BLOCKED) {
+                        true => "blocked",
+                        false => "internal",
+                    }),
                     error: Some(error),
-                    error_class: Some("internal"),
                     retry_after: None,
                     duration: Duration::ZERO,
                 },

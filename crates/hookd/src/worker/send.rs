@@ -169,6 +169,9 @@ fn classify(error: &reqwest::Error) -> &'static str {
         return "timeout";
     }
     let chain = describe(error).to_ascii_lowercase();
+    if chain.contains(super::ssrf::BLOCKED) {
+        return "blocked";
+    }
     if chain.contains("dns error") || chain.contains("failed to lookup") {
         return "dns";
     }

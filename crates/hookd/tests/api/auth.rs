@@ -99,3 +99,35 @@ async fn health_routes_need_no_key() {
     assert_eq!(readyz.status, 200);
     assert_eq!(readyz.body, json!({"status": "ready"}));
 }
+
+#[tokio::test]
+async fn failed_authentication_is_limited_per_address() {
+    let app = spawn_app_with(|c| c.auth_failures_per_minute = 3).await;
+    let attempt = |key: &'static str| {
+        let app = &app;
+        async move {
+            into_reply(
+                app.client
+                    .get(app.url("/api/webhooks"))
+                    .bearer_auth(key)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    for _ in 0..3 {
+        attempt("hookd_guess")
+            .await
+            .assert_error(401, "unauthorized");
+    }
+    let limited = attempt("hookd_guess").await;
+    limited.assert_error(429, "too_many_requests");
+    assert_eq!(limited.headers["retry-after"], "60");
+    assert_eq!(
+        attempt(TEST_KEY).await.status,
+        200,
+        "a valid key is never limited"
+    );
+}

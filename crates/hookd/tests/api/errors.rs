@@ -95,7 +95,7 @@ async fn unknown_routes_and_methods() {
 
 #[tokio::test]
 async fn store_unavailable_is_503_and_recovers_without_losing_anything() {
-    let app = spawn_app_with(|c| c.sqlite_busy_timeout_ms = 200).await;
+    let app = spawn_app_with(short_lock_wait).await;
     app.subscribe("http://127.0.0.1:1/h", &["*"]).await;
     let accepted = app
         .post(
@@ -105,15 +105,9 @@ async fn store_unavailable_is_503_and_recovers_without_losing_anything() {
         .await;
     assert_eq!(accepted.status, 202);
 
-    // Another process takes SQLite's write lock and holds it.
-    use sqlx::{Connection, Executor};
-    let mut locker = sqlx::SqliteConnection::connect(&format!(
-        "sqlite://{}",
-        app.config.database_path().display()
-    ))
-    .await
-    .unwrap();
-    locker.execute("BEGIN EXCLUSIVE").await.unwrap();
+    // Another process takes the database's locks and holds them (SQLite's write lock; PostgreSQL's
+    // exclusive table locks), so the store cannot write.
+    let lock = StoreLock::take(&app).await;
 
     let refused = app
         .post(
@@ -130,8 +124,7 @@ async fn store_unavailable_is_503_and_recovers_without_losing_anything() {
     .await
     .assert_error(503, "store_unavailable");
 
-    locker.execute("ROLLBACK").await.unwrap();
-    drop(locker);
+    lock.release().await;
 
     let after = app
         .post(

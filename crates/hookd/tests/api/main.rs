@@ -1,9 +1,11 @@
-//! API integration tests: real HTTP on port 0 against a fresh SQLite file per test.
+//! API integration tests: real HTTP on port 0 against a fresh store per test: a SQLite file, or a
+//! PostgreSQL database with `HOOKD_TEST_BACKEND=postgres` (see `common`). One suite, both backends.
 
 mod common;
 
 mod auth;
 mod cli_client;
+mod cluster;
 mod delivery;
 mod delivery_ops;
 mod errors;
@@ -12,4 +14,5 @@ mod events;
 mod inbound;
 mod openapi;
 mod persistence;
+mod ssrf;
 mod webhooks;

@@ -1,7 +1,6 @@
 use crate::common::*;
-use hookd::store::sqlite::{MIGRATOR, SqliteStore};
+use hookd::config::Config;
 use serde_json::json;
-use std::sync::Arc;
 
 #[tokio::test]
 async fn restart_keeps_subscriptions_events_and_deliveries() {
@@ -63,42 +62,18 @@ async fn restart_keeps_subscriptions_events_and_deliveries() {
 
 #[tokio::test]
 async fn migrations_upgrade_an_existing_database_and_keep_its_rows() {
-    let data = tempfile::TempDir::new().unwrap();
-    let config = test_config(data.path().to_path_buf());
-    let options = config.sqlite_options();
-    let first_version = MIGRATOR.iter().next().unwrap().version;
+    let data = TestDir::new();
+    let config = test_config(data.path());
+    // A database as an older hookd left it: only the first migration, with a row in it.
+    let every_version = match backend() {
+        Backend::Sqlite => seed_first_sqlite_migration(&config).await,
+        Backend::Postgres => seed_first_postgres_migration(&config).await,
+    };
     assert!(
-        MIGRATOR.iter().count() >= 2,
+        every_version.len() >= 2,
         "this test needs a later migration to apply"
     );
-    {
-        // A database as an older hookd left it: only the first migration, with a row in it.
-        let pool = sqlx::SqlitePool::connect_with(
-            sqlx::sqlite::SqliteConnectOptions::new()
-                .filename(&options.path)
-                .create_if_missing(true),
-        )
-        .await
-        .unwrap();
-        MIGRATOR.run_to(first_version, &pool).await.unwrap();
-        sqlx::query(
-            "INSERT INTO subscriptions (id, url, events, secret, active, created_at, updated_at)
-             VALUES ('wh_old', 'http://127.0.0.1:1/h', '[\"*\"]',
-                     'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', 1, 1000, 1000)",
-        )
-        .execute(&pool)
-        .await
-        .unwrap();
-        let tables: Vec<String> =
-            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE name = 'event_types'")
-                .fetch_all(&pool)
-                .await
-                .unwrap();
-        assert!(tables.is_empty(), "the later migration is not applied yet");
-        pool.close().await;
-    }
-    let store = SqliteStore::open(options.clone()).await.unwrap();
-    let app = spawn_with_store(config, Arc::new(store)).await;
+    let app = spawn_on(config.clone()).await;
     let old = app.get("/api/webhooks/wh_old").await;
     assert_eq!(old.status, 200);
     assert_eq!(old.body["events"], json!(["*"]));
@@ -113,19 +88,129 @@ async fn migrations_upgrade_an_existing_database_and_keep_its_rows() {
         .post("/api/events", json!({"event": "order.created", "data": {}}))
         .await;
     assert_eq!(published.body["deliveries"], 1);
-    let versions = SqliteStore::migrate(options).await.unwrap();
-    let expected: Vec<i64> = MIGRATOR.iter().map(|m| m.version).collect();
-    assert_eq!(versions, expected, "running migrations again is a no-op");
+    let versions = hookd::server::migrate(&config).await.unwrap();
+    assert_eq!(
+        versions, every_version,
+        "running migrations again is a no-op"
+    );
+}
+
+/// Applies only the first SQLite migration and adds a subscription; returns every version.
+async fn seed_first_sqlite_migration(config: &Config) -> Vec<i64> {
+    use hookd::store::sqlite::MIGRATOR;
+    let pool = sqlx::SqlitePool::connect_with(
+        sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(config.database_path())
+            .create_if_missing(true),
+    )
+    .await
+    .unwrap();
+    MIGRATOR
+        .run_to(MIGRATOR.iter().next().unwrap().version, &pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO subscriptions (id, url, events, secret, active, created_at, updated_at)
+         VALUES ('wh_old', 'http://127.0.0.1:1/h', '[\"*\"]',
+                 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', 1, 1000, 1000)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE name = 'event_types'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert!(tables.is_empty(), "the later migration is not applied yet");
+    pool.close().await;
+    MIGRATOR.iter().map(|m| m.version).collect()
+}
+
+/// Applies only the first PostgreSQL migration and adds a subscription; returns every version.
+async fn seed_first_postgres_migration(config: &Config) -> Vec<i64> {
+    use hookd::store::postgres::MIGRATOR;
+    let pool = sqlx::PgPool::connect(config.database_url.as_deref().unwrap())
+        .await
+        .unwrap();
+    MIGRATOR
+        .run_to(MIGRATOR.iter().next().unwrap().version, &pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO subscriptions (id, url, events, secret, active, created_at, updated_at)
+         VALUES ('wh_old', 'http://127.0.0.1:1/h', '[\"*\"]',
+                 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', TRUE, 1000, 1000)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('event_types')::text")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(table, None, "the later migration is not applied yet");
+    pool.close().await;
+    MIGRATOR.iter().map(|m| m.version).collect()
+}
+
+#[tokio::test]
+async fn migrate_command_migrates_the_configured_database() {
+    let data = TestDir::new();
+    let config = test_config(data.path());
+    let hookd = |args: &[&str]| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookd"));
+        command
+            .env_clear()
+            .arg("migrate")
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(args);
+        command
+    };
+    let database_args: Vec<&str> = match &config.database_url {
+        Some(url) => vec!["--database", url],
+        None => vec![],
+    };
+    let output = hookd(&database_args).output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let latest = hookd::server::migrate(&config).await.unwrap();
+    assert!(
+        stdout.contains(&format!("is at migration {}", latest.last().unwrap())),
+        "{stdout}"
+    );
+    let backend_name = match backend() {
+        Backend::Sqlite => "SQLite",
+        Backend::Postgres => "PostgreSQL",
+    };
+    assert!(stdout.contains(backend_name), "{stdout}");
+
+    // Anything but a PostgreSQL URL is refused, with a message naming the key.
+    let refused = hookd(&["--database", "mysql://root@127.0.0.1/hookd"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("database_url") && stderr.contains("postgres://"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
 async fn concurrent_publishes_share_group_commits() {
-    let data = tempfile::TempDir::new().unwrap();
-    let config = test_config(data.path().to_path_buf());
-    let store = Arc::new(SqliteStore::open(config.sqlite_options()).await.unwrap());
-    let app = spawn_with_store(config, store.clone()).await;
+    let data = TestDir::new();
+    let config = test_config(data.path());
+    let (store, publisher_stats) = open_store_with_publisher_stats(&config).await;
+    let app = spawn_with_store(config, store).await;
     app.subscribe("http://127.0.0.1:1/h", &["*"]).await;
-    let (groups_before, requests_before) = store.publisher_stats();
+    let (groups_before, requests_before) = publisher_stats();
     let requests = 200;
     let mut tasks = Vec::new();
     for i in 0..requests {
@@ -147,7 +232,7 @@ async fn concurrent_publishes_share_group_commits() {
     for task in tasks {
         assert_eq!(task.await.unwrap(), 202);
     }
-    let (groups, answered) = store.publisher_stats();
+    let (groups, answered) = publisher_stats();
     assert_eq!(answered - requests_before, requests);
     let used = groups - groups_before;
     assert!(

@@ -1,7 +1,14 @@
-//! Test harness: a real hookd API (and delivery worker) on port 0 over a fresh SQLite file, a JSON
-//! HTTP client, and a recording webhook receiver.
+//! Test harness: a real hookd API (and delivery worker) on port 0 over a fresh store, a JSON HTTP
+//! client, and a recording webhook receiver.
+//!
+//! The store is chosen by `HOOKD_TEST_BACKEND`: `sqlite` (the default) gives each test a fresh SQLite
+//! file; `postgres` gives each test a fresh database on the server at `HOOKD_TEST_POSTGRES_URL`
+//! (default `postgres://postgres@127.0.0.1:5432/`), dropped when the test is done (see [`pg`]). The
+//! same tests run against both; the few properties that need backend-specific means to be tested
+//! (taking the database's locks, seeding an old schema) get them from [`StoreLock`] and friends.
 #![allow(dead_code)]
 
+pub mod pg;
 pub mod receiver;
 
 pub use receiver::{Answer, Received, Receiver};
@@ -9,6 +16,8 @@ pub use receiver::{Answer, Received, Receiver};
 use hookd::config::Config;
 use hookd::ids::{Clock, DynClock, ManualClock, SystemClock};
 use hookd::store::DynStore;
+use hookd::store::postgres::PgStore;
+use hookd::store::sqlite::SqliteStore;
 use hookd::worker::Worker;
 use hookd_core::RetryPolicy;
 use reqwest::{Method, StatusCode};
@@ -38,11 +47,35 @@ pub struct TestApp {
     worker: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// The store the suite runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// `HOOKD_TEST_BACKEND`: `sqlite` (default) or `postgres`.
+pub fn backend() -> Backend {
+    match std::env::var("HOOKD_TEST_BACKEND").as_deref() {
+        Err(_) | Ok("") | Ok("sqlite") => Backend::Sqlite,
+        Ok("postgres") => Backend::Postgres,
+        Ok(other) => panic!("HOOKD_TEST_BACKEND={other:?}: expected sqlite or postgres"),
+    }
+}
+
 /// Development-mode config on a fresh temporary data dir, with a known API key, and a delivery
 /// worker tuned for tests: a short retry schedule (5 attempts, 20 ms doubling) and fast polling.
+/// With the postgres backend it also names a fresh database, which lives as long as `data_dir`.
 pub fn test_config(data_dir: PathBuf) -> Config {
+    let database_url = match backend() {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(pg::fresh_database(&data_dir)),
+    };
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
+        database_url,
+        // Small pools: tests run in parallel against one server (100 connections by default).
+        database_max_connections: 5,
         data_dir,
         dev: true,
         api_key: Some(TEST_KEY.into()),
@@ -54,6 +87,8 @@ pub fn test_config(data_dir: PathBuf) -> Config {
         poll_interval_ms: 100,
         rescue_interval_ms: 100,
         shutdown_grace_ms: 2_000,
+        // Tests send many bad keys on purpose; `auth::failed_authentication_is_limited` tests the limit.
+        auth_failures_per_minute: 10_000,
         ..Config::default()
     }
 }
@@ -71,7 +106,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     app
 }
 
-/// Starts the API for `config` (whose data dir the caller owns).
+/// Starts the API for `config` (whose data dir, and so its database, the caller owns).
 pub async fn spawn_on(config: Config) -> TestApp {
     let store = hookd::server::open_store(&config).await.unwrap();
     spawn_with_store(config, store).await
@@ -280,6 +315,123 @@ impl TestApp {
         }
         if let Some(server) = self.server.take() {
             server.await.unwrap();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    /// Stops what still runs, removes the data dir if the app owns it, and drops the PostgreSQL
+    /// databases whose data dir is gone (this one's, and any left by tests that own their data dir).
+    fn drop(&mut self) {
+        if let Some(worker) = self.worker.take() {
+            worker.abort();
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+        drop(self._data.take());
+        pg::drop_orphaned_databases();
+    }
+}
+
+/// A temporary data dir for a test that owns its data (and so its PostgreSQL database, if any):
+/// dropping it removes the directory and drops the database at once.
+pub struct TestDir(Option<TempDir>);
+
+impl TestDir {
+    pub fn new() -> Self {
+        Self(Some(TempDir::new().unwrap()))
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.0
+            .as_ref()
+            .map(|d| d.path().to_path_buf())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        drop(self.0.take());
+        pg::drop_orphaned_databases();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backend-specific means, for testing properties that every backend has
+// ---------------------------------------------------------------------------------------------
+
+/// Makes a store give up quickly (with 503) on a lock another connection holds: SQLite's busy
+/// timeout, PostgreSQL's `lock_timeout`. Use as `spawn_app_with(short_lock_wait)`.
+pub fn short_lock_wait(config: &mut Config) {
+    config.sqlite_busy_timeout_ms = 200;
+    if let Some(url) = &mut config.database_url {
+        url.push_str("?options=-c%20lock_timeout%3D200");
+    }
+}
+
+/// Another connection holding locks that keep every write of the app's store waiting: SQLite's
+/// exclusive lock, or exclusive locks on PostgreSQL's `events` and `subscriptions` tables.
+pub enum StoreLock {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl StoreLock {
+    pub async fn take(app: &TestApp) -> Self {
+        use sqlx::{Connection, Executor};
+        match &app.config.database_url {
+            None => {
+                let url = format!("sqlite://{}", app.config.database_path().display());
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                conn.execute("BEGIN EXCLUSIVE").await.unwrap();
+                Self::Sqlite(conn)
+            }
+            Some(url) => {
+                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+                // The URL may carry the app's short `lock_timeout`; the locker itself waits patiently
+                // for the app's running statements (a worker's claim) to finish.
+                conn.execute("SET lock_timeout = '10s'").await.unwrap();
+                conn.execute("BEGIN").await.unwrap();
+                conn.execute("LOCK TABLE events, subscriptions IN ACCESS EXCLUSIVE MODE")
+                    .await
+                    .unwrap();
+                Self::Postgres(conn)
+            }
+        }
+    }
+
+    pub async fn release(self) {
+        use sqlx::{Connection, Executor};
+        match self {
+            Self::Sqlite(mut conn) => {
+                conn.execute("ROLLBACK").await.unwrap();
+                conn.close().await.unwrap();
+            }
+            Self::Postgres(mut conn) => {
+                conn.execute("ROLLBACK").await.unwrap();
+                conn.close().await.unwrap();
+            }
+        }
+    }
+}
+
+/// Reads a store's group-commit counters: (group commits, publish requests).
+pub type PublisherStats = Box<dyn Fn() -> (u64, u64) + Send + Sync>;
+
+/// Opens the configured store (as `open_store` does), keeping a handle on its publisher's counters.
+pub async fn open_store_with_publisher_stats(config: &Config) -> (DynStore, PublisherStats) {
+    match config.postgres_options() {
+        Some(options) => {
+            let store = Arc::new(PgStore::open(options).await.unwrap());
+            let stats = store.clone();
+            (store, Box::new(move || stats.publisher_stats()))
+        }
+        None => {
+            let store = Arc::new(SqliteStore::open(config.sqlite_options()).await.unwrap());
+            let stats = store.clone();
+            (store, Box::new(move || stats.publisher_stats()))
         }
     }
 }

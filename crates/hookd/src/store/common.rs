@@ -1,0 +1,452 @@
+//! What the backends share: row decoding over a small [`RowExt`] trait, JSON column encoding,
+//! pagination, subscription patching, fan-out selection and the group-commit job queue.
+//!
+//! SQL text is not shared: the dialects differ in placeholders (`?` and `$1`) and in types (SQLite
+//! keeps booleans as 0/1 integers). Column lists are the same and live here.
+
+use super::*;
+use hookd_core::EventFilter;
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::{mpsc, oneshot};
+
+/// Most events one group commit takes before it commits; later publishers wait for the next group.
+pub(crate) const MAX_GROUP_EVENTS: usize = 2_000;
+
+/// Typed column access that every backend's row type provides, so that decoding is written once.
+/// Each method panics on a missing column or a type mismatch, like `sqlx::Row::get` (a bug in the
+/// query, not bad data).
+pub(crate) trait RowExt {
+    fn text(&self, column: &str) -> String;
+    fn opt_text(&self, column: &str) -> Option<String>;
+    fn int(&self, column: &str) -> i64;
+    fn opt_int(&self, column: &str) -> Option<i64>;
+    /// A boolean column (SQLite: INTEGER 0/1; PostgreSQL: BOOLEAN).
+    fn flag(&self, column: &str) -> bool;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Column lists
+// ---------------------------------------------------------------------------------------------
+
+macro_rules! subscription_columns {
+    () => {
+        "id, url, events, description, metadata, secret, active, disabled_reason, failure_count, \
+         created_at, updated_at, retry_policy, timeout_ms, headers, previous_secret, \
+         previous_secret_expires_at"
+    };
+}
+pub(crate) use subscription_columns;
+
+pub(crate) const SUBSCRIPTION_COLUMNS: &str = subscription_columns!();
+
+/// The delivery columns, optionally prefixed by a table alias (`delivery_columns!("d.")`), each
+/// named as in the table so that [`delivery_from_row`] reads them either way.
+macro_rules! delivery_columns {
+    () => {
+        delivery_columns!("")
+    };
+    ($p:literal) => {
+        concat!(
+            $p,
+            "id AS id, ",
+            $p,
+            "event_id AS event_id, ",
+            $p,
+            "subscription_id AS subscription_id, ",
+            $p,
+            "state AS state, ",
+            $p,
+            "attempts AS attempts, ",
+            $p,
+            "next_attempt_at AS next_attempt_at, ",
+            $p,
+            "last_status AS last_status, ",
+            $p,
+            "last_error AS last_error, ",
+            $p,
+            "created_at AS created_at, ",
+            $p,
+            "updated_at AS updated_at"
+        )
+    };
+}
+pub(crate) use delivery_columns;
+
+/// The subscription columns qualified by a table alias (`s.id, s.url, ...`).
+pub(crate) fn prefixed_subscription_columns(alias: &str) -> String {
+    SUBSCRIPTION_COLUMNS
+        .split(',')
+        .map(|c| format!("{alias}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding and encoding
+// ---------------------------------------------------------------------------------------------
+
+pub(crate) fn decode_err(what: &str, error: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(format!("corrupt {what}: {error}"))
+}
+
+pub(crate) fn encode_json<T: Serialize + ?Sized>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|e| decode_err("json", e))
+}
+
+/// Custom headers as stored: a JSON object, or NULL when there are none.
+pub(crate) fn headers_text(headers: &BTreeMap<String, String>) -> StoreResult<Option<String>> {
+    match headers.is_empty() {
+        true => Ok(None),
+        false => encode_json(headers).map(Some),
+    }
+}
+
+pub(crate) fn json_text(value: &serde_json::Value) -> String {
+    value.to_string()
+}
+
+fn decode_json_column<T: serde::de::DeserializeOwned>(
+    row: &impl RowExt,
+    column: &str,
+) -> StoreResult<Option<T>> {
+    row.opt_text(column)
+        .map(|text| serde_json::from_str(&text))
+        .transpose()
+        .map_err(|e| decode_err(column, e))
+}
+
+pub(crate) fn subscription_from_row(row: &impl RowExt) -> StoreResult<SubscriptionRow> {
+    let events: Vec<String> = serde_json::from_str(&row.text("events"))
+        .map_err(|e| decode_err("subscription events", e))?;
+    Ok(SubscriptionRow {
+        id: row.text("id"),
+        url: row.text("url"),
+        events,
+        description: row.opt_text("description"),
+        metadata: row
+            .opt_text("metadata")
+            .map(|text| serde_json::from_str(&text))
+            .transpose()
+            .map_err(|e| decode_err("subscription metadata", e))?,
+        secret: row.text("secret"),
+        active: row.flag("active"),
+        disabled_reason: row.opt_text("disabled_reason"),
+        failure_count: row.int("failure_count"),
+        created_at: row.int("created_at"),
+        updated_at: row.int("updated_at"),
+        retry_policy: decode_json_column(row, "retry_policy")?,
+        timeout_ms: row.opt_int("timeout_ms"),
+        headers: decode_json_column(row, "headers")?.unwrap_or_default(),
+        previous_secret: row.opt_text("previous_secret"),
+        previous_secret_expires_at: row.opt_int("previous_secret_expires_at"),
+    })
+}
+
+pub(crate) fn event_from_row(row: &impl RowExt) -> StoreResult<EventRow> {
+    Ok(EventRow {
+        id: row.text("id"),
+        event_type: row.text("event_type"),
+        version: row.text("version"),
+        data: row.text("data"),
+        retryable: row.flag("retryable"),
+        idempotency_key: row.opt_text("idempotency_key"),
+        created_at: row.int("created_at"),
+    })
+}
+
+pub(crate) fn delivery_from_row(row: &impl RowExt) -> StoreResult<DeliveryRow> {
+    let state = row.text("state");
+    Ok(DeliveryRow {
+        id: row.text("id"),
+        event_id: row.text("event_id"),
+        subscription_id: row.text("subscription_id"),
+        state: DeliveryState::parse(&state).ok_or_else(|| decode_err("delivery state", &state))?,
+        attempts: row.int("attempts"),
+        next_attempt_at: row.opt_int("next_attempt_at"),
+        last_status: row.opt_int("last_status"),
+        last_error: row.opt_text("last_error"),
+        created_at: row.int("created_at"),
+        updated_at: row.int("updated_at"),
+    })
+}
+
+/// A dead letter: the delivery columns plus its event's `event_type`.
+pub(crate) fn dead_letter_from_row(row: &impl RowExt) -> StoreResult<DeadLetterRow> {
+    Ok(DeadLetterRow {
+        delivery: delivery_from_row(row)?,
+        event_type: row.text("event_type"),
+    })
+}
+
+/// A claimed delivery: `delivery_id`, `delivery_attempts`, the event's columns (its id as
+/// `event_id`, its time as `event_created_at`) and the subscription's columns.
+pub(crate) fn claimed_from_row(row: &impl RowExt) -> StoreResult<ClaimedDelivery> {
+    Ok(ClaimedDelivery {
+        delivery_id: row.text("delivery_id"),
+        attempts: row.int("delivery_attempts"),
+        event: EventRow {
+            id: row.text("event_id"),
+            event_type: row.text("event_type"),
+            version: row.text("version"),
+            data: row.text("data"),
+            retryable: row.flag("retryable"),
+            idempotency_key: row.opt_text("idempotency_key"),
+            created_at: row.int("event_created_at"),
+        },
+        subscription: subscription_from_row(row)?,
+    })
+}
+
+pub(crate) fn event_type_from_row(row: &impl RowExt) -> EventTypeRow {
+    EventTypeRow {
+        name: row.text("name"),
+        description: row.text("description"),
+        created_at: row.int("created_at"),
+        archived_at: row.opt_int("archived_at"),
+    }
+}
+
+pub(crate) fn api_key_from_row(row: &impl RowExt) -> ApiKeyRow {
+    ApiKeyRow {
+        id: row.text("id"),
+        name: row.text("name"),
+        prefix: row.text("prefix"),
+        created_at: row.int("created_at"),
+        revoked_at: row.opt_int("revoked_at"),
+    }
+}
+
+pub(crate) fn attempt_from_row(row: &impl RowExt) -> AttemptRow {
+    AttemptRow {
+        id: row.text("id"),
+        delivery_id: row.text("delivery_id"),
+        attempt: row.int("attempt"),
+        started_at: row.int("started_at"),
+        duration_ms: row.int("duration_ms"),
+        request_timestamp: row.int("request_timestamp"),
+        status: row.opt_int("status"),
+        response_excerpt: row.opt_text("response_excerpt"),
+        error: row.opt_text("error"),
+        error_class: row.opt_text("error_class"),
+    }
+}
+
+pub(crate) fn receipt_from_row(row: &impl RowExt) -> ReceiptRow {
+    ReceiptRow {
+        id: row.text("id"),
+        subscription_id: row.text("subscription_id"),
+        webhook_id: row.text("webhook_id"),
+        event_type: row.opt_text("event_type"),
+        received_at: row.int("received_at"),
+    }
+}
+
+pub(crate) fn event_row_from_new(event: &NewEvent) -> EventRow {
+    EventRow {
+        id: event.id.clone(),
+        event_type: event.event_type.clone(),
+        version: event.version.clone(),
+        data: event.data.clone(),
+        retryable: event.retryable,
+        idempotency_key: event.idempotency_key.clone(),
+        created_at: event.created_at,
+    }
+}
+
+/// Adds one `(state, count)` row of a `GROUP BY state` query to the stats.
+pub(crate) fn add_state_count(stats: &mut DeliveryStats, state: &str, n: i64) {
+    stats.total += n;
+    match DeliveryState::parse(state) {
+        Some(DeliveryState::Delivered) => stats.delivered += n,
+        Some(DeliveryState::Failed) => stats.failed += n,
+        Some(DeliveryState::Dead) => {
+            stats.dead += n;
+            stats.failed += n;
+        }
+        Some(DeliveryState::Pending) => stats.pending += n,
+        Some(DeliveryState::InFlight) => stats.in_flight += n,
+        Some(DeliveryState::Held) => stats.held += n,
+        None => {}
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pagination and patching
+// ---------------------------------------------------------------------------------------------
+
+/// Splits a `limit + 1` fetch into a page and the cursor of its last row.
+pub(crate) fn into_page<T>(mut items: Vec<T>, limit: u32, key: impl Fn(&T) -> Cursor) -> Page<T> {
+    let limit = limit as usize;
+    let next = match items.len() > limit {
+        true => {
+            items.truncate(limit);
+            items.last().map(key)
+        }
+        false => None,
+    };
+    Page { items, next }
+}
+
+/// Applies a patch in memory. Re-enabling clears the reason it was disabled and its failure count.
+pub(crate) fn apply_patch(sub: &mut SubscriptionRow, patch: SubscriptionPatch, now: UnixMs) {
+    if let Some(url) = patch.url {
+        sub.url = url;
+    }
+    if let Some(events) = patch.events {
+        sub.events = events;
+    }
+    if let Some(description) = patch.description {
+        sub.description = description;
+    }
+    if let Some(metadata) = patch.metadata {
+        sub.metadata = metadata;
+    }
+    if let Some(retry_policy) = patch.retry_policy {
+        sub.retry_policy = retry_policy;
+    }
+    if let Some(timeout_ms) = patch.timeout_ms {
+        sub.timeout_ms = timeout_ms;
+    }
+    if let Some(headers) = patch.headers {
+        sub.headers = headers;
+    }
+    match patch.active {
+        Some(true) if !sub.active => {
+            sub.active = true;
+            sub.disabled_reason = None;
+            sub.failure_count = 0;
+        }
+        Some(false) if sub.active => {
+            sub.active = false;
+            sub.disabled_reason = Some("disabled by operator".into());
+        }
+        _ => {}
+    }
+    sub.updated_at = now;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fan-out
+// ---------------------------------------------------------------------------------------------
+
+/// One subscription as publishing sees it.
+pub(crate) struct FanoutTarget {
+    pub id: String,
+    pub filters: Vec<EventFilter>,
+    pub active: bool,
+}
+
+impl FanoutTarget {
+    /// Parses the stored filter list (a JSON array of filter strings).
+    pub fn parse(id: String, events_json: &str, active: bool) -> StoreResult<Self> {
+        let raw: Vec<String> =
+            serde_json::from_str(events_json).map_err(|e| decode_err("subscription filters", e))?;
+        let filters = raw
+            .iter()
+            .map(|f| EventFilter::parse(f).map_err(|e| decode_err("subscription filter", e)))
+            .collect::<StoreResult<_>>()?;
+        Ok(Self {
+            id,
+            filters,
+            active,
+        })
+    }
+
+    /// Whether `event` gets a delivery for this subscription.
+    pub fn selects(&self, event: &NewEvent) -> bool {
+        match &event.only_subscription {
+            Some(only) => *only == self.id,
+            None => hookd_core::event_type::any_matches(&self.filters, &event.event_type),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Group commit
+// ---------------------------------------------------------------------------------------------
+
+/// One `Store::publish` call waiting for its group to commit.
+pub(crate) struct PublishJob {
+    pub events: Vec<NewEvent>,
+    pub reply: oneshot::Sender<StoreResult<Vec<Published>>>,
+}
+
+/// How a group-commit publisher has batched work so far.
+#[derive(Debug, Default)]
+pub struct PublisherStats {
+    /// Transactions committed (each is one fsync at SQLite's `synchronous=full`, one WAL flush on
+    /// PostgreSQL).
+    pub groups: AtomicU64,
+    /// Publish requests answered from those transactions.
+    pub requests: AtomicU64,
+}
+
+impl PublisherStats {
+    /// (group commits, publish requests) so far.
+    pub fn snapshot(&self) -> (u64, u64) {
+        (
+            self.groups.load(Ordering::Relaxed),
+            self.requests.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Hands `events` to the publisher task and waits for its group to commit.
+pub(crate) async fn submit(
+    publisher: &mpsc::Sender<PublishJob>,
+    events: Vec<NewEvent>,
+) -> StoreResult<Vec<Published>> {
+    let (reply, answer) = oneshot::channel();
+    publisher
+        .send(PublishJob { events, reply })
+        .await
+        .map_err(|_| StoreError::Unavailable("publisher stopped".into()))?;
+    answer
+        .await
+        .map_err(|_| StoreError::Unavailable("publisher stopped".into()))?
+}
+
+/// Waits for a job, then takes every job already waiting, up to [`MAX_GROUP_EVENTS`] events in all.
+/// `None` when the store is gone (the channel is closed).
+pub(crate) async fn next_group(jobs: &mut mpsc::Receiver<PublishJob>) -> Option<Vec<PublishJob>> {
+    let first = jobs.recv().await?;
+    let mut event_count = first.events.len();
+    let mut group = vec![first];
+    while event_count < MAX_GROUP_EVENTS {
+        match jobs.try_recv() {
+            Ok(job) => {
+                event_count += job.events.len();
+                group.push(job);
+            }
+            Err(_) => break,
+        }
+    }
+    Some(group)
+}
+
+pub(crate) fn group_event_count(group: &[PublishJob]) -> usize {
+    group.iter().map(|job| job.events.len()).sum()
+}
+
+/// Answers every job of a committed group with its own result.
+pub(crate) fn answer_group(
+    group: Vec<PublishJob>,
+    results: Vec<StoreResult<Vec<Published>>>,
+    stats: &PublisherStats,
+) {
+    stats.groups.fetch_add(1, Ordering::Relaxed);
+    stats
+        .requests
+        .fetch_add(group.len() as u64, Ordering::Relaxed);
+    for (job, result) in group.into_iter().zip(results) {
+        let _ = job.reply.send(result);
+    }
+}
+
+/// Answers every job of a group that did not commit with the same error.
+pub(crate) fn fail_group(group: Vec<PublishJob>, error: &StoreError) {
+    for job in group {
+        let _ = job.reply.send(Err(error.clone()));
+    }
+}

@@ -1,0 +1,338 @@
+//! Several nodes on one PostgreSQL database: two `PgStore`s (or two hookd apps) on the same fresh
+//! database stand for two processes. These properties exist only where a database is shared, so the
+//! tests run with `HOOKD_TEST_BACKEND=postgres` and pass trivially with SQLite.
+
+use crate::common::*;
+use hookd::config::{Config, Role};
+use hookd::ids::{Clock, SystemClock};
+use hookd::store::postgres::PgStore;
+use hookd::store::{ClaimRequest, NewEvent, Store, SubscriptionRow};
+use serde_json::json;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// False (with a note) unless the suite runs against PostgreSQL.
+fn on_postgres() -> bool {
+    let postgres = backend() == Backend::Postgres;
+    if !postgres {
+        eprintln!("a PostgreSQL-only test: HOOKD_TEST_BACKEND=postgres runs it");
+    }
+    postgres
+}
+
+/// Two stores on one fresh database, as two nodes would open it. Keep the data dir: the database
+/// lives as long as it does.
+async fn two_nodes() -> (TestDir, Config, Arc<PgStore>, Arc<PgStore>) {
+    let data = TestDir::new();
+    let config = test_config(data.path());
+    let open = || async {
+        Arc::new(
+            PgStore::open(config.postgres_options().unwrap())
+                .await
+                .unwrap(),
+        )
+    };
+    let (a, b) = (open().await, open().await);
+    (data, config, a, b)
+}
+
+async fn add_subscription(store: &PgStore, id: &str) {
+    let row = SubscriptionRow::new(
+        id.into(),
+        "http://127.0.0.1:1/h".into(),
+        vec!["*".into()],
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+        SystemClock.now_ms(),
+    );
+    store.insert_subscription(&row).await.unwrap();
+}
+
+fn event(id: &str, idempotency_key: Option<&str>) -> NewEvent {
+    NewEvent {
+        id: id.into(),
+        event_type: "order.created".into(),
+        version: "1".into(),
+        data: "{\"n\": 1}".into(),
+        retryable: true,
+        idempotency_key: idempotency_key.map(str::to_owned),
+        created_at: SystemClock.now_ms(),
+        only_subscription: None,
+    }
+}
+
+fn claim(owner: &str, now: i64, limit: u32) -> ClaimRequest {
+    ClaimRequest {
+        owner: owner.into(),
+        now,
+        limit,
+        default_timeout_ms: 10_000,
+        lease_margin_ms: 30_000,
+        exclude_subscriptions: Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_starting_together_on_an_empty_database_migrate_it_once() {
+    if !on_postgres() {
+        return;
+    }
+    let data = TestDir::new();
+    let config = test_config(data.path());
+    let options = config.postgres_options().unwrap();
+    let url = options.url.clone();
+    // Three nodes and a `hookd migrate` at once: the migrator's advisory lock serializes them.
+    let (a, b, c, migrated) = tokio::join!(
+        PgStore::open(options.clone()),
+        PgStore::open(options.clone()),
+        PgStore::open(options.clone()),
+        PgStore::migrate(&url),
+    );
+    for opened in [a.err(), b.err(), c.err(), migrated.as_ref().err().cloned()] {
+        assert!(opened.is_none(), "{opened:?}");
+    }
+    let expected: Vec<i64> = hookd::store::postgres::MIGRATOR
+        .iter()
+        .map(|m| m.version)
+        .collect();
+    assert_eq!(PgStore::migrate(&url).await.unwrap(), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_claiming_at_once_never_get_the_same_delivery() {
+    if !on_postgres() {
+        return;
+    }
+    let (_data, _config, a, b) = two_nodes().await;
+    for i in 0..3 {
+        add_subscription(&a, &format!("wh_{i}")).await;
+    }
+    let events: Vec<NewEvent> = (0..200)
+        .map(|i| event(&format!("evt_c{i}"), None))
+        .collect();
+    let published = a.publish(events).await.unwrap();
+    let total: u64 = published.iter().map(|p| p.deliveries).sum();
+    assert_eq!(total, 600);
+
+    let now = SystemClock.now_ms() + 1;
+    let mut claimers = Vec::new();
+    for (n, store) in [&a, &b, &a, &b].into_iter().enumerate() {
+        let store = store.clone();
+        claimers.push(tokio::spawn(async move {
+            let owner = format!("wrk_node{}_{n}", n % 2);
+            let mut claimed = Vec::new();
+            loop {
+                let batch = store.claim_due(claim(&owner, now, 7)).await.unwrap();
+                if batch.is_empty() {
+                    return claimed;
+                }
+                claimed.extend(batch.into_iter().map(|d| d.delivery_id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for claimer in claimers {
+        all.extend(claimer.await.unwrap());
+    }
+    let distinct: HashSet<&String> = all.iter().collect();
+    assert_eq!(distinct.len(), all.len(), "a delivery was claimed twice");
+    assert_eq!(all.len(), 600, "every due delivery is claimed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_publishing_the_same_event_at_once_create_it_once() {
+    if !on_postgres() {
+        return;
+    }
+    let (_data, _config, a, b) = two_nodes().await;
+    add_subscription(&a, "wh_only").await;
+    for round in 0..25 {
+        // The same id on both nodes, then two ids with the same idempotency key.
+        let id = format!("evt_same_{round}");
+        let key = format!("key-{round}");
+        let (on_a, on_b) = tokio::join!(
+            a.publish(vec![
+                event(&id, None),
+                event(&format!("evt_ka{round}"), Some(&key))
+            ]),
+            b.publish(vec![
+                event(&id, None),
+                event(&format!("evt_kb{round}"), Some(&key))
+            ]),
+        );
+        let (on_a, on_b) = match (on_a, on_b) {
+            (Ok(on_a), Ok(on_b)) => (on_a, on_b),
+            // Opposite insertion orders can deadlock; PostgreSQL aborts one side, which answers
+            // 503 so that its client retries. Nothing was written twice either way.
+            (Err(error), _) | (_, Err(error)) => {
+                assert!(
+                    matches!(error, hookd::store::StoreError::Unavailable(_)),
+                    "{error}"
+                );
+                continue;
+            }
+        };
+        for i in 0..2 {
+            let created = [on_a[i].created, on_b[i].created];
+            assert_eq!(
+                created.iter().filter(|c| **c).count(),
+                1,
+                "round {round}, event {i}: {created:?}"
+            );
+            assert_eq!(on_a[i].event.id, on_b[i].event.id);
+            assert_eq!(on_a[i].deliveries, 1);
+            assert_eq!(on_b[i].deliveries, 1);
+        }
+        assert_eq!(a.deliveries_for_event(&id).await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_publish_on_one_node_wakes_the_other_nodes_worker() {
+    if !on_postgres() {
+        return;
+    }
+    let (_data, _config, a, b) = two_nodes().await;
+    let waker = Arc::new(Notify::new());
+    b.listen_for_work(waker.clone()).await.unwrap();
+    add_subscription(&a, "wh_1").await;
+    let quiet = tokio::time::timeout(Duration::from_millis(300), waker.notified()).await;
+    assert!(quiet.is_err(), "woken without any work");
+
+    let published = a.publish(vec![event("evt_wake", None)]).await.unwrap();
+    assert_eq!(published[0].deliveries, 1);
+    tokio::time::timeout(Duration::from_secs(5), waker.notified())
+        .await
+        .expect("node B was not woken by node A's publish");
+
+    // Operator re-queues on one node wake the others too.
+    let delivery = a.deliveries_for_event("evt_wake").await.unwrap().remove(0);
+    a.retry_delivery(&delivery.id, SystemClock.now_ms())
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), waker.notified())
+        .await
+        .expect("node B was not woken by node A's retry");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rescuers_on_every_node_rescue_each_expired_lease_once() {
+    if !on_postgres() {
+        return;
+    }
+    let (_data, _config, a, b) = two_nodes().await;
+    add_subscription(&a, "wh_1").await;
+    let events: Vec<NewEvent> = (0..50).map(|i| event(&format!("evt_r{i}"), None)).collect();
+    a.publish(events).await.unwrap();
+    let now = SystemClock.now_ms() + 1;
+    let claimed = a.claim_due(claim("wrk_dead", now, 100)).await.unwrap();
+    assert_eq!(claimed.len(), 50);
+
+    // The lease (timeout 10 s + margin 30 s) has run out; both nodes' rescuers run at once.
+    let later = now + 60_000;
+    let (on_a, on_b) = tokio::join!(
+        a.rescue_expired_leases(later),
+        b.rescue_expired_leases(later)
+    );
+    assert_eq!(on_a.unwrap() + on_b.unwrap(), 50);
+    let again = b.claim_due(claim("wrk_alive", later, 100)).await.unwrap();
+    assert_eq!(again.len(), 50, "rescued deliveries are due again");
+}
+
+#[tokio::test]
+async fn a_worker_node_delivers_what_an_api_node_accepted_at_once() {
+    if !on_postgres() {
+        return;
+    }
+    let data = TestDir::new();
+    let config = test_config(data.path());
+    let api = spawn_on(Config {
+        role: Role::Api,
+        ..config.clone()
+    })
+    .await;
+    // Its poll would find the work only after a minute: only a notification can wake it in time.
+    let worker = spawn_on(Config {
+        role: Role::Worker,
+        poll_interval_ms: 60_000,
+        ..config.clone()
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    api.subscribe(&receiver.url("/h"), &["order.*"]).await;
+    // Let the worker start and settle into its long sleep.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let published = api
+        .post(
+            "/api/events",
+            json!({"event": "order.created", "data": {"orderId": "ORD-1"}, "id": "evt_cluster"}),
+        )
+        .await;
+    assert_eq!(published.status, 202, "{}", published.body);
+    let got = tokio::time::timeout(Duration::from_secs(10), receiver.wait_for("/h", 1))
+        .await
+        .expect("the worker node did not deliver within 10 s");
+    assert_eq!(got[0].header("webhook-id"), "evt_cluster");
+    api.eventually("/api/events/evt_cluster", |body| {
+        body["deliveries"][0]["state"] == "delivered"
+    })
+    .await;
+    drop(worker);
+}
+
+#[tokio::test]
+async fn nodes_recover_by_themselves_when_their_connections_are_killed() {
+    if !on_postgres() {
+        return;
+    }
+    let (_data, config, a, b) = two_nodes().await;
+    let waker = Arc::new(Notify::new());
+    b.listen_for_work(waker.clone()).await.unwrap();
+    add_subscription(&a, "wh_1").await;
+
+    // An operator (or a failover) kills every connection to the database, the LISTEN one included.
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(config.database_url.as_deref().unwrap())
+        .await
+        .unwrap();
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
+          WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(killed >= 3, "killed {killed} connections");
+    // B's listener notices, reconnects, and wakes its worker once (notifications may have been lost).
+    tokio::time::timeout(Duration::from_secs(10), waker.notified())
+        .await
+        .expect("the listener did not reconnect");
+
+    // Publishing works again at once (at worst after a 503 the client would retry)...
+    let mut published = None;
+    for _ in 0..20 {
+        match a.publish(vec![event("evt_after_kill", None)]).await {
+            Ok(result) => {
+                published = Some(result);
+                break;
+            }
+            Err(error) => {
+                assert!(
+                    matches!(error, hookd::store::StoreError::Unavailable(_)),
+                    "{error}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    assert_eq!(
+        published.expect("publishing never recovered")[0].deliveries,
+        1
+    );
+    // ...and it still wakes the other node.
+    tokio::time::timeout(Duration::from_secs(5), waker.notified())
+        .await
+        .expect("node B was not woken after reconnecting");
+}
