@@ -51,6 +51,12 @@ pub struct SqliteOptions {
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Connections for the worker's queue bookkeeping (claims, outcomes, leases) with
+    /// `synchronous=NORMAL`: those commits skip their own fsync. They are crash-safe (WAL), and the
+    /// next fsync of the WAL (every publish commit) makes them durable too. What a power loss could
+    /// undo is a claim or an outcome, never an acknowledged event: the delivery is then simply sent
+    /// again (at-least-once). API writes keep the configured level on `pool`.
+    queue: SqlitePool,
     /// Feeds the group-commit publisher task.
     publisher: mpsc::Sender<PublishJob>,
     /// Counters kept by the publisher task.
@@ -71,11 +77,18 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))?;
+        let queue = SqlitePoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(connect.clone().synchronous(SqliteSynchronous::Normal))
+            .await
+            .map_err(map_err)?;
         let (publisher, jobs) = mpsc::channel(4_096);
         let stats = Arc::new(PublisherStats::default());
         tokio::spawn(run_publisher(connect, jobs, stats.clone()));
         Ok(Self {
             pool,
+            queue,
             publisher,
             stats,
         })
@@ -669,10 +682,13 @@ impl Store for SqliteStore {
         Ok(found.is_some())
     }
 
+    // The claim, `next_due_at` and the rescuer name their partial index (`INDEXED BY`): left alone,
+    // SQLite's planner picks `deliveries_by_state_time` and sorts every queued row on each claim,
+    // which made claims O(backlog) (measured: 528 deliveries/s with a 50k backlog).
     async fn claim_due(&self, request: ClaimRequest) -> StoreResult<Vec<ClaimedDelivery>> {
         let exclude = encode_json(&request.exclude_subscriptions)?;
         let mut tx = self
-            .pool
+            .queue
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(map_err)?;
@@ -683,7 +699,8 @@ impl Store for SqliteStore {
                         (SELECT timeout_ms FROM subscriptions s
                           WHERE s.id = deliveries.subscription_id), ?4)
               WHERE id IN (
-                    SELECT d.id FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id
+                    SELECT d.id FROM deliveries d INDEXED BY deliveries_due
+                      JOIN subscriptions s ON s.id = d.subscription_id
                      WHERE d.state IN ('pending', 'failed') AND d.next_attempt_at <= ?2
                        AND s.active = 1
                        AND d.subscription_id NOT IN (SELECT value FROM json_each(?5))
@@ -732,7 +749,7 @@ impl Store for SqliteStore {
         now: UnixMs,
     ) -> StoreResult<RecordReport> {
         let mut tx = self
-            .pool
+            .queue
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(map_err)?;
@@ -763,7 +780,7 @@ impl Store for SqliteStore {
         )
         .bind(owner)
         .bind(encode_json(&delivery_ids)?)
-        .execute(&self.pool)
+        .execute(&self.queue)
         .await
         .map_err(map_err)?;
         Ok(done.rows_affected())
@@ -771,12 +788,13 @@ impl Store for SqliteStore {
 
     async fn rescue_expired_leases(&self, now: UnixMs) -> StoreResult<u64> {
         let done = sqlx::query(
-            "UPDATE deliveries SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL,
+            "UPDATE deliveries INDEXED BY deliveries_leased
+                SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL,
                     next_attempt_at = ?1, updated_at = ?1
               WHERE state = 'in_flight' AND lease_expires_at < ?1",
         )
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.queue)
         .await
         .map_err(map_err)?;
         Ok(done.rows_affected())
@@ -784,7 +802,8 @@ impl Store for SqliteStore {
 
     async fn next_due_at(&self) -> StoreResult<Option<UnixMs>> {
         sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM deliveries WHERE state IN ('pending', 'failed')",
+            "SELECT MIN(next_attempt_at) FROM deliveries INDEXED BY deliveries_due
+              WHERE state IN ('pending', 'failed')",
         )
         .fetch_one(&self.pool)
         .await
