@@ -294,3 +294,108 @@ async fn worker_role_serves_health_and_metrics_but_not_the_api() {
     assert_eq!(get("/api/webhooks").await.unwrap().status(), 404);
     server.terminate().await;
 }
+
+/// A full scenario with debug logging: no secret, API key or payload may appear in the logs.
+#[tokio::test]
+async fn debug_logs_never_contain_secrets_or_payloads() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let api_key = "hookd_log_test_key_0123456789";
+    let mut command = hookd(dir.path());
+    command
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+        .env("HOOKD_API_KEY", api_key)
+        .env("RUST_LOG", "debug");
+    let mut server = start(command).await;
+    let client = reqwest::Client::new();
+    let base = format!("http://{}", server.address);
+    // A receiver: hookd itself (the inbound endpoint), so the delivery is verified too.
+    let created: serde_json::Value = client
+        .post(format!("{base}/api/webhooks"))
+        .bearer_auth(api_key)
+        .json(&serde_json::json!({"url": "http://127.0.0.1:9/placeholder", "events": ["*"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    client
+        .patch(format!("{base}/api/webhooks/{id}"))
+        .bearer_auth(api_key)
+        .json(&serde_json::json!({"url": format!("{base}/webhooks/{id}")}))
+        .send()
+        .await
+        .unwrap();
+    let marker = "PAYLOAD-MARKER-7f3a9c";
+    let published: serde_json::Value = client
+        .post(format!("{base}/api/events"))
+        .bearer_auth(api_key)
+        .json(&serde_json::json!({"event": "order.created", "data": {"note": marker}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let event_id = published["id"].as_str().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let event: serde_json::Value = client
+            .get(format!("{base}/api/events/{event_id}"))
+            .bearer_auth(api_key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if event["deliveries"][0]["state"] == "delivered" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not delivered: {event}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rotated: serde_json::Value = client
+        .post(format!("{base}/api/webhooks/{id}/rotate-secret"))
+        .bearer_auth(api_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let new_secret = rotated["secret"].as_str().unwrap().to_owned();
+    client
+        .get(format!("{base}/api/webhooks"))
+        .bearer_auth("hookd_wrong_key_for_the_log_test")
+        .send()
+        .await
+        .unwrap();
+    let pid = server.child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(15), server.child.wait()).await;
+    let logs = drain(&mut server._stderr).await;
+    assert!(
+        logs.contains("DEBUG"),
+        "debug logging was on: {}",
+        &logs[..logs.len().min(500)]
+    );
+    for (what, needle) in [
+        ("API key", api_key),
+        ("wrong API key", "hookd_wrong_key_for_the_log_test"),
+        ("secret", secret.as_str()),
+        ("secret body", secret.trim_start_matches("whsec_")),
+        ("rotated secret", new_secret.trim_start_matches("whsec_")),
+        ("payload", marker),
+    ] {
+        assert!(!logs.contains(needle), "the {what} appears in the logs");
+    }
+}
