@@ -68,6 +68,8 @@ pub struct Config {
     pub shutdown_grace_ms: u64,
     /// Serve `/metrics` without an API key.
     pub public_metrics: bool,
+    /// Base64 of the 32-byte key sealing subscription secrets at rest; default: `<data_dir>/master.key`.
+    pub master_key: Option<String>,
     /// Failed authentications allowed per client address per minute before answering 429.
     pub auth_failures_per_minute: u32,
     /// Non-public networks deliveries may reach anyway (CIDRs or addresses, e.g. `10.1.0.0/16`).
@@ -135,6 +137,7 @@ impl Default for Config {
             shutdown_grace_ms: 10_000,
             public_metrics: false,
             allow_targets: Vec::new(),
+            master_key: None,
             auth_failures_per_minute: crate::auth::AUTH_FAILURES_PER_MINUTE,
         }
     }
@@ -169,6 +172,7 @@ const ENV_KEYS: &[&str] = &[
     "shutdown_grace_ms",
     "public_metrics",
     "auth_failures_per_minute",
+    "master_key",
 ];
 
 /// Values given as command-line flags; `None` means "not given".
@@ -338,7 +342,14 @@ pub fn check_database_url(url: &str) -> Result<(), String> {
 /// same parsing applies as in the TOML file.
 fn parse_env_value(key: &str, raw: &str) -> figment::value::Value {
     // Keys whose values are text stay text even when they look like numbers (`HOOKD_API_KEY=123`).
-    const TEXT_KEYS: &[&str] = &["listen", "data_dir", "api_key", "database_url", "log_level"];
+    const TEXT_KEYS: &[&str] = &[
+        "listen",
+        "data_dir",
+        "api_key",
+        "database_url",
+        "log_level",
+        "master_key",
+    ];
     if TEXT_KEYS.contains(&key) {
         return figment::value::Value::from(raw.to_owned());
     }

@@ -21,6 +21,31 @@ const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 /// Opens the configured store, applying pending migrations: PostgreSQL when `database_url` is set,
 /// else SQLite in the data directory (created if missing).
 pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
+    let store = open_backend(config).await?;
+    let key = master_key(config)?;
+    Ok(Arc::new(crate::store::sealed::SealedStore::new(store, key)))
+}
+
+/// The key that seals subscription secrets: `master_key` / `HOOKD_MASTER_KEY` (base64 of 32 bytes;
+/// every node of a cluster needs the same one), else `<data_dir>/master.key`, created 0600 at first
+/// start.
+pub fn master_key(config: &Config) -> anyhow::Result<crate::store::sealed::MasterKey> {
+    use crate::store::sealed::MasterKey;
+    match &config.master_key {
+        Some(text) => MasterKey::parse(text).map_err(|e| anyhow::anyhow!("master_key: {e}")),
+        None => {
+            create_data_dir(config)?;
+            MasterKey::load_or_create(&config.data_dir).with_context(|| {
+                format!(
+                    "cannot read or create the master key in {}",
+                    config.data_dir.display()
+                )
+            })
+        }
+    }
+}
+
+async fn open_backend(config: &Config) -> anyhow::Result<DynStore> {
     if let Some(options) = config.postgres_options() {
         check_database_url(&options.url)
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;

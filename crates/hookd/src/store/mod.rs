@@ -8,6 +8,7 @@
 
 mod common;
 pub mod postgres;
+pub mod sealed;
 pub mod sqlite;
 
 pub use common::PublisherStats;

@@ -248,3 +248,60 @@ async fn concurrent_publishes_share_group_commits() {
         );
     }
 }
+
+/// The secret column of a subscription as the database holds it.
+async fn raw_secret(app: &TestApp, id: &str) -> String {
+    use sqlx::Connection;
+    match &app.config.database_url {
+        Some(url) => {
+            let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query_scalar("SELECT secret FROM subscriptions WHERE id = $1")
+                .bind(id)
+                .fetch_one(&mut connection)
+                .await
+                .unwrap()
+        }
+        None => {
+            let url = format!("sqlite://{}", app.config.database_path().display());
+            let mut connection = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query_scalar("SELECT secret FROM subscriptions WHERE id = ?")
+                .bind(id)
+                .fetch_one(&mut connection)
+                .await
+                .unwrap()
+        }
+    }
+}
+
+#[tokio::test]
+async fn secrets_are_encrypted_at_rest() {
+    let app = spawn_app().await;
+    let sub = app.subscribe("http://127.0.0.1:1/h", &["*"]).await;
+    let id = sub["id"].as_str().unwrap();
+    let secret = sub["secret"].as_str().unwrap();
+    let stored = raw_secret(&app, id).await;
+    assert!(stored.starts_with("enc:v1:"), "{stored}");
+    assert!(!stored.contains(secret.trim_start_matches("whsec_")));
+    assert_eq!(
+        app.get(&format!("/api/webhooks/{id}/secret")).await.body["secret"],
+        secret
+    );
+    let rotated = app
+        .post(&format!("/api/webhooks/{id}/rotate-secret"), json!({}))
+        .await
+        .body;
+    let stored = raw_secret(&app, id).await;
+    assert!(stored.starts_with("enc:v1:"));
+    assert!(
+        !stored.contains(
+            rotated["secret"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("whsec_")
+        )
+    );
+    let key_file = app.config.data_dir.join("master.key");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(key_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the key file is private");
+}
