@@ -35,9 +35,11 @@ cargo +nightly fuzz --version
 
 echo "== fuzz: build"
 build_started=$SECONDS
-cargo +nightly fuzz build
+# FUZZ_TARGET_DIR lets CI keep the (slow, sanitizer-instrumented) build outside the clone.
+fuzz_target_dir="${FUZZ_TARGET_DIR:-fuzz/target}"
+cargo +nightly fuzz build --target-dir "$fuzz_target_dir"
 echo "fuzz: built in $((SECONDS - build_started)) s"
-binaries="fuzz/target/$(rustc +nightly -vV | sed -n 's/^host: //p')/release"
+binaries="$fuzz_target_dir/$(rustc +nightly -vV | sed -n 's/^host: //p')/release"
 
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
