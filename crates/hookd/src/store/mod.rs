@@ -10,6 +10,7 @@ mod common;
 pub mod postgres;
 pub mod sealed;
 pub mod sqlite;
+mod sqlite_writer;
 
 pub use common::PublisherStats;
 
@@ -258,8 +259,23 @@ pub struct ClaimRequest {
     /// The lease lasts the subscription's timeout (or this default) plus `lease_margin_ms`.
     pub default_timeout_ms: i64,
     pub lease_margin_ms: i64,
-    /// Subscriptions already at their concurrency cap: skip their deliveries.
-    pub exclude_subscriptions: Vec<String>,
+    /// Most deliveries in flight at once per subscription (`None`: no cap).
+    pub per_subscription_cap: Option<u32>,
+    /// What this worker already has in flight, per subscription: a claim leaves each subscription
+    /// within `per_subscription_cap` counting these.
+    pub in_flight: Vec<(String, u32)>,
+}
+
+impl ClaimRequest {
+    /// Subscriptions already at their cap: a claim skips their deliveries.
+    pub fn saturated(&self) -> Vec<String> {
+        let cap = self.per_subscription_cap.unwrap_or(u32::MAX);
+        self.in_flight
+            .iter()
+            .filter(|(_, n)| *n >= cap)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
 }
 
 /// A leased delivery with everything needed to send it.

@@ -819,7 +819,7 @@ impl Store for PgStore {
             .bind(request.now)
             .bind(request.lease_margin_ms)
             .bind(request.default_timeout_ms)
-            .bind(&request.exclude_subscriptions)
+            .bind(request.saturated())
             .bind(i64::from(request.limit))
             .fetch_all(&self.pool)
             .await

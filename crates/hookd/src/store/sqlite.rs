@@ -1,14 +1,15 @@
-//! The embedded SQLite backend: WAL mode, `synchronous=FULL` by default, forward-only migrations, and a
-//! single publisher task that group-commits concurrent publishes (one transaction, one fsync).
+//! The embedded SQLite backend: WAL mode, `synchronous=FULL` by default, forward-only migrations, and
+//! one writer task ([`super::sqlite_writer`]) that group-commits every hot-path write: concurrent
+//! publishes, claims and outcomes share one transaction and one fsync.
 
 use super::common::{
-    FanoutTarget, PublishJob, RowExt, SUBSCRIPTION_COLUMNS, add_state_count, answer_group,
-    api_key_from_row, apply_patch, attempt_from_row, claimed_from_row, dead_letter_from_row,
-    decode_err, delivery_columns, delivery_from_row, encode_json, event_from_row,
-    event_row_from_new, event_type_from_row, fail_group, group_event_count, headers_text,
-    into_page, json_text, next_group, prefixed_subscription_columns, receipt_from_row, submit,
-    subscription_columns, subscription_from_row,
+    FanoutTarget, PublishJob, RowExt, SUBSCRIPTION_COLUMNS, add_state_count, api_key_from_row,
+    apply_patch, attempt_from_row, dead_letter_from_row, decode_err, delivery_columns,
+    delivery_from_row, encode_json, event_from_row, event_row_from_new, event_type_from_row,
+    headers_text, into_page, json_text, receipt_from_row, subscription_columns,
+    subscription_from_row,
 };
+use super::sqlite_writer::{RecordJob, WriteJob, run_writer, submit};
 use super::*;
 use crate::ids::new_id;
 use serde::{Deserialize, Serialize};
@@ -16,7 +17,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Connection, Row, SqliteConnection};
+use sqlx::{Row, SqliteConnection};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -50,16 +51,15 @@ pub struct SqliteOptions {
 }
 
 pub struct SqliteStore {
+    /// Reads, and the API's rare writes (subscriptions, keys, operator actions).
     pool: SqlitePool,
-    /// Connections for the worker's queue bookkeeping (claims, outcomes, leases) with
-    /// `synchronous=NORMAL`: those commits skip their own fsync. They are crash-safe (WAL), and the
-    /// next fsync of the WAL (every publish commit) makes them durable too. What a power loss could
-    /// undo is a claim or an outcome, never an acknowledged event: the delivery is then simply sent
-    /// again (at-least-once). API writes keep the configured level on `pool`.
-    queue: SqlitePool,
-    /// Feeds the group-commit publisher task.
-    publisher: mpsc::Sender<PublishJob>,
-    /// Counters kept by the publisher task.
+    /// Feeds the writer task: publishes, claims, outcomes, lease releases and rescues. Groups with
+    /// no publish commit with `synchronous=NORMAL`: queue bookkeeping skips its own fsync. It is
+    /// crash-safe (WAL), and the next publish commit's fsync makes it durable too. What a power loss
+    /// could undo is a claim or an outcome, never an acknowledged event: the delivery is then simply
+    /// sent again (at-least-once).
+    writer: mpsc::Sender<WriteJob>,
+    /// Counters kept by the writer task (publish groups and requests).
     stats: Arc<PublisherStats>,
 }
 
@@ -77,19 +77,17 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))?;
-        let queue = SqlitePoolOptions::new()
-            .max_connections(2)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(connect.clone().synchronous(SqliteSynchronous::Normal))
-            .await
-            .map_err(map_err)?;
-        let (publisher, jobs) = mpsc::channel(4_096);
+        let (writer, jobs) = mpsc::channel(4_096);
         let stats = Arc::new(PublisherStats::default());
-        tokio::spawn(run_publisher(connect, jobs, stats.clone()));
+        tokio::spawn(run_writer(
+            connect,
+            options.synchronous.pragma(),
+            jobs,
+            stats.clone(),
+        ));
         Ok(Self {
             pool,
-            queue,
-            publisher,
+            writer,
             stats,
         })
     }
@@ -139,7 +137,7 @@ fn connect_options(options: &SqliteOptions) -> SqliteConnectOptions {
 
 /// Maps driver errors onto the store's three kinds. SQLite primary result codes: 5 BUSY, 6 LOCKED,
 /// 8 READONLY, 10 IOERR, 13 FULL, 14 CANTOPEN mean "cannot write now", i.e. unavailable.
-fn map_err(error: sqlx::Error) -> StoreError {
+pub(super) fn map_err(error: sqlx::Error) -> StoreError {
     match &error {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
             StoreError::Conflict(db.message().to_owned())
@@ -163,69 +161,12 @@ fn map_err(error: sqlx::Error) -> StoreError {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Group-commit publisher
+// Publishing (run by the writer task, inside its group transaction)
 // ---------------------------------------------------------------------------------------------
 
-/// Owns one write connection. Takes every job waiting in the channel (up to [`MAX_GROUP_EVENTS`]),
-/// runs them in one `BEGIN IMMEDIATE` transaction (each job inside its own savepoint, so one bad job
-/// cannot sink the others), commits once, then answers every job. If the connection fails it is
-/// reopened for the next group, so hookd recovers by itself when the disk or file comes back.
-async fn run_publisher(
-    connect: SqliteConnectOptions,
-    mut jobs: mpsc::Receiver<PublishJob>,
-    stats: Arc<PublisherStats>,
-) {
-    let mut connection: Option<SqliteConnection> = None;
-    while let Some(group) = next_group(&mut jobs).await {
-        let conn = match connection.as_mut() {
-            Some(conn) => conn,
-            None => match SqliteConnection::connect_with(&connect).await {
-                Ok(conn) => connection.insert(conn),
-                Err(error) => {
-                    let error = map_err(error);
-                    tracing::warn!(%error, "publisher cannot open the database");
-                    fail_group(group, &error);
-                    continue;
-                }
-            },
-        };
-        match commit_group(conn, &group).await {
-            Ok(results) => answer_group(group, results, &stats),
-            Err(error) => {
-                let events = group_event_count(&group);
-                tracing::warn!(%error, events, "group commit failed");
-                connection = None;
-                fail_group(group, &error);
-            }
-        }
-    }
-}
-
-async fn commit_group(
+pub(super) async fn load_fanout_targets(
     conn: &mut SqliteConnection,
-    group: &[PublishJob],
-) -> StoreResult<Vec<StoreResult<Vec<Published>>>> {
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-    let targets = load_fanout_targets(&mut tx).await?;
-    let mut results = Vec::with_capacity(group.len());
-    for job in group {
-        let mut savepoint = tx.begin().await.map_err(map_err)?;
-        match publish_job(&mut savepoint, &targets, &job.events).await {
-            Ok(published) => {
-                savepoint.commit().await.map_err(map_err)?;
-                results.push(Ok(published));
-            }
-            Err(error) => {
-                savepoint.rollback().await.map_err(map_err)?;
-                results.push(Err(error));
-            }
-        }
-    }
-    tx.commit().await.map_err(map_err)?;
-    Ok(results)
-}
-
-async fn load_fanout_targets(conn: &mut SqliteConnection) -> StoreResult<Vec<FanoutTarget>> {
+) -> StoreResult<Vec<FanoutTarget>> {
     let rows = sqlx::query("SELECT id, events, active FROM subscriptions")
         .fetch_all(&mut *conn)
         .await
@@ -235,7 +176,7 @@ async fn load_fanout_targets(conn: &mut SqliteConnection) -> StoreResult<Vec<Fan
         .collect()
 }
 
-async fn publish_job(
+pub(super) async fn publish_job(
     conn: &mut SqliteConnection,
     targets: &[FanoutTarget],
     events: &[NewEvent],
@@ -569,7 +510,10 @@ impl Store for SqliteStore {
     }
 
     async fn publish(&self, events: Vec<NewEvent>) -> StoreResult<Vec<Published>> {
-        submit(&self.publisher, events).await
+        submit(&self.writer, |reply| {
+            WriteJob::Publish(PublishJob { events, reply })
+        })
+        .await
     }
 
     async fn get_event(&self, id: &str) -> StoreResult<Option<EventRow>> {
@@ -682,63 +626,8 @@ impl Store for SqliteStore {
         Ok(found.is_some())
     }
 
-    // The claim, `next_due_at` and the rescuer name their partial index (`INDEXED BY`): left alone,
-    // SQLite's planner picks `deliveries_by_state_time` and sorts every queued row on each claim,
-    // which made claims O(backlog) (measured: 528 deliveries/s with a 50k backlog).
     async fn claim_due(&self, request: ClaimRequest) -> StoreResult<Vec<ClaimedDelivery>> {
-        let exclude = encode_json(&request.exclude_subscriptions)?;
-        let mut tx = self
-            .queue
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(map_err)?;
-        let ids: Vec<String> = sqlx::query_scalar(
-            "UPDATE deliveries
-                SET state = 'in_flight', lease_owner = ?1, updated_at = ?2,
-                    lease_expires_at = ?2 + ?3 + COALESCE(
-                        (SELECT timeout_ms FROM subscriptions s
-                          WHERE s.id = deliveries.subscription_id), ?4)
-              WHERE id IN (
-                    SELECT d.id FROM deliveries d INDEXED BY deliveries_due
-                      JOIN subscriptions s ON s.id = d.subscription_id
-                     WHERE d.state IN ('pending', 'failed') AND d.next_attempt_at <= ?2
-                       AND s.active = 1
-                       AND d.subscription_id NOT IN (SELECT value FROM json_each(?5))
-                     ORDER BY d.next_attempt_at LIMIT ?6)
-             RETURNING id",
-        )
-        .bind(&request.owner)
-        .bind(request.now)
-        .bind(request.lease_margin_ms)
-        .bind(request.default_timeout_ms)
-        .bind(exclude)
-        .bind(i64::from(request.limit))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        if ids.is_empty() {
-            tx.commit().await.map_err(map_err)?;
-            return Ok(Vec::new());
-        }
-        let sql = format!(
-            "SELECT d.id AS delivery_id, d.attempts AS delivery_attempts,
-                    e.id AS event_id, e.event_type, e.version, e.data, e.retryable,
-                    e.idempotency_key, e.created_at AS event_created_at,
-                    {}
-               FROM deliveries d
-               JOIN events e ON e.id = d.event_id
-               JOIN subscriptions s ON s.id = d.subscription_id
-              WHERE d.id IN (SELECT value FROM json_each(?1))
-              ORDER BY d.next_attempt_at",
-            prefixed_subscription_columns("s")
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(encode_json(&ids)?)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
-        rows.iter().map(claimed_from_row).collect()
+        submit(&self.writer, |reply| WriteJob::Claim(request, reply)).await
     }
 
     async fn record_outcomes(
@@ -748,58 +637,30 @@ impl Store for SqliteStore {
         disable_after_failures: i64,
         now: UnixMs,
     ) -> StoreResult<RecordReport> {
-        let mut tx = self
-            .queue
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(map_err)?;
-        let mut report = RecordReport::default();
-        for outcome in &outcomes {
-            insert_attempt(&mut tx, &outcome.attempt).await?;
-            let applied = apply_outcome(&mut tx, owner, outcome, now).await?;
-            if !applied {
-                report.stale += 1;
-                continue;
-            }
-            report.applied += 1;
-            let disabled =
-                apply_subscription_effects(&mut tx, outcome, disable_after_failures, now).await?;
-            if disabled && !report.disabled.contains(&outcome.subscription_id) {
-                report.disabled.push(outcome.subscription_id.clone());
-            }
-        }
-        tx.commit().await.map_err(map_err)?;
-        Ok(report)
+        let job = RecordJob {
+            owner: owner.to_owned(),
+            outcomes,
+            disable_after_failures,
+            now,
+        };
+        submit(&self.writer, |reply| WriteJob::Record(job, reply)).await
     }
 
     async fn release_leases(&self, owner: &str, delivery_ids: &[String]) -> StoreResult<u64> {
-        let done = sqlx::query(
-            "UPDATE deliveries SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL
-              WHERE lease_owner = ?1 AND state = 'in_flight'
-                AND id IN (SELECT value FROM json_each(?2))",
-        )
-        .bind(owner)
-        .bind(encode_json(&delivery_ids)?)
-        .execute(&self.queue)
+        let (owner, ids) = (owner.to_owned(), delivery_ids.to_vec());
+        submit(&self.writer, |reply| WriteJob::Release {
+            owner,
+            ids,
+            reply,
+        })
         .await
-        .map_err(map_err)?;
-        Ok(done.rows_affected())
     }
 
     async fn rescue_expired_leases(&self, now: UnixMs) -> StoreResult<u64> {
-        let done = sqlx::query(
-            "UPDATE deliveries INDEXED BY deliveries_leased
-                SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL,
-                    next_attempt_at = ?1, updated_at = ?1
-              WHERE state = 'in_flight' AND lease_expires_at < ?1",
-        )
-        .bind(now)
-        .execute(&self.queue)
-        .await
-        .map_err(map_err)?;
-        Ok(done.rows_affected())
+        submit(&self.writer, |reply| WriteJob::Rescue { now, reply }).await
     }
 
+    // `INDEXED BY`: see the claim in `sqlite_writer`.
     async fn next_due_at(&self) -> StoreResult<Option<UnixMs>> {
         sqlx::query_scalar(
             "SELECT MIN(next_attempt_at) FROM deliveries INDEXED BY deliveries_due
@@ -1159,110 +1020,19 @@ async fn hold_queued(
     Ok(done.rows_affected())
 }
 
-async fn insert_attempt(conn: &mut SqliteConnection, attempt: &AttemptRow) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO attempts (id, delivery_id, attempt, started_at, duration_ms, request_timestamp,
-                               status, response_excerpt, error, error_class)
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10
-          WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = ?2)",
-    )
-    .bind(&attempt.id)
-    .bind(&attempt.delivery_id)
-    .bind(attempt.attempt)
-    .bind(attempt.started_at)
-    .bind(attempt.duration_ms)
-    .bind(attempt.request_timestamp)
-    .bind(attempt.status)
-    .bind(&attempt.response_excerpt)
-    .bind(&attempt.error)
-    .bind(&attempt.error_class)
-    .execute(&mut *conn)
-    .await
-    .map_err(map_err)?;
-    Ok(())
-}
-
-/// Applies one outcome to its delivery if `owner` still holds the lease; false when it does not.
-async fn apply_outcome(
+/// Disables an active subscription and holds its queued deliveries; false if it was not active.
+pub(super) async fn disable_subscription(
     conn: &mut SqliteConnection,
-    owner: &str,
-    outcome: &DeliveryOutcome,
+    id: &str,
+    reason: &str,
     now: UnixMs,
 ) -> StoreResult<bool> {
-    let (state, next_attempt_at) = match outcome.outcome {
-        Outcome::Delivered => ("delivered", None),
-        Outcome::Retry { at } => ("failed", Some(at)),
-        Outcome::Dead => ("dead", None),
-        Outcome::Gone => ("held", None),
-    };
-    let done = sqlx::query(
-        "UPDATE deliveries
-            SET state = CASE
-                    WHEN ?3 = 'failed' AND (SELECT active FROM subscriptions
-                                             WHERE id = deliveries.subscription_id) = 0
-                    THEN 'held' ELSE ?3 END,
-                next_attempt_at = ?4, attempts = attempts + 1, last_status = ?5, last_error = ?6,
-                lease_owner = NULL, lease_expires_at = NULL, updated_at = ?7
-          WHERE id = ?1 AND lease_owner = ?2 AND state = 'in_flight'",
-    )
-    .bind(&outcome.delivery_id)
-    .bind(owner)
-    .bind(state)
-    .bind(next_attempt_at)
-    .bind(outcome.attempt.status)
-    .bind(&outcome.attempt.error)
-    .bind(now)
-    .execute(&mut *conn)
-    .await
-    .map_err(map_err)?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// Success resets the subscription's consecutive-failure count; a dead delivery increments it and
-/// disables the subscription at the threshold; `410 Gone` disables it at once. True if disabled now.
-async fn apply_subscription_effects(
-    conn: &mut SqliteConnection,
-    outcome: &DeliveryOutcome,
-    disable_after_failures: i64,
-    now: UnixMs,
-) -> StoreResult<bool> {
-    let id = &outcome.subscription_id;
-    let reason = match outcome.outcome {
-        Outcome::Retry { .. } => return Ok(false),
-        Outcome::Delivered => {
-            sqlx::query(
-                "UPDATE subscriptions SET failure_count = 0 WHERE id = ? AND failure_count != 0",
-            )
-            .bind(id)
-            .execute(&mut *conn)
-            .await
-            .map_err(map_err)?;
-            return Ok(false);
-        }
-        Outcome::Gone => "the endpoint answered 410 Gone".to_owned(),
-        Outcome::Dead => {
-            let count: Option<i64> = sqlx::query_scalar(
-                "UPDATE subscriptions SET failure_count = failure_count + 1 WHERE id = ?
-                 RETURNING failure_count",
-            )
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(map_err)?;
-            match count {
-                Some(count) if count >= disable_after_failures => {
-                    format!("auto-disabled after {count} consecutive failed deliveries")
-                }
-                _ => return Ok(false),
-            }
-        }
-    };
     let disabled = sqlx::query(
         "UPDATE subscriptions SET active = 0, disabled_reason = ?2, updated_at = ?3
           WHERE id = ?1 AND active = 1",
     )
     .bind(id)
-    .bind(&reason)
+    .bind(reason)
     .bind(now)
     .execute(&mut *conn)
     .await
@@ -1273,6 +1043,17 @@ async fn apply_subscription_effects(
     hold_queued(conn, id, now).await?;
     tracing::warn!(subscription = %id, %reason, "subscription disabled");
     Ok(true)
+}
+
+impl Synchronous {
+    /// The level as `PRAGMA synchronous` spells it.
+    pub fn pragma(self) -> &'static str {
+        match self {
+            Self::Full => "FULL",
+            Self::Normal => "NORMAL",
+            Self::Extra => "EXTRA",
+        }
+    }
 }
 
 impl FromStr for Synchronous {

@@ -188,7 +188,8 @@ async fn retry_refuses_an_in_flight_delivery() {
             limit: 10,
             default_timeout_ms: 10_000,
             lease_margin_ms: 1_000,
-            exclude_subscriptions: vec![],
+            per_subscription_cap: None,
+            in_flight: Vec::new(),
         })
         .await
         .unwrap();
@@ -367,7 +368,8 @@ async fn an_expired_lease_of_a_crashed_worker_is_delivered_again() {
             limit: 10,
             default_timeout_ms: 5_000,
             lease_margin_ms: 1_000,
-            exclude_subscriptions: vec![],
+            per_subscription_cap: None,
+            in_flight: Vec::new(),
         })
         .await
         .unwrap();
