@@ -18,6 +18,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{Row, SqliteConnection};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -176,62 +177,151 @@ pub(super) async fn load_fanout_targets(
         .collect()
 }
 
+/// Publishes one request's events with a fixed number of statements, whatever their count: one
+/// lookup of known ids and idempotency keys, one insert of the new events, one of their deliveries.
+/// An event whose id or key is already known (in the store, or earlier in the same request) is
+/// answered with the first one and writes nothing.
 pub(super) async fn publish_job(
     conn: &mut SqliteConnection,
     targets: &[FanoutTarget],
     events: &[NewEvent],
 ) -> StoreResult<Vec<Published>> {
+    let mut known = find_existing_events(conn, events).await?;
     let mut published = Vec::with_capacity(events.len());
+    let mut new_events = Vec::with_capacity(events.len());
+    let mut new_deliveries = Vec::new();
     for event in events {
-        if let Some(existing) = find_existing_event(conn, event).await? {
-            let deliveries = count_sendable_deliveries(conn, &existing.id).await?;
+        let earlier = known.by_id.get(&event.id).or_else(|| {
+            let key = event.idempotency_key.as_ref()?;
+            known.by_key.get(key)
+        });
+        if let Some(earlier) = earlier {
+            let deliveries = match earlier.deliveries {
+                Some(count) => count,
+                None => count_sendable_deliveries(conn, &earlier.row.id).await?,
+            };
             published.push(Published {
-                event: existing,
+                event: earlier.row.clone(),
                 deliveries,
                 created: false,
             });
             continue;
         }
-        insert_event(conn, event).await?;
         let mut deliveries = 0;
         for target in targets.iter().filter(|target| target.selects(event)) {
-            insert_delivery(conn, event, target).await?;
+            let (state, next_attempt_at) = match target.active {
+                true => (DeliveryState::Pending, Some(event.created_at)),
+                false => (DeliveryState::Held, None),
+            };
+            new_deliveries.push((
+                new_id("dlv", event.created_at),
+                &event.id,
+                &target.id,
+                state.as_str(),
+                next_attempt_at,
+                event.created_at,
+            ));
             deliveries += u64::from(target.active);
         }
+        let row = event_row_from_new(event);
+        known.remember(&row, Some(deliveries));
         published.push(Published {
-            event: event_row_from_new(event),
+            event: row,
             deliveries,
             created: true,
         });
+        new_events.push((
+            &event.id,
+            &event.event_type,
+            &event.version,
+            &event.data,
+            event.retryable,
+            &event.idempotency_key,
+            event.created_at,
+        ));
+    }
+    if !new_events.is_empty() {
+        sqlx::query(
+            "INSERT INTO events (id, event_type, version, data, retryable, idempotency_key,
+                                 created_at)
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,
+                    value ->> 6
+               FROM json_each(?1)",
+        )
+        .bind(encode_json(&new_events)?)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    }
+    if !new_deliveries.is_empty() {
+        sqlx::query(
+            "INSERT INTO deliveries (id, event_id, subscription_id, state, next_attempt_at,
+                                     created_at, updated_at)
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,
+                    value ->> 5
+               FROM json_each(?1)",
+        )
+        .bind(encode_json(&new_deliveries)?)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
     }
     Ok(published)
 }
 
-async fn find_existing_event(
-    conn: &mut SqliteConnection,
-    event: &NewEvent,
-) -> StoreResult<Option<EventRow>> {
-    let by_id = sqlx::query(SELECT_EVENT_BY_ID)
-        .bind(&event.id)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(map_err)?;
-    if let Some(row) = by_id {
-        return event_from_row(&row).map(Some);
+/// Events a publish request refers to that already exist, by id and by idempotency key.
+#[derive(Default)]
+struct KnownEvents {
+    by_id: HashMap<String, KnownEvent>,
+    by_key: HashMap<String, KnownEvent>,
+}
+
+#[derive(Clone)]
+struct KnownEvent {
+    row: EventRow,
+    /// Sendable deliveries, when known without a query (an event of this request).
+    deliveries: Option<u64>,
+}
+
+impl KnownEvents {
+    fn remember(&mut self, row: &EventRow, deliveries: Option<u64>) {
+        let known = KnownEvent {
+            row: row.clone(),
+            deliveries,
+        };
+        if let Some(key) = &row.idempotency_key {
+            self.by_key.insert(key.clone(), known.clone());
+        }
+        self.by_id.insert(row.id.clone(), known);
     }
-    let Some(key) = &event.idempotency_key else {
-        return Ok(None);
-    };
-    sqlx::query(
+}
+
+async fn find_existing_events(
+    conn: &mut SqliteConnection,
+    events: &[NewEvent],
+) -> StoreResult<KnownEvents> {
+    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    let keys: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e.idempotency_key.as_deref())
+        .collect();
+    let rows = sqlx::query(
         "SELECT id, event_type, version, data, retryable, idempotency_key, created_at
-         FROM events WHERE idempotency_key = ?",
+           FROM events WHERE id IN (SELECT value FROM json_each(?1))
+         UNION
+         SELECT id, event_type, version, data, retryable, idempotency_key, created_at
+           FROM events WHERE idempotency_key IN (SELECT value FROM json_each(?2))",
     )
-    .bind(key)
-    .fetch_optional(&mut *conn)
+    .bind(encode_json(&ids)?)
+    .bind(encode_json(&keys)?)
+    .fetch_all(&mut *conn)
     .await
-    .map_err(map_err)?
-    .map(|row| event_from_row(&row))
-    .transpose()
+    .map_err(map_err)?;
+    let mut known = KnownEvents::default();
+    for row in &rows {
+        known.remember(&event_from_row(row)?, None);
+    }
+    Ok(known)
 }
 
 async fn count_sendable_deliveries(
@@ -246,51 +336,6 @@ async fn count_sendable_deliveries(
     .await
     .map_err(map_err)?;
     Ok(count as u64)
-}
-
-async fn insert_event(conn: &mut SqliteConnection, event: &NewEvent) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO events (id, event_type, version, data, retryable, idempotency_key, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&event.id)
-    .bind(&event.event_type)
-    .bind(&event.version)
-    .bind(&event.data)
-    .bind(event.retryable)
-    .bind(&event.idempotency_key)
-    .bind(event.created_at)
-    .execute(&mut *conn)
-    .await
-    .map_err(map_err)?;
-    Ok(())
-}
-
-async fn insert_delivery(
-    conn: &mut SqliteConnection,
-    event: &NewEvent,
-    target: &FanoutTarget,
-) -> StoreResult<()> {
-    let (state, next_attempt_at) = match target.active {
-        true => (DeliveryState::Pending, Some(event.created_at)),
-        false => (DeliveryState::Held, None),
-    };
-    sqlx::query(
-        "INSERT INTO deliveries (id, event_id, subscription_id, state, next_attempt_at,
-                                 created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(new_id("dlv", event.created_at))
-    .bind(&event.id)
-    .bind(&target.id)
-    .bind(state.as_str())
-    .bind(next_attempt_at)
-    .bind(event.created_at)
-    .bind(event.created_at)
-    .execute(&mut *conn)
-    .await
-    .map_err(map_err)?;
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
