@@ -442,22 +442,40 @@ const SELECT_EVENT_BY_ID: &str = "SELECT id, event_type, version, data, retryabl
 /// in one implicit transaction). `FOR UPDATE OF d SKIP LOCKED` makes concurrent claimers, on this
 /// node or others, take disjoint rows without waiting for each other; the inner query's predicate
 /// matches the partial index `deliveries_due`, which it walks in `next_attempt_at` order.
+/// Leases due deliveries oldest first, at most `room` per subscription (its cap minus what this
+/// worker already has in flight there), so nothing is claimed only to be released again. The oldest
+/// `$8` due rows are ranked without locks; the picked ones are then locked with `SKIP LOCKED` and
+/// re-checked (another node may have claimed some meanwhile: they are skipped, not waited for).
 static CLAIM_DUE: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH claimed AS (
+        "WITH due AS (
+             SELECT d.id, d.subscription_id, d.next_attempt_at
+               FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id
+              WHERE d.state IN ('pending', 'failed') AND d.next_attempt_at <= $2
+                AND s.active
+                AND d.subscription_id <> ALL($5::text[])
+              ORDER BY d.next_attempt_at
+              LIMIT $8),
+         ranked AS (
+             SELECT due.id, due.next_attempt_at,
+                    ROW_NUMBER() OVER (PARTITION BY due.subscription_id
+                                       ORDER BY due.next_attempt_at) AS n,
+                    $7 - COALESCE(busy.n, 0) AS room
+               FROM due LEFT JOIN UNNEST($9::text[], $10::int8[]) AS busy(subscription_id, n)
+                 ON busy.subscription_id = due.subscription_id),
+         picked AS (
+             SELECT d.id FROM deliveries d
+              WHERE d.id IN (SELECT id FROM ranked WHERE n <= room
+                              ORDER BY next_attempt_at LIMIT $6)
+                AND d.state IN ('pending', 'failed') AND d.next_attempt_at <= $2
+                FOR UPDATE SKIP LOCKED),
+         claimed AS (
              UPDATE deliveries
                 SET state = 'in_flight', lease_owner = $1, updated_at = $2,
                     lease_expires_at = $2 + $3 + COALESCE(
                         (SELECT s.timeout_ms FROM subscriptions s
                           WHERE s.id = deliveries.subscription_id), $4)
-              WHERE id IN (
-                    SELECT d.id FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id
-                     WHERE d.state IN ('pending', 'failed') AND d.next_attempt_at <= $2
-                       AND s.active
-                       AND d.subscription_id <> ALL($5::text[])
-                     ORDER BY d.next_attempt_at
-                     LIMIT $6
-                       FOR UPDATE OF d SKIP LOCKED)
+              WHERE id IN (SELECT id FROM picked)
              RETURNING id, attempts, event_id, subscription_id, next_attempt_at)
          SELECT c.id AS delivery_id, c.attempts AS delivery_attempts,
                 e.id AS event_id, e.event_type, e.version, e.data, e.retryable,
@@ -814,6 +832,11 @@ impl Store for PgStore {
     }
 
     async fn claim_due(&self, request: ClaimRequest) -> StoreResult<Vec<ClaimedDelivery>> {
+        let (busy_ids, busy_counts): (Vec<&str>, Vec<i64>) = request
+            .in_flight
+            .iter()
+            .map(|(id, n)| (id.as_str(), i64::from(*n)))
+            .unzip();
         let rows = sqlx::query(sqlx::AssertSqlSafe(CLAIM_DUE.as_str()))
             .bind(&request.owner)
             .bind(request.now)
@@ -821,6 +844,10 @@ impl Store for PgStore {
             .bind(request.default_timeout_ms)
             .bind(request.saturated())
             .bind(i64::from(request.limit))
+            .bind(i64::from(request.per_subscription_cap.unwrap_or(u32::MAX)))
+            .bind(i64::from(request.limit).saturating_mul(4).max(256))
+            .bind(busy_ids)
+            .bind(busy_counts)
             .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
