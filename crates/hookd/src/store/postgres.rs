@@ -886,9 +886,23 @@ impl Store for PgStore {
 
     async fn release_leases(&self, owner: &str, delivery_ids: &[String]) -> StoreResult<u64> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
+        // Back in the queue, unless the subscription was disabled meanwhile: then held, as its
+        // queue was (a pending row of a disabled subscription would never be claimed). The share
+        // locks (taken in id order) make a concurrent disable either wait for this release, so that
+        // it holds the rows released, or finish first, so that this reads `active = false`.
         let released = sqlx::query(
-            "UPDATE deliveries SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL
-              WHERE lease_owner = $1 AND state = 'in_flight' AND id = ANY($2::text[])",
+            "WITH subs AS MATERIALIZED (
+                 SELECT s.id, s.active FROM subscriptions s
+                  WHERE s.id IN (SELECT subscription_id FROM deliveries WHERE id = ANY($2::text[]))
+                  ORDER BY s.id
+                    FOR SHARE)
+             UPDATE deliveries d
+                SET state = CASE WHEN subs.active THEN 'pending' ELSE 'held' END,
+                    next_attempt_at = CASE WHEN subs.active THEN d.next_attempt_at END,
+                    lease_owner = NULL, lease_expires_at = NULL
+               FROM subs
+              WHERE subs.id = d.subscription_id
+                AND d.lease_owner = $1 AND d.state = 'in_flight' AND d.id = ANY($2::text[])",
         )
         .bind(owner)
         .bind(delivery_ids)
@@ -907,13 +921,25 @@ impl Store for PgStore {
     async fn rescue_expired_leases(&self, now: UnixMs) -> StoreResult<u64> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         // Every node runs this. `SKIP LOCKED` leaves rows that another rescuer (or a late recorder)
-        // holds to that one instead of waiting for it; each expired row is rescued once.
+        // holds to that one instead of waiting for it; each expired row is rescued once. A row goes
+        // to `held` instead of `pending` when its subscription was disabled meanwhile; the share
+        // lock orders this against a concurrent disable (as in `release_leases`), and skips a
+        // subscription being written now: its rows are rescued on a later pass, never waited for.
         let rescued = sqlx::query(
-            "UPDATE deliveries SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL,
-                    next_attempt_at = $1, updated_at = $1
-              WHERE id IN (SELECT id FROM deliveries
-                            WHERE state = 'in_flight' AND lease_expires_at < $1
-                              FOR UPDATE SKIP LOCKED)",
+            "WITH expired AS MATERIALIZED (
+                 SELECT id, subscription_id FROM deliveries
+                  WHERE state = 'in_flight' AND lease_expires_at < $1
+                    FOR UPDATE SKIP LOCKED),
+             subs AS MATERIALIZED (
+                 SELECT s.id, s.active FROM subscriptions s
+                  WHERE s.id IN (SELECT subscription_id FROM expired)
+                    FOR SHARE SKIP LOCKED)
+             UPDATE deliveries d
+                SET state = CASE WHEN subs.active THEN 'pending' ELSE 'held' END,
+                    next_attempt_at = CASE WHEN subs.active THEN $1 END,
+                    lease_owner = NULL, lease_expires_at = NULL, updated_at = $1
+               FROM expired JOIN subs ON subs.id = expired.subscription_id
+              WHERE d.id = expired.id",
         )
         .bind(now)
         .execute(&mut *tx)

@@ -352,8 +352,17 @@ async fn claim(
 }
 
 async fn release(conn: &mut SqliteConnection, owner: &str, ids: &[String]) -> StoreResult<u64> {
+    // Back in the queue, unless the subscription was disabled meanwhile: then held, as its queue
+    // was (a pending row of a disabled subscription would never be claimed).
     let done = sqlx::query(
-        "UPDATE deliveries SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL
+        "UPDATE deliveries
+            SET state = CASE WHEN (SELECT active FROM subscriptions s
+                                    WHERE s.id = deliveries.subscription_id) = 0
+                             THEN 'held' ELSE 'pending' END,
+                next_attempt_at = CASE WHEN (SELECT active FROM subscriptions s
+                                              WHERE s.id = deliveries.subscription_id) = 0
+                                       THEN NULL ELSE next_attempt_at END,
+                lease_owner = NULL, lease_expires_at = NULL
           WHERE lease_owner = ?1 AND state = 'in_flight'
             AND id IN (SELECT value FROM json_each(?2))",
     )
@@ -366,10 +375,16 @@ async fn release(conn: &mut SqliteConnection, owner: &str, ids: &[String]) -> St
 }
 
 async fn rescue(conn: &mut SqliteConnection, now: UnixMs) -> StoreResult<u64> {
+    // Held instead of pending when the subscription was disabled meanwhile (as in `release`).
     let done = sqlx::query(
         "UPDATE deliveries INDEXED BY deliveries_leased
-            SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL,
-                next_attempt_at = ?1, updated_at = ?1
+            SET state = CASE WHEN (SELECT active FROM subscriptions s
+                                    WHERE s.id = deliveries.subscription_id) = 0
+                             THEN 'held' ELSE 'pending' END,
+                next_attempt_at = CASE WHEN (SELECT active FROM subscriptions s
+                                              WHERE s.id = deliveries.subscription_id) = 0
+                                       THEN NULL ELSE ?1 END,
+                lease_owner = NULL, lease_expires_at = NULL, updated_at = ?1
           WHERE state = 'in_flight' AND lease_expires_at < ?1",
     )
     .bind(now)

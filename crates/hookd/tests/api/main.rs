@@ -4,6 +4,7 @@
 mod common;
 
 mod auth;
+mod chaos_receiver;
 mod cli_client;
 mod cluster;
 mod delivery;
