@@ -10,6 +10,7 @@ mod common;
 pub mod postgres;
 pub mod sealed;
 pub mod sqlite;
+pub mod ui;
 
 pub use common::PublisherStats;
 
@@ -81,6 +82,8 @@ pub struct SubscriptionRow {
     /// The secret before the last rotation; it keeps signing until `previous_secret_expires_at`.
     pub previous_secret: Option<String>,
     pub previous_secret_expires_at: Option<UnixMs>,
+    /// The subscriber's id in the operator's system: who may see it in the portal.
+    pub owner: Option<String>,
 }
 
 impl SubscriptionRow {
@@ -103,6 +106,7 @@ impl SubscriptionRow {
             headers: BTreeMap::new(),
             previous_secret: None,
             previous_secret_expires_at: None,
+            owner: None,
         }
     }
 }
@@ -118,6 +122,7 @@ pub struct SubscriptionPatch {
     pub retry_policy: Option<Option<RetryPolicy>>,
     pub timeout_ms: Option<Option<i64>>,
     pub headers: Option<BTreeMap<String, String>>,
+    pub owner: Option<Option<String>>,
 }
 
 /// An event ready to be published: ids assigned, fields validated, `data` as the exact JSON text.
@@ -234,6 +239,8 @@ pub struct Page<T> {
 #[derive(Debug, Clone, Default)]
 pub struct SubscriptionQuery {
     pub active: Option<bool>,
+    /// Only this owner's subscriptions.
+    pub owner: Option<String>,
     pub after: Option<Cursor>,
     pub limit: u32,
 }
@@ -382,6 +389,9 @@ pub struct ReceiptRow {
 pub trait Store: Send + Sync + 'static {
     /// Cheap round trip used by `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// The dashboard's and portal's queries (sessions, the delivery log, chart samples).
+    fn ui(&self) -> &dyn ui::UiStore;
 
     /// Wakes `waker` whenever another process sharing this store makes deliveries due (publish,
     /// operator re-queues, rescued leases), so that a worker on one node starts at once on work
