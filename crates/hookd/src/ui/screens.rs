@@ -480,8 +480,8 @@ async fn edit_endpoint(
     Extension(session): S,
     Path(id): Path<String>,
 ) -> Page {
-    require_manage(&session)?;
     let row = load_subscription(&state, &session, &id).await?;
+    require_manage(&session)?;
     let page = EndpointFormPage {
         ctx: Ctx::new(&state, &session, "endpoints", "Edit endpoint"),
         id,

@@ -15,4 +15,5 @@ mod inbound;
 mod openapi;
 mod persistence;
 mod ssrf;
+mod ui;
 mod webhooks;
