@@ -23,7 +23,7 @@
         series.push({ label: "per minute", stroke: css("--accent"), width: 2, fill: css("--accent-soft") });
         data.push(s.per_minute);
       } else if (kind === "success") {
-        series.push({ label: "success %", stroke: css("--ok"), width: 2, spanGaps: true });
+        series.push({ label: "success %", stroke: css("--ok"), width: 2, spanGaps: true, points: { show: true, size: 6 } });
         data.push(s.success_pct);
       } else {
         series.push({ label: "p50", stroke: css("--accent"), width: 2, spanGaps: true });

@@ -242,15 +242,16 @@ async fn check_csrf(request: Request, expected: &str) -> Result<Request, UiError
     }
 }
 
-/// When the browser says where a request comes from (`Origin`, or `Sec-Fetch-Site`), it must be here.
+/// When the browser says where a request comes from, it must be here: `Sec-Fetch-Site` when sent
+/// (every current browser), else `Origin` unless it is `null` (what browsers send under
+/// `Referrer-Policy: no-referrer`). The CSRF token is required either way.
 fn same_origin(headers: &HeaderMap) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
-        && !matches!(site, "same-origin" | "none")
-    {
-        return false;
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return matches!(site, "same-origin" | "none");
     }
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return true;
+    let origin = match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        None | Some("null") => return true,
+        Some(origin) => origin,
     };
     let host = headers
         .get(header::HOST)
