@@ -31,6 +31,7 @@
         series.push({ label: "p99", stroke: css("--bad"), width: 2, spanGaps: true });
         data.push(s.p50, s.p95, s.p99);
       }
+      series.forEach(function (one, i) { if (i > 0) one.points = { show: true, size: 5 }; });
       var opts = {
         width: Math.max(el.clientWidth, 200),
         height: 180,

@@ -579,6 +579,8 @@ struct EndpointPage {
     deliveries: Vec<DeliveryListRow>,
     event_types: Vec<String>,
     example: String,
+    /// While a rotated-out secret still signs.
+    previous_until: Option<String>,
 }
 
 async fn endpoint(
@@ -638,6 +640,10 @@ async fn endpoint(
         deliveries,
         event_types,
         example,
+        previous_until: sub
+            .previous_secret_expires_at
+            .filter(|until| *until > now)
+            .map(views::time),
         sub,
     };
     Ok(render(&page))
