@@ -460,6 +460,16 @@ async fn a_portal_reader_sees_only_its_owner_and_cannot_change_anything() {
         .get(&format!("/portal/deliveries?endpoint={globex}"))
         .await;
     assert!(!filtered.body.contains(&globex_delivery));
+    // Filters narrow within the owner's scope (state and status use their own query shapes).
+    let delivered = browser
+        .get("/portal/deliveries?state=delivered&status=200")
+        .await;
+    assert_eq!(delivered.status, 200);
+    assert!(delivered.body.contains("dlv_") && !delivered.body.contains(&globex_delivery));
+    let none = browser.get("/portal/deliveries?state=dead").await;
+    assert!(!none.body.contains("/portal/deliveries/dlv_"));
+    let bad = browser.get("/portal/deliveries?state=nope").await;
+    assert_eq!(bad.status, 400);
     let overview = browser.get("/portal").await;
     assert_eq!(overview.status, 200);
     assert!(!overview.body.contains(&globex));

@@ -97,35 +97,50 @@ impl UiStore for PgStore {
         &self,
         search: DeliverySearch,
     ) -> StoreResult<Page<DeliveryListRow>> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            delivery_columns!("d."),
-            ", e.event_type AS event_type
+        // A filter that is set is written as a plain condition, so that the planner can walk
+        // `deliveries_by_state_created` for a state; an unset one stays a no-op on its parameter.
+        let state_condition = match search.state {
+            Some(_) => "d.state = PH2",
+            None => "PH2::text IS NULL",
+        };
+        let status_condition = match search.status {
+            Some(_) => "d.last_status = PH4",
+            None => "PH4::bigint IS NULL",
+        };
+        let sql = format!(
+            concat!(
+                "SELECT ",
+                delivery_columns!("d."),
+                ", e.event_type AS event_type
                FROM deliveries d JOIN events e ON e.id = d.event_id
               WHERE ($1::text IS NULL OR d.subscription_id = $1)
-                AND ($2::text IS NULL OR d.state = $2)
+                AND {state_condition}
                 AND ($3::text IS NULL OR e.event_type = $3)
-                AND ($4::bigint IS NULL OR d.last_status = $4)
+                AND {status_condition}
                 AND ($5::bigint IS NULL OR d.created_at >= $5)
                 AND ($6::bigint IS NULL OR d.created_at < $6)
                 AND ",
-            owner_scope!("d.subscription_id", "7"),
-            " AND ($8::bigint IS NULL OR (d.created_at, d.id) < ($8, $9))
+                owner_scope!("d.subscription_id", "7"),
+                " AND ($8::bigint IS NULL OR (d.created_at, d.id) < ($8, $9))
               ORDER BY d.created_at DESC, d.id DESC LIMIT $10"
-        ))
-        .bind(&search.subscription_id)
-        .bind(search.state.map(DeliveryState::as_str))
-        .bind(&search.event_type)
-        .bind(search.status)
-        .bind(search.since)
-        .bind(search.until)
-        .bind(&search.owner)
-        .bind(search.after.as_ref().map(|c| c.created_at))
-        .bind(search.after.as_ref().map(|c| c.id.clone()))
-        .bind(i64::from(search.limit) + 1)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+            ),
+            state_condition = state_condition.replace("PH", "$"),
+            status_condition = status_condition.replace("PH", "$"),
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&search.subscription_id)
+            .bind(search.state.map(DeliveryState::as_str))
+            .bind(&search.event_type)
+            .bind(search.status)
+            .bind(search.since)
+            .bind(search.until)
+            .bind(&search.owner)
+            .bind(search.after.as_ref().map(|c| c.created_at))
+            .bind(search.after.as_ref().map(|c| c.id.clone()))
+            .bind(i64::from(search.limit) + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
         let items = rows
             .iter()
             .map(|row| {
