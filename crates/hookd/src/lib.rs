@@ -10,4 +10,5 @@ pub mod ids;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod ui;
 pub mod worker;

@@ -11,6 +11,7 @@ pub mod postgres;
 pub mod sealed;
 pub mod sqlite;
 mod sqlite_writer;
+pub mod ui;
 
 pub use common::PublisherStats;
 
@@ -82,6 +83,8 @@ pub struct SubscriptionRow {
     /// The secret before the last rotation; it keeps signing until `previous_secret_expires_at`.
     pub previous_secret: Option<String>,
     pub previous_secret_expires_at: Option<UnixMs>,
+    /// The subscriber's id in the operator's system: who may see it in the portal.
+    pub owner: Option<String>,
 }
 
 impl SubscriptionRow {
@@ -104,6 +107,7 @@ impl SubscriptionRow {
             headers: BTreeMap::new(),
             previous_secret: None,
             previous_secret_expires_at: None,
+            owner: None,
         }
     }
 }
@@ -119,6 +123,7 @@ pub struct SubscriptionPatch {
     pub retry_policy: Option<Option<RetryPolicy>>,
     pub timeout_ms: Option<Option<i64>>,
     pub headers: Option<BTreeMap<String, String>>,
+    pub owner: Option<Option<String>>,
 }
 
 /// An event ready to be published: ids assigned, fields validated, `data` as the exact JSON text.
@@ -235,6 +240,8 @@ pub struct Page<T> {
 #[derive(Debug, Clone, Default)]
 pub struct SubscriptionQuery {
     pub active: Option<bool>,
+    /// Only this owner's subscriptions.
+    pub owner: Option<String>,
     pub after: Option<Cursor>,
     pub limit: u32,
 }
@@ -398,6 +405,9 @@ pub struct ReceiptRow {
 pub trait Store: Send + Sync + 'static {
     /// Cheap round trip used by `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// The dashboard's and portal's queries (sessions, the delivery log, chart samples).
+    fn ui(&self) -> &dyn ui::UiStore;
 
     /// Wakes `waker` whenever another process sharing this store makes deliveries due (publish,
     /// operator re-queues, rescued leases), so that a worker on one node starts at once on work

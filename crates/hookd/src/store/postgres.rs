@@ -8,6 +8,8 @@
 //! writer at a time, while here several nodes write at once, so rows are locked where it matters
 //! (`FOR UPDATE`, `SKIP LOCKED`) and idempotency rests on unique indexes (`ON CONFLICT DO NOTHING`).
 
+mod ui;
+
 use super::common::{
     FanoutTarget, PublishJob, RowExt, add_state_count, answer_group, api_key_from_row, apply_patch,
     attempt_from_row, claimed_from_row, dead_letter_from_row, delivery_columns, delivery_from_row,
@@ -513,6 +515,10 @@ impl RowExt for PgRow {
 
 #[async_trait]
 impl Store for PgStore {
+    fn ui(&self) -> &dyn super::ui::UiStore {
+        self
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
@@ -595,8 +601,8 @@ impl Store for PgStore {
         sqlx::query(
             "INSERT INTO subscriptions (id, url, events, description, metadata, secret, active,
                                         disabled_reason, failure_count, created_at, updated_at,
-                                        retry_policy, timeout_ms, headers)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                                        retry_policy, timeout_ms, headers, owner)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(&row.id)
         .bind(&row.url)
@@ -612,6 +618,7 @@ impl Store for PgStore {
         .bind(row.retry_policy.as_ref().map(encode_json).transpose()?)
         .bind(row.timeout_ms)
         .bind(headers_text(&row.headers)?)
+        .bind(&row.owner)
         .execute(&self.pool)
         .await
         .map_err(map_err)?;
@@ -638,12 +645,14 @@ impl Store for PgStore {
             " FROM subscriptions
              WHERE ($1::boolean IS NULL OR active = $1)
                AND ($2::bigint IS NULL OR (created_at, id) < ($2, $3))
+               AND ($5::text IS NULL OR owner = $5)
              ORDER BY created_at DESC, id DESC LIMIT $4"
         ))
         .bind(query.active)
         .bind(query.after.as_ref().map(|c| c.created_at))
         .bind(query.after.as_ref().map(|c| c.id.clone()))
         .bind(i64::from(query.limit) + 1)
+        .bind(&query.owner)
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;
@@ -683,7 +692,7 @@ impl Store for PgStore {
         sqlx::query(
             "UPDATE subscriptions SET url = $1, events = $2, description = $3, metadata = $4,
                     active = $5, disabled_reason = $6, failure_count = $7, updated_at = $8,
-                    retry_policy = $9, timeout_ms = $10, headers = $11
+                    retry_policy = $9, timeout_ms = $10, headers = $11, owner = $13
              WHERE id = $12",
         )
         .bind(&sub.url)
@@ -698,6 +707,7 @@ impl Store for PgStore {
         .bind(sub.timeout_ms)
         .bind(headers_text(&sub.headers)?)
         .bind(id)
+        .bind(&sub.owner)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;

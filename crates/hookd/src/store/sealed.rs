@@ -158,6 +158,10 @@ impl Store for SealedStore {
     async fn ping(&self) -> StoreResult<()> {
         self.inner.ping().await
     }
+    /// The UI queries never read secrets, so they pass straight through.
+    fn ui(&self) -> &dyn super::ui::UiStore {
+        self.inner.ui()
+    }
     async fn listen_for_work(&self, waker: Arc<tokio::sync::Notify>) -> StoreResult<()> {
         self.inner.listen_for_work(waker).await
     }

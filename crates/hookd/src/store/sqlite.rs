@@ -2,6 +2,8 @@
 //! one writer task ([`super::sqlite_writer`]) that group-commits every hot-path write: concurrent
 //! publishes, claims and outcomes share one transaction and one fsync.
 
+mod ui;
+
 use super::common::{
     FanoutTarget, PublishJob, RowExt, SUBSCRIPTION_COLUMNS, add_state_count, api_key_from_row,
     apply_patch, attempt_from_row, dead_letter_from_row, decode_err, delivery_columns,
@@ -374,6 +376,10 @@ impl RowExt for SqliteRow {
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn ui(&self) -> &dyn super::ui::UiStore {
+        self
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
@@ -434,8 +440,8 @@ impl Store for SqliteStore {
         sqlx::query(
             "INSERT INTO subscriptions (id, url, events, description, metadata, secret, active,
                                         disabled_reason, failure_count, created_at, updated_at,
-                                        retry_policy, timeout_ms, headers)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                        retry_policy, timeout_ms, headers, owner)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&row.id)
         .bind(&row.url)
@@ -451,6 +457,7 @@ impl Store for SqliteStore {
         .bind(row.retry_policy.as_ref().map(encode_json).transpose()?)
         .bind(row.timeout_ms)
         .bind(headers_text(&row.headers)?)
+        .bind(&row.owner)
         .execute(&self.pool)
         .await
         .map_err(map_err)?;
@@ -475,6 +482,7 @@ impl Store for SqliteStore {
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions
              WHERE (?1 IS NULL OR active = ?1)
                AND (?2 IS NULL OR (created_at, id) < (?2, ?3))
+               AND (?5 IS NULL OR owner = ?5)
              ORDER BY created_at DESC, id DESC LIMIT ?4"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -482,6 +490,7 @@ impl Store for SqliteStore {
             .bind(query.after.as_ref().map(|c| c.created_at))
             .bind(query.after.as_ref().map(|c| c.id.clone()))
             .bind(i64::from(query.limit) + 1)
+            .bind(&query.owner)
             .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
@@ -520,7 +529,7 @@ impl Store for SqliteStore {
         sqlx::query(
             "UPDATE subscriptions SET url = ?, events = ?, description = ?, metadata = ?,
                     active = ?, disabled_reason = ?, failure_count = ?, updated_at = ?,
-                    retry_policy = ?, timeout_ms = ?, headers = ?
+                    retry_policy = ?, timeout_ms = ?, headers = ?, owner = ?
              WHERE id = ?",
         )
         .bind(&sub.url)
@@ -534,6 +543,7 @@ impl Store for SqliteStore {
         .bind(sub.retry_policy.as_ref().map(encode_json).transpose()?)
         .bind(sub.timeout_ms)
         .bind(headers_text(&sub.headers)?)
+        .bind(&sub.owner)
         .bind(id)
         .execute(&mut *tx)
         .await

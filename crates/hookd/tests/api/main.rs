@@ -16,4 +16,5 @@ mod inbound;
 mod openapi;
 mod persistence;
 mod ssrf;
+mod ui;
 mod webhooks;
