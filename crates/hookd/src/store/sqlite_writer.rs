@@ -290,9 +290,11 @@ async fn claim(
 ) -> StoreResult<Vec<ClaimedDelivery>> {
     let cap = i64::from(request.per_subscription_cap.unwrap_or(u32::MAX));
     let busy = encode_json(&request.in_flight)?;
-    let scan = i64::from(request.limit).saturating_mul(4).max(256);
+    let scan = i64::from(request.limit).saturating_mul(4).clamp(64, 1_024);
     let ids: Vec<String> = sqlx::query_scalar(
-        "UPDATE deliveries
+        "WITH busy(subscription_id, n) AS MATERIALIZED (
+              SELECT value ->> 0, value ->> 1 FROM json_each(?5))
+         UPDATE deliveries
             SET state = 'in_flight', lease_owner = ?1, updated_at = ?2,
                 lease_expires_at = ?2 + ?3 + COALESCE(
                     (SELECT timeout_ms FROM subscriptions s
@@ -302,17 +304,16 @@ async fn claim(
                     SELECT due.id, due.next_attempt_at,
                            ROW_NUMBER() OVER (PARTITION BY due.subscription_id
                                               ORDER BY due.next_attempt_at) AS n,
-                           ?7 - COALESCE((SELECT b.value ->> 1 FROM json_each(?5) b
-                                           WHERE b.value ->> 0 = due.subscription_id), 0) AS room
+                           ?7 - COALESCE(busy.n, 0) AS room
                       FROM (SELECT d.id, d.subscription_id, d.next_attempt_at
                               FROM deliveries d INDEXED BY deliveries_due
                               JOIN subscriptions s ON s.id = d.subscription_id
                              WHERE d.state IN ('pending', 'failed') AND d.next_attempt_at <= ?2
                                AND s.active = 1
                                AND d.subscription_id NOT IN (
-                                   SELECT b.value ->> 0 FROM json_each(?5) b
-                                    WHERE b.value ->> 1 >= ?7)
-                             ORDER BY d.next_attempt_at LIMIT ?8) due)
+                                   SELECT subscription_id FROM busy WHERE n >= ?7)
+                             ORDER BY d.next_attempt_at LIMIT ?8) due
+                      LEFT JOIN busy ON busy.subscription_id = due.subscription_id)
                  WHERE n <= room
                  ORDER BY next_attempt_at LIMIT ?6)
          RETURNING id",

@@ -22,6 +22,10 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
+/// How long the dispatch loop lets freed slots accumulate before claiming, when the due work is
+/// held back only by per-subscription caps (see [`Worker::run`]).
+const CAPPED_CLAIM_DELAY: Duration = Duration::from_millis(1);
+
 /// Worker settings (from [`crate::config::Config`]).
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -331,9 +335,16 @@ impl Worker {
             if claimed_now == Some(true) {
                 continue;
             }
-            let pause = self.idle_pause(claimed_now.is_none()).await;
+            let (pause, capped) = self.idle_pause(claimed_now.is_none()).await;
             tokio::select! {
-                _ = self.waker.notified() => {}
+                _ = self.waker.notified() => {
+                    // Work is due but every subscription that has it is at its cap: each finished
+                    // request wakes this loop. Let a few more finish so that one claim takes them
+                    // all, instead of one claim (one ranked scan) per freed slot.
+                    if capped {
+                        tokio::time::sleep(CAPPED_CLAIM_DELAY).await;
+                    }
+                }
                 _ = tokio::time::sleep(pause) => {}
                 _ = shutdown.changed() => {}
             }
@@ -390,17 +401,21 @@ impl Worker {
 
     /// How long to sleep when there is nothing to claim: until the next delivery is due, at most
     /// the poll interval. `blocked` (no free slot or a store error) waits for a wake-up instead.
-    async fn idle_pause(&self, blocked: bool) -> Duration {
+    /// The flag is true when work is due now but was not claimable (its subscriptions are at their
+    /// cap).
+    async fn idle_pause(&self, blocked: bool) -> (Duration, bool) {
         if blocked {
-            return self.config.poll_interval;
+            return (self.config.poll_interval, false);
         }
         let now = self.clock.now_ms();
         match self.store.next_due_at().await {
-            Ok(Some(at)) if at > now => {
-                Duration::from_millis((at - now) as u64).min(self.config.poll_interval)
-            }
+            Ok(Some(at)) if at > now => (
+                Duration::from_millis((at - now) as u64).min(self.config.poll_interval),
+                false,
+            ),
             // Due now but not claimable (its subscription is at its cap): wait for a freed slot.
-            _ => self.config.poll_interval,
+            Ok(Some(_)) => (self.config.poll_interval, true),
+            _ => (self.config.poll_interval, false),
         }
     }
 
