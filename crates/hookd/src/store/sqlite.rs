@@ -11,7 +11,7 @@ use super::common::{
     headers_text, into_page, json_text, receipt_from_row, subscription_columns,
     subscription_from_row,
 };
-use super::sqlite_writer::{RecordJob, WriteJob, run_writer, submit};
+use super::sqlite_writer::{MultiRow, RecordJob, WriteJob, run_writer, submit};
 use super::*;
 use crate::ids::new_id;
 use serde::{Deserialize, Serialize};
@@ -232,42 +232,42 @@ pub(super) async fn publish_job(
             deliveries,
             created: true,
         });
-        new_events.push((
-            &event.id,
-            &event.event_type,
-            &event.version,
-            &event.data,
-            event.retryable,
-            &event.idempotency_key,
-            event.created_at,
-        ));
+        new_events.push(event);
     }
-    if !new_events.is_empty() {
-        sqlx::query(
-            "INSERT INTO events (id, event_type, version, data, retryable, idempotency_key,
-                                 created_at)
-             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,
-                    value ->> 6
-               FROM json_each(?1)",
-        )
-        .bind(encode_json(&new_events)?)
-        .execute(&mut *conn)
-        .await
-        .map_err(map_err)?;
-    }
-    if !new_deliveries.is_empty() {
-        sqlx::query(
-            "INSERT INTO deliveries (id, event_id, subscription_id, state, next_attempt_at,
-                                     created_at, updated_at)
-             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,
-                    value ->> 5
-               FROM json_each(?1)",
-        )
-        .bind(encode_json(&new_deliveries)?)
-        .execute(&mut *conn)
-        .await
-        .map_err(map_err)?;
-    }
+    const EVENTS: MultiRow = MultiRow {
+        head: "INSERT INTO events (id, event_type, version, data, retryable, idempotency_key,
+                                   created_at)",
+        columns: 7,
+        tail: "",
+    };
+    const DELIVERIES: MultiRow = MultiRow {
+        head: "INSERT INTO deliveries (id, event_id, subscription_id, state, next_attempt_at,
+                                       created_at, updated_at)",
+        columns: 7,
+        tail: "",
+    };
+    EVENTS
+        .run(conn, &new_events, |q, e| {
+            q.bind(e.id.clone())
+                .bind(e.event_type.clone())
+                .bind(e.version.clone())
+                .bind(e.data.clone())
+                .bind(e.retryable)
+                .bind(e.idempotency_key.clone())
+                .bind(e.created_at)
+        })
+        .await?;
+    DELIVERIES
+        .run(conn, &new_deliveries, |q, d| {
+            q.bind(d.0.clone())
+                .bind(d.1.to_owned())
+                .bind(d.2.to_owned())
+                .bind(d.3)
+                .bind(d.4)
+                .bind(d.5)
+                .bind(d.5)
+        })
+        .await?;
     Ok(published)
 }
 

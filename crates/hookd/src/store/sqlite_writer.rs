@@ -19,8 +19,8 @@ use super::common::{
 };
 use super::sqlite::{load_fanout_targets, map_err, publish_job};
 use super::*;
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{Connection, Sqlite, SqliteConnection, Transaction};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteRow};
+use sqlx::{Connection, Row, Sqlite, SqliteConnection, Transaction};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -441,37 +441,30 @@ async fn insert_attempts(
     conn: &mut SqliteConnection,
     outcomes: &[DeliveryOutcome],
 ) -> StoreResult<()> {
-    let rows: Vec<_> = outcomes
-        .iter()
-        .map(|o| {
-            let a = &o.attempt;
-            (
-                &a.id,
-                &a.delivery_id,
-                a.attempt,
-                a.started_at,
-                a.duration_ms,
-                a.request_timestamp,
-                a.status,
-                &a.response_excerpt,
-                &a.error,
-                &a.error_class,
-            )
-        })
-        .collect();
     // A delivery deleted meanwhile (its subscription was deleted) gets no attempt row.
-    sqlx::query(
-        "INSERT INTO attempts (id, delivery_id, attempt, started_at, duration_ms, request_timestamp,
-                               status, response_excerpt, error, error_class)
-         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,
-                value ->> 6, value ->> 7, value ->> 8, value ->> 9
-           FROM json_each(?1)
-          WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = value ->> 1)",
-    )
-    .bind(encode_json(&rows)?)
-    .execute(&mut *conn)
-    .await
-    .map_err(map_err)?;
+    const INSERT: MultiRow = MultiRow {
+        head: "INSERT INTO attempts (id, delivery_id, attempt, started_at, duration_ms,
+                                     request_timestamp, status, response_excerpt, error,
+                                     error_class)
+               SELECT * FROM (",
+        columns: 10,
+        tail: ") AS a WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = a.column2)",
+    };
+    INSERT
+        .run(conn, outcomes, |q, o| {
+            let a = &o.attempt;
+            q.bind(a.id.clone())
+                .bind(a.delivery_id.clone())
+                .bind(a.attempt)
+                .bind(a.started_at)
+                .bind(a.duration_ms)
+                .bind(a.request_timestamp)
+                .bind(a.status)
+                .bind(a.response_excerpt.clone())
+                .bind(a.error.clone())
+                .bind(a.error_class.clone())
+        })
+        .await?;
     Ok(())
 }
 
@@ -482,47 +475,41 @@ async fn apply_outcomes(
     outcomes: &[DeliveryOutcome],
     now: UnixMs,
 ) -> StoreResult<Vec<String>> {
-    let rows: Vec<_> = outcomes
-        .iter()
-        .map(|o| {
+    // A retry for a subscription disabled meanwhile is held instead.
+    const APPLY: MultiRow = MultiRow {
+        head: "UPDATE deliveries
+                  SET state = CASE
+                          WHEN o.column2 = 'failed' AND (SELECT active FROM subscriptions
+                                                          WHERE id = deliveries.subscription_id) = 0
+                          THEN 'held' ELSE o.column2 END,
+                      next_attempt_at = o.column3, attempts = attempts + 1,
+                      last_status = o.column4, last_error = o.column5,
+                      lease_owner = NULL, lease_expires_at = NULL, updated_at = o.column7
+                 FROM (",
+        columns: 7,
+        tail: ") AS o
+                WHERE deliveries.id = o.column1 AND deliveries.lease_owner = o.column6
+                  AND deliveries.state = 'in_flight'
+               RETURNING deliveries.id",
+    };
+    let rows = APPLY
+        .run(conn, outcomes, |q, o| {
             let (state, next_attempt_at) = match o.outcome {
                 Outcome::Delivered => ("delivered", None),
                 Outcome::Retry { at } => ("failed", Some(at)),
                 Outcome::Dead => ("dead", None),
                 Outcome::Gone => ("held", None),
             };
-            (
-                &o.delivery_id,
-                state,
-                next_attempt_at,
-                o.attempt.status,
-                &o.attempt.error,
-            )
+            q.bind(o.delivery_id.clone())
+                .bind(state)
+                .bind(next_attempt_at)
+                .bind(o.attempt.status)
+                .bind(o.attempt.error.clone())
+                .bind(owner.to_owned())
+                .bind(now)
         })
-        .collect();
-    // A retry for a subscription disabled meanwhile is held instead.
-    sqlx::query_scalar(
-        "UPDATE deliveries
-            SET state = CASE
-                    WHEN o.state = 'failed' AND (SELECT active FROM subscriptions
-                                                  WHERE id = deliveries.subscription_id) = 0
-                    THEN 'held' ELSE o.state END,
-                next_attempt_at = o.next_attempt_at, attempts = attempts + 1,
-                last_status = o.status, last_error = o.error,
-                lease_owner = NULL, lease_expires_at = NULL, updated_at = ?3
-           FROM (SELECT value ->> 0 AS id, value ->> 1 AS state, value ->> 2 AS next_attempt_at,
-                        value ->> 3 AS status, value ->> 4 AS error
-                   FROM json_each(?1)) AS o
-          WHERE deliveries.id = o.id AND deliveries.lease_owner = ?2
-            AND deliveries.state = 'in_flight'
-         RETURNING deliveries.id",
-    )
-    .bind(encode_json(&rows)?)
-    .bind(owner)
-    .bind(now)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(map_err)
+        .await?;
+    Ok(rows.iter().map(|row| row.get::<String, _>(0)).collect())
 }
 
 /// What a batch of applied outcomes does to one subscription's consecutive-failure count, in the
@@ -605,9 +592,86 @@ async fn apply_failure_effect(
     super::sqlite::disable_subscription(conn, id, &reason, now).await
 }
 
+// ---------------------------------------------------------------------------------------------
+// Multi-row statements
+// ---------------------------------------------------------------------------------------------
+
+/// A statement run over many rows: `head`, then `VALUES (?, …), …` with `columns` placeholders
+/// per row, then `tail`.
+pub(super) struct MultiRow {
+    pub head: &'static str,
+    pub columns: usize,
+    pub tail: &'static str,
+}
+
+/// Most rows per statement (SQLite allows 32,766 bound parameters).
+const MAX_ROWS_PER_STATEMENT: usize = 256;
+
+type SqliteQuery = sqlx::query::Query<'static, Sqlite, sqlx::sqlite::SqliteArguments>;
+
+impl MultiRow {
+    /// Runs the statement over `rows`, binding each with `bind`, in chunks whose sizes are powers
+    /// of two (so at most nine distinct statements are prepared and cached per `MultiRow`). Values
+    /// are bound, not embedded in JSON: parsing a JSON argument per row cost more than the writes.
+    /// Returns what the statement returns (`RETURNING`), all chunks together.
+    /// Every value is bound per row: sqlx numbers anonymous `?` on its own, so mixing them with
+    /// numbered ones (`?1`) binds the wrong values.
+    pub async fn run<T>(
+        &self,
+        conn: &mut SqliteConnection,
+        rows: &[T],
+        bind: impl Fn(SqliteQuery, &T) -> SqliteQuery,
+    ) -> StoreResult<Vec<SqliteRow>> {
+        let mut returned = Vec::new();
+        let mut rest = rows;
+        while !rest.is_empty() {
+            let size = chunk_size(rest.len());
+            let (chunk, tail) = rest.split_at(size);
+            let query = chunk
+                .iter()
+                .fold(sqlx::query(sqlx::AssertSqlSafe(self.sql(size))), &bind);
+            returned.extend(query.fetch_all(&mut *conn).await.map_err(map_err)?);
+            rest = tail;
+        }
+        Ok(returned)
+    }
+
+    fn sql(&self, rows: usize) -> String {
+        let row = format!("({})", vec!["?"; self.columns].join(", "));
+        format!(
+            "{} VALUES {} {}",
+            self.head,
+            vec![row; rows].join(", "),
+            self.tail
+        )
+    }
+}
+
+/// The largest power of two not above `remaining`, capped at [`MAX_ROWS_PER_STATEMENT`].
+fn chunk_size(remaining: usize) -> usize {
+    match remaining >= MAX_ROWS_PER_STATEMENT {
+        true => MAX_ROWS_PER_STATEMENT,
+        false => 1 << (usize::BITS - 1 - remaining.leading_zeros()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunks_are_powers_of_two_up_to_the_cap() {
+        let mut sizes = Vec::new();
+        let mut left = 1_000;
+        while left > 0 {
+            let size = chunk_size(left);
+            sizes.push(size);
+            left -= size;
+        }
+        assert_eq!(sizes, vec![256, 256, 256, 128, 64, 32, 8]);
+        assert_eq!(chunk_size(1), 1);
+        assert_eq!(chunk_size(3), 2);
+    }
 
     fn outcome(subscription: &str, delivery: &str, outcome: Outcome) -> DeliveryOutcome {
         DeliveryOutcome {
