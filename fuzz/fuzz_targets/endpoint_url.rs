@@ -15,26 +15,29 @@
 #![no_main]
 
 use hookd_core::url::{MAX_URL_LEN, UrlError, is_public_ip};
-use hookd_core::{EndpointUrl, UrlPolicy};
+use hookd_core::{EndpointUrl, TargetPolicy, UrlPolicy};
 use libfuzzer_sys::fuzz_target;
 use std::net::IpAddr;
 
 const DEV: UrlPolicy = UrlPolicy {
     allow_http: true,
-    allow_non_public: true,
+    targets: TargetPolicy {
+        allow_non_public: true,
+        allowed_networks: Vec::new(),
+    },
 };
 
 fuzz_target!(|raw: &str| {
-    let production = EndpointUrl::parse(raw, UrlPolicy::default());
-    let dev = EndpointUrl::parse(raw, DEV);
+    let production = EndpointUrl::parse(raw, &UrlPolicy::default());
+    let dev = EndpointUrl::parse(raw, &DEV);
     if let Ok(url) = &dev {
-        reparses_to_itself(url, DEV);
+        reparses_to_itself(url, &DEV);
     }
     let Ok(url) = production else {
         return;
     };
     check_production_rules(raw, &url);
-    reparses_to_itself(&url, UrlPolicy::default());
+    reparses_to_itself(&url, &UrlPolicy::default());
     assert_eq!(
         dev.as_ref(),
         Ok(&url),
@@ -74,7 +77,7 @@ fn known_length_issue(url: &EndpointUrl) -> bool {
     !cfg!(feature = "strict") && url.as_str().len() > MAX_URL_LEN
 }
 
-fn reparses_to_itself(url: &EndpointUrl, policy: UrlPolicy) {
+fn reparses_to_itself(url: &EndpointUrl, policy: &UrlPolicy) {
     let again = EndpointUrl::parse(url.as_str(), policy);
     if known_length_issue(url) {
         // Refused for its length alone; normalising it again must still change nothing.

@@ -130,7 +130,7 @@ pub fn app_state(
         settings: ApiSettings {
             url_policy: UrlPolicy {
                 allow_http: config.allows_http(),
-                allow_non_public: config.dev,
+                targets: config.target_policy(),
             },
             max_payload_bytes: config.max_payload_bytes,
             max_batch_bytes: MAX_BATCH_BYTES.max(config.max_payload_bytes * 2),
