@@ -334,9 +334,9 @@ fn rotation_report(rotated: &Rotated) -> String {
                 )),
             }
             text.push_str(
-                "Then restart every hookd node. Until it restarts with the new key, a node cannot \
+                "Then restart every hookd node. Until then, a node that lacks the new key cannot \
                  read subscription secrets: its deliveries wait (nothing is lost) and API calls \
-                 that need a secret answer 503.\n",
+                 that need a secret answer 503. The old key opens nothing any more.\n",
             );
         }
     }
