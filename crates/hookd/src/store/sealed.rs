@@ -331,18 +331,6 @@ impl SealedStore {
         Ok(store)
     }
 
-    /// A store sealing with exactly `key` (tests and tools with a key in hand).
-    pub fn with_key(inner: DynStore, key: MasterKey, data_dir: PathBuf) -> Self {
-        Self {
-            inner,
-            keys: RwLock::new(Arc::new(Keyring::new(key.clone()))),
-            source: KeySource {
-                configured: Some(key),
-                data_dir,
-            },
-        }
-    }
-
     fn keyring(&self) -> Arc<Keyring> {
         match self.keys.read() {
             Ok(keys) => keys.clone(),
