@@ -74,6 +74,15 @@ pub struct Config {
     pub auth_failures_per_minute: u32,
     /// Non-public networks deliveries may reach anyway (CIDRs or addresses, e.g. `10.1.0.0/16`).
     pub allow_targets: Vec<String>,
+    /// Origins that may show the subscriber portal in a frame (CSP `frame-ancestors`), e.g.
+    /// `https://app.example.com`. Empty: no framing.
+    pub portal_frame_ancestors: Vec<String>,
+    /// Logo in the dashboard and portal header: an `https://` URL or a path on this server.
+    pub portal_logo_url: Option<String>,
+    /// Accent colour of the dashboard and portal, `#rrggbb`.
+    pub accent_color: Option<String>,
+    /// Where users reach hookd (`https://hooks.example.com`): the base of absolute portal links.
+    pub public_url: Option<String>,
 }
 
 /// Which parts of hookd a process runs.
@@ -139,6 +148,10 @@ impl Default for Config {
             allow_targets: Vec::new(),
             master_key: None,
             auth_failures_per_minute: crate::auth::AUTH_FAILURES_PER_MINUTE,
+            portal_frame_ancestors: Vec::new(),
+            portal_logo_url: None,
+            accent_color: None,
+            public_url: None,
         }
     }
 }
@@ -173,6 +186,9 @@ const ENV_KEYS: &[&str] = &[
     "public_metrics",
     "auth_failures_per_minute",
     "master_key",
+    "portal_logo_url",
+    "accent_color",
+    "public_url",
 ];
 
 /// Values given as command-line flags; `None` means "not given".
@@ -243,6 +259,7 @@ impl Config {
         if self.database_max_connections == 0 {
             return Err("database_max_connections: must be at least 1".into());
         }
+        crate::ui::brand::Brand::from_config(self)?;
         Ok(())
     }
 
@@ -349,6 +366,9 @@ fn parse_env_value(key: &str, raw: &str) -> figment::value::Value {
         "database_url",
         "log_level",
         "master_key",
+        "portal_logo_url",
+        "accent_color",
+        "public_url",
     ];
     if TEXT_KEYS.contains(&key) {
         return figment::value::Value::from(raw.to_owned());

@@ -11,4 +11,5 @@ pub mod master_key;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod ui;
 pub mod worker;

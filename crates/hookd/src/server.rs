@@ -118,7 +118,9 @@ pub fn app_state(
 ) -> AppState {
     // Install the metrics recorder before anything records.
     crate::api::metrics::prometheus();
+    let brand = crate::ui::brand::Brand::from_config(config).unwrap_or_default();
     AppState {
+        ui: crate::ui::UiSettings::new(brand, config.dev),
         waker,
         auth: Authenticator::new(
             store.clone(),

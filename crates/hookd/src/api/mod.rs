@@ -14,6 +14,7 @@ pub mod inbound;
 pub mod metrics;
 pub mod openapi;
 pub mod pagination;
+pub mod portal;
 pub mod webhooks;
 
 use crate::auth::Authenticator;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub settings: ApiSettings,
     /// Wakes the local delivery worker when work becomes due (publish, retry, redrive, replay).
     pub waker: Arc<Notify>,
+    /// The dashboard's and portal's look and cookie policy.
+    pub ui: crate::ui::UiSettings,
 }
 
 /// Body limit for management routes (subscriptions, event types).
@@ -80,7 +83,8 @@ pub fn router(state: AppState) -> Router {
             .route(
                 "/webhooks/{id}",
                 post(inbound::receive).layer(DefaultBodyLimit::max(inbound::MAX_INBOUND_BYTES)),
-            );
+            )
+            .merge(crate::ui::router(state.clone()));
     }
     app.fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -137,6 +141,7 @@ fn management_routes(settings: ApiSettings) -> Router<AppState> {
             post(events::publish_batch).layer(DefaultBodyLimit::max(settings.max_batch_bytes)),
         )
         .route("/events/{id}", get(events::get_one))
+        .route("/portal/sessions", post(portal::create))
         .fallback(route_not_found)
 }
 

@@ -2,7 +2,9 @@
 //! `tests/openapi.rs` keeps the checked-in copy (`openapi.json` at the repo root) in step.
 
 use super::pagination::PageOf;
-use super::{actions, deliveries, error, event_types, events, health, inbound, metrics, webhooks};
+use super::{
+    actions, deliveries, error, event_types, events, health, inbound, metrics, portal, webhooks,
+};
 use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -23,6 +25,7 @@ use utoipa::{Modify, OpenApi};
         actions::recover,
         metrics::summary,
         inbound::receive, inbound::list,
+        portal::create,
     ),
     components(schemas(
         error::ErrorBody, PageOf<webhooks::Webhook>, PageOf<events::Event>,

@@ -41,6 +41,9 @@ pub struct CreateWebhook {
     pub timeout_ms: Option<i64>,
     /// Extra headers sent with every delivery (cannot override hookd's own).
     pub headers: Option<BTreeMap<String, String>>,
+    /// The subscriber's id in your system (1–200 characters); portal sessions for this owner see and
+    /// manage this subscription.
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -67,6 +70,10 @@ pub struct UpdateWebhook {
     pub timeout_ms: Option<Option<i64>>,
     /// Replaces all custom headers (`{}` removes them).
     pub headers: Option<BTreeMap<String, String>>,
+    /// `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub owner: Option<Option<String>>,
 }
 
 /// Distinguishes a field sent as `null` (`Some(None)`) from one left out (`None`).
@@ -96,6 +103,8 @@ pub struct Webhook {
     /// Per-attempt timeout in ms, or null for the server default.
     pub timeout_ms: Option<i64>,
     pub headers: BTreeMap<String, String>,
+    /// The subscriber's id in your system, if set.
+    pub owner: Option<String>,
     /// While a rotated-out secret still signs: until when.
     pub previous_secret_expires_at: Option<String>,
     pub created_at: String,
@@ -128,6 +137,8 @@ pub struct WebhookSecret {
 pub struct ListWebhooks {
     /// Only active (true) or only disabled (false) subscriptions.
     pub active: Option<bool>,
+    /// Only this owner's subscriptions.
+    pub owner: Option<String>,
     /// Page size, 1–250 (default 50).
     pub limit: Option<u32>,
     /// `next_cursor` from the previous page.
@@ -148,6 +159,7 @@ impl From<SubscriptionRow> for Webhook {
             retry: row.retry_policy,
             timeout_ms: row.timeout_ms,
             headers: row.headers,
+            owner: row.owner,
             previous_secret_expires_at: row.previous_secret_expires_at.map(rfc3339),
             created_at: rfc3339(row.created_at),
             updated_at: rfc3339(row.updated_at),
@@ -249,12 +261,39 @@ fn parse_timeout(raw: Option<i64>) -> Result<Option<i64>, ApiError> {
     }
 }
 
+pub const MAX_OWNER_LEN: usize = 200;
+
+/// An owner id: 1–200 printable characters without spaces at either end.
+pub fn parse_owner(raw: Option<String>) -> Result<Option<String>, ApiError> {
+    match raw {
+        None => Ok(None),
+        Some(text)
+            if !text.is_empty()
+                && text.chars().count() <= MAX_OWNER_LEN
+                && text.trim() == text
+                && !text.chars().any(char::is_control) =>
+        {
+            Ok(Some(text))
+        }
+        Some(_) => Err(ApiError::invalid(
+            "invalid_owner",
+            "owner",
+            format!(
+                "must be 1 to {MAX_OWNER_LEN} characters, no control characters or outer spaces"
+            ),
+        )),
+    }
+}
+
 fn parse_headers(raw: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ApiError> {
     hookd_core::headers::parse_custom_headers(&raw)
         .map_err(|e| ApiError::invalid("invalid_headers", "headers", e))
 }
 
-async fn insert_new(state: &AppState, input: CreateWebhook) -> Result<SubscriptionRow, ApiError> {
+pub async fn insert_new(
+    state: &AppState,
+    input: CreateWebhook,
+) -> Result<SubscriptionRow, ApiError> {
     let url = parse_url(state, &input.url)?;
     let events = parse_filters(input.events)?;
     let secret = parse_secret(input.secret)?;
@@ -271,6 +310,7 @@ async fn insert_new(state: &AppState, input: CreateWebhook) -> Result<Subscripti
     row.retry_policy = parse_retry(input.retry)?;
     row.timeout_ms = parse_timeout(input.timeout_ms)?;
     row.headers = parse_headers(input.headers.unwrap_or_default())?;
+    row.owner = parse_owner(input.owner)?;
     state.store.insert_subscription(&row).await?;
     tracing::info!(webhook = %row.id, "subscription created");
     Ok(row)
@@ -332,6 +372,7 @@ pub async fn list(
         .store
         .list_subscriptions(SubscriptionQuery {
             active: query.active,
+            owner: query.owner,
             after,
             limit,
         })
@@ -383,8 +424,19 @@ pub async fn update(
     Path(id): Path<String>,
     ApiJson(input): ApiJson<UpdateWebhook>,
 ) -> Result<Json<Webhook>, ApiError> {
-    let patch = SubscriptionPatch {
-        url: input.url.map(|u| parse_url(&state, &u)).transpose()?,
+    let patch = parse_patch(&state, input)?;
+    let row = state
+        .store
+        .update_subscription(&id, patch, state.clock.now_ms())
+        .await?
+        .ok_or(ApiError::NotFound("webhook"))?;
+    Ok(Json(row.into()))
+}
+
+/// Validates an update into a store patch.
+pub fn parse_patch(state: &AppState, input: UpdateWebhook) -> Result<SubscriptionPatch, ApiError> {
+    Ok(SubscriptionPatch {
+        url: input.url.map(|u| parse_url(state, &u)).transpose()?,
         events: input.events.map(parse_filters).transpose()?,
         description: input.description.map(parse_description).transpose()?,
         metadata: input.metadata.map(parse_metadata).transpose()?,
@@ -392,13 +444,8 @@ pub async fn update(
         retry_policy: input.retry.map(parse_retry).transpose()?,
         timeout_ms: input.timeout_ms.map(parse_timeout).transpose()?,
         headers: input.headers.map(parse_headers).transpose()?,
-    };
-    let row = state
-        .store
-        .update_subscription(&id, patch, state.clock.now_ms())
-        .await?
-        .ok_or(ApiError::NotFound("webhook"))?;
-    Ok(Json(row.into()))
+        owner: input.owner.map(parse_owner).transpose()?,
+    })
 }
 
 /// Delete a subscription and its deliveries.

@@ -33,7 +33,7 @@ macro_rules! subscription_columns {
     () => {
         "id, url, events, description, metadata, secret, active, disabled_reason, failure_count, \
          created_at, updated_at, retry_policy, timeout_ms, headers, previous_secret, \
-         previous_secret_expires_at"
+         previous_secret_expires_at, owner"
     };
 }
 pub(crate) use subscription_columns;
@@ -140,6 +140,7 @@ pub(crate) fn subscription_from_row(row: &impl RowExt) -> StoreResult<Subscripti
         headers: decode_json_column(row, "headers")?.unwrap_or_default(),
         previous_secret: row.opt_text("previous_secret"),
         previous_secret_expires_at: row.opt_int("previous_secret_expires_at"),
+        owner: row.opt_text("owner"),
     })
 }
 
@@ -310,6 +311,9 @@ pub(crate) fn apply_patch(sub: &mut SubscriptionRow, patch: SubscriptionPatch, n
     }
     if let Some(headers) = patch.headers {
         sub.headers = headers;
+    }
+    if let Some(owner) = patch.owner {
+        sub.owner = owner;
     }
     match patch.active {
         Some(true) if !sub.active => {

@@ -10,6 +10,8 @@ mod common;
 pub mod postgres;
 pub mod sealed;
 pub mod sqlite;
+mod sqlite_writer;
+pub mod ui;
 
 pub use common::PublisherStats;
 
@@ -90,6 +92,8 @@ pub struct SubscriptionRow {
     /// The secret before the last rotation; it keeps signing until `previous_secret_expires_at`.
     pub previous_secret: Option<String>,
     pub previous_secret_expires_at: Option<UnixMs>,
+    /// The subscriber's id in the operator's system: who may see it in the portal.
+    pub owner: Option<String>,
 }
 
 impl SubscriptionRow {
@@ -112,6 +116,7 @@ impl SubscriptionRow {
             headers: BTreeMap::new(),
             previous_secret: None,
             previous_secret_expires_at: None,
+            owner: None,
         }
     }
 }
@@ -127,6 +132,7 @@ pub struct SubscriptionPatch {
     pub retry_policy: Option<Option<RetryPolicy>>,
     pub timeout_ms: Option<Option<i64>>,
     pub headers: Option<BTreeMap<String, String>>,
+    pub owner: Option<Option<String>>,
 }
 
 /// An event ready to be published: ids assigned, fields validated, `data` as the exact JSON text.
@@ -243,6 +249,8 @@ pub struct Page<T> {
 #[derive(Debug, Clone, Default)]
 pub struct SubscriptionQuery {
     pub active: Option<bool>,
+    /// Only this owner's subscriptions.
+    pub owner: Option<String>,
     pub after: Option<Cursor>,
     pub limit: u32,
 }
@@ -267,8 +275,23 @@ pub struct ClaimRequest {
     /// The lease lasts the subscription's timeout (or this default) plus `lease_margin_ms`.
     pub default_timeout_ms: i64,
     pub lease_margin_ms: i64,
-    /// Subscriptions already at their concurrency cap: skip their deliveries.
-    pub exclude_subscriptions: Vec<String>,
+    /// Most deliveries in flight at once per subscription (`None`: no cap).
+    pub per_subscription_cap: Option<u32>,
+    /// What this worker already has in flight, per subscription: a claim leaves each subscription
+    /// within `per_subscription_cap` counting these.
+    pub in_flight: Vec<(String, u32)>,
+}
+
+impl ClaimRequest {
+    /// Subscriptions already at their cap: a claim skips their deliveries.
+    pub fn saturated(&self) -> Vec<String> {
+        let cap = self.per_subscription_cap.unwrap_or(u32::MAX);
+        self.in_flight
+            .iter()
+            .filter(|(_, n)| *n >= cap)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
 }
 
 /// A leased delivery with everything needed to send it.
@@ -391,6 +414,9 @@ pub struct ReceiptRow {
 pub trait Store: Send + Sync + 'static {
     /// Cheap round trip used by `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// The dashboard's and portal's queries (sessions, the delivery log, chart samples).
+    fn ui(&self) -> &dyn ui::UiStore;
 
     /// Wakes `waker` whenever another process sharing this store makes deliveries due (publish,
     /// operator re-queues, rescued leases), so that a worker on one node starts at once on work

@@ -8,6 +8,8 @@
 //! writer at a time, while here several nodes write at once, so rows are locked where it matters
 //! (`FOR UPDATE`, `SKIP LOCKED`) and idempotency rests on unique indexes (`ON CONFLICT DO NOTHING`).
 
+mod ui;
+
 use super::common::{
     FanoutTarget, PublishJob, RowExt, add_state_count, answer_group, api_key_from_row, apply_patch,
     attempt_from_row, check_sealing_key, claimed_from_row, dead_letter_from_row, delivery_columns,
@@ -443,22 +445,40 @@ const SELECT_EVENT_BY_ID: &str = "SELECT id, event_type, version, data, retryabl
 /// in one implicit transaction). `FOR UPDATE OF d SKIP LOCKED` makes concurrent claimers, on this
 /// node or others, take disjoint rows without waiting for each other; the inner query's predicate
 /// matches the partial index `deliveries_due`, which it walks in `next_attempt_at` order.
+/// Leases due deliveries oldest first, at most `room` per subscription (its cap minus what this
+/// worker already has in flight there), so nothing is claimed only to be released again. The oldest
+/// `$8` due rows are ranked without locks; the picked ones are then locked with `SKIP LOCKED` and
+/// re-checked (another node may have claimed some meanwhile: they are skipped, not waited for).
 static CLAIM_DUE: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH claimed AS (
+        "WITH due AS (
+             SELECT d.id, d.subscription_id, d.next_attempt_at
+               FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id
+              WHERE d.state IN ('pending', 'failed') AND d.next_attempt_at <= $2
+                AND s.active
+                AND d.subscription_id <> ALL($5::text[])
+              ORDER BY d.next_attempt_at
+              LIMIT $8),
+         ranked AS (
+             SELECT due.id, due.next_attempt_at,
+                    ROW_NUMBER() OVER (PARTITION BY due.subscription_id
+                                       ORDER BY due.next_attempt_at) AS n,
+                    $7 - COALESCE(busy.n, 0) AS room
+               FROM due LEFT JOIN UNNEST($9::text[], $10::int8[]) AS busy(subscription_id, n)
+                 ON busy.subscription_id = due.subscription_id),
+         picked AS (
+             SELECT d.id FROM deliveries d
+              WHERE d.id IN (SELECT id FROM ranked WHERE n <= room
+                              ORDER BY next_attempt_at LIMIT $6)
+                AND d.state IN ('pending', 'failed') AND d.next_attempt_at <= $2
+                FOR UPDATE SKIP LOCKED),
+         claimed AS (
              UPDATE deliveries
                 SET state = 'in_flight', lease_owner = $1, updated_at = $2,
                     lease_expires_at = $2 + $3 + COALESCE(
                         (SELECT s.timeout_ms FROM subscriptions s
                           WHERE s.id = deliveries.subscription_id), $4)
-              WHERE id IN (
-                    SELECT d.id FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id
-                     WHERE d.state IN ('pending', 'failed') AND d.next_attempt_at <= $2
-                       AND s.active
-                       AND d.subscription_id <> ALL($5::text[])
-                     ORDER BY d.next_attempt_at
-                     LIMIT $6
-                       FOR UPDATE OF d SKIP LOCKED)
+              WHERE id IN (SELECT id FROM picked)
              RETURNING id, attempts, event_id, subscription_id, next_attempt_at)
          SELECT c.id AS delivery_id, c.attempts AS delivery_attempts,
                 e.id AS event_id, e.event_type, e.version, e.data, e.retryable,
@@ -496,6 +516,10 @@ impl RowExt for PgRow {
 
 #[async_trait]
 impl Store for PgStore {
+    fn ui(&self) -> &dyn super::ui::UiStore {
+        self
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
@@ -580,8 +604,8 @@ impl Store for PgStore {
         sqlx::query(
             "INSERT INTO subscriptions (id, url, events, description, metadata, secret, active,
                                         disabled_reason, failure_count, created_at, updated_at,
-                                        retry_policy, timeout_ms, headers)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                                        retry_policy, timeout_ms, headers, owner)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(&row.id)
         .bind(&row.url)
@@ -597,6 +621,7 @@ impl Store for PgStore {
         .bind(row.retry_policy.as_ref().map(encode_json).transpose()?)
         .bind(row.timeout_ms)
         .bind(headers_text(&row.headers)?)
+        .bind(&row.owner)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
@@ -623,12 +648,14 @@ impl Store for PgStore {
             " FROM subscriptions
              WHERE ($1::boolean IS NULL OR active = $1)
                AND ($2::bigint IS NULL OR (created_at, id) < ($2, $3))
+               AND ($5::text IS NULL OR owner = $5)
              ORDER BY created_at DESC, id DESC LIMIT $4"
         ))
         .bind(query.active)
         .bind(query.after.as_ref().map(|c| c.created_at))
         .bind(query.after.as_ref().map(|c| c.id.clone()))
         .bind(i64::from(query.limit) + 1)
+        .bind(&query.owner)
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;
@@ -668,7 +695,7 @@ impl Store for PgStore {
         sqlx::query(
             "UPDATE subscriptions SET url = $1, events = $2, description = $3, metadata = $4,
                     active = $5, disabled_reason = $6, failure_count = $7, updated_at = $8,
-                    retry_policy = $9, timeout_ms = $10, headers = $11
+                    retry_policy = $9, timeout_ms = $10, headers = $11, owner = $13
              WHERE id = $12",
         )
         .bind(&sub.url)
@@ -683,6 +710,7 @@ impl Store for PgStore {
         .bind(sub.timeout_ms)
         .bind(headers_text(&sub.headers)?)
         .bind(id)
+        .bind(&sub.owner)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
@@ -817,13 +845,22 @@ impl Store for PgStore {
     }
 
     async fn claim_due(&self, request: ClaimRequest) -> StoreResult<Vec<ClaimedDelivery>> {
+        let (busy_ids, busy_counts): (Vec<&str>, Vec<i64>) = request
+            .in_flight
+            .iter()
+            .map(|(id, n)| (id.as_str(), i64::from(*n)))
+            .unzip();
         let rows = sqlx::query(sqlx::AssertSqlSafe(CLAIM_DUE.as_str()))
             .bind(&request.owner)
             .bind(request.now)
             .bind(request.lease_margin_ms)
             .bind(request.default_timeout_ms)
-            .bind(&request.exclude_subscriptions)
+            .bind(request.saturated())
             .bind(i64::from(request.limit))
+            .bind(i64::from(request.per_subscription_cap.unwrap_or(u32::MAX)))
+            .bind(i64::from(request.limit).saturating_mul(4).max(256))
+            .bind(busy_ids)
+            .bind(busy_counts)
             .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
@@ -862,9 +899,23 @@ impl Store for PgStore {
 
     async fn release_leases(&self, owner: &str, delivery_ids: &[String]) -> StoreResult<u64> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
+        // Back in the queue, unless the subscription was disabled meanwhile: then held, as its
+        // queue was (a pending row of a disabled subscription would never be claimed). The share
+        // locks (taken in id order) make a concurrent disable either wait for this release, so that
+        // it holds the rows released, or finish first, so that this reads `active = false`.
         let released = sqlx::query(
-            "UPDATE deliveries SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL
-              WHERE lease_owner = $1 AND state = 'in_flight' AND id = ANY($2::text[])",
+            "WITH subs AS MATERIALIZED (
+                 SELECT s.id, s.active FROM subscriptions s
+                  WHERE s.id IN (SELECT subscription_id FROM deliveries WHERE id = ANY($2::text[]))
+                  ORDER BY s.id
+                    FOR SHARE)
+             UPDATE deliveries d
+                SET state = CASE WHEN subs.active THEN 'pending' ELSE 'held' END,
+                    next_attempt_at = CASE WHEN subs.active THEN d.next_attempt_at END,
+                    lease_owner = NULL, lease_expires_at = NULL
+               FROM subs
+              WHERE subs.id = d.subscription_id
+                AND d.lease_owner = $1 AND d.state = 'in_flight' AND d.id = ANY($2::text[])",
         )
         .bind(owner)
         .bind(delivery_ids)
@@ -883,13 +934,25 @@ impl Store for PgStore {
     async fn rescue_expired_leases(&self, now: UnixMs) -> StoreResult<u64> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         // Every node runs this. `SKIP LOCKED` leaves rows that another rescuer (or a late recorder)
-        // holds to that one instead of waiting for it; each expired row is rescued once.
+        // holds to that one instead of waiting for it; each expired row is rescued once. A row goes
+        // to `held` instead of `pending` when its subscription was disabled meanwhile; the share
+        // lock orders this against a concurrent disable (as in `release_leases`), and skips a
+        // subscription being written now: its rows are rescued on a later pass, never waited for.
         let rescued = sqlx::query(
-            "UPDATE deliveries SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL,
-                    next_attempt_at = $1, updated_at = $1
-              WHERE id IN (SELECT id FROM deliveries
-                            WHERE state = 'in_flight' AND lease_expires_at < $1
-                              FOR UPDATE SKIP LOCKED)",
+            "WITH expired AS MATERIALIZED (
+                 SELECT id, subscription_id FROM deliveries
+                  WHERE state = 'in_flight' AND lease_expires_at < $1
+                    FOR UPDATE SKIP LOCKED),
+             subs AS MATERIALIZED (
+                 SELECT s.id, s.active FROM subscriptions s
+                  WHERE s.id IN (SELECT subscription_id FROM expired)
+                    FOR SHARE SKIP LOCKED)
+             UPDATE deliveries d
+                SET state = CASE WHEN subs.active THEN 'pending' ELSE 'held' END,
+                    next_attempt_at = CASE WHEN subs.active THEN $1 END,
+                    lease_owner = NULL, lease_expires_at = NULL, updated_at = $1
+               FROM expired JOIN subs ON subs.id = expired.subscription_id
+              WHERE d.id = expired.id",
         )
         .bind(now)
         .execute(&mut *tx)

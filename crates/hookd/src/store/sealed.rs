@@ -426,6 +426,10 @@ impl Store for SealedStore {
     ) -> StoreResult<u64> {
         self.inner.reseal_secrets(key_id, reseal, now).await
     }
+    /// The UI queries never read secrets, so they pass straight through.
+    fn ui(&self) -> &dyn super::ui::UiStore {
+        self.inner.ui()
+    }
     async fn listen_for_work(&self, waker: Arc<tokio::sync::Notify>) -> StoreResult<()> {
         self.inner.listen_for_work(waker).await
     }

@@ -1,15 +1,18 @@
-//! The embedded SQLite backend: WAL mode, `synchronous=FULL` by default, forward-only migrations, and a
-//! single publisher task that group-commits concurrent publishes (one transaction, one fsync).
+//! The embedded SQLite backend: WAL mode, `synchronous=FULL` by default, forward-only migrations, and
+//! one writer task ([`super::sqlite_writer`]) that group-commits every hot-path write: concurrent
+//! publishes, claims and outcomes share one transaction and one fsync.
+
+mod ui;
 
 use super::common::{
-    FanoutTarget, PublishJob, RowExt, SUBSCRIPTION_COLUMNS, add_state_count, answer_group,
-    api_key_from_row, apply_patch, attempt_from_row, check_sealing_key, claimed_from_row,
-    dead_letter_from_row, decode_err, delivery_columns, delivery_from_row, encode_json,
-    event_from_row, event_row_from_new, event_type_from_row, fail_group, group_event_count,
-    headers_text, into_page, json_text, next_group, prefixed_subscription_columns,
-    receipt_from_row, reseal_row, submit, subscription_columns, subscription_from_row,
+    FanoutTarget, PublishJob, RowExt, SUBSCRIPTION_COLUMNS, add_state_count, api_key_from_row,
+    apply_patch, attempt_from_row, check_sealing_key, dead_letter_from_row, decode_err,
+    delivery_columns, delivery_from_row, encode_json, event_from_row, event_row_from_new,
+    event_type_from_row, headers_text, into_page, json_text, receipt_from_row, reseal_row,
+    subscription_columns, subscription_from_row,
 };
 use super::sealed;
+use super::sqlite_writer::{RecordJob, WriteJob, run_writer, submit};
 use super::*;
 use crate::ids::new_id;
 use serde::{Deserialize, Serialize};
@@ -17,7 +20,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Connection, Row, SqliteConnection};
+use sqlx::{Row, SqliteConnection};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -51,16 +55,15 @@ pub struct SqliteOptions {
 }
 
 pub struct SqliteStore {
+    /// Reads, and the API's rare writes (subscriptions, keys, operator actions).
     pool: SqlitePool,
-    /// Connections for the worker's queue bookkeeping (claims, outcomes, leases) with
-    /// `synchronous=NORMAL`: those commits skip their own fsync. They are crash-safe (WAL), and the
-    /// next fsync of the WAL (every publish commit) makes them durable too. What a power loss could
-    /// undo is a claim or an outcome, never an acknowledged event: the delivery is then simply sent
-    /// again (at-least-once). API writes keep the configured level on `pool`.
-    queue: SqlitePool,
-    /// Feeds the group-commit publisher task.
-    publisher: mpsc::Sender<PublishJob>,
-    /// Counters kept by the publisher task.
+    /// Feeds the writer task: publishes, claims, outcomes, lease releases and rescues. Groups with
+    /// no publish commit with `synchronous=NORMAL`: queue bookkeeping skips its own fsync. It is
+    /// crash-safe (WAL), and the next publish commit's fsync makes it durable too. What a power loss
+    /// could undo is a claim or an outcome, never an acknowledged event: the delivery is then simply
+    /// sent again (at-least-once).
+    writer: mpsc::Sender<WriteJob>,
+    /// Counters kept by the writer task (publish groups and requests).
     stats: Arc<PublisherStats>,
 }
 
@@ -78,19 +81,17 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))?;
-        let queue = SqlitePoolOptions::new()
-            .max_connections(2)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(connect.clone().synchronous(SqliteSynchronous::Normal))
-            .await
-            .map_err(map_err)?;
-        let (publisher, jobs) = mpsc::channel(4_096);
+        let (writer, jobs) = mpsc::channel(4_096);
         let stats = Arc::new(PublisherStats::default());
-        tokio::spawn(run_publisher(connect, jobs, stats.clone()));
+        tokio::spawn(run_writer(
+            connect,
+            options.synchronous.pragma(),
+            jobs,
+            stats.clone(),
+        ));
         Ok(Self {
             pool,
-            queue,
-            publisher,
+            writer,
             stats,
         })
     }
@@ -140,7 +141,7 @@ fn connect_options(options: &SqliteOptions) -> SqliteConnectOptions {
 
 /// Maps driver errors onto the store's three kinds. SQLite primary result codes: 5 BUSY, 6 LOCKED,
 /// 8 READONLY, 10 IOERR, 13 FULL, 14 CANTOPEN mean "cannot write now", i.e. unavailable.
-fn map_err(error: sqlx::Error) -> StoreError {
+pub(super) fn map_err(error: sqlx::Error) -> StoreError {
     match &error {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
             StoreError::Conflict(db.message().to_owned())
@@ -164,69 +165,12 @@ fn map_err(error: sqlx::Error) -> StoreError {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Group-commit publisher
+// Publishing (run by the writer task, inside its group transaction)
 // ---------------------------------------------------------------------------------------------
 
-/// Owns one write connection. Takes every job waiting in the channel (up to [`MAX_GROUP_EVENTS`]),
-/// runs them in one `BEGIN IMMEDIATE` transaction (each job inside its own savepoint, so one bad job
-/// cannot sink the others), commits once, then answers every job. If the connection fails it is
-/// reopened for the next group, so hookd recovers by itself when the disk or file comes back.
-async fn run_publisher(
-    connect: SqliteConnectOptions,
-    mut jobs: mpsc::Receiver<PublishJob>,
-    stats: Arc<PublisherStats>,
-) {
-    let mut connection: Option<SqliteConnection> = None;
-    while let Some(group) = next_group(&mut jobs).await {
-        let conn = match connection.as_mut() {
-            Some(conn) => conn,
-            None => match SqliteConnection::connect_with(&connect).await {
-                Ok(conn) => connection.insert(conn),
-                Err(error) => {
-                    let error = map_err(error);
-                    tracing::warn!(%error, "publisher cannot open the database");
-                    fail_group(group, &error);
-                    continue;
-                }
-            },
-        };
-        match commit_group(conn, &group).await {
-            Ok(results) => answer_group(group, results, &stats),
-            Err(error) => {
-                let events = group_event_count(&group);
-                tracing::warn!(%error, events, "group commit failed");
-                connection = None;
-                fail_group(group, &error);
-            }
-        }
-    }
-}
-
-async fn commit_group(
+pub(super) async fn load_fanout_targets(
     conn: &mut SqliteConnection,
-    group: &[PublishJob],
-) -> StoreResult<Vec<StoreResult<Vec<Published>>>> {
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
-    let targets = load_fanout_targets(&mut tx).await?;
-    let mut results = Vec::with_capacity(group.len());
-    for job in group {
-        let mut savepoint = tx.begin().await.map_err(map_err)?;
-        match publish_job(&mut savepoint, &targets, &job.events).await {
-            Ok(published) => {
-                savepoint.commit().await.map_err(map_err)?;
-                results.push(Ok(published));
-            }
-            Err(error) => {
-                savepoint.rollback().await.map_err(map_err)?;
-                results.push(Err(error));
-            }
-        }
-    }
-    tx.commit().await.map_err(map_err)?;
-    Ok(results)
-}
-
-async fn load_fanout_targets(conn: &mut SqliteConnection) -> StoreResult<Vec<FanoutTarget>> {
+) -> StoreResult<Vec<FanoutTarget>> {
     let rows = sqlx::query("SELECT id, events, active FROM subscriptions")
         .fetch_all(&mut *conn)
         .await
@@ -236,62 +180,151 @@ async fn load_fanout_targets(conn: &mut SqliteConnection) -> StoreResult<Vec<Fan
         .collect()
 }
 
-async fn publish_job(
+/// Publishes one request's events with a fixed number of statements, whatever their count: one
+/// lookup of known ids and idempotency keys, one insert of the new events, one of their deliveries.
+/// An event whose id or key is already known (in the store, or earlier in the same request) is
+/// answered with the first one and writes nothing.
+pub(super) async fn publish_job(
     conn: &mut SqliteConnection,
     targets: &[FanoutTarget],
     events: &[NewEvent],
 ) -> StoreResult<Vec<Published>> {
+    let mut known = find_existing_events(conn, events).await?;
     let mut published = Vec::with_capacity(events.len());
+    let mut new_events = Vec::with_capacity(events.len());
+    let mut new_deliveries = Vec::new();
     for event in events {
-        if let Some(existing) = find_existing_event(conn, event).await? {
-            let deliveries = count_sendable_deliveries(conn, &existing.id).await?;
+        let earlier = known.by_id.get(&event.id).or_else(|| {
+            let key = event.idempotency_key.as_ref()?;
+            known.by_key.get(key)
+        });
+        if let Some(earlier) = earlier {
+            let deliveries = match earlier.deliveries {
+                Some(count) => count,
+                None => count_sendable_deliveries(conn, &earlier.row.id).await?,
+            };
             published.push(Published {
-                event: existing,
+                event: earlier.row.clone(),
                 deliveries,
                 created: false,
             });
             continue;
         }
-        insert_event(conn, event).await?;
         let mut deliveries = 0;
         for target in targets.iter().filter(|target| target.selects(event)) {
-            insert_delivery(conn, event, target).await?;
+            let (state, next_attempt_at) = match target.active {
+                true => (DeliveryState::Pending, Some(event.created_at)),
+                false => (DeliveryState::Held, None),
+            };
+            new_deliveries.push((
+                new_id("dlv", event.created_at),
+                &event.id,
+                &target.id,
+                state.as_str(),
+                next_attempt_at,
+                event.created_at,
+            ));
             deliveries += u64::from(target.active);
         }
+        let row = event_row_from_new(event);
+        known.remember(&row, Some(deliveries));
         published.push(Published {
-            event: event_row_from_new(event),
+            event: row,
             deliveries,
             created: true,
         });
+        new_events.push((
+            &event.id,
+            &event.event_type,
+            &event.version,
+            &event.data,
+            event.retryable,
+            &event.idempotency_key,
+            event.created_at,
+        ));
+    }
+    if !new_events.is_empty() {
+        sqlx::query(
+            "INSERT INTO events (id, event_type, version, data, retryable, idempotency_key,
+                                 created_at)
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,
+                    value ->> 6
+               FROM json_each(?1)",
+        )
+        .bind(encode_json(&new_events)?)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    }
+    if !new_deliveries.is_empty() {
+        sqlx::query(
+            "INSERT INTO deliveries (id, event_id, subscription_id, state, next_attempt_at,
+                                     created_at, updated_at)
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,
+                    value ->> 5
+               FROM json_each(?1)",
+        )
+        .bind(encode_json(&new_deliveries)?)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
     }
     Ok(published)
 }
 
-async fn find_existing_event(
-    conn: &mut SqliteConnection,
-    event: &NewEvent,
-) -> StoreResult<Option<EventRow>> {
-    let by_id = sqlx::query(SELECT_EVENT_BY_ID)
-        .bind(&event.id)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(map_err)?;
-    if let Some(row) = by_id {
-        return event_from_row(&row).map(Some);
+/// Events a publish request refers to that already exist, by id and by idempotency key.
+#[derive(Default)]
+struct KnownEvents {
+    by_id: HashMap<String, KnownEvent>,
+    by_key: HashMap<String, KnownEvent>,
+}
+
+#[derive(Clone)]
+struct KnownEvent {
+    row: EventRow,
+    /// Sendable deliveries, when known without a query (an event of this request).
+    deliveries: Option<u64>,
+}
+
+impl KnownEvents {
+    fn remember(&mut self, row: &EventRow, deliveries: Option<u64>) {
+        let known = KnownEvent {
+            row: row.clone(),
+            deliveries,
+        };
+        if let Some(key) = &row.idempotency_key {
+            self.by_key.insert(key.clone(), known.clone());
+        }
+        self.by_id.insert(row.id.clone(), known);
     }
-    let Some(key) = &event.idempotency_key else {
-        return Ok(None);
-    };
-    sqlx::query(
+}
+
+async fn find_existing_events(
+    conn: &mut SqliteConnection,
+    events: &[NewEvent],
+) -> StoreResult<KnownEvents> {
+    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    let keys: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e.idempotency_key.as_deref())
+        .collect();
+    let rows = sqlx::query(
         "SELECT id, event_type, version, data, retryable, idempotency_key, created_at
-         FROM events WHERE idempotency_key = ?",
+           FROM events WHERE id IN (SELECT value FROM json_each(?1))
+         UNION
+         SELECT id, event_type, version, data, retryable, idempotency_key, created_at
+           FROM events WHERE idempotency_key IN (SELECT value FROM json_each(?2))",
     )
-    .bind(key)
-    .fetch_optional(&mut *conn)
+    .bind(encode_json(&ids)?)
+    .bind(encode_json(&keys)?)
+    .fetch_all(&mut *conn)
     .await
-    .map_err(map_err)?
-    .map(|row| event_from_row(&row))
-    .transpose()
+    .map_err(map_err)?;
+    let mut known = KnownEvents::default();
+    for row in &rows {
+        known.remember(&event_from_row(row)?, None);
+    }
+    Ok(known)
 }
 
 async fn count_sendable_deliveries(
@@ -306,51 +339,6 @@ async fn count_sendable_deliveries(
     .await
     .map_err(map_err)?;
     Ok(count as u64)
-}
-
-async fn insert_event(conn: &mut SqliteConnection, event: &NewEvent) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO events (id, event_type, version, data, retryable, idempotency_key, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&event.id)
-    .bind(&event.event_type)
-    .bind(&event.version)
-    .bind(&event.data)
-    .bind(event.retryable)
-    .bind(&event.idempotency_key)
-    .bind(event.created_at)
-    .execute(&mut *conn)
-    .await
-    .map_err(map_err)?;
-    Ok(())
-}
-
-async fn insert_delivery(
-    conn: &mut SqliteConnection,
-    event: &NewEvent,
-    target: &FanoutTarget,
-) -> StoreResult<()> {
-    let (state, next_attempt_at) = match target.active {
-        true => (DeliveryState::Pending, Some(event.created_at)),
-        false => (DeliveryState::Held, None),
-    };
-    sqlx::query(
-        "INSERT INTO deliveries (id, event_id, subscription_id, state, next_attempt_at,
-                                 created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(new_id("dlv", event.created_at))
-    .bind(&event.id)
-    .bind(&target.id)
-    .bind(state.as_str())
-    .bind(next_attempt_at)
-    .bind(event.created_at)
-    .bind(event.created_at)
-    .execute(&mut *conn)
-    .await
-    .map_err(map_err)?;
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -389,6 +377,10 @@ impl RowExt for SqliteRow {
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn ui(&self) -> &dyn super::ui::UiStore {
+        self
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
@@ -449,10 +441,10 @@ impl Store for SqliteStore {
         let done = sqlx::query(
             "INSERT INTO subscriptions (id, url, events, description, metadata, secret, active,
                                         disabled_reason, failure_count, created_at, updated_at,
-                                        retry_policy, timeout_ms, headers)
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14
-              WHERE ?15 IS NULL OR NOT EXISTS (
-                    SELECT 1 FROM sealing_key WHERE key_id IS NOT NULL AND key_id <> ?15)",
+                                        retry_policy, timeout_ms, headers, owner)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15
+              WHERE ?16 IS NULL OR NOT EXISTS (
+                    SELECT 1 FROM sealing_key WHERE key_id IS NOT NULL AND key_id <> ?16)",
         )
         .bind(&row.id)
         .bind(&row.url)
@@ -468,6 +460,7 @@ impl Store for SqliteStore {
         .bind(row.retry_policy.as_ref().map(encode_json).transpose()?)
         .bind(row.timeout_ms)
         .bind(headers_text(&row.headers)?)
+        .bind(&row.owner)
         .bind(sealed::key_id_of(&row.secret))
         .execute(&self.pool)
         .await
@@ -501,6 +494,7 @@ impl Store for SqliteStore {
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions
              WHERE (?1 IS NULL OR active = ?1)
                AND (?2 IS NULL OR (created_at, id) < (?2, ?3))
+               AND (?5 IS NULL OR owner = ?5)
              ORDER BY created_at DESC, id DESC LIMIT ?4"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -508,6 +502,7 @@ impl Store for SqliteStore {
             .bind(query.after.as_ref().map(|c| c.created_at))
             .bind(query.after.as_ref().map(|c| c.id.clone()))
             .bind(i64::from(query.limit) + 1)
+            .bind(&query.owner)
             .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
@@ -546,7 +541,7 @@ impl Store for SqliteStore {
         sqlx::query(
             "UPDATE subscriptions SET url = ?, events = ?, description = ?, metadata = ?,
                     active = ?, disabled_reason = ?, failure_count = ?, updated_at = ?,
-                    retry_policy = ?, timeout_ms = ?, headers = ?
+                    retry_policy = ?, timeout_ms = ?, headers = ?, owner = ?
              WHERE id = ?",
         )
         .bind(&sub.url)
@@ -560,6 +555,7 @@ impl Store for SqliteStore {
         .bind(sub.retry_policy.as_ref().map(encode_json).transpose()?)
         .bind(sub.timeout_ms)
         .bind(headers_text(&sub.headers)?)
+        .bind(&sub.owner)
         .bind(id)
         .execute(&mut *tx)
         .await
@@ -581,7 +577,10 @@ impl Store for SqliteStore {
     }
 
     async fn publish(&self, events: Vec<NewEvent>) -> StoreResult<Vec<Published>> {
-        submit(&self.publisher, events).await
+        submit(&self.writer, |reply| {
+            WriteJob::Publish(PublishJob { events, reply })
+        })
+        .await
     }
 
     async fn get_event(&self, id: &str) -> StoreResult<Option<EventRow>> {
@@ -694,63 +693,8 @@ impl Store for SqliteStore {
         Ok(found.is_some())
     }
 
-    // The claim, `next_due_at` and the rescuer name their partial index (`INDEXED BY`): left alone,
-    // SQLite's planner picks `deliveries_by_state_time` and sorts every queued row on each claim,
-    // which made claims O(backlog) (measured: 528 deliveries/s with a 50k backlog).
     async fn claim_due(&self, request: ClaimRequest) -> StoreResult<Vec<ClaimedDelivery>> {
-        let exclude = encode_json(&request.exclude_subscriptions)?;
-        let mut tx = self
-            .queue
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(map_err)?;
-        let ids: Vec<String> = sqlx::query_scalar(
-            "UPDATE deliveries
-                SET state = 'in_flight', lease_owner = ?1, updated_at = ?2,
-                    lease_expires_at = ?2 + ?3 + COALESCE(
-                        (SELECT timeout_ms FROM subscriptions s
-                          WHERE s.id = deliveries.subscription_id), ?4)
-              WHERE id IN (
-                    SELECT d.id FROM deliveries d INDEXED BY deliveries_due
-                      JOIN subscriptions s ON s.id = d.subscription_id
-                     WHERE d.state IN ('pending', 'failed') AND d.next_attempt_at <= ?2
-                       AND s.active = 1
-                       AND d.subscription_id NOT IN (SELECT value FROM json_each(?5))
-                     ORDER BY d.next_attempt_at LIMIT ?6)
-             RETURNING id",
-        )
-        .bind(&request.owner)
-        .bind(request.now)
-        .bind(request.lease_margin_ms)
-        .bind(request.default_timeout_ms)
-        .bind(exclude)
-        .bind(i64::from(request.limit))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        if ids.is_empty() {
-            tx.commit().await.map_err(map_err)?;
-            return Ok(Vec::new());
-        }
-        let sql = format!(
-            "SELECT d.id AS delivery_id, d.attempts AS delivery_attempts,
-                    e.id AS event_id, e.event_type, e.version, e.data, e.retryable,
-                    e.idempotency_key, e.created_at AS event_created_at,
-                    {}
-               FROM deliveries d
-               JOIN events e ON e.id = d.event_id
-               JOIN subscriptions s ON s.id = d.subscription_id
-              WHERE d.id IN (SELECT value FROM json_each(?1))
-              ORDER BY d.next_attempt_at",
-            prefixed_subscription_columns("s")
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(encode_json(&ids)?)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)?;
-        rows.iter().map(claimed_from_row).collect()
+        submit(&self.writer, |reply| WriteJob::Claim(request, reply)).await
     }
 
     async fn record_outcomes(
@@ -760,58 +704,30 @@ impl Store for SqliteStore {
         disable_after_failures: i64,
         now: UnixMs,
     ) -> StoreResult<RecordReport> {
-        let mut tx = self
-            .queue
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(map_err)?;
-        let mut report = RecordReport::default();
-        for outcome in &outcomes {
-            insert_attempt(&mut tx, &outcome.attempt).await?;
-            let applied = apply_outcome(&mut tx, owner, outcome, now).await?;
-            if !applied {
-                report.stale += 1;
-                continue;
-            }
-            report.applied += 1;
-            let disabled =
-                apply_subscription_effects(&mut tx, outcome, disable_after_failures, now).await?;
-            if disabled && !report.disabled.contains(&outcome.subscription_id) {
-                report.disabled.push(outcome.subscription_id.clone());
-            }
-        }
-        tx.commit().await.map_err(map_err)?;
-        Ok(report)
+        let job = RecordJob {
+            owner: owner.to_owned(),
+            outcomes,
+            disable_after_failures,
+            now,
+        };
+        submit(&self.writer, |reply| WriteJob::Record(job, reply)).await
     }
 
     async fn release_leases(&self, owner: &str, delivery_ids: &[String]) -> StoreResult<u64> {
-        let done = sqlx::query(
-            "UPDATE deliveries SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL
-              WHERE lease_owner = ?1 AND state = 'in_flight'
-                AND id IN (SELECT value FROM json_each(?2))",
-        )
-        .bind(owner)
-        .bind(encode_json(&delivery_ids)?)
-        .execute(&self.queue)
+        let (owner, ids) = (owner.to_owned(), delivery_ids.to_vec());
+        submit(&self.writer, |reply| WriteJob::Release {
+            owner,
+            ids,
+            reply,
+        })
         .await
-        .map_err(map_err)?;
-        Ok(done.rows_affected())
     }
 
     async fn rescue_expired_leases(&self, now: UnixMs) -> StoreResult<u64> {
-        let done = sqlx::query(
-            "UPDATE deliveries INDEXED BY deliveries_leased
-                SET state = 'pending', lease_owner = NULL, lease_expires_at = NULL,
-                    next_attempt_at = ?1, updated_at = ?1
-              WHERE state = 'in_flight' AND lease_expires_at < ?1",
-        )
-        .bind(now)
-        .execute(&self.queue)
-        .await
-        .map_err(map_err)?;
-        Ok(done.rows_affected())
+        submit(&self.writer, |reply| WriteJob::Rescue { now, reply }).await
     }
 
+    // `INDEXED BY`: see the claim in `sqlite_writer`.
     async fn next_due_at(&self) -> StoreResult<Option<UnixMs>> {
         sqlx::query_scalar(
             "SELECT MIN(next_attempt_at) FROM deliveries INDEXED BY deliveries_due
@@ -1227,110 +1143,19 @@ async fn hold_queued(
     Ok(done.rows_affected())
 }
 
-async fn insert_attempt(conn: &mut SqliteConnection, attempt: &AttemptRow) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO attempts (id, delivery_id, attempt, started_at, duration_ms, request_timestamp,
-                               status, response_excerpt, error, error_class)
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10
-          WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = ?2)",
-    )
-    .bind(&attempt.id)
-    .bind(&attempt.delivery_id)
-    .bind(attempt.attempt)
-    .bind(attempt.started_at)
-    .bind(attempt.duration_ms)
-    .bind(attempt.request_timestamp)
-    .bind(attempt.status)
-    .bind(&attempt.response_excerpt)
-    .bind(&attempt.error)
-    .bind(&attempt.error_class)
-    .execute(&mut *conn)
-    .await
-    .map_err(map_err)?;
-    Ok(())
-}
-
-/// Applies one outcome to its delivery if `owner` still holds the lease; false when it does not.
-async fn apply_outcome(
+/// Disables an active subscription and holds its queued deliveries; false if it was not active.
+pub(super) async fn disable_subscription(
     conn: &mut SqliteConnection,
-    owner: &str,
-    outcome: &DeliveryOutcome,
+    id: &str,
+    reason: &str,
     now: UnixMs,
 ) -> StoreResult<bool> {
-    let (state, next_attempt_at) = match outcome.outcome {
-        Outcome::Delivered => ("delivered", None),
-        Outcome::Retry { at } => ("failed", Some(at)),
-        Outcome::Dead => ("dead", None),
-        Outcome::Gone => ("held", None),
-    };
-    let done = sqlx::query(
-        "UPDATE deliveries
-            SET state = CASE
-                    WHEN ?3 = 'failed' AND (SELECT active FROM subscriptions
-                                             WHERE id = deliveries.subscription_id) = 0
-                    THEN 'held' ELSE ?3 END,
-                next_attempt_at = ?4, attempts = attempts + 1, last_status = ?5, last_error = ?6,
-                lease_owner = NULL, lease_expires_at = NULL, updated_at = ?7
-          WHERE id = ?1 AND lease_owner = ?2 AND state = 'in_flight'",
-    )
-    .bind(&outcome.delivery_id)
-    .bind(owner)
-    .bind(state)
-    .bind(next_attempt_at)
-    .bind(outcome.attempt.status)
-    .bind(&outcome.attempt.error)
-    .bind(now)
-    .execute(&mut *conn)
-    .await
-    .map_err(map_err)?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// Success resets the subscription's consecutive-failure count; a dead delivery increments it and
-/// disables the subscription at the threshold; `410 Gone` disables it at once. True if disabled now.
-async fn apply_subscription_effects(
-    conn: &mut SqliteConnection,
-    outcome: &DeliveryOutcome,
-    disable_after_failures: i64,
-    now: UnixMs,
-) -> StoreResult<bool> {
-    let id = &outcome.subscription_id;
-    let reason = match outcome.outcome {
-        Outcome::Retry { .. } => return Ok(false),
-        Outcome::Delivered => {
-            sqlx::query(
-                "UPDATE subscriptions SET failure_count = 0 WHERE id = ? AND failure_count != 0",
-            )
-            .bind(id)
-            .execute(&mut *conn)
-            .await
-            .map_err(map_err)?;
-            return Ok(false);
-        }
-        Outcome::Gone => "the endpoint answered 410 Gone".to_owned(),
-        Outcome::Dead => {
-            let count: Option<i64> = sqlx::query_scalar(
-                "UPDATE subscriptions SET failure_count = failure_count + 1 WHERE id = ?
-                 RETURNING failure_count",
-            )
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(map_err)?;
-            match count {
-                Some(count) if count >= disable_after_failures => {
-                    format!("auto-disabled after {count} consecutive failed deliveries")
-                }
-                _ => return Ok(false),
-            }
-        }
-    };
     let disabled = sqlx::query(
         "UPDATE subscriptions SET active = 0, disabled_reason = ?2, updated_at = ?3
           WHERE id = ?1 AND active = 1",
     )
     .bind(id)
-    .bind(&reason)
+    .bind(reason)
     .bind(now)
     .execute(&mut *conn)
     .await
@@ -1341,6 +1166,17 @@ async fn apply_subscription_effects(
     hold_queued(conn, id, now).await?;
     tracing::warn!(subscription = %id, %reason, "subscription disabled");
     Ok(true)
+}
+
+impl Synchronous {
+    /// The level as `PRAGMA synchronous` spells it.
+    pub fn pragma(self) -> &'static str {
+        match self {
+            Self::Full => "FULL",
+            Self::Normal => "NORMAL",
+            Self::Extra => "EXTRA",
+        }
+    }
 }
 
 impl FromStr for Synchronous {

@@ -140,18 +140,18 @@ impl Worker {
         &self.config
     }
 
-    /// Claims up to `limit` due deliveries, keeping each subscription within its cap: subscriptions
-    /// at the cap are excluded from the query, and any excess it still returns is released at once.
+    /// Claims up to `limit` due deliveries, keeping each subscription within its cap: the store is
+    /// told the cap and what is in flight (SQLite honours it per subscription; PostgreSQL skips
+    /// saturated subscriptions), and any excess it still returns is released at once.
     async fn claim(&self, limit: u32) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let cap = self.config.max_in_flight_per_subscription.max(1);
-        let saturated: Vec<String> = self
+        let in_flight: Vec<(String, u32)> = self
             .per_subscription
             .lock()
             .map(|counts| {
                 counts
                     .iter()
-                    .filter(|(_, n)| **n >= cap)
-                    .map(|(id, _)| id.clone())
+                    .map(|(id, n)| (id.clone(), *n as u32))
                     .collect()
             })
             .unwrap_or_default();
@@ -163,7 +163,8 @@ impl Worker {
                 limit,
                 default_timeout_ms: self.config.default_timeout.as_millis() as i64,
                 lease_margin_ms: self.config.lease_margin.as_millis() as i64,
-                exclude_subscriptions: saturated,
+                per_subscription_cap: Some(cap as u32),
+                in_flight,
             })
             .await?;
         let mut accepted = Vec::with_capacity(claimed.len());

@@ -188,7 +188,8 @@ async fn retry_refuses_an_in_flight_delivery() {
             limit: 10,
             default_timeout_ms: 10_000,
             lease_margin_ms: 1_000,
-            exclude_subscriptions: vec![],
+            per_subscription_cap: None,
+            in_flight: Vec::new(),
         })
         .await
         .unwrap();
@@ -367,7 +368,8 @@ async fn an_expired_lease_of_a_crashed_worker_is_delivered_again() {
             limit: 10,
             default_timeout_ms: 5_000,
             lease_margin_ms: 1_000,
-            exclude_subscriptions: vec![],
+            per_subscription_cap: None,
+            in_flight: Vec::new(),
         })
         .await
         .unwrap();
@@ -412,6 +414,68 @@ async fn an_expired_lease_of_a_crashed_worker_is_delivered_again() {
     let row = app.store.get_delivery(&delivery).await.unwrap().unwrap();
     assert_eq!(row.state, DeliveryState::Delivered);
     assert_eq!(app.store.list_attempts(&delivery).await.unwrap().len(), 2);
+}
+
+/// A lease that ends without an outcome (released: claimed beyond a cap, or at shutdown; rescued:
+/// expired) after its subscription was disabled must land in `held` like the rest of its queue, not
+/// in `pending` where no claim would ever take it (found by the chaos test).
+#[tokio::test]
+async fn leases_released_or_rescued_after_a_disable_are_held() {
+    let (app, _worker, clock) = spawn_stepped(|c| c.lease_margin_ms = 1_000).await;
+    let sub = app.subscribe("http://127.0.0.1:9/h", &["*"]).await;
+    let id = sub["id"].as_str().unwrap();
+    for n in 0..2 {
+        publish(&app, json!({"event": "a", "data": {"n": n}})).await;
+    }
+    let claimed = app
+        .store
+        .claim_due(ClaimRequest {
+            owner: "wrk_a".into(),
+            now: clock.now_ms(),
+            limit: 10,
+            default_timeout_ms: 5_000,
+            lease_margin_ms: 1_000,
+            per_subscription_cap: None,
+            in_flight: Vec::new(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    let (released, expired) = (&claimed[0].delivery_id, &claimed[1].delivery_id);
+    let disabled = app
+        .post(&format!("/api/webhooks/{id}/disable"), json!({}))
+        .await;
+    assert_eq!(disabled.status, 200, "{}", disabled.body);
+
+    let state = |delivery: String| {
+        let store = app.store.clone();
+        async move { store.get_delivery(&delivery).await.unwrap().unwrap().state }
+    };
+    assert_eq!(
+        app.store
+            .release_leases("wrk_a", std::slice::from_ref(released))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(state(released.clone()).await, DeliveryState::Held);
+    clock.advance_ms(5_000 + 1_000 + 1);
+    assert_eq!(
+        app.store
+            .rescue_expired_leases(clock.now_ms())
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(state(expired.clone()).await, DeliveryState::Held);
+
+    let enabled = app
+        .post(
+            &format!("/api/webhooks/{id}/enable"),
+            json!({"replay": true}),
+        )
+        .await;
+    assert_eq!(enabled.body["replayed"], 2, "{}", enabled.body);
 }
 
 #[tokio::test]

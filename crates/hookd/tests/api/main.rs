@@ -4,6 +4,7 @@
 mod common;
 
 mod auth;
+mod chaos_receiver;
 mod cli_client;
 mod cluster;
 mod delivery;
@@ -16,4 +17,5 @@ mod master_key;
 mod openapi;
 mod persistence;
 mod ssrf;
+mod ui;
 mod webhooks;

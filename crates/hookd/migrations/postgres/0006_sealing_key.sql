@@ -1,4 +1,4 @@
--- Which master key seals the subscription secrets (mirrors migrations/sqlite/0005_sealing_key.sql).
+-- Which master key seals the subscription secrets (mirrors migrations/sqlite/0006_sealing_key.sql).
 -- NULL until the first rotation. Writers of a secret hold this row FOR SHARE and the rotation
 -- updates it first, so a secret sealed with a retired key cannot commit after a rotation.
 CREATE TABLE sealing_key (

@@ -1,0 +1,144 @@
+//! `POST /api/portal/sessions`: a one-time link into the subscriber portal for one owner.
+//!
+//! The link carries a random token (only its SHA-256 is stored); `GET /portal/enter?token=…` exchanges
+//! it once for a portal session cookie with the same lifetime (see `ui::session`).
+
+use super::AppState;
+use super::error::{ApiError, ErrorBody};
+use super::extract::ApiJson;
+use super::rfc3339;
+use super::webhooks::parse_owner;
+use crate::store::ui::SessionKind;
+use crate::ui::session::{self, MAX_PORTAL_TTL_SECONDS};
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePortalSession {
+    /// The subscriber: the `owner` set on their subscriptions.
+    pub owner: String,
+    /// `["read"]` (look only) or `["read", "manage"]` (create, edit, test, rotate, redrive).
+    pub capabilities: Vec<String>,
+    /// Lifetime of the link and of the session it opens, 1–3,600 seconds (default 3,600).
+    pub ttl_seconds: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PortalLink {
+    /// Open this once in a browser (absolute when `public_url` is configured or the request named
+    /// its host).
+    pub url: String,
+    /// The same link relative to hookd's address.
+    pub path: String,
+    pub owner: String,
+    pub capabilities: Vec<String>,
+    pub expires_at: String,
+}
+
+/// `["read"]` → read-only, `["read", "manage"]` (any order) → manage; anything else is refused.
+fn parse_capabilities(raw: &[String]) -> Result<bool, ApiError> {
+    let mut sorted: Vec<&str> = raw.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    match sorted.as_slice() {
+        ["read"] => Ok(false),
+        ["manage", "read"] => Ok(true),
+        _ => Err(ApiError::invalid(
+            "invalid_capabilities",
+            "capabilities",
+            "must be [\"read\"] or [\"read\", \"manage\"]",
+        )),
+    }
+}
+
+/// Create a one-time portal link for one owner.
+#[utoipa::path(post, path = "/api/portal/sessions", tag = "portal",
+    request_body = CreatePortalSession, security(("api_key" = [])),
+    responses((status = 201, body = PortalLink), (status = 401, body = ErrorBody),
+              (status = 422, body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(input): ApiJson<CreatePortalSession>,
+) -> Result<(StatusCode, Json<PortalLink>), ApiError> {
+    let owner = parse_owner(Some(input.owner))?.ok_or(ApiError::Internal)?;
+    let manage = parse_capabilities(&input.capabilities)?;
+    let ttl = input.ttl_seconds.unwrap_or(MAX_PORTAL_TTL_SECONDS);
+    if !(1..=MAX_PORTAL_TTL_SECONDS).contains(&ttl) {
+        return Err(ApiError::invalid(
+            "invalid_field",
+            "ttl_seconds",
+            format!("must be 1 to {MAX_PORTAL_TTL_SECONDS}"),
+        ));
+    }
+    let now = state.clock.now_ms();
+    let token = session::new_token();
+    let row = session::session_row(
+        &token,
+        SessionKind::Link,
+        Some(owner.clone()),
+        manage,
+        now,
+        ttl * 1000,
+    );
+    state.store.ui().insert_session(&row).await?;
+    tracing::info!(manage, ttl, "portal link created");
+    let path = format!("/portal/enter?token={token}");
+    let base = match &state.ui.brand.public_url {
+        Some(base) => base.clone(),
+        None => headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()))
+            .map(|host| {
+                let scheme = if state.ui.cookies.secure {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!("{scheme}://{host}")
+            })
+            .unwrap_or_default(),
+    };
+    let capabilities = match manage {
+        true => vec!["read".into(), "manage".into()],
+        false => vec!["read".into()],
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(PortalLink {
+            url: format!("{base}{path}"),
+            path,
+            owner,
+            capabilities,
+            expires_at: rfc3339(row.expires_at),
+        }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities() {
+        let caps = |list: &[&str]| {
+            parse_capabilities(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        };
+        assert!(!caps(&["read"]).unwrap());
+        assert!(caps(&["read", "manage"]).unwrap());
+        assert!(caps(&["manage", "read"]).unwrap());
+        for bad in [
+            &[][..],
+            &["manage"],
+            &["read", "read"],
+            &["read", "admin"],
+            &["read", "manage", "x"],
+        ] {
+            assert!(caps(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! [`UiStore`] on SQLite: sessions, the delivery log and chart samples.
+
+use super::super::common::{RowExt, delivery_columns, delivery_from_row, into_page};
+use super::super::ui::*;
+use super::super::{Cursor, DeadLetterFilter, DeliveryState, Page, StoreResult, UnixMs};
+use super::{SqliteStore, map_err};
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+/// `?N` is an owner (or NULL): keeps rows of that owner's subscriptions only.
+macro_rules! owner_scope {
+    ($column:literal, $n:literal) => {
+        concat!(
+            "(?",
+            $n,
+            " IS NULL OR ",
+            $column,
+            " IN (SELECT id FROM subscriptions WHERE owner = ?",
+            $n,
+            "))"
+        )
+    };
+}
+
+fn session_from_row(row: &SqliteRow) -> Option<SessionRow> {
+    Some(SessionRow {
+        token_hash: row.get("token_hash"),
+        kind: SessionKind::parse(&row.text("kind"))?,
+        owner: row.opt_text("owner"),
+        can_manage: row.flag("can_manage"),
+        created_at: row.int("created_at"),
+        expires_at: row.int("expires_at"),
+    })
+}
+
+#[async_trait]
+impl UiStore for SqliteStore {
+    async fn insert_session(&self, session: &SessionRow) -> StoreResult<()> {
+        sqlx::query("DELETE FROM ui_sessions WHERE expires_at <= ?")
+            .bind(session.created_at)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO ui_sessions (token_hash, kind, owner, can_manage, created_at, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&session.token_hash)
+        .bind(session.kind.as_str())
+        .bind(&session.owner)
+        .bind(session.can_manage)
+        .bind(session.created_at)
+        .bind(session.expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn session_by_hash(&self, hash: &[u8], now: UnixMs) -> StoreResult<Option<SessionRow>> {
+        let row = sqlx::query(
+            "SELECT * FROM ui_sessions WHERE token_hash = ? AND kind != 'link' AND expires_at > ?",
+        )
+        .bind(hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(row.as_ref().and_then(session_from_row))
+    }
+
+    async fn take_link(&self, hash: &[u8], now: UnixMs) -> StoreResult<Option<SessionRow>> {
+        let row = sqlx::query(
+            "DELETE FROM ui_sessions WHERE token_hash = ? AND kind = 'link' RETURNING *",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(row
+            .as_ref()
+            .and_then(session_from_row)
+            .filter(|link| link.expires_at > now))
+    }
+
+    async fn delete_session(&self, hash: &[u8]) -> StoreResult<()> {
+        sqlx::query("DELETE FROM ui_sessions WHERE token_hash = ?")
+            .bind(hash)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn search_deliveries(
+        &self,
+        search: DeliverySearch,
+    ) -> StoreResult<Page<DeliveryListRow>> {
+        // A filter that is set is written as a plain condition, so that the planner can walk
+        // `deliveries_by_state_created` for a state; an unset one stays a no-op on its parameter.
+        let state_condition = match search.state {
+            Some(_) => "d.state = PH2",
+            None => "PH2 IS NULL",
+        };
+        let status_condition = match search.status {
+            Some(_) => "d.last_status = PH4",
+            None => "PH4 IS NULL",
+        };
+        let sql = format!(
+            concat!(
+                "SELECT ",
+                delivery_columns!("d."),
+                ", e.event_type AS event_type
+               FROM deliveries d JOIN events e ON e.id = d.event_id
+              WHERE (?1 IS NULL OR d.subscription_id = ?1)
+                AND {state_condition}
+                AND (?3 IS NULL OR e.event_type = ?3)
+                AND {status_condition}
+                AND (?5 IS NULL OR d.created_at >= ?5)
+                AND (?6 IS NULL OR d.created_at < ?6)
+                AND ",
+                owner_scope!("d.subscription_id", "7"),
+                " AND (?8 IS NULL OR (d.created_at, d.id) < (?8, ?9))
+              ORDER BY d.created_at DESC, d.id DESC LIMIT ?10"
+            ),
+            state_condition = state_condition.replace("PH", "?"),
+            status_condition = status_condition.replace("PH", "?"),
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&search.subscription_id)
+            .bind(search.state.map(DeliveryState::as_str))
+            .bind(&search.event_type)
+            .bind(search.status)
+            .bind(search.since)
+            .bind(search.until)
+            .bind(&search.owner)
+            .bind(search.after.as_ref().map(|c| c.created_at))
+            .bind(search.after.as_ref().map(|c| c.id.clone()))
+            .bind(i64::from(search.limit) + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        let items = rows
+            .iter()
+            .map(|row| {
+                Ok(DeliveryListRow {
+                    delivery: delivery_from_row(row)?,
+                    event_type: row.text("event_type"),
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(into_page(items, search.limit, |d| Cursor {
+            created_at: d.delivery.created_at,
+            id: d.delivery.id.clone(),
+        }))
+    }
+
+    async fn attempt_samples(
+        &self,
+        since: UnixMs,
+        owner: Option<&str>,
+        subscription_id: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<AttemptSample>> {
+        let rows = sqlx::query(concat!(
+            "SELECT a.started_at, a.duration_ms, a.status, d.subscription_id
+               FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+              WHERE a.started_at >= ?1 AND (?2 IS NULL OR d.subscription_id = ?2) AND ",
+            owner_scope!("d.subscription_id", "3"),
+            " ORDER BY a.started_at DESC LIMIT ?4"
+        ))
+        .bind(since)
+        .bind(subscription_id)
+        .bind(owner)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows
+            .iter()
+            .map(|row| AttemptSample {
+                started_at: row.int("started_at"),
+                duration_ms: row.int("duration_ms"),
+                ok: row
+                    .opt_int("status")
+                    .is_some_and(|s| (200..300).contains(&s)),
+                subscription_id: row.text("subscription_id"),
+            })
+            .collect())
+    }
+
+    async fn backlog(&self, owner: Option<&str>) -> StoreResult<Vec<(String, i64)>> {
+        let rows = sqlx::query(concat!(
+            "SELECT state, COUNT(*) AS n FROM deliveries
+              WHERE state IN ('pending', 'in_flight', 'failed', 'dead', 'held') AND ",
+            owner_scope!("subscription_id", "1"),
+            " GROUP BY state"
+        ))
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows
+            .iter()
+            .map(|row| (row.text("state"), row.int("n")))
+            .collect())
+    }
+
+    async fn dead_letter_groups(
+        &self,
+        owner: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<DeadLetterGroup>> {
+        let rows = sqlx::query(concat!(
+            "SELECT subscription_id, last_status, last_error, COUNT(*) AS n,
+                    MAX(updated_at) AS last_at
+               FROM deliveries WHERE state = 'dead' AND ",
+            owner_scope!("subscription_id", "1"),
+            " GROUP BY subscription_id, last_status, last_error ORDER BY n DESC LIMIT ?2"
+        ))
+        .bind(owner)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows
+            .iter()
+            .map(|row| DeadLetterGroup {
+                subscription_id: row.text("subscription_id"),
+                last_status: row.opt_int("last_status"),
+                last_error: row.opt_text("last_error"),
+                count: row.int("n"),
+                last_failed_at: row.int("last_at"),
+            })
+            .collect())
+    }
+
+    async fn count_recoverable(&self, subscription_id: &str, since: UnixMs) -> StoreResult<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM deliveries
+              WHERE subscription_id = ? AND state IN ('failed', 'dead') AND updated_at >= ?",
+        )
+        .bind(subscription_id)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(row.int("n"))
+    }
+
+    async fn count_redrivable(&self, filter: DeadLetterFilter) -> StoreResult<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM deliveries
+              WHERE state = 'dead'
+                AND (?1 IS NULL OR subscription_id = ?1)
+                AND (?2 IS NULL OR event_id IN (SELECT id FROM events WHERE event_type = ?2))
+                AND (?3 IS NULL OR updated_at >= ?3)
+                AND (?4 IS NULL OR updated_at < ?4)
+                AND subscription_id IN (SELECT id FROM subscriptions WHERE active = 1)",
+        )
+        .bind(&filter.subscription_id)
+        .bind(&filter.event_type)
+        .bind(filter.since)
+        .bind(filter.until)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(row.int("n"))
+    }
+}

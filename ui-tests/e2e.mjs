@@ -1,0 +1,321 @@
+// End-to-end tests of the hookd dashboard and portal in Debian's headless Chromium (playwright-core,
+// no downloaded browser). Starts the debug hookd binary on a fresh data dir and a local test receiver,
+// walks the operator and subscriber flows, and saves screenshots of every screen (light and dark) to
+// target/screenshots/. Exits non-zero on the first failed check.
+//
+//   node ui-tests/e2e.mjs        (after `cargo build -p hookd`; HOOKD_BIN overrides the binary)
+
+import { chromium } from "playwright-core";
+import { spawn } from "node:child_process";
+import { createServer } from "node:http";
+import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import assert from "node:assert/strict";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const target = process.env.CARGO_TARGET_DIR ? resolve(process.env.CARGO_TARGET_DIR) : join(root, "target");
+const hookdBin = process.env.HOOKD_BIN || join(target, "debug", "hookd");
+const shots = join(target, "screenshots");
+mkdirSync(shots, { recursive: true });
+const KEY = "hookd_e2e_key_" + Math.random().toString(36).slice(2);
+
+// ---- the test receiver: /ok answers 200; /flaky answers 500 until told to recover ----
+let flakyFails = true;
+const received = [];
+const receiver = createServer((req, res) => {
+  let body = "";
+  req.on("data", (c) => (body += c));
+  req.on("end", () => {
+    received.push({ path: req.url, headers: req.headers, body });
+    if (req.url.startsWith("/flaky") && flakyFails) {
+      res.writeHead(500, { "content-type": "text/plain" }).end("receiver is down");
+    } else {
+      res.writeHead(200, { "content-type": "application/json" }).end('{"ok":true}');
+    }
+  });
+});
+await new Promise((r) => receiver.listen(0, "127.0.0.1", r));
+const receiverUrl = `http://127.0.0.1:${receiver.address().port}`;
+
+// ---- hookd ----
+const data = mkdtempSync(join(tmpdir(), "hookd-e2e-"));
+const config = join(data, "hookd.toml");
+writeFileSync(config, [
+  "poll_interval_ms = 100",
+  "[retry]",
+  "max_attempts = 3",
+  "base_delay_ms = 300",
+  "max_delay_ms = 600",
+].join("\n"));
+const port = 20000 + Math.floor(Math.random() * 20000);
+const base = `http://127.0.0.1:${port}`;
+const hookd = spawn(hookdBin, ["serve", "--dev", "--config", config, "--listen", `127.0.0.1:${port}`, "--data-dir", data], {
+  env: { ...process.env, HOOKD_API_KEY: KEY, HOOKD_LOG_LEVEL: "warn" },
+  stdio: ["ignore", "inherit", "inherit"],
+});
+async function waitReady() {
+  for (let i = 0; i < 100; i++) {
+    try {
+      if ((await fetch(`${base}/readyz`)).ok) return;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error("hookd did not start");
+}
+async function api(method, path, body) {
+  const res = await fetch(base + path, {
+    method,
+    headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  return { status: res.status, body: await res.json().catch(() => null) };
+}
+async function eventually(what, check, ms = 20000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > end) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-background-networking"],
+});
+const cspViolations = [];
+function watch(page) {
+  page.on("console", (m) => {
+    if (/Content Security Policy|Refused to/i.test(m.text())) cspViolations.push(m.text());
+  });
+  page.on("pageerror", (e) => cspViolations.push("page error: " + e.message));
+}
+let passed = 0;
+async function step(name, fn) {
+  process.stdout.write(`- ${name} ... `);
+  await fn();
+  passed++;
+  console.log("ok");
+}
+/** Screenshots of the current URL in light and dark. */
+async function shoot(context, name, url) {
+  for (const scheme of ["light", "dark"]) {
+    const page = await context.newPage();
+    watch(page);
+    await page.emulateMedia({ colorScheme: scheme });
+    await page.goto(url);
+    await page.waitForLoadState("networkidle");
+    await page.screenshot({ path: join(shots, `${name}-${scheme}.png`), fullPage: true });
+    await page.close();
+  }
+}
+
+let exitCode = 0;
+try {
+  await waitReady();
+  const operator = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await operator.newPage();
+  watch(page);
+  let okEndpoint, flakyEndpoint, deadDelivery, testEvent;
+
+  await step("sign in with an API key: HttpOnly, SameSite=Strict session cookie", async () => {
+    await page.goto(`${base}/ui`);
+    assert.match(page.url(), /\/ui\/login$/);
+    await page.screenshot({ path: join(shots, "login-light.png") });
+    await page.emulateMedia({ colorScheme: "dark" });
+    await page.screenshot({ path: join(shots, "login-dark.png") });
+    await page.emulateMedia({ colorScheme: "light" });
+    await page.fill("#api_key", "hookd_wrong_key");
+    await page.click("button[type=submit]");
+    assert.match(await page.textContent(".error"), /not valid/);
+    await page.fill("#api_key", KEY);
+    await page.click("button[type=submit]");
+    await page.waitForURL(`${base}/ui`);
+    const session = (await operator.cookies()).find((c) => c.name === "hookd_session");
+    assert.ok(session, "session cookie set");
+    assert.equal(session.httpOnly, true);
+    assert.equal(session.sameSite, "Strict");
+    assert.equal(session.path, "/ui");
+    assert.ok(!session.value.includes(KEY));
+    assert.equal(await page.evaluate(() => document.cookie.includes("hookd_session")), false, "not readable by scripts");
+  });
+
+  await step("CSRF: a POST without the token is refused", async () => {
+    const status = await page.evaluate(async () => {
+      const r = await fetch("/ui/endpoints", {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: "url=http%3A%2F%2F127.0.0.1%3A9%2Fx&events=*",
+      });
+      return r.status;
+    });
+    assert.equal(status, 403);
+    const wrong = await page.evaluate(async () => (await fetch("/ui/endpoints", {
+      method: "POST", headers: { "content-type": "application/x-www-form-urlencoded", "x-csrf-token": "f00" },
+      body: "url=http%3A%2F%2F127.0.0.1%3A9%2Fx&events=*",
+    })).status);
+    assert.equal(wrong, 403);
+    const { body } = await api("GET", "/api/webhooks");
+    assert.equal(body.data.length, 0, "nothing was created");
+  });
+
+  await step("create an endpoint pointing at the test receiver", async () => {
+    await page.click("nav >> text=Endpoints");
+    await page.click("#new-endpoint");
+    await page.fill("#url", `${receiverUrl}/ok`);
+    await page.fill("#events", "order.*, webhook.test");
+    await page.fill("#description", "Order service");
+    await page.fill("#owner", "acme");
+    await page.click("#endpoint-form button[type=submit]");
+    await page.waitForURL(/\/ui\/endpoints\/wh_/);
+    okEndpoint = page.url().split("/").pop();
+    assert.equal(await page.textContent("#endpoint-state"), "active");
+  });
+
+  await step("send a test event and see it delivered inline", async () => {
+    await page.selectOption("#event_type", { value: "order.created" }).catch(() => page.fill("#event_type", "order.created"));
+    await page.fill("#event_type", "order.created");
+    await page.click("#send-test");
+    await page.waitForSelector("#test-result .notice", { timeout: 20000 });
+    const text = await page.textContent("#test-result");
+    assert.match(text, /Delivered/);
+    assert.match(text, /200/);
+    const got = received.find((r) => r.path === "/ok");
+    assert.ok(got && got.headers["webhook-signature"], "the receiver got a signed request");
+    testEvent = JSON.parse(got.body).id;
+  });
+
+  await step("rotate the secret with an overlap", async () => {
+    await page.click("#reveal");
+    await page.waitForSelector("#secret-result .reveal");
+    const before = await page.textContent("#secret-result .reveal");
+    await page.selectOption("#overlap", "3600");
+    await page.click("#rotate");
+    await page.waitForFunction((old) => {
+      const el = document.querySelector("#secret-result .reveal");
+      return el && el.textContent !== old && document.querySelector("#secret-result").textContent.includes("Secret rotated");
+    }, before);
+    const after = await page.textContent("#secret-result .reveal");
+    assert.match(after, /^whsec_/);
+    assert.notEqual(after, before);
+    assert.match(await page.textContent("#secret-result"), /signs until/);
+  });
+
+  await step("a failing delivery retries and lands in dead letters", async () => {
+    const created = await api("POST", "/api/webhooks", { url: `${receiverUrl}/flaky`, events: ["order.*"], owner: "globex" });
+    assert.equal(created.status, 201);
+    flakyEndpoint = created.body.id;
+    const published = await api("POST", "/api/events", { event: "order.created", data: { orderId: "ORD-7" } });
+    assert.equal(published.status, 202);
+    await eventually("three failed attempts", () => received.filter((r) => r.path === "/flaky").length >= 3);
+    deadDelivery = await eventually("a dead letter", async () => {
+      await page.goto(`${base}/ui/dead-letters`);
+      const link = await page.$(`#dead-rows a[href*="/deliveries/dlv_"]`);
+      return link && (await link.textContent()).trim();
+    });
+    assert.match(await page.textContent("#dead-groups"), /500/);
+    await page.goto(`${base}/ui/deliveries/${deadDelivery}`);
+    assert.equal(await page.textContent("#delivery-state"), "dead");
+    assert.equal(await page.locator(".attempt").count(), 3);
+    assert.match(await page.textContent(".attempt"), /receiver is down/);
+  });
+
+  await step("redrive it after the receiver recovers", async () => {
+    flakyFails = false;
+    await page.goto(`${base}/ui/dead-letters`);
+    await page.selectOption("#r-endpoint", flakyEndpoint);
+    await page.click("#preview-redrive");
+    await page.waitForSelector("#redrive-result .notice");
+    assert.match(await page.textContent("#redrive-result"), /1 dead letters match/);
+    await page.click("#redrive-result button[type=submit]");
+    await page.waitForFunction(() => document.querySelector("#redrive-result").textContent.includes("Re-queued 1"));
+    await eventually("delivered after redrive", async () => {
+      await page.goto(`${base}/ui/deliveries/${deadDelivery}`);
+      return (await page.textContent("#delivery-state")) === "delivered";
+    });
+  });
+
+  await step("delivery log: filters stay in the URL; exact id search", async () => {
+    await page.goto(`${base}/ui/deliveries`);
+    await page.selectOption("#f-state", "delivered");
+    await page.click("form.filters button[type=submit]");
+    await page.waitForURL(/state=delivered/);
+    assert.ok((await page.locator("#delivery-rows tr").count()) >= 2);
+    await page.keyboard.press("/");
+    assert.equal(await page.evaluate(() => document.activeElement.id), "global-search");
+    await page.keyboard.type(deadDelivery);
+    await page.keyboard.press("Enter");
+    await page.waitForURL(new RegExp(`/ui/deliveries/${deadDelivery}$`));
+    await page.keyboard.press("?");
+    assert.equal(await page.evaluate(() => document.getElementById("help").open), true);
+  });
+
+  await step("screenshots of every operator screen, light and dark", async () => {
+    await shoot(operator, "overview", `${base}/ui?range=1h`);
+    await shoot(operator, "endpoints", `${base}/ui/endpoints`);
+    await shoot(operator, "endpoint", `${base}/ui/endpoints/${okEndpoint}`);
+    await shoot(operator, "endpoint-form", `${base}/ui/endpoints/${okEndpoint}/edit`);
+    await shoot(operator, "deliveries", `${base}/ui/deliveries`);
+    await shoot(operator, "delivery", `${base}/ui/deliveries/${deadDelivery}`);
+    await shoot(operator, "dead-letters", `${base}/ui/dead-letters`);
+    await shoot(operator, "catalog", `${base}/ui/events`);
+    await shoot(operator, "event", `${base}/ui/events/${testEvent}`);
+    const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, storageState: await operator.storageState() });
+    await shoot(phone, "phone-overview", `${base}/ui`);
+    await phone.close();
+  });
+
+  await step("portal: a one-time link shows only its owner's data", async () => {
+    const link = await api("POST", "/api/portal/sessions", { owner: "acme", capabilities: ["read", "manage"], ttl_seconds: 600 });
+    assert.equal(link.status, 201);
+    const portal = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const p = await portal.newPage();
+    watch(p);
+    await p.goto(link.body.url);
+    await p.waitForURL(`${base}/portal`);
+    const cookie = (await portal.cookies()).find((c) => c.name === "hookd_portal");
+    assert.ok(cookie && cookie.httpOnly && cookie.sameSite === "Strict");
+    await p.goto(`${base}/portal/endpoints`);
+    const list = await p.textContent("main");
+    assert.ok(list.includes(`${receiverUrl}/ok`), "its own endpoint is listed");
+    assert.ok(!list.includes("/flaky"), "another owner's endpoint is not");
+    const other = await p.goto(`${base}/portal/endpoints/${flakyEndpoint}`);
+    assert.equal(other.status(), 404);
+    const otherDelivery = await p.goto(`${base}/portal/deliveries/${deadDelivery}`);
+    assert.equal(otherDelivery.status(), 404);
+    await p.goto(`${base}/portal/deliveries`);
+    assert.ok(!(await p.textContent("main")).includes(deadDelivery));
+    // The link was used up.
+    const again = await (await browser.newContext()).newPage();
+    const reused = await again.goto(link.body.url);
+    assert.equal(reused.status(), 401);
+    // The operator's cookie is not valid in the portal and vice versa.
+    const fresh = await browser.newContext();
+    assert.equal((await (await fresh.newPage()).goto(`${base}/portal/endpoints`)).status(), 401);
+    await shoot(portal, "portal-overview", `${base}/portal`);
+    await shoot(portal, "portal-endpoints", `${base}/portal/endpoints`);
+    await shoot(portal, "portal-endpoint", `${base}/portal/endpoints/${okEndpoint}`);
+    await shoot(portal, "portal-deliveries", `${base}/portal/deliveries`);
+    await shoot(portal, "portal-dead-letters", `${base}/portal/dead-letters`);
+    await portal.close();
+  });
+
+  await step("no Content-Security-Policy violations or script errors on any page", async () => {
+    assert.deepEqual(cspViolations, []);
+  });
+  console.log(`\n${passed} checks passed; screenshots in ${shots}`);
+} catch (error) {
+  console.log("FAILED");
+  console.error(error);
+  exitCode = 1;
+} finally {
+  await browser.close();
+  hookd.kill("SIGTERM");
+  receiver.close();
+  await new Promise((r) => setTimeout(r, 300));
+  rmSync(data, { recursive: true, force: true });
+  process.exit(exitCode);
+}
