@@ -6,11 +6,9 @@
 //! gets one of the three parse errors (400 `malformed_json`/`json_too_deep`, 422 `invalid_field`),
 //! never another status.
 //!
-//! KNOWN ISSUE (tolerated unless built with `--features strict`): `parse_json` only checks JSON
-//! syntax with `IgnoredAny`, which skips numbers and `\u` escapes without decoding them, so hookd
-//! accepts, stores and delivers `data` that `serde_json::Value` (and other strict parsers) refuse:
-//! numbers beyond f64 (`{"x":1e400}`) and lone UTF-16 surrogates (`{"x":"\ude00"}`). The corpus
-//! keeps one input of each (`seed-known-*`).
+//! "Valid JSON" is strict: numbers within f64 and no lone UTF-16 surrogates, as `serde_json::Value`
+//! (and receivers' parsers) require; the corpus keeps one input of each kind hookd once accepted
+//! (`seed-regression-*`).
 #![no_main]
 
 use hookd::api::error::ApiError;
@@ -30,33 +28,15 @@ fuzz_target!(|body: &[u8]| {
 });
 
 fn check_accepted(body: &[u8], events: &[PublishEvent]) {
-    match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(_) => {}
-        Err(error) if is_known_issue(&error) => {}
-        Err(error) => panic!("an accepted body is not valid JSON: {error}"),
+    if let Err(error) = serde_json::from_slice::<serde_json::Value>(body) {
+        panic!("an accepted body is not valid JSON: {error}");
     }
     for event in events {
         let data = event.data.get();
-        match serde_json::from_str::<serde_json::Value>(data) {
-            Ok(_) => {}
-            Err(error) if is_known_issue(&error) => {}
-            Err(error) => panic!("accepted `data` is not valid JSON ({error}): {data:?}"),
+        if let Err(error) = serde_json::from_str::<serde_json::Value>(data) {
+            panic!("accepted `data` is not valid JSON ({error}): {data:?}");
         }
     }
-}
-
-/// The two kinds of JSON that hookd accepts but `serde_json::Value` does not (see the module doc).
-fn is_known_issue(error: &serde_json::Error) -> bool {
-    if cfg!(feature = "strict") {
-        return false;
-    }
-    let message = error.to_string();
-    let known = [
-        "number out of range",
-        "lone leading surrogate in hex escape",
-        "unexpected end of hex escape",
-    ];
-    known.iter().any(|known| message.starts_with(known))
 }
 
 fn check_refused(error: &ApiError) {

@@ -6,12 +6,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 pub const MAX_URL_LEN: usize = 2048;
 
 /// What the operator allows for endpoint URLs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UrlPolicy {
     /// Plain `http://` endpoints (development mode or an explicit operator choice).
     pub allow_http: bool,
-    /// Loopback, private and other non-public literal addresses and `localhost` names.
-    pub allow_non_public: bool,
+    /// Which literal addresses a URL may name: the policy deliveries connect under, so that
+    /// registration accepts what `allow_targets` permits. The `localhost` names need
+    /// `targets.allow_non_public` (development mode).
+    pub targets: TargetPolicy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,6 +36,8 @@ pub enum UrlError {
         "points at a non-public address ({0}); allowed only in --dev mode or via allow_targets"
     )]
     NonPublicAddress(String),
+    #[error("names {0}, which is always loopback; allowed only in --dev mode")]
+    LocalhostName(String),
 }
 
 /// An endpoint URL that passed every registration rule.
@@ -41,7 +45,7 @@ pub enum UrlError {
 pub struct EndpointUrl(url::Url);
 
 impl EndpointUrl {
-    pub fn parse(raw: &str, policy: UrlPolicy) -> Result<Self, UrlError> {
+    pub fn parse(raw: &str, policy: &UrlPolicy) -> Result<Self, UrlError> {
         if raw.len() > MAX_URL_LEN {
             return Err(UrlError::TooLong);
         }
@@ -63,9 +67,7 @@ impl EndpointUrl {
             return Err(UrlError::Fragment);
         }
         let host = parsed.host().ok_or(UrlError::NoHost)?;
-        if !policy.allow_non_public {
-            check_public_host(&host)?;
-        }
+        check_host(&host, &policy.targets)?;
         Ok(Self(parsed))
     }
 
@@ -84,21 +86,25 @@ impl fmt::Display for EndpointUrl {
     }
 }
 
-/// Refuses literal non-public addresses and the `localhost` names (RFC 6761: always loopback).
-/// The URL parser has already normalised decimal, octal and hex IPv4 forms into plain addresses.
-fn check_public_host(host: &url::Host<&str>) -> Result<(), UrlError> {
-    let refuse = |what: String| Err(UrlError::NonPublicAddress(what));
-    match host {
+/// Refuses literal addresses the target policy does not permit and, outside development mode, the
+/// `localhost` names (RFC 6761: always loopback). The URL parser has already turned decimal, octal,
+/// hex and percent-encoded IPv4 forms into plain addresses.
+fn check_host(host: &url::Host<&str>, targets: &TargetPolicy) -> Result<(), UrlError> {
+    let ip = match host {
         url::Host::Domain(name) => {
             let name = name.trim_end_matches('.').to_ascii_lowercase();
-            if name == "localhost" || name.ends_with(".localhost") {
-                return refuse(name);
-            }
-            Ok(())
+            let localhost = name == "localhost" || name.ends_with(".localhost");
+            return match localhost && !targets.allow_non_public {
+                true => Err(UrlError::LocalhostName(name)),
+                false => Ok(()),
+            };
         }
-        url::Host::Ipv4(ip) if !is_public_ip(IpAddr::V4(*ip)) => refuse(ip.to_string()),
-        url::Host::Ipv6(ip) if !is_public_ip(IpAddr::V6(*ip)) => refuse(ip.to_string()),
-        _ => Ok(()),
+        url::Host::Ipv4(ip) => IpAddr::V4(*ip),
+        url::Host::Ipv6(ip) => IpAddr::V6(*ip),
+    };
+    match targets.permits(ip) {
+        true => Ok(()),
+        false => Err(UrlError::NonPublicAddress(ip.to_string())),
     }
 }
 
@@ -172,33 +178,27 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
 }
 
 fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let segments = ip.segments();
     let embedded_v4 = |high: u16, low: u16| {
         Ipv4Addr::new((high >> 8) as u8, high as u8, (low >> 8) as u8, low as u8)
     };
     if let Some(mapped) = ip.to_ipv4_mapped() {
         return is_public_v4(mapped);
     }
-    match segments {
-        // Unspecified, loopback and the deprecated IPv4-compatible form ::a.b.c.d.
-        [0, 0, 0, 0, 0, 0, _, _] => false,
+    match ip.segments() {
         // NAT64 well-known prefix 64:ff9b::/96 embeds an IPv4 address.
         [0x64, 0xff9b, 0, 0, 0, 0, high, low] => is_public_v4(embedded_v4(high, low)),
-        // Local-use NAT64 64:ff9b:1::/48.
-        [0x64, 0xff9b, 1, ..] => false,
         // 6to4 2002::/16 embeds an IPv4 address in bits 16..48.
         [0x2002, high, low, ..] => is_public_v4(embedded_v4(high, low)),
-        // Discard-only 100::/64.
-        [0x100, 0, 0, 0, ..] => false,
-        // IETF protocol assignments incl. Teredo (2001::/23) and documentation (2001:db8::/32).
+        // IETF protocol assignments incl. Teredo (2001::/23), documentation (2001:db8::/32 and
+        // 3fff::/20).
         [0x2001, second, ..] if second < 0x200 || second == 0xdb8 => false,
-        [first, ..] => {
-            let unique_local = first & 0xfe00 == 0xfc00;
-            let link_local = first & 0xffc0 == 0xfe80;
-            let site_local = first & 0xffc0 == 0xfec0;
-            let multicast = first & 0xff00 == 0xff00;
-            !(unique_local || link_local || site_local || multicast)
-        }
+        [0x3fff, second, ..] if second < 0x1000 => false,
+        // Anything else is public only within global unicast, 2000::/3. That leaves out the
+        // unspecified and loopback addresses, the IPv4-compatible (::a.b.c.d) and IPv4-translated
+        // (::ffff:0:a.b.c.d) forms, local-use NAT64 (64:ff9b:1::/48), discard-only (100::/64),
+        // unique local (fc00::/7), link-local (fe80::/10), site-local (fec0::/10) and multicast
+        // (ff00::/8).
+        [first, ..] => first & 0xe000 == 0x2000,
     }
 }
 
@@ -208,15 +208,21 @@ mod tests {
 
     const PRODUCTION: UrlPolicy = UrlPolicy {
         allow_http: false,
-        allow_non_public: false,
+        targets: TargetPolicy {
+            allow_non_public: false,
+            allowed_networks: Vec::new(),
+        },
     };
     const DEV: UrlPolicy = UrlPolicy {
         allow_http: true,
-        allow_non_public: true,
+        targets: TargetPolicy {
+            allow_non_public: true,
+            allowed_networks: Vec::new(),
+        },
     };
 
     fn check(raw: &str, policy: UrlPolicy) -> Result<(), UrlError> {
-        EndpointUrl::parse(raw, policy).map(|_| ())
+        EndpointUrl::parse(raw, &policy).map(|_| ())
     }
 
     #[test]
@@ -246,13 +252,13 @@ mod tests {
             ("https://user@example.com/", |e| *e == UrlError::Credentials),
             ("https://example.com/#frag", |e| *e == UrlError::Fragment),
             ("https://localhost/", |e| {
-                matches!(e, UrlError::NonPublicAddress(_))
+                matches!(e, UrlError::LocalhostName(_))
             }),
             ("https://api.localhost/", |e| {
-                matches!(e, UrlError::NonPublicAddress(_))
+                matches!(e, UrlError::LocalhostName(_))
             }),
             ("https://LOCALHOST./", |e| {
-                matches!(e, UrlError::NonPublicAddress(_))
+                matches!(e, UrlError::LocalhostName(_))
             }),
             ("https://127.0.0.1/", |e| {
                 matches!(e, UrlError::NonPublicAddress(_))
@@ -303,6 +309,27 @@ mod tests {
         assert_eq!(
             check("http://u:p@127.0.0.1/", DEV),
             Err(UrlError::Credentials)
+        );
+    }
+
+    #[test]
+    fn allow_targets_apply_to_literal_addresses_at_registration() {
+        let policy = UrlPolicy {
+            allow_http: false,
+            targets: TargetPolicy {
+                allow_non_public: false,
+                allowed_networks: TargetPolicy::parse_networks(&["10.1.0.0/16".into()]).unwrap(),
+            },
+        };
+        assert_eq!(check("https://10.1.2.3/", policy.clone()), Ok(()));
+        assert_eq!(check("https://[::ffff:10.1.2.3]/", policy.clone()), Ok(()));
+        assert_eq!(
+            check("https://10.2.0.1/", policy.clone()),
+            Err(UrlError::NonPublicAddress("10.2.0.1".into()))
+        );
+        assert_eq!(
+            check("https://localhost/", policy),
+            Err(UrlError::LocalhostName("localhost".into()))
         );
     }
 
@@ -371,6 +398,14 @@ mod tests {
             ("fe80::1", false),
             ("ff02::1", false),
             ("2001:db8::1", false),
+            ("3fff::1", false),
+            ("::ffff:0:7f00:1", false),
+            ("::ffff:0:808:808", false),
+            ("64:ff9b:1::808:808", false),
+            ("100::1", false),
+            ("fec0::1", false),
+            ("4000::1", false),
+            ("2a00:1450::1", true),
         ];
         for (ip, expected) in cases {
             assert_eq!(is_public_ip(ip.parse().unwrap()), expected, "{ip}");

@@ -1,10 +1,13 @@
-//! Command-line interface: `hookd serve`, `hookd migrate`, `hookd api-keys ...`, `hookd openapi`.
+//! Command-line interface: `hookd serve`, `hookd migrate`, `hookd api-keys ...`,
+//! `hookd master-key rotate`, `hookd openapi`, and the client commands.
 
 use crate::auth::generate_api_key;
 use crate::client::{ClientArgs, ClientError, commands, listen, verify};
 use crate::config::{Config, FlagOverrides};
 use crate::ids::{Clock, SystemClock};
+use crate::master_key::{Installed, Rotated};
 use crate::server;
+use crate::store::sealed::MasterKey;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -28,6 +31,9 @@ pub enum Command {
     /// Manage API keys offline, directly in the data dir.
     #[command(subcommand)]
     ApiKeys(ApiKeysCommand),
+    /// Manage the master key that encrypts subscription secrets at rest.
+    #[command(subcommand)]
+    MasterKey(MasterKeyCommand),
     /// Print the OpenAPI document.
     Openapi,
     /// Manage subscriptions on a running server.
@@ -111,6 +117,24 @@ pub enum ApiKeysCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum MasterKeyCommand {
+    /// Re-encrypt every subscription secret with a new master key, in one transaction. Safe to
+    /// interrupt: running it again finishes the same rotation.
+    Rotate {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The new key, base64 of 32 bytes [default: a generated key]
+        #[arg(
+            long,
+            value_name = "BASE64",
+            env = "HOOKD_NEW_MASTER_KEY",
+            hide_env_values = true
+        )]
+        new_key: Option<String>,
+    },
+}
+
 impl StoreArgs {
     pub fn load_config(&self, mut flags: FlagOverrides) -> anyhow::Result<Config> {
         flags.data_dir = self.data_dir.clone();
@@ -143,6 +167,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::ApiKeys(command) => api_keys(command, cli.client.json).await,
+        Command::MasterKey(command) => master_key(command).await,
         Command::Openapi => {
             println!("{}", crate::api::openapi::document());
             Ok(())
@@ -255,22 +280,93 @@ async fn api_keys_inner(command: ApiKeysCommand, json: bool) -> anyhow::Result<(
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = interrupt => {},
-        _ = terminate => {},
+async fn master_key(command: MasterKeyCommand) -> anyhow::Result<()> {
+    let MasterKeyCommand::Rotate { store, new_key } = command;
+    let config = store.load_config(FlagOverrides::default())?;
+    let requested = new_key
+        .map(|text| MasterKey::parse(&text))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--new-key: {e}"))?;
+    let rotated = crate::master_key::rotate(&config, requested)
+        .await
+        .context("master-key rotate")?;
+    print!("{}", rotation_report(&rotated));
+    Ok(())
+}
+
+/// What the operator reads after a rotation, and what they still have to do.
+fn rotation_report(rotated: &Rotated) -> String {
+    let new_id = rotated.new_key.id();
+    let mut text = String::new();
+    if rotated.resumed {
+        text.push_str(&format!(
+            "Finished the interrupted rotation to master key {new_id}.\n"
+        ));
     }
-    tracing::info!("shutdown signal received");
+    let secrets = match rotated.resealed {
+        1 => "1 secret".to_owned(),
+        n => format!("{n} secrets"),
+    };
+    text.push_str(&format!(
+        "Re-encrypted {secrets} with master key {new_id} (was {}) in one transaction; the old \
+         key no longer decrypts them.\n",
+        rotated.old_key_id
+    ));
+    match &rotated.installed {
+        Installed::KeyFile(path) => text.push_str(&format!(
+            "{} now holds the new key; the old key file is gone.\n\
+             A hookd running on this data dir picks up the new key by itself. Nodes using a copy \
+             of the key file need the new file, then a restart.\n",
+            path.display()
+        )),
+        Installed::Configured { saved_at } => {
+            match saved_at {
+                Some(path) => text.push_str(&format!(
+                    "\nThe master key comes from HOOKD_MASTER_KEY (or master_key). Install the new \
+                     key in its place, wherever it is set:\n\n    HOOKD_MASTER_KEY={}\n\n\
+                     A copy is in {} (mode 0600): delete that file once the key is installed.\n",
+                    rotated.new_key.to_base64(),
+                    path.display()
+                )),
+                None => text.push_str(&format!(
+                    "\nThe master key comes from HOOKD_MASTER_KEY (or master_key): install the \
+                     key you gave (id {new_id}) in its place, wherever it is set.\n"
+                )),
+            }
+            text.push_str(
+                "Then restart every hookd node. Until then, a node that lacks the new key cannot \
+                 read subscription secrets: its deliveries wait (nothing is lost) and API calls \
+                 that need a secret answer 503. The old key opens nothing any more.\n",
+            );
+        }
+    }
+    text
+}
+
+/// Resolves on SIGINT or SIGTERM. The handlers are installed by this call, not when the future is
+/// first polled: a signal that arrives while the server is still starting (after it said it is
+/// listening) then stops it gracefully instead of killing it.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
+    let mut terminate = signal(SignalKind::terminate()).ok();
+    async move {
+        let interrupted = async {
+            match &mut interrupt {
+                Some(signal) => signal.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let terminated = async {
+            match &mut terminate {
+                Some(signal) => signal.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = interrupted => {},
+            _ = terminated => {},
+        }
+        tracing::info!("shutdown signal received");
+    }
 }

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod ids;
+pub mod master_key;
 pub mod server;
 pub mod store;
 pub mod telemetry;

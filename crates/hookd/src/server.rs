@@ -6,6 +6,7 @@ use crate::config::{Config, check_database_url};
 use crate::ids::{DynClock, SystemClock};
 use crate::store::DynStore;
 use crate::store::postgres::PgStore;
+use crate::store::sealed::{KEY_FILE, KeySource, MasterKey, SealedStore};
 use crate::store::sqlite::SqliteStore;
 use crate::worker::Worker;
 use anyhow::Context;
@@ -19,33 +20,44 @@ use tokio::sync::{Notify, watch};
 const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 
 /// Opens the configured store, applying pending migrations: PostgreSQL when `database_url` is set,
-/// else SQLite in the data directory (created if missing).
+/// else SQLite in the data directory (created if missing). Subscription secrets are sealed with the
+/// master keys of [`key_source`].
 pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
     let store = open_backend(config).await?;
-    let key = master_key(config)?;
-    Ok(Arc::new(crate::store::sealed::SealedStore::new(store, key)))
+    let source = key_source(config)?;
+    let sealed = SealedStore::open(store, source)
+        .await
+        .with_context(|| format!("cannot open the master key ({})", key_description(config)))?;
+    Ok(Arc::new(sealed))
 }
 
-/// The key that seals subscription secrets: `master_key` / `HOOKD_MASTER_KEY` (base64 of 32 bytes;
-/// every node of a cluster needs the same one), else `<data_dir>/master.key`, created 0600 at first
-/// start.
-pub fn master_key(config: &Config) -> anyhow::Result<crate::store::sealed::MasterKey> {
-    use crate::store::sealed::MasterKey;
-    match &config.master_key {
-        Some(text) => MasterKey::parse(text).map_err(|e| anyhow::anyhow!("master_key: {e}")),
+/// Where the master keys that seal subscription secrets come from: `master_key` /
+/// `HOOKD_MASTER_KEY` (base64 of 32 bytes; every node of a cluster needs the same one), else
+/// `<data_dir>/master.key`, created 0600 at first start; plus `<data_dir>/master.key.next` during
+/// a rotation.
+pub fn key_source(config: &Config) -> anyhow::Result<KeySource> {
+    let configured = match &config.master_key {
+        Some(text) => Some(MasterKey::parse(text).map_err(|e| anyhow::anyhow!("master_key: {e}"))?),
         None => {
             create_data_dir(config)?;
-            MasterKey::load_or_create(&config.data_dir).with_context(|| {
-                format!(
-                    "cannot read or create the master key in {}",
-                    config.data_dir.display()
-                )
-            })
+            None
         }
+    };
+    Ok(KeySource {
+        configured,
+        data_dir: config.data_dir.clone(),
+    })
+}
+
+fn key_description(config: &Config) -> String {
+    match config.master_key {
+        Some(_) => "master_key / HOOKD_MASTER_KEY".to_owned(),
+        None => config.data_dir.join(KEY_FILE).display().to_string(),
     }
 }
 
-async fn open_backend(config: &Config) -> anyhow::Result<DynStore> {
+/// The configured backend itself, without sealing (the master-key rotation works on stored values).
+pub(crate) async fn open_backend(config: &Config) -> anyhow::Result<DynStore> {
     if let Some(options) = config.postgres_options() {
         check_database_url(&options.url)
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
@@ -78,7 +90,7 @@ pub async fn migrate(config: &Config) -> anyhow::Result<Vec<i64>> {
     versions.with_context(|| format!("cannot migrate {}", config.store_description()))
 }
 
-fn create_data_dir(config: &Config) -> anyhow::Result<()> {
+pub(crate) fn create_data_dir(config: &Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))
 }
@@ -120,7 +132,7 @@ pub fn app_state(
         settings: ApiSettings {
             url_policy: UrlPolicy {
                 allow_http: config.allows_http(),
-                allow_non_public: config.dev,
+                targets: config.target_policy(),
             },
             max_payload_bytes: config.max_payload_bytes,
             max_batch_bytes: MAX_BATCH_BYTES.max(config.max_payload_bytes * 2),

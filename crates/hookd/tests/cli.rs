@@ -261,7 +261,7 @@ async fn migrate_and_openapi_commands() {
     let dir = tempfile::TempDir::new().unwrap();
     let (ok, stdout, stderr) = run(hookd(dir.path()).args(["migrate", "--data-dir", "d"])).await;
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("is at migration 5"), "{stdout}");
+    assert!(stdout.contains("is at migration 6"), "{stdout}");
     assert!(dir.path().join("d/hookd.db").exists());
     let (ok, stdout, _) = run(hookd(dir.path()).arg("openapi")).await;
     assert!(ok);
@@ -398,4 +398,115 @@ async fn debug_logs_never_contain_secrets_or_payloads() {
     ] {
         assert!(!logs.contains(needle), "the {what} appears in the logs");
     }
+}
+
+/// Creates a subscription on a running server and returns its id and secret.
+async fn create_subscription(server: &Server, key: &str) -> (String, String) {
+    let created: serde_json::Value = reqwest::Client::new()
+        .post(format!("http://{}/api/webhooks", server.address))
+        .bearer_auth(key)
+        .json(&serde_json::json!({"url": "https://example.com/hook", "events": ["*"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    (id, created["secret"].as_str().unwrap().to_owned())
+}
+
+async fn secret_of(server: &Server, key: &str, id: &str) -> String {
+    let reply: serde_json::Value = reqwest::Client::new()
+        .get(format!(
+            "http://{}/api/webhooks/{id}/secret",
+            server.address
+        ))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    reply["secret"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn master_key_rotate_reencrypts_and_servers_keep_their_secrets() {
+    const KEY: &str = "hookd_cli_rotation_test_key";
+    let dir = tempfile::TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let serve = |master_key: Option<&str>| {
+        let mut command = hookd(dir.path());
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data_arg])
+            .env("HOOKD_API_KEY", KEY);
+        if let Some(master_key) = master_key {
+            command.env("HOOKD_MASTER_KEY", master_key);
+        }
+        command
+    };
+    let key_file = data.join("master.key");
+
+    // Keys in the data dir: the running server follows the rotation by itself.
+    let server = start(serve(None)).await;
+    let (id, secret) = create_subscription(&server, KEY).await;
+    let old_key = std::fs::read_to_string(&key_file).unwrap();
+    let (ok, stdout, stderr) =
+        run(hookd(dir.path()).args(["master-key", "rotate", "--data-dir", data_arg])).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("Re-encrypted 1 secret with master key"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("now holds the new key"), "{stdout}");
+    let new_key = std::fs::read_to_string(&key_file).unwrap();
+    assert_ne!(new_key, old_key);
+    assert!(
+        !stdout.contains(new_key.trim()),
+        "a key file's key is not printed"
+    );
+    assert!(!data.join("master.key.next").exists());
+    assert_eq!(secret_of(&server, KEY, &id).await, secret);
+    server.terminate().await;
+    let server = start(serve(None)).await;
+    assert_eq!(secret_of(&server, KEY, &id).await, secret);
+    server.terminate().await;
+
+    // A configured key (HOOKD_MASTER_KEY): the new key is printed for the operator to install.
+    let (ok, stdout, stderr) = run(hookd(dir.path())
+        .args(["master-key", "rotate", "--data-dir", data_arg])
+        .env("HOOKD_MASTER_KEY", new_key.trim()))
+    .await;
+    assert!(ok, "{stderr}");
+    let installed = stdout
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("HOOKD_MASTER_KEY="))
+        .unwrap_or_else(|| panic!("no key printed: {stdout}"))
+        .to_owned();
+    assert!(stdout.contains("restart every hookd node"), "{stdout}");
+    assert!(stdout.contains("master.key.next"), "{stdout}");
+    std::fs::remove_file(data.join("master.key.next")).unwrap();
+    let server = start(serve(Some(&installed))).await;
+    assert_eq!(secret_of(&server, KEY, &id).await, secret);
+    server.terminate().await;
+
+    // The server still configured with the retired key refuses to start, and says why.
+    let (ok, _, stderr) = run(&mut serve(Some(new_key.trim()))).await;
+    assert!(!ok);
+    assert!(stderr.contains("does not have"), "{stderr}");
+
+    let (ok, _, stderr) = run(hookd(dir.path()).args([
+        "master-key",
+        "rotate",
+        "--data-dir",
+        data_arg,
+        "--new-key",
+        "too-short",
+    ]))
+    .await;
+    assert!(!ok);
+    assert!(stderr.contains("--new-key"), "{stderr}");
 }

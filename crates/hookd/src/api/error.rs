@@ -128,6 +128,11 @@ impl From<StoreError> for ApiError {
                 tracing::error!(%detail, "store error");
                 Self::Internal
             }
+            // The sealing layer retries this itself; left over, the node lacks the current key.
+            StoreError::SealingKeyChanged(key_id) => {
+                tracing::warn!(%key_id, "secrets are sealed with a master key this node lacks");
+                Self::Unavailable
+            }
         }
     }
 }

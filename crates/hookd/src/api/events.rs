@@ -27,6 +27,7 @@ pub struct PublishEvent {
     pub event: String,
     /// Any JSON object; delivered byte for byte.
     #[schema(value_type = Object)]
+    #[serde(deserialize_with = "strict_json")]
     pub data: Box<RawValue>,
     /// Your id for the event (`[A-Za-z0-9_-]`, 1–64): publishing the same id again is a no-op.
     pub id: Option<String>,
@@ -34,6 +35,21 @@ pub struct PublishEvent {
     pub version: Option<String>,
     /// `false`: attempt once, never retry (default `true`).
     pub retryable: Option<bool>,
+}
+
+/// `data` as the exact text it arrived as, refused if a strict parser would refuse it. The syntax
+/// check of `parse_json` does not decode numbers or escapes; receivers' parsers do, so numbers
+/// beyond f64 and lone surrogates would otherwise be stored and delivered, and fail, forever.
+fn strict_json<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Box<RawValue>, D::Error> {
+    let raw = Box::<RawValue>::deserialize(deserializer)?;
+    match serde_json::from_str::<serde_json::Value>(raw.get()) {
+        Ok(_) => Ok(raw),
+        Err(error) => Err(serde::de::Error::custom(format!(
+            "not strictly valid JSON: {error}"
+        ))),
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -185,15 +201,6 @@ async fn prepare(
         ));
     }
     let data = input.data.get();
-    // The syntax check does not decode numbers or escapes; receivers' strict parsers do, so refuse
-    // what they would (numbers beyond f64, lone surrogates) instead of delivering it forever.
-    if let Err(error) = serde_json::from_str::<serde_json::Value>(data) {
-        return Err(ApiError::invalid(
-            "invalid_field",
-            format!("{field}data"),
-            format!("not strictly valid JSON: {error}"),
-        ));
-    }
     if !data.trim_start().starts_with('{') {
         return Err(ApiError::invalid(
             "invalid_field",

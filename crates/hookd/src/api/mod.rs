@@ -32,7 +32,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 /// Limits and policies the handlers apply.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ApiSettings {
     pub url_policy: UrlPolicy,
     /// Largest `data` of one event, in bytes.
@@ -66,7 +66,7 @@ const SMALL_BODY_LIMIT: usize = 64 * 1024;
 const ENVELOPE_ALLOWANCE: usize = 16 * 1024;
 
 pub fn router(state: AppState) -> Router {
-    let settings = state.settings;
+    let settings = state.settings.clone();
     let auth = middleware::from_fn_with_state(state.clone(), require_api_key);
     let metrics_route = match settings.public_metrics {
         true => get(metrics::prometheus_text),

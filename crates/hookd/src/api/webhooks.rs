@@ -168,7 +168,7 @@ impl From<SubscriptionRow> for Webhook {
 }
 
 fn parse_url(state: &AppState, raw: &str) -> Result<String, ApiError> {
-    EndpointUrl::parse(raw, state.settings.url_policy)
+    EndpointUrl::parse(raw, &state.settings.url_policy)
         .map(|url| url.as_str().to_owned())
         .map_err(|e| ApiError::invalid("invalid_url", "url", e))
 }

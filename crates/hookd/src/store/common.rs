@@ -454,3 +454,33 @@ pub(crate) fn fail_group(group: Vec<PublishJob>, error: &StoreError) {
         let _ = job.reply.send(Err(error.clone()));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Secrets at rest
+// ---------------------------------------------------------------------------------------------
+
+/// Refuses to write a secret sealed with key `written` when the database names another sealing
+/// key (`stored`): the master key was rotated since the writer loaded its keys. Values without a
+/// key id (plaintext, `enc:v1:`) and databases never rotated accept anything.
+pub(crate) fn check_sealing_key(stored: Option<&str>, written: Option<&str>) -> StoreResult<()> {
+    match (stored, written) {
+        (Some(stored), Some(written)) if stored != written => {
+            Err(StoreError::SealingKeyChanged(stored.to_owned()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// One subscription's `(id, secret, previous_secret)` with both secrets passed through `reseal`.
+pub(crate) fn reseal_row(
+    row: &impl RowExt,
+    reseal: &ResealFn<'_>,
+) -> StoreResult<(String, String, Option<String>)> {
+    let id = row.text("id");
+    let secret = reseal(&id, &row.text("secret"))?;
+    let previous = row
+        .opt_text("previous_secret")
+        .map(|previous| reseal(&id, &previous))
+        .transpose()?;
+    Ok((id, secret, previous))
+}

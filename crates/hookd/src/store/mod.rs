@@ -20,6 +20,10 @@ use hookd_core::RetryPolicy;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// Re-encrypts one stored secret of a subscription: `(subscription id, value as stored)` to the
+/// value to store instead.
+pub type ResealFn<'a> = dyn Fn(&str, &str) -> StoreResult<String> + Send + Sync + 'a;
+
 /// Shared handle to whichever backend is configured.
 pub type DynStore = Arc<dyn Store>;
 
@@ -38,6 +42,11 @@ pub enum StoreError {
     /// Anything else: a bug or corrupt data. Logged with detail, opaque to clients.
     #[error("store error: {0}")]
     Internal(String),
+    /// A secret was sealed with a key other than the one the database names (its id is the payload):
+    /// the master key was rotated since the writer loaded its keys. Nothing was written; the sealing
+    /// layer reloads its keys and writes again.
+    #[error("secrets are now sealed with master key {0}")]
+    SealingKeyChanged(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -426,6 +435,8 @@ pub trait Store: Send + Sync + 'static {
     /// The unrevoked key with this SHA-256 hash, if any.
     async fn api_key_by_hash(&self, hash: &[u8]) -> StoreResult<Option<ApiKeyRow>>;
 
+    /// Writes a new subscription. Its secret, if sealed with a key id (`sealed::key_id_of`), must
+    /// be sealed with the key the database names, else `SealingKeyChanged` and nothing is written.
     async fn insert_subscription(&self, row: &SubscriptionRow) -> StoreResult<()>;
     async fn get_subscription(&self, id: &str) -> StoreResult<Option<SubscriptionRow>>;
     async fn list_subscriptions(
@@ -515,7 +526,8 @@ pub trait Store: Send + Sync + 'static {
         replay: bool,
         now: UnixMs,
     ) -> StoreResult<Option<(SubscriptionRow, u64)>>;
-    /// Installs a new secret; the old one keeps signing until `previous_expires_at` (if any).
+    /// Installs a new secret; the old one keeps signing until `previous_expires_at` (if any). The
+    /// new secret is checked against the sealing key as in `insert_subscription`.
     async fn rotate_secret(
         &self,
         id: &str,
@@ -524,6 +536,22 @@ pub trait Store: Send + Sync + 'static {
         now: UnixMs,
     ) -> StoreResult<Option<SubscriptionRow>>;
     async fn delivery_stats(&self, subscription_id: Option<&str>) -> StoreResult<DeliveryStats>;
+
+    // --- secrets at rest --------------------------------------------------------------------------
+
+    /// The id of the master key that sealed every stored secret at the last rotation; `None` before
+    /// the first one.
+    async fn sealing_key_id(&self) -> StoreResult<Option<String>>;
+    /// Master-key rotation, in one transaction: names `key_id` as the sealing key (first, so that
+    /// concurrent writers of secrets wait or fail with `SealingKeyChanged`), then replaces every
+    /// stored secret (current and previous, as stored) with `reseal(subscription_id, value)`.
+    /// Returns how many values were replaced. Any error rolls everything back.
+    async fn reseal_secrets(
+        &self,
+        key_id: &str,
+        reseal: &ResealFn<'_>,
+        now: UnixMs,
+    ) -> StoreResult<u64>;
 
     // --- inbound endpoint -------------------------------------------------------------------------
 

@@ -12,12 +12,13 @@ mod ui;
 
 use super::common::{
     FanoutTarget, PublishJob, RowExt, add_state_count, answer_group, api_key_from_row, apply_patch,
-    attempt_from_row, claimed_from_row, dead_letter_from_row, delivery_columns, delivery_from_row,
-    encode_json, event_from_row, event_row_from_new, event_type_from_row, fail_group,
-    group_event_count, headers_text, into_page, json_text, next_group,
-    prefixed_subscription_columns, receipt_from_row, submit, subscription_columns,
+    attempt_from_row, check_sealing_key, claimed_from_row, dead_letter_from_row, delivery_columns,
+    delivery_from_row, encode_json, event_from_row, event_row_from_new, event_type_from_row,
+    fail_group, group_event_count, headers_text, into_page, json_text, next_group,
+    prefixed_subscription_columns, receipt_from_row, reseal_row, submit, subscription_columns,
     subscription_from_row,
 };
+use super::sealed;
 use super::*;
 use crate::ids::new_id;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
@@ -598,6 +599,8 @@ impl Store for PgStore {
     }
 
     async fn insert_subscription(&self, row: &SubscriptionRow) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        lock_sealing_key(&mut tx, sealed::key_id_of(&row.secret)).await?;
         sqlx::query(
             "INSERT INTO subscriptions (id, url, events, description, metadata, secret, active,
                                         disabled_reason, failure_count, created_at, updated_at,
@@ -619,10 +622,10 @@ impl Store for PgStore {
         .bind(row.timeout_ms)
         .bind(headers_text(&row.headers)?)
         .bind(&row.owner)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        Ok(())
+        tx.commit().await.map_err(map_err)
     }
 
     async fn get_subscription(&self, id: &str) -> StoreResult<Option<SubscriptionRow>> {
@@ -1226,6 +1229,8 @@ impl Store for PgStore {
         previous_expires_at: Option<UnixMs>,
         now: UnixMs,
     ) -> StoreResult<Option<SubscriptionRow>> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        lock_sealing_key(&mut tx, sealed::key_id_of(new_secret)).await?;
         let row = sqlx::query(concat!(
             "UPDATE subscriptions
                 SET previous_secret = CASE WHEN $3::bigint IS NULL THEN NULL ELSE secret END,
@@ -1239,10 +1244,55 @@ impl Store for PgStore {
         .bind(new_secret)
         .bind(previous_expires_at)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
         row.map(|row| subscription_from_row(&row)).transpose()
+    }
+
+    async fn sealing_key_id(&self) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT key_id FROM sealing_key WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)
+            .map(Option::flatten)
+    }
+
+    async fn reseal_secrets(
+        &self,
+        key_id: &str,
+        reseal: &ResealFn<'_>,
+        now: UnixMs,
+    ) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        // First: from here on, writers of secrets (who hold this row FOR SHARE) wait for the commit
+        // and then find the new key; the writers before it have committed, so the rows read below
+        // include their secrets.
+        sqlx::query("UPDATE sealing_key SET key_id = $1, rotated_at = $2 WHERE id = 1")
+            .bind(key_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let rows = sqlx::query("SELECT id, secret, previous_secret FROM subscriptions FOR UPDATE")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let mut resealed = 0;
+        for row in rows {
+            let (id, secret, previous) = reseal_row(&row, reseal)?;
+            resealed += 1 + u64::from(previous.is_some());
+            sqlx::query("UPDATE subscriptions SET secret = $2, previous_secret = $3 WHERE id = $1")
+                .bind(id)
+                .bind(secret)
+                .bind(previous)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(resealed)
     }
 
     async fn delivery_stats(&self, subscription_id: Option<&str>) -> StoreResult<DeliveryStats> {
@@ -1465,6 +1515,24 @@ async fn apply_subscription_effects(
     hold_queued(conn, id, now).await?;
     tracing::warn!(subscription = %id, %reason, "subscription disabled");
     Ok(true)
+}
+
+/// Holds the sealing-key row FOR SHARE until `tx` ends (a rotation updating it waits, and a write
+/// waiting for a rotation sees its key) and refuses a secret sealed with another key.
+async fn lock_sealing_key(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    written: Option<&str>,
+) -> StoreResult<()> {
+    if written.is_none() {
+        return Ok(());
+    }
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT key_id FROM sealing_key WHERE id = 1 FOR SHARE")
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(map_err)?
+            .flatten();
+    check_sealing_key(stored.as_deref(), written)
 }
 
 #[cfg(test)]

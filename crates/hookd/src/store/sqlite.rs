@@ -6,11 +6,12 @@ mod ui;
 
 use super::common::{
     FanoutTarget, PublishJob, RowExt, SUBSCRIPTION_COLUMNS, add_state_count, api_key_from_row,
-    apply_patch, attempt_from_row, dead_letter_from_row, decode_err, delivery_columns,
-    delivery_from_row, encode_json, event_from_row, event_row_from_new, event_type_from_row,
-    headers_text, into_page, json_text, receipt_from_row, subscription_columns,
-    subscription_from_row,
+    apply_patch, attempt_from_row, check_sealing_key, dead_letter_from_row, decode_err,
+    delivery_columns, delivery_from_row, encode_json, event_from_row, event_row_from_new,
+    event_type_from_row, headers_text, into_page, json_text, receipt_from_row, reseal_row,
+    subscription_columns, subscription_from_row,
 };
+use super::sealed;
 use super::sqlite_writer::{MultiRow, RecordJob, WriteJob, run_writer, submit};
 use super::*;
 use crate::ids::new_id;
@@ -437,11 +438,13 @@ impl Store for SqliteStore {
     }
 
     async fn insert_subscription(&self, row: &SubscriptionRow) -> StoreResult<()> {
-        sqlx::query(
+        let done = sqlx::query(
             "INSERT INTO subscriptions (id, url, events, description, metadata, secret, active,
                                         disabled_reason, failure_count, created_at, updated_at,
                                         retry_policy, timeout_ms, headers, owner)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15
+              WHERE ?16 IS NULL OR NOT EXISTS (
+                    SELECT 1 FROM sealing_key WHERE key_id IS NOT NULL AND key_id <> ?16)",
         )
         .bind(&row.id)
         .bind(&row.url)
@@ -458,9 +461,18 @@ impl Store for SqliteStore {
         .bind(row.timeout_ms)
         .bind(headers_text(&row.headers)?)
         .bind(&row.owner)
+        .bind(sealed::key_id_of(&row.secret))
         .execute(&self.pool)
         .await
         .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            // Only the sealing-key condition can make the insert write nothing.
+            let sealing = self.sealing_key_id().await?;
+            check_sealing_key(sealing.as_deref(), sealed::key_id_of(&row.secret))?;
+            return Err(StoreError::Internal(
+                "the subscription was not written".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -970,12 +982,15 @@ impl Store for SqliteStore {
         previous_expires_at: Option<UnixMs>,
         now: UnixMs,
     ) -> StoreResult<Option<SubscriptionRow>> {
+        let key_id = sealed::key_id_of(new_secret);
         let row = sqlx::query(concat!(
             "UPDATE subscriptions
                 SET previous_secret = CASE WHEN ?3 IS NULL THEN NULL ELSE secret END,
                     previous_secret_expires_at = ?3,
                     secret = ?2, updated_at = ?4
               WHERE id = ?1
+                AND (?5 IS NULL OR NOT EXISTS (
+                     SELECT 1 FROM sealing_key WHERE key_id IS NOT NULL AND key_id <> ?5))
              RETURNING ",
             subscription_columns!()
         ))
@@ -983,10 +998,63 @@ impl Store for SqliteStore {
         .bind(new_secret)
         .bind(previous_expires_at)
         .bind(now)
+        .bind(key_id)
         .fetch_optional(&self.pool)
         .await
         .map_err(map_err)?;
-        row.map(|row| subscription_from_row(&row)).transpose()
+        let Some(row) = row else {
+            // No such subscription, or refused by the sealing-key condition.
+            let sealing = self.sealing_key_id().await?;
+            check_sealing_key(sealing.as_deref(), key_id)?;
+            return Ok(None);
+        };
+        subscription_from_row(&row).map(Some)
+    }
+
+    async fn sealing_key_id(&self) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT key_id FROM sealing_key WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)
+            .map(Option::flatten)
+    }
+
+    async fn reseal_secrets(
+        &self,
+        key_id: &str,
+        reseal: &ResealFn<'_>,
+        now: UnixMs,
+    ) -> StoreResult<u64> {
+        // BEGIN IMMEDIATE takes the write lock first: no secret can be written meanwhile.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(map_err)?;
+        sqlx::query("UPDATE sealing_key SET key_id = ?1, rotated_at = ?2 WHERE id = 1")
+            .bind(key_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let rows = sqlx::query("SELECT id, secret, previous_secret FROM subscriptions")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let mut resealed = 0;
+        for row in rows {
+            let (id, secret, previous) = reseal_row(&row, reseal)?;
+            resealed += 1 + u64::from(previous.is_some());
+            sqlx::query("UPDATE subscriptions SET secret = ?2, previous_secret = ?3 WHERE id = ?1")
+                .bind(id)
+                .bind(secret)
+                .bind(previous)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(resealed)
     }
 
     async fn delivery_stats(&self, subscription_id: Option<&str>) -> StoreResult<DeliveryStats> {

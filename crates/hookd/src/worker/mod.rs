@@ -244,6 +244,14 @@ impl Worker {
                 started_at.div_euclid(1_000),
             ),
         };
+        if response.error_class == Some("blocked") {
+            tracing::warn!(
+                delivery = %claimed.delivery_id,
+                subscription = %claimed.subscription.id,
+                error = response.error.as_deref().unwrap_or_default(),
+                "delivery blocked: the endpoint is not a permitted address"
+            );
+        }
         let finished_at = self.clock.now_ms();
         let result = attempt_result(&response, finished_at);
         let policy = claimed

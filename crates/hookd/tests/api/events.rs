@@ -483,3 +483,45 @@ async fn strict_event_types_refuses_unknown_types() {
         202
     );
 }
+
+#[tokio::test]
+async fn data_that_strict_parsers_refuse_is_refused() {
+    let app = spawn_app().await;
+    let refused = [
+        r#"{"event": "a", "data": {"x": 1e400}}"#,
+        r#"{"event": "a", "data": {"x": -1e400}}"#,
+        r#"{"event": "a", "data": {"x": "\ude00"}}"#,
+        r#"{"event": "a", "data": {"x": "\ud800 and no pair"}}"#,
+    ];
+    for body in refused {
+        let reply = app
+            .post_raw("/api/events", "application/json", body.into())
+            .await;
+        reply.assert_error(422, "invalid_field");
+        assert_eq!(reply.body["field"], "data", "{body}: {}", reply.body);
+        assert!(
+            reply.body["error"]
+                .as_str()
+                .unwrap()
+                .contains("not strictly valid JSON"),
+            "{}",
+            reply.body
+        );
+    }
+    let batch = r#"{"events": [{"event": "a", "data": {}, "id": "s1"},
+                               {"event": "a", "data": {"x": 1e999}, "id": "s2"}]}"#;
+    let reply = app
+        .post_raw("/api/events/batch", "application/json", batch.into())
+        .await;
+    reply.assert_error(422, "invalid_field");
+    assert_eq!(reply.body["field"], "events[1].data");
+    app.get("/api/events/s1")
+        .await
+        .assert_error(404, "not_found");
+    // Large but representable numbers and paired surrogates are fine, and kept byte for byte.
+    let body = r#"{"event": "a", "data": {"x": 1.7e308, "y": "\ud83d\ude00", "z": 12345678901234567890123}}"#;
+    let reply = app
+        .post_raw("/api/events", "application/json", body.into())
+        .await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+}

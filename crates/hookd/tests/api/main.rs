@@ -13,6 +13,7 @@ mod errors;
 mod event_types;
 mod events;
 mod inbound;
+mod master_key;
 mod openapi;
 mod persistence;
 mod ssrf;

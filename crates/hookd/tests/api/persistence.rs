@@ -280,7 +280,7 @@ async fn secrets_are_encrypted_at_rest() {
     let id = sub["id"].as_str().unwrap();
     let secret = sub["secret"].as_str().unwrap();
     let stored = raw_secret(&app, id).await;
-    assert!(stored.starts_with("enc:v1:"), "{stored}");
+    assert!(stored.starts_with("enc:v2:"), "{stored}");
     assert!(!stored.contains(secret.trim_start_matches("whsec_")));
     assert_eq!(
         app.get(&format!("/api/webhooks/{id}/secret")).await.body["secret"],
@@ -291,7 +291,7 @@ async fn secrets_are_encrypted_at_rest() {
         .await
         .body;
     let stored = raw_secret(&app, id).await;
-    assert!(stored.starts_with("enc:v1:"));
+    assert!(stored.starts_with("enc:v2:"));
     assert!(
         !stored.contains(
             rotated["secret"]
