@@ -874,10 +874,12 @@ impl Store for PgStore {
         disable_after_failures: i64,
         now: UnixMs,
     ) -> StoreResult<RecordReport> {
-        // Subscription by subscription (a stable sort keeps each one's outcomes in order), so that
-        // two nodes recording at once lock subscription rows in the same order and cannot deadlock.
+        // Subscription by subscription (a stable sort keeps each one's outcomes in order). The
+        // subscription rows are locked first, in one statement and in id order, so that two nodes
+        // recording at once (or a disable) cannot deadlock with this transaction.
         outcomes.sort_by(|a, b| a.subscription_id.cmp(&b.subscription_id));
         let mut tx = self.pool.begin().await.map_err(map_err)?;
+        lock_subscriptions(&mut tx, &outcomes).await?;
         insert_attempts(&mut tx, &outcomes).await?;
         let mut report = RecordReport::default();
         for outcome in &outcomes {
@@ -1176,6 +1178,8 @@ impl Store for PgStore {
         now: UnixMs,
     ) -> StoreResult<Option<(SubscriptionRow, u64)>> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
+        // The row lock taken here, before `hold_queued`'s statement, orders a disable against a
+        // concurrent `record_outcomes`, release or rescue (each locks the subscription row first).
         let updated = sqlx::query(
             "UPDATE subscriptions
                 SET active = $2, updated_at = $3,
@@ -1364,7 +1368,45 @@ impl Store for PgStore {
     }
 }
 
+/// Locks the subscription rows of a batch of outcomes, in id order, before anything else is written.
+///
+/// Without it a retry (`failed`) could be written while another transaction disables the
+/// subscription: the disable's `hold_queued` does not see the uncommitted row, and the outcome's
+/// check of `active` reads the subscription as it was before the disable committed; the `failed` row
+/// would then wait forever on a disabled subscription. With the lock, a disable (which updates the
+/// subscription row before holding its queue) either waits for this transaction, so that
+/// `hold_queued` sees its `failed` rows, or commits first, so that the outcomes, written by later
+/// statements, read `active = false` and write `held`.
+///
+/// `FOR NO KEY UPDATE` rather than `FOR SHARE` (as `release_leases` takes): this transaction may
+/// update the row itself (failure count, auto-disable), and two recorders upgrading share locks on
+/// the same row would deadlock. Rows are locked in id order, as every other transaction that locks
+/// several subscriptions does, and before any delivery row, as the disable paths lock them.
+/// Publishing is not blocked: its foreign-key checks take `FOR KEY SHARE`, which does not conflict.
+async fn lock_subscriptions(
+    conn: &mut PgConnection,
+    outcomes: &[DeliveryOutcome],
+) -> StoreResult<()> {
+    let mut ids: Vec<&str> = outcomes
+        .iter()
+        .map(|o| o.subscription_id.as_str())
+        .collect();
+    ids.dedup();
+    sqlx::query(
+        "SELECT id FROM subscriptions WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE",
+    )
+    .bind(ids)
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
 /// Moves a subscription's queued (pending or failed) deliveries to `held`.
+///
+/// Callers disable the subscription first, in an earlier statement of the same transaction: that
+/// row lock makes a concurrent `record_outcomes` (which locks its subscriptions first) either finish
+/// before this statement takes its snapshot, or see the subscription disabled.
 async fn hold_queued(
     conn: &mut PgConnection,
     subscription_id: &str,

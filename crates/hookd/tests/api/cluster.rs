@@ -6,7 +6,10 @@ use crate::common::*;
 use hookd::config::{Config, Role};
 use hookd::ids::{Clock, SystemClock};
 use hookd::store::postgres::PgStore;
-use hookd::store::{ClaimRequest, NewEvent, Store, SubscriptionRow};
+use hookd::store::{
+    AttemptRow, ClaimRequest, DeliveryOutcome, DeliveryState, NewEvent, Outcome, Store,
+    SubscriptionRow,
+};
 use serde_json::json;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -336,4 +339,207 @@ async fn nodes_recover_by_themselves_when_their_connections_are_killed() {
     tokio::time::timeout(Duration::from_secs(5), waker.notified())
         .await
         .expect("node B was not woken after reconnecting");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recording outcomes while a subscription is disabled
+// ---------------------------------------------------------------------------------------------
+
+/// Two nodes with subscriptions `wh_a` and `wh_b` (in lock order: a recorder handles `wh_a`'s
+/// outcomes first) and two deliveries each, all leased by `wrk_1`: (deliveries of `wh_a`, of `wh_b`).
+async fn two_subscriptions_in_flight() -> (
+    TestDir,
+    Config,
+    Arc<PgStore>,
+    Arc<PgStore>,
+    Vec<String>,
+    Vec<String>,
+) {
+    let (data, config, a, b) = two_nodes().await;
+    add_subscription(&a, "wh_a").await;
+    add_subscription(&a, "wh_b").await;
+    a.publish(vec![event("evt_1", None), event("evt_2", None)])
+        .await
+        .unwrap();
+    let claimed = a
+        .claim_due(claim("wrk_1", SystemClock.now_ms() + 1, 10))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 4);
+    let of = |subscription: &str| -> Vec<String> {
+        claimed
+            .iter()
+            .filter(|c| c.subscription.id == subscription)
+            .map(|c| c.delivery_id.clone())
+            .collect()
+    };
+    let (on_a, on_b) = (of("wh_a"), of("wh_b"));
+    (data, config, a, b, on_a, on_b)
+}
+
+fn outcome(delivery_id: &str, subscription_id: &str, outcome: Outcome) -> DeliveryOutcome {
+    let now = SystemClock.now_ms();
+    DeliveryOutcome {
+        delivery_id: delivery_id.into(),
+        subscription_id: subscription_id.into(),
+        attempt: AttemptRow {
+            id: format!("att_{delivery_id}"),
+            delivery_id: delivery_id.into(),
+            attempt: 1,
+            started_at: now,
+            duration_ms: 1,
+            request_timestamp: now / 1_000,
+            status: Some(500),
+            response_excerpt: None,
+            error: Some("HTTP 500".into()),
+            error_class: Some("http".into()),
+        },
+        outcome,
+    }
+}
+
+/// A connection of the test's own holding `FOR UPDATE` on one subscription row until it rolls back:
+/// a recorder that needs that row waits there, in the middle of its batch.
+async fn hold_row_lock(config: &Config, subscription_id: &str) -> sqlx::PgConnection {
+    use sqlx::{Connection, Executor};
+    let mut conn = sqlx::PgConnection::connect(config.database_url.as_deref().unwrap())
+        .await
+        .unwrap();
+    conn.execute("BEGIN").await.unwrap();
+    sqlx::query("SELECT id FROM subscriptions WHERE id = $1 FOR UPDATE")
+        .bind(subscription_id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn
+}
+
+/// Waits until `waiting` sessions of this database are blocked on a row lock, or `unless` has
+/// finished (a transaction that does not wait for a lock).
+async fn until_waiting_for_locks(
+    conn: &mut sqlx::PgConnection,
+    waiting: i64,
+    unless: Option<&tokio::task::JoinHandle<()>>,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let blocked: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity
+              WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+        if blocked >= waiting || unless.is_some_and(|task| task.is_finished()) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{blocked} sessions wait for a lock, expected {waiting}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn state_of(store: &PgStore, delivery_id: &str) -> DeliveryState {
+    store
+        .get_delivery(delivery_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .state
+}
+
+/// A retry recorded while an operator disables its subscription must end `held`, never `failed`:
+/// claims skip disabled subscriptions, so a `failed` row would wait forever. The interleaving is
+/// forced: the recorder is stopped half-way through its batch (after `wh_a`'s outcome, before
+/// `wh_b`'s, whose row this test holds locked) while the disable runs on the other node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_recorded_while_the_subscription_is_disabled_is_held() {
+    if !on_postgres() {
+        return;
+    }
+    let (_data, config, a, b, on_a, on_b) = two_subscriptions_in_flight().await;
+    let mut blocker = hold_row_lock(&config, "wh_b").await;
+    let at = SystemClock.now_ms() + 60_000;
+    let batch = vec![
+        outcome(&on_a[0], "wh_a", Outcome::Retry { at }),
+        outcome(&on_b[0], "wh_b", Outcome::Dead),
+    ];
+    let recorder = tokio::spawn({
+        let a = a.clone();
+        async move {
+            let report = a.record_outcomes("wrk_1", batch, 10, at).await.unwrap();
+            assert_eq!(report.applied, 2);
+        }
+    });
+    until_waiting_for_locks(&mut blocker, 1, None).await;
+
+    let disable = tokio::spawn({
+        let b = b.clone();
+        async move {
+            let now = SystemClock.now_ms();
+            let done = b.set_subscription_active("wh_a", false, None, false, now);
+            assert!(done.await.unwrap().is_some());
+        }
+    });
+    // The disable either waits for the recorder (fixed) or goes through at once (the race).
+    until_waiting_for_locks(&mut blocker, 2, Some(&disable)).await;
+    {
+        use sqlx::Executor;
+        blocker.execute("ROLLBACK").await.unwrap();
+    }
+    recorder.await.unwrap();
+    disable.await.unwrap();
+
+    assert_eq!(state_of(&a, &on_a[0]).await, DeliveryState::Held);
+    assert_eq!(state_of(&a, &on_b[0]).await, DeliveryState::Dead);
+}
+
+/// The same race against another node's recorder disabling the subscription (410 Gone): this node's
+/// retry for that subscription, recorded while the other batch is open, ends `held`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_retry_recorded_while_another_node_disables_on_410_is_held() {
+    if !on_postgres() {
+        return;
+    }
+    let (_data, config, a, b, on_a, on_b) = two_subscriptions_in_flight().await;
+    let mut blocker = hold_row_lock(&config, "wh_b").await;
+    let now = SystemClock.now_ms();
+    let gone = vec![
+        outcome(&on_a[0], "wh_a", Outcome::Gone),
+        outcome(&on_b[0], "wh_b", Outcome::Dead),
+    ];
+    let disabling = tokio::spawn({
+        let b = b.clone();
+        async move {
+            let report = b.record_outcomes("wrk_1", gone, 10, now).await.unwrap();
+            assert_eq!(report.disabled, ["wh_a"]);
+        }
+    });
+    until_waiting_for_locks(&mut blocker, 1, None).await;
+
+    let retry = vec![outcome(
+        &on_a[1],
+        "wh_a",
+        Outcome::Retry { at: now + 60_000 },
+    )];
+    let recorder = tokio::spawn({
+        let a = a.clone();
+        async move {
+            let report = a.record_outcomes("wrk_1", retry, 10, now).await.unwrap();
+            assert_eq!(report.applied, 1);
+        }
+    });
+    until_waiting_for_locks(&mut blocker, 2, Some(&recorder)).await;
+    {
+        use sqlx::Executor;
+        blocker.execute("ROLLBACK").await.unwrap();
+    }
+    disabling.await.unwrap();
+    recorder.await.unwrap();
+
+    assert_eq!(state_of(&a, &on_a[0]).await, DeliveryState::Held);
+    assert_eq!(state_of(&a, &on_a[1]).await, DeliveryState::Held);
+    assert!(!a.get_subscription("wh_a").await.unwrap().unwrap().active);
 }
