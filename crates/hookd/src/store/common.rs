@@ -102,6 +102,13 @@ pub(crate) fn headers_text(headers: &BTreeMap<String, String>) -> StoreResult<Op
     }
 }
 
+/// An attempt's response headers as stored: a JSON array of `[name, value]` pairs, or NULL.
+pub(crate) fn response_headers_text(
+    headers: &Option<Vec<(String, String)>>,
+) -> StoreResult<Option<String>> {
+    headers.as_ref().map(encode_json).transpose()
+}
+
 pub(crate) fn json_text(value: &serde_json::Value) -> String {
     value.to_string()
 }
@@ -228,6 +235,11 @@ pub(crate) fn attempt_from_row(row: &impl RowExt) -> AttemptRow {
         request_timestamp: row.int("request_timestamp"),
         status: row.opt_int("status"),
         response_excerpt: row.opt_text("response_excerpt"),
+        // A JSON array of `[name, value]` pairs; a log entry that cannot be read shows no headers
+        // rather than failing the page that lists it.
+        response_headers: row
+            .opt_text("response_headers")
+            .and_then(|text| serde_json::from_str(&text).ok()),
         error: row.opt_text("error"),
         error_class: row.opt_text("error_class"),
     }

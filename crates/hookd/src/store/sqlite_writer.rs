@@ -455,15 +455,17 @@ async fn insert_attempts(
                 &a.response_excerpt,
                 &a.error,
                 &a.error_class,
+                &a.response_headers,
             )
         })
         .collect();
-    // A delivery deleted meanwhile (its subscription was deleted) gets no attempt row.
+    // A delivery deleted meanwhile (its subscription was deleted) gets no attempt row. The headers
+    // travel as a nested array; `->>` yields an array as its JSON text, which is what is stored.
     sqlx::query(
         "INSERT INTO attempts (id, delivery_id, attempt, started_at, duration_ms, request_timestamp,
-                               status, response_excerpt, error, error_class)
+                               status, response_excerpt, error, error_class, response_headers)
          SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,
-                value ->> 6, value ->> 7, value ->> 8, value ->> 9
+                value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10
            FROM json_each(?1)
           WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = value ->> 1)",
     )
@@ -622,6 +624,7 @@ mod tests {
                 request_timestamp: 0,
                 status: None,
                 response_excerpt: None,
+                response_headers: None,
                 error: None,
                 error_class: None,
             },

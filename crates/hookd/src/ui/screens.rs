@@ -957,6 +957,9 @@ async fn live_tail(
 struct AttemptView {
     row: crate::store::AttemptRow,
     started: String,
+    /// The error class as shown (`DNS`, `connect`, `TLS`, `timeout`, `HTTP`, `blocked`) and what
+    /// it means; `None` on success.
+    class: Option<(&'static str, &'static str)>,
     request_headers: Vec<(String, String)>,
     body: String,
     curl: String,
@@ -1035,6 +1038,7 @@ async fn delivery(
             let (request_headers, body, curl) = rebuild_request(&event, &sub, &row);
             AttemptView {
                 started: views::time(row.started_at),
+                class: row.error_class.as_deref().map(views::error_class),
                 request_headers,
                 body: views::pretty_json(&body),
                 curl,

@@ -17,4 +17,5 @@ mod openapi;
 mod persistence;
 mod ssrf;
 mod ui;
+mod ui_screens;
 mod webhooks;
