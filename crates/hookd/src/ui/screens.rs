@@ -612,12 +612,7 @@ async fn endpoint(
         .await?
         .into_iter()
         .map(|t| t.name)
-        .filter(|name| {
-            sub.events
-                .iter()
-                .filter_map(|f| EventFilter::parse(f).ok())
-                .any(|f| f.matches(name))
-        })
+        .filter(|name| matches_type(&sub.events, name))
         .collect();
     let (state_label, reason) = views::endpoint_state(&sub);
     let example = views::example_payload(event_types.first().map(String::as_str).unwrap_or(""));
@@ -1303,12 +1298,7 @@ async fn catalog(State(state): State<AppState>, Extension(session): S) -> Page {
             example: views::example_payload(&t.name),
             endpoints: subs
                 .iter()
-                .filter(|s| {
-                    s.events
-                        .iter()
-                        .filter_map(|f| EventFilter::parse(f).ok())
-                        .any(|f| f.matches(&t.name))
-                })
+                .filter(|s| matches_type(&s.events, &t.name))
                 .map(|s| (s.id.clone(), s.url.clone()))
                 .collect(),
             name: t.name,
@@ -1329,6 +1319,17 @@ struct EventPage {
     event: crate::store::EventRow,
     envelope: String,
     fanout: Vec<(DeliveryRow, String)>,
+    /// Active endpoints the event may be replayed to: those whose filters match its type...
+    subscribed: Vec<ReplayTarget>,
+    /// ...and, if the operator picks one, those whose filters do not.
+    others: Vec<ReplayTarget>,
+}
+
+struct ReplayTarget {
+    id: String,
+    url: String,
+    /// It has a delivery of this event already (a replay re-queues that one).
+    delivered_before: bool,
 }
 
 /// An event and its deliveries that the viewer may see; for a portal viewer with none, "not found".
@@ -1376,19 +1377,110 @@ async fn event(
         retryable: event.retryable,
     }
     .encode();
+    let (mut subscribed, mut others) = (Vec::new(), Vec::new());
+    for sub in visible_subscriptions(&state, &session).await? {
+        if !sub.active {
+            continue;
+        }
+        let target = ReplayTarget {
+            delivered_before: fanout.iter().any(|(d, _)| d.subscription_id == sub.id),
+            id: sub.id,
+            url: sub.url,
+        };
+        match matches_type(&sub.events, &event.event_type) {
+            true => subscribed.push(target),
+            false => others.push(target),
+        }
+    }
     let page = EventPage {
         ctx: Ctx::new(&state, &session, "events", format!("Event {id}")),
         envelope: views::pretty_json(&String::from_utf8_lossy(&envelope)),
         event,
         fanout,
+        subscribed,
+        others,
     };
     Ok(render(&page))
 }
 
+fn matches_type(filters: &[String], event_type: &str) -> bool {
+    filters
+        .iter()
+        .filter_map(|f| EventFilter::parse(f).ok())
+        .any(|f| f.matches(event_type))
+}
+
 #[derive(Deserialize)]
 struct ReplayForm {
-    /// One delivery of this event; absent: every visible one.
+    /// One delivery of this event; absent (and no `endpoint`): every visible one.
     delivery: Option<String>,
+    /// One endpoint, whether or not it had a delivery of this event (or subscribes to its type).
+    endpoint: Option<String>,
+}
+
+/// Replays an event to one endpoint: re-queues its delivery of the event if it has one, else
+/// creates one (the endpoint was created after the event, or does not subscribe to its type and
+/// the operator picked it anyway).
+async fn replay_to_endpoint(
+    state: &AppState,
+    session: &Session,
+    event_id: &str,
+    endpoint: &str,
+) -> Page {
+    let sub = load_subscription(state, session, endpoint).await?;
+    let now = state.clock.now_ms();
+    let existing = state
+        .store
+        .deliveries_for_event(event_id)
+        .await?
+        .into_iter()
+        .find(|d| d.subscription_id == sub.id);
+    let (title, delivery) = match existing {
+        Some(delivery) => match state.store.retry_delivery(&delivery.id, now).await? {
+            RetryResult::Requeued(row) => ("Replay queued", row),
+            RetryResult::InFlight => {
+                let notice = Notice::new(
+                    session,
+                    false,
+                    "An attempt is in flight; try again when it ends",
+                )
+                .line("Delivery", delivery.id);
+                return Ok(render(&notice));
+            }
+            RetryResult::NotFound => return Err(UiError::NotFound("delivery")),
+        },
+        None if !sub.active => {
+            return Ok(render(&Notice::new(
+                session,
+                false,
+                "The endpoint is disabled: enable it first",
+            )));
+        }
+        None => {
+            let id = new_id("dlv", now);
+            match state
+                .store
+                .ui()
+                .add_delivery(&id, event_id, &sub.id, now)
+                .await?
+            {
+                Some(row) => ("New delivery queued", row),
+                // Created meanwhile by another request, or disabled meanwhile.
+                None => {
+                    return Ok(render(&Notice::new(
+                        session,
+                        false,
+                        "The endpoint changed meanwhile; reload and try again",
+                    )));
+                }
+            }
+        }
+    };
+    state.waker.notify_one();
+    let notice = Notice::new(session, true, title)
+        .line("Endpoint", sub.url)
+        .line("Delivery", delivery.id);
+    Ok(render(&notice))
 }
 
 async fn replay(
@@ -1399,6 +1491,9 @@ async fn replay(
 ) -> Page {
     require_manage(&session)?;
     let (_, fanout) = load_event(&state, &session, &id).await?;
+    if let Some(endpoint) = non_empty(&form.endpoint) {
+        return replay_to_endpoint(&state, &session, &id, &endpoint).await;
+    }
     let wanted = non_empty(&form.delivery);
     let now = state.clock.now_ms();
     let (mut queued, mut busy) = (0, 0);

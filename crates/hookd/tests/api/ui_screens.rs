@@ -2,7 +2,7 @@
 //! shows of each attempt, replaying an event to an endpoint, recovery with progress, and the
 //! portal's framing headers. Both backends.
 
-use crate::common::browser::Browser;
+use crate::common::browser::{Browser, portal_link};
 use crate::common::*;
 use serde_json::{Value, json};
 
@@ -109,4 +109,88 @@ async fn the_delivery_detail_names_the_error_class() {
     assert!(page.body.contains("error-class"), "{}", page.body);
     assert!(page.body.contains("connect error: no TCP connection"));
     assert!(page.body.contains("No response."));
+}
+
+#[tokio::test]
+async fn an_event_replays_to_any_chosen_endpoint_even_one_without_a_delivery() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    let subscribe = |path: &'static str, filter: &'static str, owner: &'static str| {
+        let (app, url) = (&app, receiver.url(path));
+        async move {
+            let reply = app
+                .post(
+                    "/api/webhooks",
+                    json!({"url": url, "events": [filter], "owner": owner}),
+                )
+                .await;
+            assert_eq!(reply.status, 201, "{}", reply.body);
+            reply.body["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let first = subscribe("/first", "order.*", "acme").await;
+    let event = publish(&app, json!({"event": "order.created", "data": {"n": 1}})).await;
+    delivery_of(&app, &event, &first, |d| d["state"] == "delivered").await;
+    // Created after the event: one subscribed to its type, one not, one of another owner.
+    let later = subscribe("/later", "order.*", "acme").await;
+    let unrelated = subscribe("/unrelated", "invoice.*", "acme").await;
+    let foreign = subscribe("/foreign", "order.*", "globex").await;
+
+    let mut browser = Browser::operator(&app).await;
+    let page = browser.get(&format!("/ui/events/{event}")).await;
+    let subscribed = &page.body[page.body.find("Subscribed to order.created").unwrap()..];
+    let (subscribed, others) = subscribed.split_once("Not subscribed").unwrap();
+    assert!(subscribed.contains(&later) && subscribed.contains(&first));
+    assert!(others.contains(&unrelated) && !others.contains(&later));
+    let csrf = page.csrf();
+    let replay_path = format!("/ui/events/{event}/replay");
+
+    for (endpoint, path) in [(&later, "/later"), (&unrelated, "/unrelated")] {
+        let form = [("endpoint", endpoint.as_str()), ("_csrf", &csrf)];
+        let done = browser.post(&replay_path, &form).await;
+        assert_eq!(done.status, 200, "{}", done.body);
+        assert!(done.body.contains("New delivery queued"), "{}", done.body);
+        let got = receiver.wait_for(path, 1).await;
+        assert_eq!(
+            got[0].header("webhook-id"),
+            event,
+            "the same event, the same id"
+        );
+        assert_eq!(got[0].json()["data"], json!({"n": 1}));
+    }
+    // An endpoint that had a delivery gets that one again; a second replay adds no second row.
+    for (endpoint, path) in [(&first, "/first"), (&later, "/later")] {
+        let form = [("endpoint", endpoint.as_str()), ("_csrf", &csrf)];
+        let done = browser.post(&replay_path, &form).await;
+        assert!(done.body.contains("Replay queued"), "{}", done.body);
+        receiver.wait_for(path, 2).await;
+    }
+    let deliveries = app.get(&format!("/api/events/{event}")).await.body["deliveries"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(
+        deliveries, 3,
+        "first, later and unrelated; foreign untouched"
+    );
+
+    // A disabled endpoint gets nothing; a portal manager reaches only its owner's endpoints.
+    app.post(&format!("/api/webhooks/{foreign}/disable"), json!({}))
+        .await;
+    let form = [("endpoint", foreign.as_str()), ("_csrf", &csrf)];
+    let refused = browser.post(&replay_path, &form).await;
+    assert!(refused.body.contains("disabled"), "{}", refused.body);
+    let mut portal = Browser::new(&app);
+    portal
+        .enter(&portal_link(&app, "acme", &["read", "manage"]).await)
+        .await;
+    let csrf = portal.get(&format!("/portal/events/{event}")).await.csrf();
+    let stolen = portal
+        .post(
+            &format!("/portal/events/{event}/replay"),
+            &[("endpoint", foreign.as_str()), ("_csrf", csrf.as_str())],
+        )
+        .await;
+    assert_eq!(stolen.status, 404);
+    assert!(receiver.received("/foreign").is_empty());
 }

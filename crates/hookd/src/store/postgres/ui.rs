@@ -2,7 +2,9 @@
 
 use super::super::common::{RowExt, delivery_columns, delivery_from_row, into_page};
 use super::super::ui::*;
-use super::super::{Cursor, DeadLetterFilter, DeliveryState, Page, StoreResult, UnixMs};
+use super::super::{
+    Cursor, DeadLetterFilter, DeliveryRow, DeliveryState, Page, StoreResult, UnixMs,
+};
 use super::{PgStore, map_err};
 use async_trait::async_trait;
 use sqlx::Row;
@@ -267,5 +269,75 @@ impl UiStore for PgStore {
         .await
         .map_err(map_err)?;
         Ok(row.int("n"))
+    }
+
+    async fn recover_some(
+        &self,
+        subscription_id: &str,
+        since: UnixMs,
+        until: UnixMs,
+        limit: u32,
+        now: UnixMs,
+    ) -> StoreResult<u64> {
+        // The outer conditions repeat the inner ones: a row that a worker claimed between the
+        // subquery and the update is rechecked on its new version and left alone.
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let done = sqlx::query(
+            "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = $5,
+                    updated_at = $5
+              WHERE id IN (SELECT id FROM deliveries
+                            WHERE subscription_id = $1 AND state IN ('failed', 'dead')
+                              AND updated_at >= $2 AND updated_at < $3
+                            LIMIT $4)
+                AND subscription_id = $1 AND state IN ('failed', 'dead')
+                AND updated_at >= $2 AND updated_at < $3",
+        )
+        .bind(subscription_id)
+        .bind(since)
+        .bind(until)
+        .bind(i64::from(limit))
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
+        if done > 0 {
+            super::notify_work(&mut tx).await?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(done)
+    }
+
+    async fn add_delivery(
+        &self,
+        id: &str,
+        event_id: &str,
+        subscription_id: &str,
+        now: UnixMs,
+    ) -> StoreResult<Option<DeliveryRow>> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let row = sqlx::query(concat!(
+            "INSERT INTO deliveries (id, event_id, subscription_id, state, next_attempt_at,
+                                     created_at, updated_at)
+             SELECT $1, e.id, s.id, 'pending', $4, $4, $4
+               FROM events e, subscriptions s
+              WHERE e.id = $2 AND s.id = $3 AND s.active
+             ON CONFLICT (event_id, subscription_id) DO NOTHING
+             RETURNING ",
+            delivery_columns!()
+        ))
+        .bind(id)
+        .bind(event_id)
+        .bind(subscription_id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        let row = row.as_ref().map(delivery_from_row).transpose()?;
+        if row.is_some() {
+            super::notify_work(&mut tx).await?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(row)
     }
 }
