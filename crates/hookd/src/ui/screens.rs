@@ -3,6 +3,7 @@
 //! `viewer.sees(subscription)` for one row by id), and every action checks `viewer.can_manage()`.
 
 use super::charts::{self, Range};
+use super::jobs::{Progress, RECOVERY_STEP, Recovery, RecoveryRequest};
 use super::session::Session;
 use super::views::{self, Ctx};
 use super::{UiError, render};
@@ -48,6 +49,7 @@ pub fn routes() -> Router<AppState> {
         .route("/dead-letters", get(dead_letters))
         .route("/dead-letters/redrive", post(redrive_many))
         .route("/dead-letters/recover", post(recover))
+        .route("/dead-letters/recover/{job}", get(recovery_progress))
         .route("/events", get(catalog))
         .route("/events/{id}", get(event))
         .route("/events/{id}/replay", post(replay))
@@ -1255,18 +1257,77 @@ async fn recover(
         }
         return Ok(render(&notice));
     }
-    let recovered = state
-        .store
-        .recover(&sub.id, since, None, state.clock.now_ms())
-        .await?;
-    if recovered > 0 {
-        state.waker.notify_one();
+    let expected = state.store.ui().count_recoverable(&sub.id, since).await?;
+    let job = state.ui.jobs.start_recovery(
+        &state,
+        RecoveryRequest {
+            subscription_id: sub.id,
+            owner: session.viewer.owner().map(str::to_owned),
+            since,
+            expected,
+        },
+    );
+    Ok(render(&RecoveryFragment::new(&session, &job)))
+}
+
+/// A recovery's progress; while it runs, htmx fetches it again (and swaps it in) every half second.
+#[derive(Template)]
+#[template(path = "recovery.html")]
+struct RecoveryFragment {
+    id: String,
+    url: String,
+    running: bool,
+    failed: bool,
+    title: String,
+    expected: i64,
+    /// The progress bar's end: what was expected, or more if more was found.
+    max: u64,
+    progress: Progress,
+    step: u32,
+}
+
+impl RecoveryFragment {
+    fn new(session: &Session, job: &Recovery) -> Self {
+        let progress = job.progress();
+        let running = progress.finished_at.is_none();
+        let failed = progress.error.is_some();
+        let title = match (running, failed) {
+            (true, _) => format!("Recovering… {} of {}", progress.recovered, job.expected),
+            (false, false) => format!("Recovered {} deliveries", progress.recovered),
+            (false, true) => format!("Recovery stopped after {}", progress.recovered),
+        };
+        Self {
+            url: format!("{}/dead-letters/recover/{}", session.viewer.base(), job.id),
+            id: job.id.clone(),
+            running,
+            failed,
+            title,
+            expected: job.expected,
+            max: progress.recovered.max(job.expected.max(0) as u64).max(1),
+            progress,
+            step: RECOVERY_STEP,
+        }
     }
-    Ok(render(&Notice::new(
-        &session,
-        true,
-        format!("Recovered {recovered} deliveries"),
-    )))
+}
+
+/// `GET …/dead-letters/recover/{job}`: the progress fragment of a recovery this viewer may see.
+async fn recovery_progress(
+    State(state): State<AppState>,
+    Extension(session): S,
+    Path(id): Path<String>,
+) -> Page {
+    let job = state
+        .ui
+        .jobs
+        .recovery(&id)
+        .filter(|job| {
+            session
+                .viewer
+                .owner()
+                .is_none_or(|o| job.owner.as_deref() == Some(o))
+        })
+        .ok_or(UiError::NotFound("recovery"))?;
+    Ok(render(&RecoveryFragment::new(&session, &job)))
 }
 
 // ---------------------------------------------------------------------------------------------

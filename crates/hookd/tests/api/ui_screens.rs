@@ -4,6 +4,7 @@
 
 use crate::common::browser::{Browser, portal_link};
 use crate::common::*;
+use hookd::ids::Clock;
 use serde_json::{Value, json};
 
 async fn publish(app: &TestApp, event: Value) -> String {
@@ -193,4 +194,170 @@ async fn an_event_replays_to_any_chosen_endpoint_even_one_without_a_delivery() {
         .await;
     assert_eq!(stolen.status, 404);
     assert!(receiver.received("/foreign").is_empty());
+}
+
+/// Publishes `count` events to `webhook` and kills every delivery at once through the store (as a
+/// worker would record them after their last attempt), at the clock's current time.
+async fn dead_deliveries(app: &TestApp, count: usize, now: i64) {
+    use hookd::store::{AttemptRow, ClaimRequest, DeliveryOutcome, Outcome};
+    for chunk in (0..count).collect::<Vec<_>>().chunks(1_000) {
+        let events: Vec<Value> = chunk
+            .iter()
+            .map(|n| json!({"event": "order.created", "data": {"n": n}}))
+            .collect();
+        let reply = app
+            .post("/api/events/batch", json!({ "events": events }))
+            .await;
+        assert_eq!(reply.status, 202, "{}", reply.body);
+    }
+    loop {
+        let claimed = app
+            .store
+            .claim_due(ClaimRequest {
+                owner: "wrk_fake".into(),
+                now,
+                limit: 1_000,
+                default_timeout_ms: 10_000,
+                lease_margin_ms: 10_000,
+                per_subscription_cap: None,
+                in_flight: Vec::new(),
+            })
+            .await
+            .unwrap();
+        if claimed.is_empty() {
+            return;
+        }
+        let outcomes = claimed
+            .iter()
+            .map(|c| DeliveryOutcome {
+                delivery_id: c.delivery_id.clone(),
+                subscription_id: c.subscription.id.clone(),
+                outcome: Outcome::Dead,
+                attempt: AttemptRow {
+                    id: format!("att_{}", c.delivery_id),
+                    delivery_id: c.delivery_id.clone(),
+                    attempt: 1,
+                    started_at: now,
+                    duration_ms: 1,
+                    request_timestamp: now / 1000,
+                    status: Some(500),
+                    response_excerpt: None,
+                    response_headers: None,
+                    error: Some("HTTP 500".into()),
+                    error_class: Some("http".into()),
+                },
+            })
+            .collect();
+        app.store
+            .record_outcomes("wrk_fake", outcomes, i64::MAX, now)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_large_recovery_runs_in_steps_and_reports_its_progress() {
+    let (app, _worker, clock) = spawn_stepped(|c| c.disable_after_failures = i64::MAX).await;
+    let sub = app.subscribe("http://127.0.0.1:9/down", &["*"]).await;
+    let webhook = sub["id"].as_str().unwrap().to_owned();
+    let since = clock.now_ms();
+    clock.advance_ms(1_000);
+    dead_deliveries(&app, 5_000, clock.now_ms()).await;
+    clock.advance_ms(1_000);
+
+    let mut browser = Browser::operator(&app).await;
+    let csrf = browser.get("/ui/dead-letters").await.csrf();
+    let since_text = hookd_core::time::rfc3339_ms(since);
+    let since_field = &since_text[..19];
+    let preview = browser
+        .post(
+            "/ui/dead-letters/recover",
+            &[
+                ("endpoint", &webhook),
+                ("since", since_field),
+                ("_csrf", &csrf),
+            ],
+        )
+        .await;
+    assert!(
+        preview.body.contains("5000 failed or dead deliveries"),
+        "{}",
+        preview.body
+    );
+    let started = browser
+        .post(
+            "/ui/dead-letters/recover",
+            &[
+                ("endpoint", &webhook),
+                ("since", since_field),
+                ("confirm", "1"),
+                ("_csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(started.status, 200, "{}", started.body);
+    let attribute = |body: &str, name: &str| -> String {
+        let start = body
+            .find(&format!("{name}=\""))
+            .unwrap_or_else(|| panic!("{body}"))
+            + name.len()
+            + 2;
+        body[start..start + body[start..].find('"').unwrap()].to_owned()
+    };
+    assert_eq!(attribute(&started.body, "data-expected"), "5000");
+    let url = attribute(&started.body, "hx-get");
+    assert!(url.starts_with("/ui/dead-letters/recover/rcv_"), "{url}");
+
+    // Poll as the page does until it is done; progress only grows.
+    let mut seen = vec![
+        attribute(&started.body, "data-recovered")
+            .parse::<u64>()
+            .unwrap(),
+    ];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let done = loop {
+        let page = browser.get(&url).await;
+        assert_eq!(page.status, 200);
+        seen.push(attribute(&page.body, "data-recovered").parse().unwrap());
+        if attribute(&page.body, "data-state") == "done" {
+            break page;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "recovery did not finish"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    assert_eq!(attribute(&done.body, "data-recovered"), "5000");
+    assert_eq!(
+        attribute(&done.body, "data-steps"),
+        "5",
+        "1,000 rows per transaction"
+    );
+    assert!(!done.body.contains("hx-get"), "polling stops when done");
+    let backlog = app
+        .get(&format!(
+            "/api/webhooks/{webhook}/deliveries?state=pending&limit=1"
+        ))
+        .await;
+    assert_eq!(backlog.body["data"].as_array().unwrap().len(), 1);
+    let dead = app
+        .get(&format!(
+            "/api/webhooks/{webhook}/deliveries?state=dead&limit=1"
+        ))
+        .await;
+    assert!(
+        dead.body["data"].as_array().unwrap().is_empty(),
+        "{}",
+        dead.body
+    );
+
+    // Another owner's portal session cannot read the job.
+    let mut portal = Browser::new(&app);
+    portal
+        .enter(&portal_link(&app, "acme", &["read"]).await)
+        .await;
+    let path = url.replacen("/ui/", "/portal/", 1);
+    assert_eq!(portal.get(&path).await.status, 404);
 }

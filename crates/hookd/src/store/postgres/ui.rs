@@ -280,15 +280,17 @@ impl UiStore for PgStore {
         now: UnixMs,
     ) -> StoreResult<u64> {
         // The outer conditions repeat the inner ones: a row that a worker claimed between the
-        // subquery and the update is rechecked on its new version and left alone.
+        // subquery and the update is rechecked on its new version and left alone. `ARRAY(…)` makes
+        // the pick run once (an init plan); as a join or `IN`, a table without statistics yet got
+        // a nested loop that re-ran it per row (2.6 s for 1,000 of 5,000 rows).
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         let done = sqlx::query(
             "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = $5,
                     updated_at = $5
-              WHERE id IN (SELECT id FROM deliveries
-                            WHERE subscription_id = $1 AND state IN ('failed', 'dead')
-                              AND updated_at >= $2 AND updated_at < $3
-                            LIMIT $4)
+              WHERE id = ANY(ARRAY(SELECT id FROM deliveries
+                                    WHERE subscription_id = $1 AND state IN ('failed', 'dead')
+                                      AND updated_at >= $2 AND updated_at < $3
+                                    LIMIT $4))
                 AND subscription_id = $1 AND state IN ('failed', 'dead')
                 AND updated_at >= $2 AND updated_at < $3",
         )
