@@ -1,6 +1,8 @@
 //! [`UiStore`] on PostgreSQL (the same queries as `sqlite/ui.rs` in this dialect): sessions, the delivery log and chart samples.
 
-use super::super::common::{RowExt, delivery_columns, delivery_from_row, into_page};
+use super::super::common::{
+    RowExt, delivery_columns, delivery_from_row, delivery_log_sql, into_page,
+};
 use super::super::ui::*;
 use super::super::{
     Cursor, DeadLetterFilter, DeliveryRow, DeliveryState, Page, StoreResult, UnixMs,
@@ -99,36 +101,7 @@ impl UiStore for PgStore {
         &self,
         search: DeliverySearch,
     ) -> StoreResult<Page<DeliveryListRow>> {
-        // A filter that is set is written as a plain condition, so that the planner can walk
-        // `deliveries_by_state_created` for a state; an unset one stays a no-op on its parameter.
-        let state_condition = match search.state {
-            Some(_) => "d.state = PH2",
-            None => "PH2::text IS NULL",
-        };
-        let status_condition = match search.status {
-            Some(_) => "d.last_status = PH4",
-            None => "PH4::bigint IS NULL",
-        };
-        let sql = format!(
-            concat!(
-                "SELECT ",
-                delivery_columns!("d."),
-                ", e.event_type AS event_type
-               FROM deliveries d JOIN events e ON e.id = d.event_id
-              WHERE ($1::text IS NULL OR d.subscription_id = $1)
-                AND {state_condition}
-                AND ($3::text IS NULL OR e.event_type = $3)
-                AND {status_condition}
-                AND ($5::bigint IS NULL OR d.created_at >= $5)
-                AND ($6::bigint IS NULL OR d.created_at < $6)
-                AND ",
-                owner_scope!("d.subscription_id", "7"),
-                " AND ($8::bigint IS NULL OR (d.created_at, d.id) < ($8, $9))
-              ORDER BY d.created_at DESC, d.id DESC LIMIT $10"
-            ),
-            state_condition = state_condition.replace("PH", "$"),
-            status_condition = status_condition.replace("PH", "$"),
-        );
+        let sql = delivery_log_sql(&search, |n, ty| format!("${n}::{ty}"));
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&search.subscription_id)
             .bind(search.state.map(DeliveryState::as_str))
