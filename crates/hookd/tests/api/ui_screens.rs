@@ -361,3 +361,41 @@ async fn a_large_recovery_runs_in_steps_and_reports_its_progress() {
     let path = url.replacen("/ui/", "/portal/", 1);
     assert_eq!(portal.get(&path).await.status, 404);
 }
+
+/// With `portal_frame_ancestors`, the portal (only) may be framed by those origins, and its cookie
+/// becomes a partitioned cross-site one; `ui-tests/e2e.mjs` embeds it from a second loopback site in
+/// Chromium and checks that a third one is refused.
+#[tokio::test]
+async fn the_portal_may_be_framed_by_the_configured_origins_only() {
+    let app = spawn_app_with(|c| {
+        c.portal_frame_ancestors = vec!["https://app.example.com".into()];
+    })
+    .await;
+    let mut portal = Browser::new(&app);
+    let entered = portal
+        .enter(&portal_link(&app, "acme", &["read"]).await)
+        .await;
+    assert_eq!(entered.status, 200);
+    let cookie = entered.header("set-cookie");
+    assert!(
+        cookie.contains("SameSite=None; Secure; Partitioned") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    let page = portal.get("/portal/endpoints").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.header("content-security-policy")
+            .ends_with("frame-ancestors https://app.example.com"),
+        "{}",
+        page.header("content-security-policy")
+    );
+    assert_eq!(page.header("x-frame-options"), "");
+
+    let dashboard = Browser::new(&app).get("/ui/login").await;
+    assert!(
+        dashboard
+            .header("content-security-policy")
+            .ends_with("frame-ancestors 'none'")
+    );
+    assert_eq!(dashboard.header("x-frame-options"), "DENY");
+}
