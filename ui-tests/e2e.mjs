@@ -31,10 +31,11 @@ const receiver = createServer((req, res) => {
   req.on("data", (c) => (body += c));
   req.on("end", () => {
     received.push({ path: req.url, headers: req.headers, body });
+    const trace = { "x-receiver-trace": `e2e${req.url}` };
     if (req.url.startsWith("/flaky") && flakyFails) {
-      res.writeHead(500, { "content-type": "text/plain" }).end("receiver is down");
+      res.writeHead(500, { "content-type": "text/plain", ...trace }).end("receiver is down");
     } else {
-      res.writeHead(200, { "content-type": "application/json" }).end('{"ok":true}');
+      res.writeHead(200, { "content-type": "application/json", ...trace }).end('{"ok":true}');
     }
   });
 });
@@ -243,6 +244,9 @@ try {
     assert.equal(await page.textContent("#delivery-state"), "dead");
     assert.equal(await page.locator(".attempt").count(), 3);
     assert.match(await page.textContent(".attempt"), /receiver is down/);
+    // The response headers the receiver sent, and the error class, named.
+    assert.match(await page.textContent(".attempt .response-headers"), /x-receiver-trace\s*e2e\/flaky/);
+    assert.equal((await page.textContent(".attempt .error-class")).trim(), "HTTP");
   });
 
   await step("redrive it after the receiver recovers", async () => {
@@ -258,6 +262,35 @@ try {
       await page.goto(`${base}/ui/deliveries/${deadDelivery}`);
       return (await page.textContent("#delivery-state")) === "delivered";
     });
+  });
+
+  await step("recover failed since T: a count first, then progress until done", async () => {
+    flakyFails = true;
+    const since = new Date(Date.now() - 60_000).toISOString().slice(0, 16);
+    const published = await api("POST", "/api/events", { event: "order.created", data: { orderId: "ORD-8" } });
+    const flakyState = async () => (await api("GET", `/api/events/${published.body.id}`)).body.deliveries.find((d) => d.webhook_id === flakyEndpoint)?.state;
+    await eventually("dead again", async () => (await flakyState()) === "dead");
+    flakyFails = false;
+    await page.goto(`${base}/ui/dead-letters`);
+    await page.selectOption("#c-endpoint", flakyEndpoint);
+    await page.fill("#c-since", since);
+    await page.click("#count-recover");
+    await page.waitForSelector("#recover-result .notice");
+    assert.match(await page.textContent("#recover-result"), /1 failed or dead deliveries since/);
+    await page.click("#recover-result button[type=submit]");
+    await page.waitForSelector("#recover-result .recovery[data-state=done]");
+    assert.match(await page.textContent("#recover-result"), /Recovered 1 deliveries/);
+    assert.equal(await page.getAttribute("#recover-result progress", "value"), "1");
+    await eventually("delivered after recovery", async () => (await flakyState()) === "delivered");
+  });
+
+  await step("replay an event to an endpoint that had no delivery of it", async () => {
+    await page.goto(`${base}/ui/events/${testEvent}`);
+    await page.selectOption("#replay-endpoint", flakyEndpoint);
+    await page.click("#replay-to-endpoint");
+    await page.waitForSelector("#replay-result .notice");
+    assert.match(await page.textContent("#replay-result"), /New delivery queued/);
+    await eventually("the replay arrives", () => received.some((r) => r.path === "/flaky" && JSON.parse(r.body).id === testEvent));
   });
 
   await step("delivery log: filters stay in the URL; exact id search", async () => {
