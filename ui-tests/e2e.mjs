@@ -1,7 +1,9 @@
 // End-to-end tests of the hookd dashboard and portal in Debian's headless Chromium (playwright-core,
 // no downloaded browser). Starts the debug hookd binary on a fresh data dir and a local test receiver,
 // walks the operator and subscriber flows, and saves screenshots of every screen (light and dark) to
-// target/screenshots/. Exits non-zero on the first failed check.
+// target/screenshots/. A second hookd, with `portal_frame_ancestors`, is embedded in an iframe by pages
+// served from other loopback sites (127.0.0.2 allowed, 127.0.0.3 refused). Exits non-zero on the
+// first failed check.
 //
 //   node ui-tests/e2e.mjs        (after `cargo build -p hookd`; HOOKD_BIN overrides the binary)
 
@@ -29,10 +31,11 @@ const receiver = createServer((req, res) => {
   req.on("data", (c) => (body += c));
   req.on("end", () => {
     received.push({ path: req.url, headers: req.headers, body });
+    const trace = { "x-receiver-trace": `e2e${req.url}` };
     if (req.url.startsWith("/flaky") && flakyFails) {
-      res.writeHead(500, { "content-type": "text/plain" }).end("receiver is down");
+      res.writeHead(500, { "content-type": "text/plain", ...trace }).end("receiver is down");
     } else {
-      res.writeHead(200, { "content-type": "application/json" }).end('{"ok":true}');
+      res.writeHead(200, { "content-type": "application/json", ...trace }).end('{"ok":true}');
     }
   });
 });
@@ -40,37 +43,57 @@ await new Promise((r) => receiver.listen(0, "127.0.0.1", r));
 const receiverUrl = `http://127.0.0.1:${receiver.address().port}`;
 
 // ---- hookd ----
-const data = mkdtempSync(join(tmpdir(), "hookd-e2e-"));
-const config = join(data, "hookd.toml");
-writeFileSync(config, [
-  "poll_interval_ms = 100",
-  "[retry]",
-  "max_attempts = 3",
-  "base_delay_ms = 300",
-  "max_delay_ms = 600",
-].join("\n"));
-const port = 20000 + Math.floor(Math.random() * 20000);
-const base = `http://127.0.0.1:${port}`;
-const hookd = spawn(hookdBin, ["serve", "--dev", "--config", config, "--listen", `127.0.0.1:${port}`, "--data-dir", data], {
-  env: { ...process.env, HOOKD_API_KEY: KEY, HOOKD_LOG_LEVEL: "warn" },
-  stdio: ["ignore", "inherit", "inherit"],
-});
-async function waitReady() {
+const started = [];
+/** Starts the debug hookd on a fresh data dir with `extra` config lines; resolves once it is ready. */
+async function startHookd(extra = []) {
+  const data = mkdtempSync(join(tmpdir(), "hookd-e2e-"));
+  const config = join(data, "hookd.toml");
+  writeFileSync(config, [
+    ...extra,
+    "poll_interval_ms = 100",
+    "[retry]",
+    "max_attempts = 3",
+    "base_delay_ms = 300",
+    "max_delay_ms = 600",
+  ].join("\n"));
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const base = `http://127.0.0.1:${port}`;
+  const proc = spawn(hookdBin, ["serve", "--dev", "--config", config, "--listen", `127.0.0.1:${port}`, "--data-dir", data], {
+    env: { ...process.env, HOOKD_API_KEY: KEY, HOOKD_LOG_LEVEL: "warn" },
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  started.push({ proc, data });
   for (let i = 0; i < 100; i++) {
     try {
-      if ((await fetch(`${base}/readyz`)).ok) return;
+      if ((await fetch(`${base}/readyz`)).ok) return { base, api: (method, path, body) => call(base, method, path, body) };
     } catch {}
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error("hookd did not start");
 }
-async function api(method, path, body) {
-  const res = await fetch(base + path, {
+async function call(origin, method, path, body) {
+  const res = await fetch(origin + path, {
     method,
     headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
     body: body ? JSON.stringify(body) : undefined,
   });
   return { status: res.status, body: await res.json().catch(() => null) };
+}
+let base, api;
+
+// ---- pages on other sites that embed a URL in an iframe (127.0.0.2 and .3 are other sites) ----
+const embedPort = 20000 + Math.floor(Math.random() * 20000);
+const embedders = [];
+async function embedder(host) {
+  const server = createServer((req, res) => {
+    const src = new URL(req.url, "http://x").searchParams.get("src") || "";
+    const attr = src.replace(/&/g, "&amp;").replace(/"/g, "&quot;");
+    res.writeHead(200, { "content-type": "text/html" })
+      .end(`<!doctype html><title>embedder</title><iframe id="framed" src="${attr}" width="1100" height="800"></iframe>`);
+  });
+  await new Promise((r) => server.listen(embedPort, host, r));
+  embedders.push(server);
+  return `http://${host}:${embedPort}`;
 }
 async function eventually(what, check, ms = 20000) {
   const end = Date.now() + ms;
@@ -115,7 +138,7 @@ async function shoot(context, name, url) {
 
 let exitCode = 0;
 try {
-  await waitReady();
+  ({ base, api } = await startHookd());
   const operator = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await operator.newPage();
   watch(page);
@@ -221,6 +244,9 @@ try {
     assert.equal(await page.textContent("#delivery-state"), "dead");
     assert.equal(await page.locator(".attempt").count(), 3);
     assert.match(await page.textContent(".attempt"), /receiver is down/);
+    // The response headers the receiver sent, and the error class, named.
+    assert.match(await page.textContent(".attempt .response-headers"), /x-receiver-trace\s*e2e\/flaky/);
+    assert.equal((await page.textContent(".attempt .error-class")).trim(), "HTTP");
   });
 
   await step("redrive it after the receiver recovers", async () => {
@@ -236,6 +262,35 @@ try {
       await page.goto(`${base}/ui/deliveries/${deadDelivery}`);
       return (await page.textContent("#delivery-state")) === "delivered";
     });
+  });
+
+  await step("recover failed since T: a count first, then progress until done", async () => {
+    flakyFails = true;
+    const since = new Date(Date.now() - 60_000).toISOString().slice(0, 16);
+    const published = await api("POST", "/api/events", { event: "order.created", data: { orderId: "ORD-8" } });
+    const flakyState = async () => (await api("GET", `/api/events/${published.body.id}`)).body.deliveries.find((d) => d.webhook_id === flakyEndpoint)?.state;
+    await eventually("dead again", async () => (await flakyState()) === "dead");
+    flakyFails = false;
+    await page.goto(`${base}/ui/dead-letters`);
+    await page.selectOption("#c-endpoint", flakyEndpoint);
+    await page.fill("#c-since", since);
+    await page.click("#count-recover");
+    await page.waitForSelector("#recover-result .notice");
+    assert.match(await page.textContent("#recover-result"), /1 failed or dead deliveries since/);
+    await page.click("#recover-result button[type=submit]");
+    await page.waitForSelector("#recover-result .recovery[data-state=done]");
+    assert.match(await page.textContent("#recover-result"), /Recovered 1 deliveries/);
+    assert.equal(await page.getAttribute("#recover-result progress", "value"), "1");
+    await eventually("delivered after recovery", async () => (await flakyState()) === "delivered");
+  });
+
+  await step("replay an event to an endpoint that had no delivery of it", async () => {
+    await page.goto(`${base}/ui/events/${testEvent}`);
+    await page.selectOption("#replay-endpoint", flakyEndpoint);
+    await page.click("#replay-to-endpoint");
+    await page.waitForSelector("#replay-result .notice");
+    assert.match(await page.textContent("#replay-result"), /New delivery queued/);
+    await eventually("the replay arrives", () => received.some((r) => r.path === "/flaky" && JSON.parse(r.body).id === testEvent));
   });
 
   await step("delivery log: filters stay in the URL; exact id search", async () => {
@@ -303,6 +358,51 @@ try {
     await portal.close();
   });
 
+  await step("portal in an iframe: an allowed origin embeds it (partitioned cookie, actions work); others are refused", async () => {
+    const allowed = await embedder("127.0.0.2");
+    const refused = await embedder("127.0.0.3");
+    const framed = await startHookd([`portal_frame_ancestors = ["${allowed}"]`]);
+    const sub = await framed.api("POST", "/api/webhooks", { url: `${receiverUrl}/ok`, events: ["*"], owner: "acme" });
+    assert.equal(sub.status, 201);
+    const link = async () => (await framed.api("POST", "/api/portal/sessions", { owner: "acme", capabilities: ["read", "manage"], ttl_seconds: 600 })).body.url;
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const page = await context.newPage();
+    watch(page);
+    await page.goto(`${allowed}/?src=${encodeURIComponent(await link())}`);
+    const frame = await eventually("the portal in the frame", () => page.frames().find((f) => f.url() === `${framed.base}/portal`));
+    await frame.waitForSelector("main h1");
+    const cookie = (await context.cookies()).find((c) => c.name === "hookd_portal");
+    assert.ok(cookie, "the portal cookie was set inside the cross-site frame");
+    assert.equal(cookie.sameSite, "None");
+    assert.equal(cookie.secure, true);
+    assert.equal(cookie.httpOnly, true);
+    if ("partitionKey" in cookie) assert.match(String(cookie.partitionKey), /127\.0\.0\.2/);
+    // A state-changing request from inside the frame passes the CSRF and origin checks.
+    await frame.goto(`${framed.base}/portal/endpoints/${sub.body.id}`);
+    await frame.click("#reveal");
+    await frame.waitForSelector("#secret-result .reveal");
+    assert.match(await frame.textContent("#secret-result .reveal"), /^whsec_/);
+    await page.screenshot({ path: join(shots, "portal-framed-light.png") });
+
+    // Another origin may not frame the portal, and nobody may frame the dashboard.
+    for (const [origin, src, name] of [
+      [refused, await link(), "another origin"],
+      [allowed, `${framed.base}/ui/login`, "the dashboard"],
+    ]) {
+      const other = await context.newPage();
+      const messages = [];
+      other.on("console", (m) => messages.push(m.text()));
+      await other.goto(`${origin}/?src=${encodeURIComponent(src)}`);
+      // Chromium logs "Framing '…' violates the following Content Security Policy directive:
+      // "frame-ancestors …". The request has been blocked." and shows an error page in the frame.
+      await eventually(`${name}: framing refused`, () => messages.some((m) => /frame-ancestors/.test(m) && /blocked|Refused/.test(m)));
+      const inner = other.frames().find((f) => f !== other.mainFrame());
+      assert.ok(inner && !inner.url().startsWith(framed.base), `${name}: ${inner && inner.url()}`);
+      await other.close();
+    }
+    await context.close();
+  });
+
   await step("no Content-Security-Policy violations or script errors on any page", async () => {
     assert.deepEqual(cspViolations, []);
   });
@@ -313,9 +413,10 @@ try {
   exitCode = 1;
 } finally {
   await browser.close();
-  hookd.kill("SIGTERM");
+  started.forEach(({ proc }) => proc.kill("SIGTERM"));
   receiver.close();
+  embedders.forEach((server) => server.close());
   await new Promise((r) => setTimeout(r, 300));
-  rmSync(data, { recursive: true, force: true });
+  started.forEach(({ data }) => rmSync(data, { recursive: true, force: true }));
   process.exit(exitCode);
 }

@@ -26,9 +26,21 @@ pub struct Attempt {
     pub status: Option<i64>,
     /// At most 4 KiB of the response body.
     pub response_excerpt: Option<String>,
+    /// The response headers in the order received: at most 32 (4 KiB), values cut at 256 bytes,
+    /// credential-like values (cookies, authorization, tokens) replaced by `[redacted]`. Null
+    /// without a response (and for attempts logged before hookd recorded headers).
+    pub response_headers: Option<Vec<ResponseHeader>>,
     pub error: Option<String>,
     /// dns, connect, tls, timeout, http, blocked; null on success.
     pub error_class: Option<String>,
+}
+
+/// One response header of an attempt.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResponseHeader {
+    /// Lowercase.
+    pub name: String,
+    pub value: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -110,6 +122,12 @@ impl From<AttemptRow> for Attempt {
             request_timestamp: row.request_timestamp,
             status: row.status,
             response_excerpt: row.response_excerpt,
+            response_headers: row.response_headers.map(|headers| {
+                headers
+                    .into_iter()
+                    .map(|(name, value)| ResponseHeader { name, value })
+                    .collect()
+            }),
             error: row.error,
             error_class: row.error_class,
         }

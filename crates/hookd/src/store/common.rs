@@ -102,6 +102,13 @@ pub(crate) fn headers_text(headers: &BTreeMap<String, String>) -> StoreResult<Op
     }
 }
 
+/// An attempt's response headers as stored: a JSON array of `[name, value]` pairs, or NULL.
+pub(crate) fn response_headers_text(
+    headers: &Option<Vec<(String, String)>>,
+) -> StoreResult<Option<String>> {
+    headers.as_ref().map(encode_json).transpose()
+}
+
 pub(crate) fn json_text(value: &serde_json::Value) -> String {
     value.to_string()
 }
@@ -228,6 +235,11 @@ pub(crate) fn attempt_from_row(row: &impl RowExt) -> AttemptRow {
         request_timestamp: row.int("request_timestamp"),
         status: row.opt_int("status"),
         response_excerpt: row.opt_text("response_excerpt"),
+        // A JSON array of `[name, value]` pairs; a log entry that cannot be read shows no headers
+        // rather than failing the page that lists it.
+        response_headers: row
+            .opt_text("response_headers")
+            .and_then(|text| serde_json::from_str(&text).ok()),
         error: row.opt_text("error"),
         error_class: row.opt_text("error_class"),
     }
@@ -483,4 +495,114 @@ pub(crate) fn reseal_row(
         .map(|previous| reseal(&id, &previous))
         .transpose()?;
     Ok((id, secret, previous))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The delivery log
+// ---------------------------------------------------------------------------------------------
+
+/// The delivery log's query for `search`, in either dialect: `param(n, type)` writes parameter `n`
+/// (`?n`, or `$n::type`). Parameters, in order: subscription, state, event type, status, since,
+/// until, owner, cursor time, cursor id, limit.
+///
+/// Each filter that is set is a plain condition an index can serve; each unset one is a no-op on its
+/// parameter (every parameter stays referenced). `(? IS NULL OR column = ?)` would read the same,
+/// but no planner uses an index for it: a subscription filter or a deep cursor would then walk the
+/// whole log from its newest row. Which index serves what (checked by
+/// `sqlite::ui::tests::every_log_filter_is_served_by_an_index`):
+///
+/// - no filter, a time range, a cursor: `deliveries_by_time` from the cursor (or `until`) down;
+/// - a state: `deliveries_by_state_created`; an endpoint: `deliveries_by_subscription`;
+/// - a failure status (≥ 300): `deliveries_by_failure_status`, a partial index, which is why the
+///   condition repeats its `last_status >= 300`; a 2xx status walks `deliveries_by_time`, where
+///   such rows are the dense majority;
+/// - an event type: `events_by_type_time`, then each event's deliveries by `(event_id, …)`;
+/// - a portal owner: each of the owner's subscriptions by `deliveries_by_subscription`.
+///
+/// The event type and owner filters then sort the rows of that type or owner (found by index, so
+/// the cost grows with that type's or owner's volume, not the table's: 15 ms and 90 ms for 2,000
+/// and 25,000 of 100,000 rows in a debug build). On PostgreSQL the same shapes were checked with
+/// `EXPLAIN ANALYZE` of generic plans over 100,000 analyzed rows: index scans backward on
+/// `deliveries_by_failure_status` (status and cursor in the index condition),
+/// `deliveries_by_state_created`, and `deliveries_by_time` for an endpoint holding 5% of the rows.
+pub(crate) fn delivery_log_sql(
+    search: &super::ui::DeliverySearch,
+    param: impl Fn(u8, &str) -> String,
+) -> String {
+    let p = |n: u8, ty: &str| param(n, ty);
+    let either = |set: bool, plain: String, n: u8, ty: &str| match set {
+        true => plain,
+        false => format!("{} IS NULL", p(n, ty)),
+    };
+    let status = match search.status {
+        Some(status) if status >= 300 => format!(
+            "d.last_status = {} AND d.last_status >= 300",
+            p(4, "bigint")
+        ),
+        Some(_) => format!("d.last_status = {}", p(4, "bigint")),
+        None => format!("{} IS NULL", p(4, "bigint")),
+    };
+    let cursor = match search.after {
+        Some(_) => format!(
+            "(d.created_at, d.id) < ({}, {})",
+            p(8, "bigint"),
+            p(9, "text")
+        ),
+        None => format!("{} IS NULL AND {} IS NULL", p(8, "bigint"), p(9, "text")),
+    };
+    let conditions = [
+        either(
+            search.subscription_id.is_some(),
+            format!("d.subscription_id = {}", p(1, "text")),
+            1,
+            "text",
+        ),
+        either(
+            search.state.is_some(),
+            format!("d.state = {}", p(2, "text")),
+            2,
+            "text",
+        ),
+        either(
+            search.event_type.is_some(),
+            format!("e.event_type = {}", p(3, "text")),
+            3,
+            "text",
+        ),
+        status,
+        either(
+            search.since.is_some(),
+            format!("d.created_at >= {}", p(5, "bigint")),
+            5,
+            "bigint",
+        ),
+        either(
+            search.until.is_some(),
+            format!("d.created_at < {}", p(6, "bigint")),
+            6,
+            "bigint",
+        ),
+        either(
+            search.owner.is_some(),
+            format!(
+                "d.subscription_id IN (SELECT id FROM subscriptions WHERE owner = {})",
+                p(7, "text")
+            ),
+            7,
+            "text",
+        ),
+        cursor,
+    ];
+    format!(
+        concat!(
+            "SELECT ",
+            delivery_columns!("d."),
+            ", e.event_type AS event_type
+               FROM deliveries d JOIN events e ON e.id = d.event_id
+              WHERE {}
+              ORDER BY d.created_at DESC, d.id DESC LIMIT {}"
+        ),
+        conditions.join("\n                AND "),
+        p(10, "bigint"),
+    )
 }

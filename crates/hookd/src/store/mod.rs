@@ -315,6 +315,9 @@ pub struct AttemptRow {
     pub request_timestamp: i64,
     pub status: Option<i64>,
     pub response_excerpt: Option<String>,
+    /// A bounded, redacted copy of the response headers (`send::capture_headers`), in the order
+    /// received; `None` without a response, and for attempts logged before migration 0006.
+    pub response_headers: Option<Vec<(String, String)>>,
     pub error: Option<String>,
     /// dns, connect, tls, timeout, http, blocked; `None` on success.
     pub error_class: Option<String>,

@@ -15,8 +15,8 @@ use super::common::{
     attempt_from_row, check_sealing_key, claimed_from_row, dead_letter_from_row, delivery_columns,
     delivery_from_row, encode_json, event_from_row, event_row_from_new, event_type_from_row,
     fail_group, group_event_count, headers_text, into_page, json_text, next_group,
-    prefixed_subscription_columns, receipt_from_row, reseal_row, submit, subscription_columns,
-    subscription_from_row,
+    prefixed_subscription_columns, receipt_from_row, reseal_row, response_headers_text, submit,
+    subscription_columns, subscription_from_row,
 };
 use super::sealed;
 use super::*;
@@ -994,7 +994,7 @@ impl Store for PgStore {
     async fn list_attempts(&self, delivery_id: &str) -> StoreResult<Vec<AttemptRow>> {
         let rows = sqlx::query(
             "SELECT id, delivery_id, attempt, started_at, duration_ms, request_timestamp, status,
-                    response_excerpt, error, error_class
+                    response_excerpt, error, error_class, response_headers
                FROM attempts WHERE delivery_id = $1 ORDER BY started_at, id",
         )
         .bind(delivery_id)
@@ -1441,13 +1441,18 @@ async fn insert_attempts(conn: &mut PgConnection, outcomes: &[DeliveryOutcome]) 
         .collect();
     let errors: Vec<Option<&str>> = attempts.iter().map(|a| a.error.as_deref()).collect();
     let classes: Vec<Option<&str>> = attempts.iter().map(|a| a.error_class.as_deref()).collect();
+    let headers: Vec<Option<String>> = attempts
+        .iter()
+        .map(|a| response_headers_text(&a.response_headers))
+        .collect::<StoreResult<_>>()?;
     sqlx::query(
         "INSERT INTO attempts (id, delivery_id, attempt, started_at, duration_ms, request_timestamp,
-                               status, response_excerpt, error, error_class)
+                               status, response_excerpt, error, error_class, response_headers)
          SELECT a.* FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
-                                $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::text[])
+                                $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::text[],
+                                $11::text[])
                       AS a (id, delivery_id, attempt, started_at, duration_ms, request_timestamp,
-                            status, response_excerpt, error, error_class)
+                            status, response_excerpt, error, error_class, response_headers)
           WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.id = a.delivery_id)",
     )
     .bind(ids)
@@ -1460,6 +1465,7 @@ async fn insert_attempts(conn: &mut PgConnection, outcomes: &[DeliveryOutcome]) 
     .bind(excerpts)
     .bind(errors)
     .bind(classes)
+    .bind(headers)
     .execute(&mut *conn)
     .await
     .map_err(map_err)?;

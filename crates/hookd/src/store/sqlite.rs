@@ -755,7 +755,7 @@ impl Store for SqliteStore {
     async fn list_attempts(&self, delivery_id: &str) -> StoreResult<Vec<AttemptRow>> {
         let rows = sqlx::query(
             "SELECT id, delivery_id, attempt, started_at, duration_ms, request_timestamp, status,
-                    response_excerpt, error, error_class
+                    response_excerpt, error, error_class, response_headers
                FROM attempts WHERE delivery_id = ? ORDER BY started_at, id",
         )
         .bind(delivery_id)

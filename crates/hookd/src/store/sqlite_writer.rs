@@ -15,7 +15,7 @@
 use super::common::FanoutTarget;
 use super::common::{
     MAX_GROUP_EVENTS, PublishJob, PublisherStats, claimed_from_row, encode_json,
-    prefixed_subscription_columns,
+    prefixed_subscription_columns, response_headers_text,
 };
 use super::sqlite::{load_fanout_targets, map_err, publish_job};
 use super::*;
@@ -445,13 +445,18 @@ async fn insert_attempts(
     const INSERT: MultiRow = MultiRow {
         head: "INSERT INTO attempts (id, delivery_id, attempt, started_at, duration_ms,
                                      request_timestamp, status, response_excerpt, error,
-                                     error_class)
+                                     error_class, response_headers)
                SELECT * FROM (",
-        columns: 10,
+        columns: 11,
         tail: ") AS a WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = a.column2)",
     };
+    let headers = outcomes
+        .iter()
+        .map(|o| response_headers_text(&o.attempt.response_headers))
+        .collect::<StoreResult<Vec<_>>>()?;
+    let rows: Vec<_> = outcomes.iter().zip(headers).collect();
     INSERT
-        .run(conn, outcomes, |q, o| {
+        .run(conn, &rows, |q, (o, headers)| {
             let a = &o.attempt;
             q.bind(a.id.clone())
                 .bind(a.delivery_id.clone())
@@ -463,6 +468,7 @@ async fn insert_attempts(
                 .bind(a.response_excerpt.clone())
                 .bind(a.error.clone())
                 .bind(a.error_class.clone())
+                .bind(headers.clone())
         })
         .await?;
     Ok(())
@@ -687,6 +693,7 @@ mod tests {
                 request_timestamp: 0,
                 status: None,
                 response_excerpt: None,
+                response_headers: None,
                 error: None,
                 error_class: None,
             },

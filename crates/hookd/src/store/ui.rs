@@ -126,4 +126,27 @@ pub trait UiStore: Send + Sync {
     async fn count_recoverable(&self, subscription_id: &str, since: UnixMs) -> StoreResult<i64>;
     /// How many dead letters of active subscriptions a redrive with this filter would re-queue.
     async fn count_redrivable(&self, filter: super::DeadLetterFilter) -> StoreResult<i64>;
+    /// One step of "recover failed since T": re-queues at most `limit` of the subscription's failed
+    /// or dead deliveries that failed in `[since, until)`, in one transaction, and returns how many.
+    /// Re-queued rows get `updated_at = now`, so with `until` at or before the first step's `now`
+    /// a later step never takes a row twice (even one that failed again meanwhile).
+    async fn recover_some(
+        &self,
+        subscription_id: &str,
+        since: UnixMs,
+        until: UnixMs,
+        limit: u32,
+        now: UnixMs,
+    ) -> StoreResult<u64>;
+    /// Queues an existing event for one more subscription (replay to an endpoint that had no
+    /// delivery of it, e.g. one created after the event or not subscribed to its type): a new
+    /// pending delivery `id`, due at once. `None` when the subscription is not active, or already
+    /// has a delivery of this event (then replay that one).
+    async fn add_delivery(
+        &self,
+        id: &str,
+        event_id: &str,
+        subscription_id: &str,
+        now: UnixMs,
+    ) -> StoreResult<Option<DeliveryRow>>;
 }

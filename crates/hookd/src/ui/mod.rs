@@ -10,6 +10,7 @@
 pub mod assets;
 pub mod brand;
 mod charts;
+pub mod jobs;
 mod screens;
 pub mod session;
 mod views;
@@ -35,6 +36,8 @@ use std::sync::Arc;
 pub struct UiSettings {
     pub brand: Arc<Brand>,
     pub cookies: CookiePolicy,
+    /// Background recoveries and their progress.
+    pub jobs: Arc<jobs::Jobs>,
 }
 
 impl UiSettings {
@@ -46,6 +49,7 @@ impl UiSettings {
         Self {
             brand: Arc::new(brand),
             cookies,
+            jobs: Arc::default(),
         }
     }
 }

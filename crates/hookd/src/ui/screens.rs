@@ -3,6 +3,7 @@
 //! `viewer.sees(subscription)` for one row by id), and every action checks `viewer.can_manage()`.
 
 use super::charts::{self, Range};
+use super::jobs::{Progress, RECOVERY_STEP, Recovery, RecoveryRequest};
 use super::session::Session;
 use super::views::{self, Ctx};
 use super::{UiError, render};
@@ -48,6 +49,7 @@ pub fn routes() -> Router<AppState> {
         .route("/dead-letters", get(dead_letters))
         .route("/dead-letters/redrive", post(redrive_many))
         .route("/dead-letters/recover", post(recover))
+        .route("/dead-letters/recover/{job}", get(recovery_progress))
         .route("/events", get(catalog))
         .route("/events/{id}", get(event))
         .route("/events/{id}/replay", post(replay))
@@ -612,12 +614,7 @@ async fn endpoint(
         .await?
         .into_iter()
         .map(|t| t.name)
-        .filter(|name| {
-            sub.events
-                .iter()
-                .filter_map(|f| EventFilter::parse(f).ok())
-                .any(|f| f.matches(name))
-        })
+        .filter(|name| matches_type(&sub.events, name))
         .collect();
     let (state_label, reason) = views::endpoint_state(&sub);
     let example = views::example_payload(event_types.first().map(String::as_str).unwrap_or(""));
@@ -957,6 +954,9 @@ async fn live_tail(
 struct AttemptView {
     row: crate::store::AttemptRow,
     started: String,
+    /// The error class as shown (`DNS`, `connect`, `TLS`, `timeout`, `HTTP`, `blocked`) and what
+    /// it means; `None` on success.
+    class: Option<(&'static str, &'static str)>,
     request_headers: Vec<(String, String)>,
     body: String,
     curl: String,
@@ -1035,6 +1035,7 @@ async fn delivery(
             let (request_headers, body, curl) = rebuild_request(&event, &sub, &row);
             AttemptView {
                 started: views::time(row.started_at),
+                class: row.error_class.as_deref().map(views::error_class),
                 request_headers,
                 body: views::pretty_json(&body),
                 curl,
@@ -1256,18 +1257,77 @@ async fn recover(
         }
         return Ok(render(&notice));
     }
-    let recovered = state
-        .store
-        .recover(&sub.id, since, None, state.clock.now_ms())
-        .await?;
-    if recovered > 0 {
-        state.waker.notify_one();
+    let expected = state.store.ui().count_recoverable(&sub.id, since).await?;
+    let job = state.ui.jobs.start_recovery(
+        &state,
+        RecoveryRequest {
+            subscription_id: sub.id,
+            owner: session.viewer.owner().map(str::to_owned),
+            since,
+            expected,
+        },
+    );
+    Ok(render(&RecoveryFragment::new(&session, &job)))
+}
+
+/// A recovery's progress; while it runs, htmx fetches it again (and swaps it in) every half second.
+#[derive(Template)]
+#[template(path = "recovery.html")]
+struct RecoveryFragment {
+    id: String,
+    url: String,
+    running: bool,
+    failed: bool,
+    title: String,
+    expected: i64,
+    /// The progress bar's end: what was expected, or more if more was found.
+    max: u64,
+    progress: Progress,
+    step: u32,
+}
+
+impl RecoveryFragment {
+    fn new(session: &Session, job: &Recovery) -> Self {
+        let progress = job.progress();
+        let running = progress.finished_at.is_none();
+        let failed = progress.error.is_some();
+        let title = match (running, failed) {
+            (true, _) => format!("Recovering… {} of {}", progress.recovered, job.expected),
+            (false, false) => format!("Recovered {} deliveries", progress.recovered),
+            (false, true) => format!("Recovery stopped after {}", progress.recovered),
+        };
+        Self {
+            url: format!("{}/dead-letters/recover/{}", session.viewer.base(), job.id),
+            id: job.id.clone(),
+            running,
+            failed,
+            title,
+            expected: job.expected,
+            max: progress.recovered.max(job.expected.max(0) as u64).max(1),
+            progress,
+            step: RECOVERY_STEP,
+        }
     }
-    Ok(render(&Notice::new(
-        &session,
-        true,
-        format!("Recovered {recovered} deliveries"),
-    )))
+}
+
+/// `GET …/dead-letters/recover/{job}`: the progress fragment of a recovery this viewer may see.
+async fn recovery_progress(
+    State(state): State<AppState>,
+    Extension(session): S,
+    Path(id): Path<String>,
+) -> Page {
+    let job = state
+        .ui
+        .jobs
+        .recovery(&id)
+        .filter(|job| {
+            session
+                .viewer
+                .owner()
+                .is_none_or(|o| job.owner.as_deref() == Some(o))
+        })
+        .ok_or(UiError::NotFound("recovery"))?;
+    Ok(render(&RecoveryFragment::new(&session, &job)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1299,12 +1359,7 @@ async fn catalog(State(state): State<AppState>, Extension(session): S) -> Page {
             example: views::example_payload(&t.name),
             endpoints: subs
                 .iter()
-                .filter(|s| {
-                    s.events
-                        .iter()
-                        .filter_map(|f| EventFilter::parse(f).ok())
-                        .any(|f| f.matches(&t.name))
-                })
+                .filter(|s| matches_type(&s.events, &t.name))
                 .map(|s| (s.id.clone(), s.url.clone()))
                 .collect(),
             name: t.name,
@@ -1325,6 +1380,17 @@ struct EventPage {
     event: crate::store::EventRow,
     envelope: String,
     fanout: Vec<(DeliveryRow, String)>,
+    /// Active endpoints the event may be replayed to: those whose filters match its type...
+    subscribed: Vec<ReplayTarget>,
+    /// ...and, if the operator picks one, those whose filters do not.
+    others: Vec<ReplayTarget>,
+}
+
+struct ReplayTarget {
+    id: String,
+    url: String,
+    /// It has a delivery of this event already (a replay re-queues that one).
+    delivered_before: bool,
 }
 
 /// An event and its deliveries that the viewer may see; for a portal viewer with none, "not found".
@@ -1372,19 +1438,110 @@ async fn event(
         retryable: event.retryable,
     }
     .encode();
+    let (mut subscribed, mut others) = (Vec::new(), Vec::new());
+    for sub in visible_subscriptions(&state, &session).await? {
+        if !sub.active {
+            continue;
+        }
+        let target = ReplayTarget {
+            delivered_before: fanout.iter().any(|(d, _)| d.subscription_id == sub.id),
+            id: sub.id,
+            url: sub.url,
+        };
+        match matches_type(&sub.events, &event.event_type) {
+            true => subscribed.push(target),
+            false => others.push(target),
+        }
+    }
     let page = EventPage {
         ctx: Ctx::new(&state, &session, "events", format!("Event {id}")),
         envelope: views::pretty_json(&String::from_utf8_lossy(&envelope)),
         event,
         fanout,
+        subscribed,
+        others,
     };
     Ok(render(&page))
 }
 
+fn matches_type(filters: &[String], event_type: &str) -> bool {
+    filters
+        .iter()
+        .filter_map(|f| EventFilter::parse(f).ok())
+        .any(|f| f.matches(event_type))
+}
+
 #[derive(Deserialize)]
 struct ReplayForm {
-    /// One delivery of this event; absent: every visible one.
+    /// One delivery of this event; absent (and no `endpoint`): every visible one.
     delivery: Option<String>,
+    /// One endpoint, whether or not it had a delivery of this event (or subscribes to its type).
+    endpoint: Option<String>,
+}
+
+/// Replays an event to one endpoint: re-queues its delivery of the event if it has one, else
+/// creates one (the endpoint was created after the event, or does not subscribe to its type and
+/// the operator picked it anyway).
+async fn replay_to_endpoint(
+    state: &AppState,
+    session: &Session,
+    event_id: &str,
+    endpoint: &str,
+) -> Page {
+    let sub = load_subscription(state, session, endpoint).await?;
+    let now = state.clock.now_ms();
+    let existing = state
+        .store
+        .deliveries_for_event(event_id)
+        .await?
+        .into_iter()
+        .find(|d| d.subscription_id == sub.id);
+    let (title, delivery) = match existing {
+        Some(delivery) => match state.store.retry_delivery(&delivery.id, now).await? {
+            RetryResult::Requeued(row) => ("Replay queued", row),
+            RetryResult::InFlight => {
+                let notice = Notice::new(
+                    session,
+                    false,
+                    "An attempt is in flight; try again when it ends",
+                )
+                .line("Delivery", delivery.id);
+                return Ok(render(&notice));
+            }
+            RetryResult::NotFound => return Err(UiError::NotFound("delivery")),
+        },
+        None if !sub.active => {
+            return Ok(render(&Notice::new(
+                session,
+                false,
+                "The endpoint is disabled: enable it first",
+            )));
+        }
+        None => {
+            let id = new_id("dlv", now);
+            match state
+                .store
+                .ui()
+                .add_delivery(&id, event_id, &sub.id, now)
+                .await?
+            {
+                Some(row) => ("New delivery queued", row),
+                // Created meanwhile by another request, or disabled meanwhile.
+                None => {
+                    return Ok(render(&Notice::new(
+                        session,
+                        false,
+                        "The endpoint changed meanwhile; reload and try again",
+                    )));
+                }
+            }
+        }
+    };
+    state.waker.notify_one();
+    let notice = Notice::new(session, true, title)
+        .line("Endpoint", sub.url)
+        .line("Delivery", delivery.id);
+    Ok(render(&notice))
 }
 
 async fn replay(
@@ -1395,6 +1552,9 @@ async fn replay(
 ) -> Page {
     require_manage(&session)?;
     let (_, fanout) = load_event(&state, &session, &id).await?;
+    if let Some(endpoint) = non_empty(&form.endpoint) {
+        return replay_to_endpoint(&state, &session, &id, &endpoint).await;
+    }
     let wanted = non_empty(&form.delivery);
     let now = state.clock.now_ms();
     let (mut queued, mut busy) = (0, 0);

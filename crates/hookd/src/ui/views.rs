@@ -100,6 +100,28 @@ pub fn pretty_json(text: &str) -> String {
         .unwrap_or_else(|| text.to_owned())
 }
 
+/// How the delivery detail names an attempt's error class, and what it means.
+pub fn error_class(class: &str) -> (&'static str, &'static str) {
+    match class {
+        "dns" => ("DNS", "the endpoint's host name did not resolve"),
+        "connect" => ("connect", "no TCP connection (refused, unreachable)"),
+        "tls" => ("TLS", "the TLS handshake or the certificate check failed"),
+        "timeout" => (
+            "timeout",
+            "no complete answer within the endpoint's timeout",
+        ),
+        "http" => (
+            "HTTP",
+            "a non-2xx status, or a connection reset or invalid HTTP answer",
+        ),
+        "blocked" => (
+            "blocked",
+            "hookd's target policy refused the address (SSRF guard)",
+        ),
+        _ => ("error", "hookd could not send the request"),
+    }
+}
+
 /// Quotes a string for a POSIX shell.
 pub fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))

@@ -233,6 +233,7 @@ impl Worker {
                 send::Response {
                     status: None,
                     excerpt: None,
+                    headers: None,
                     error_class: Some(match error.starts_with(ssrf::BLOCKED) {
                         true => "blocked",
                         false => "internal",
@@ -290,6 +291,7 @@ impl Worker {
                 request_timestamp,
                 status: response.status.map(i64::from),
                 response_excerpt: response.excerpt,
+                response_headers: response.headers,
                 error: response.error,
                 error_class: response.error_class.map(str::to_owned),
             },

@@ -1,5 +1,5 @@
 //! One HTTP attempt: build the signed request, send it with a timeout, read at most 4 KiB of the
-//! answer, and classify what happened. No database access here.
+//! answer and a bounded copy of its headers, and classify what happened. No database access here.
 
 use hookd_core::envelope::{Envelope, legacy_signature, signature_header};
 use hookd_core::{SigningSecret, time::rfc3339_ms};
@@ -10,6 +10,14 @@ use crate::store::ClaimedDelivery;
 
 /// Most response bytes read and kept; the rest is never read (huge bodies are not buffered).
 pub const MAX_EXCERPT_BYTES: usize = 4 * 1024;
+/// Most response headers kept per attempt (the rest are dropped, in the order received).
+pub const MAX_RESPONSE_HEADERS: usize = 32;
+/// Most bytes of response header names and values kept per attempt.
+pub const MAX_RESPONSE_HEADER_BYTES: usize = 4 * 1024;
+/// Longest header value kept; longer ones are cut (and end in `…`).
+pub const MAX_RESPONSE_HEADER_VALUE_BYTES: usize = 256;
+/// What a credential-like header's value is replaced with in the attempt log.
+pub const REDACTED: &str = "[redacted]";
 
 pub fn user_agent() -> String {
     format!("hookd/{}", env!("CARGO_PKG_VERSION"))
@@ -95,6 +103,9 @@ pub fn prepare(
 pub struct Response {
     pub status: Option<u16>,
     pub excerpt: Option<String>,
+    /// A bounded, redacted copy of the response headers ([`capture_headers`]); `None` without a
+    /// response.
+    pub headers: Option<Vec<(String, String)>>,
     pub error: Option<String>,
     /// dns, connect, tls, timeout, http; `None` on a 2xx.
     pub error_class: Option<&'static str>,
@@ -129,6 +140,7 @@ pub async fn send(
             return Response {
                 status: None,
                 excerpt: None,
+                headers: None,
                 error_class: Some(classify(&error)),
                 error: Some(describe(&error)),
                 retry_after: None,
@@ -142,6 +154,7 @@ pub async fn send(
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let headers = capture_headers(response.headers());
     let mut excerpt = Vec::new();
     // The request timeout also bounds reading the body, so a slow drip cannot hold a slot forever.
     while excerpt.len() < MAX_EXCERPT_BYTES {
@@ -157,11 +170,69 @@ pub async fn send(
     Response {
         status: Some(status),
         excerpt: Some(String::from_utf8_lossy(&excerpt).into_owned()),
+        headers: Some(headers),
         error: (!success).then(|| format!("HTTP {status}")),
         error_class: (!success).then_some("http"),
         retry_after,
         duration: started.elapsed(),
     }
+}
+
+/// The response headers as the attempt log keeps them: in the order received, at most
+/// [`MAX_RESPONSE_HEADERS`] of them and [`MAX_RESPONSE_HEADER_BYTES`] in all, each value cut at
+/// [`MAX_RESPONSE_HEADER_VALUE_BYTES`] and decoded lossily. Credential-like headers (cookies,
+/// authorization, tokens, secrets) keep their name but never their value: the log is shown in the
+/// dashboard and the portal, and a receiver's session cookie has no business there.
+pub fn capture_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    let mut kept = Vec::new();
+    let mut bytes = 0;
+    for (name, value) in headers {
+        let name = name.as_str();
+        let value = match is_sensitive(name) {
+            true => REDACTED.to_owned(),
+            false => cut(&String::from_utf8_lossy(value.as_bytes())),
+        };
+        bytes += name.len() + value.len();
+        if kept.len() == MAX_RESPONSE_HEADERS || bytes > MAX_RESPONSE_HEADER_BYTES {
+            break;
+        }
+        kept.push((name.to_owned(), value));
+    }
+    kept
+}
+
+/// Header names whose values are credentials or may carry one.
+fn is_sensitive(name: &str) -> bool {
+    const EXACT: [&str; 6] = [
+        "set-cookie",
+        "set-cookie2",
+        "cookie",
+        "authorization",
+        "proxy-authorization",
+        "proxy-authenticate",
+    ];
+    const PARTS: [&str; 7] = [
+        "token",
+        "secret",
+        "password",
+        "session",
+        "credential",
+        "api-key",
+        "apikey",
+    ];
+    EXACT.contains(&name) || PARTS.iter().any(|part| name.contains(part))
+}
+
+/// `value` cut to at most [`MAX_RESPONSE_HEADER_VALUE_BYTES`] on a character boundary.
+fn cut(value: &str) -> String {
+    if value.len() <= MAX_RESPONSE_HEADER_VALUE_BYTES {
+        return value.to_owned();
+    }
+    let mut end = MAX_RESPONSE_HEADER_VALUE_BYTES - '…'.len_utf8();
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &value[..end])
 }
 
 fn classify(error: &reqwest::Error) -> &'static str {
@@ -175,13 +246,35 @@ fn classify(error: &reqwest::Error) -> &'static str {
     if chain.contains("dns error") || chain.contains("failed to lookup") {
         return "dns";
     }
-    if chain.contains("certificate") || chain.contains("tls") || chain.contains("handshake") {
+    if is_tls(error) || chain.contains("certificate") || chain.contains("handshake") {
         return "tls";
     }
     if error.is_connect() {
         return "connect";
     }
     "http"
+}
+
+/// Whether a rustls error is somewhere in the chain. Its messages do not say "TLS" ("received
+/// corrupt message of type InvalidContentType" when the endpoint speaks plain HTTP on an https URL),
+/// so the type is looked for. An `io::Error` hides what it wraps from `source()` (and the TLS
+/// connector wraps rustls's error in two of them), so those are opened.
+fn is_tls(error: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let mut inner: &(dyn std::error::Error + 'static) = cause;
+        while let Some(wrapped) = inner
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            inner = wrapped;
+        }
+        if inner.is::<rustls::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// The error with its whole source chain, for the attempt log.
@@ -194,4 +287,165 @@ fn describe(error: &reqwest::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    fn header_map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn response_headers_are_kept_in_order_with_credentials_redacted() {
+        let map = header_map(&[
+            ("content-type", "text/plain"),
+            ("x-trace", "abc"),
+            ("set-cookie", "session=s3cret; HttpOnly"),
+            ("set-cookie", "other=s3cret"),
+            ("authorization", "Bearer s3cret"),
+            ("x-auth-token", "s3cret"),
+            ("x-api-key", "s3cret"),
+            ("x-client-secret", "s3cret"),
+        ]);
+        let kept = capture_headers(&map);
+        let names: Vec<&str> = kept.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "content-type",
+                "x-trace",
+                "set-cookie",
+                "set-cookie",
+                "authorization",
+                "x-auth-token",
+                "x-api-key",
+                "x-client-secret"
+            ]
+        );
+        assert_eq!(kept[1].1, "abc");
+        for (name, value) in &kept[2..] {
+            assert_eq!(value, REDACTED, "{name}");
+        }
+        assert!(!format!("{kept:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn response_headers_are_bounded() {
+        let many: Vec<(String, String)> =
+            (0..100).map(|i| (format!("x-h{i}"), "v".into())).collect();
+        let pairs: Vec<(&str, &str)> = many.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        assert_eq!(
+            capture_headers(&header_map(&pairs)).len(),
+            MAX_RESPONSE_HEADERS
+        );
+
+        let long = "é".repeat(1_000);
+        let kept = capture_headers(&header_map(&[("x-long", &long)]));
+        let value = &kept[0].1;
+        assert!(value.len() <= MAX_RESPONSE_HEADER_VALUE_BYTES && value.ends_with('…'));
+
+        let big: Vec<(String, String)> = (0..30)
+            .map(|i| (format!("x-big{i}"), "b".repeat(250)))
+            .collect();
+        let pairs: Vec<(&str, &str)> = big.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let kept = capture_headers(&header_map(&pairs));
+        let bytes: usize = kept.iter().map(|(n, v)| n.len() + v.len()).sum();
+        assert!(
+            bytes <= MAX_RESPONSE_HEADER_BYTES && kept.len() < 30,
+            "{bytes}"
+        );
+    }
+
+    fn client() -> reqwest::Client {
+        let mut config = super::super::WorkerConfig::new("wrk_test".into());
+        config.targets.allow_non_public = true;
+        config.connect_timeout = Duration::from_secs(2);
+        super::super::http_client(&config)
+    }
+
+    async fn class_of(url: &str) -> Option<&'static str> {
+        let request = PreparedRequest {
+            url: url.to_owned(),
+            body: b"{}".to_vec(),
+            headers: HeaderMap::new(),
+            timestamp: 0,
+        };
+        send(&client(), request, Duration::from_millis(500))
+            .await
+            .error_class
+    }
+
+    /// A server that reads a request, writes `answer` (if any) and then holds the connection open.
+    async fn raw_server(answer: Option<&'static [u8]>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buffer = [0u8; 4096];
+                    let _ = socket.read(&mut buffer).await;
+                    if let Some(answer) = answer {
+                        let _ = socket.write_all(answer).await;
+                    }
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                });
+            }
+        });
+        address.to_string()
+    }
+
+    /// Each failure the issue names gets its own class: DNS, connect, TLS, timeout, HTTP.
+    #[tokio::test]
+    async fn every_kind_of_failure_has_its_own_error_class() {
+        assert_eq!(
+            class_of("http://hookd-no-such-host.invalid/h").await,
+            Some("dns")
+        );
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        assert_eq!(
+            class_of(&format!("http://{closed}/h")).await,
+            Some("connect")
+        );
+        let plain = raw_server(Some(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")).await;
+        assert_eq!(class_of(&format!("https://{plain}/h")).await, Some("tls"));
+        let silent = raw_server(None).await;
+        assert_eq!(
+            class_of(&format!("http://{silent}/h")).await,
+            Some("timeout")
+        );
+        let garbage = raw_server(Some(b"this is not HTTP\r\n\r\n")).await;
+        assert_eq!(class_of(&format!("http://{garbage}/h")).await, Some("http"));
+        let error = raw_server(Some(
+            b"HTTP/1.1 503 Service Unavailable\r\nx-trace: t1\r\ncontent-length: 4\r\n\r\ndown",
+        ))
+        .await;
+        let request = PreparedRequest {
+            url: format!("http://{error}/h"),
+            body: b"{}".to_vec(),
+            headers: HeaderMap::new(),
+            timestamp: 0,
+        };
+        let response = send(&client(), request, Duration::from_millis(500)).await;
+        assert_eq!(response.error_class, Some("http"));
+        assert_eq!(response.status, Some(503));
+        let headers = response.headers.unwrap();
+        assert!(
+            headers.contains(&("x-trace".into(), "t1".into())),
+            "{headers:?}"
+        );
+    }
 }

@@ -393,6 +393,7 @@ fn outcome(delivery_id: &str, subscription_id: &str, outcome: Outcome) -> Delive
             response_excerpt: None,
             error: Some("HTTP 500".into()),
             error_class: Some("http".into()),
+            response_headers: None,
         },
         outcome,
     }

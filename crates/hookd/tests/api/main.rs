@@ -18,4 +18,5 @@ mod openapi;
 mod persistence;
 mod ssrf;
 mod ui;
+mod ui_screens;
 mod webhooks;

@@ -8,6 +8,7 @@
 //! (taking the database's locks, seeding an old schema) get them from [`StoreLock`] and friends.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod chaos;
 pub mod pg;
 pub mod receiver;
