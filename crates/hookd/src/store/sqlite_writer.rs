@@ -6,11 +6,11 @@
 //! job waiting in its channel, runs them all in one `BEGIN IMMEDIATE` transaction (each job in its own
 //! savepoint, so one bad job cannot sink the others), commits once, then answers every job.
 //!
-//! Order inside a group: outcomes, releases and rescues first (they free capacity), then publishes,
-//! then claims (which then see both). The commit uses the configured `synchronous` level when the
-//! group holds a publish (an acknowledged event must survive what that level promises) and
-//! `synchronous=NORMAL` otherwise: queue bookkeeping is crash-safe in WAL, and the next publish
-//! commit's fsync makes it durable too (README, "Durability").
+//! Each round commits two transactions: first the queue bookkeeping (outcomes, releases and rescues,
+//! which free capacity, then claims) with `synchronous=NORMAL`, then the publishes at the configured
+//! level (an acknowledged event must survive what that level promises). Queue bookkeeping is
+//! crash-safe in WAL, and the next publish commit's fsync makes it durable too (RELIABILITY.md); a
+//! claim never waits for a publish's fsync.
 
 use super::common::FanoutTarget;
 use super::common::{
@@ -107,34 +107,42 @@ pub(crate) async fn run_writer(
 ) {
     let mut connection: Option<SqliteConnection> = None;
     let mut level: Option<&'static str> = None;
-    while let Some(mut group) = next_group(&mut jobs).await {
-        group.sort_by_key(WriteJob::phase);
-        let publishes = group
-            .iter()
-            .filter(|job| matches!(job, WriteJob::Publish(_)))
-            .count();
-        let wanted = match publishes {
-            0 => "NORMAL",
-            _ => durable,
-        };
-        let result = match prepare(&mut connection, &connect, &mut level, wanted).await {
-            Ok(conn) => commit_group(conn, group).await,
-            Err(error) => Err((error, group.into_iter().map(abandon).collect())),
-        };
-        match result {
-            Ok(answers) => {
-                if publishes > 0 {
-                    stats.groups.fetch_add(1, Ordering::Relaxed);
-                    stats
-                        .requests
-                        .fetch_add(publishes as u64, Ordering::Relaxed);
-                }
-                answers.into_iter().for_each(|answer| answer(None));
+    while let Some(group) = next_group(&mut jobs).await {
+        // Two transactions per round: queue bookkeeping first, without an fsync, then the
+        // publishes at the durable level. A claim must not wait for the publishes' fsync: under a
+        // steady publish load that wait bounded each subscription to `cap / fsync time` deliveries
+        // per second (measured: 672/s at 1,000 single-event publishes/s).
+        let (publishes, mut queue): (Vec<_>, Vec<_>) = group
+            .into_iter()
+            .partition(|job| matches!(job, WriteJob::Publish(_)));
+        queue.sort_by_key(WriteJob::phase);
+        for (part, wanted, is_publish) in [(queue, "NORMAL", false), (publishes, durable, true)] {
+            if part.is_empty() {
+                continue;
             }
-            Err((error, answers)) => {
-                tracing::warn!(%error, "database write group failed");
-                connection = None;
-                answers.into_iter().for_each(|answer| answer(Some(&error)));
+            let publishes = match is_publish {
+                true => part.len(),
+                false => 0,
+            };
+            let result = match prepare(&mut connection, &connect, &mut level, wanted).await {
+                Ok(conn) => commit_group(conn, part).await,
+                Err(error) => Err((error, part.into_iter().map(abandon).collect())),
+            };
+            match result {
+                Ok(answers) => {
+                    if publishes > 0 {
+                        stats.groups.fetch_add(1, Ordering::Relaxed);
+                        stats
+                            .requests
+                            .fetch_add(publishes as u64, Ordering::Relaxed);
+                    }
+                    answers.into_iter().for_each(|answer| answer(None));
+                }
+                Err((error, answers)) => {
+                    tracing::warn!(%error, "database write group failed");
+                    connection = None;
+                    answers.into_iter().for_each(|answer| answer(Some(&error)));
+                }
             }
         }
     }
