@@ -8,6 +8,19 @@
 //! writer at a time, while here several nodes write at once, so rows are locked where it matters
 //! (`FOR UPDATE`, `SKIP LOCKED`) and idempotency rests on unique indexes (`ON CONFLICT DO NOTHING`).
 
+/// The dead letters a redrive filter selects (`$1` subscription, `$2` event type, `$3`/`$4` time
+/// range): one text for the redrive and for its count preview, so the preview counts what runs.
+macro_rules! redrivable_where {
+    () => {
+        " WHERE state = 'dead'
+            AND ($1::text IS NULL OR subscription_id = $1)
+            AND ($2::text IS NULL OR event_id IN (SELECT id FROM events WHERE event_type = $2))
+            AND ($3::bigint IS NULL OR updated_at >= $3)
+            AND ($4::bigint IS NULL OR updated_at < $4)
+            AND subscription_id IN (SELECT id FROM subscriptions WHERE active)"
+    };
+}
+
 mod ui;
 
 use super::common::{
@@ -1114,16 +1127,11 @@ impl Store for PgStore {
         now: UnixMs,
     ) -> StoreResult<u64> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let redriven = sqlx::query(
+        let redriven = sqlx::query(concat!(
             "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = $5,
-                    updated_at = $5
-              WHERE state = 'dead'
-                AND ($1::text IS NULL OR subscription_id = $1)
-                AND ($2::text IS NULL OR event_id IN (SELECT id FROM events WHERE event_type = $2))
-                AND ($3::bigint IS NULL OR updated_at >= $3)
-                AND ($4::bigint IS NULL OR updated_at < $4)
-                AND subscription_id IN (SELECT id FROM subscriptions WHERE active)",
-        )
+                    updated_at = $5",
+            redrivable_where!()
+        ))
         .bind(&filter.subscription_id)
         .bind(&filter.event_type)
         .bind(filter.since)

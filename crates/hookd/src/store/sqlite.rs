@@ -2,6 +2,19 @@
 //! one writer task ([`super::sqlite_writer`]) that group-commits every hot-path write: concurrent
 //! publishes, claims and outcomes share one transaction and one fsync.
 
+/// The dead letters a redrive filter selects (`?1` subscription, `?2` event type, `?3`/`?4` time
+/// range): one text for the redrive and for its count preview, so the preview counts what runs.
+macro_rules! redrivable_where {
+    () => {
+        " WHERE state = 'dead'
+            AND (?1 IS NULL OR subscription_id = ?1)
+            AND (?2 IS NULL OR event_id IN (SELECT id FROM events WHERE event_type = ?2))
+            AND (?3 IS NULL OR updated_at >= ?3)
+            AND (?4 IS NULL OR updated_at < ?4)
+            AND subscription_id IN (SELECT id FROM subscriptions WHERE active = 1)"
+    };
+}
+
 mod ui;
 
 use super::common::{
@@ -875,16 +888,11 @@ impl Store for SqliteStore {
         filter: DeadLetterFilter,
         now: UnixMs,
     ) -> StoreResult<u64> {
-        let done = sqlx::query(
+        let done = sqlx::query(concat!(
             "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?5,
-                    updated_at = ?5
-              WHERE state = 'dead'
-                AND (?1 IS NULL OR subscription_id = ?1)
-                AND (?2 IS NULL OR event_id IN (SELECT id FROM events WHERE event_type = ?2))
-                AND (?3 IS NULL OR updated_at >= ?3)
-                AND (?4 IS NULL OR updated_at < ?4)
-                AND subscription_id IN (SELECT id FROM subscriptions WHERE active = 1)",
-        )
+                    updated_at = ?5",
+            redrivable_where!()
+        ))
         .bind(&filter.subscription_id)
         .bind(&filter.event_type)
         .bind(filter.since)

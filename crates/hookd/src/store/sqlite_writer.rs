@@ -64,12 +64,11 @@ impl WriteJob {
         }
     }
 
-    /// Position in the group: capacity-freeing writes first, claims last.
+    /// Position in a round's queue transaction: capacity-freeing writes first, claims last.
     fn phase(&self) -> u8 {
         match self {
-            Self::Record(..) | Self::Release { .. } | Self::Rescue { .. } => 0,
-            Self::Publish(_) => 1,
-            Self::Claim(..) => 2,
+            Self::Claim(..) => 1,
+            _ => 0,
         }
     }
 }

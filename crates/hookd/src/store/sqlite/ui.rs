@@ -225,15 +225,10 @@ impl UiStore for SqliteStore {
     }
 
     async fn count_redrivable(&self, filter: DeadLetterFilter) -> StoreResult<i64> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM deliveries
-              WHERE state = 'dead'
-                AND (?1 IS NULL OR subscription_id = ?1)
-                AND (?2 IS NULL OR event_id IN (SELECT id FROM events WHERE event_type = ?2))
-                AND (?3 IS NULL OR updated_at >= ?3)
-                AND (?4 IS NULL OR updated_at < ?4)
-                AND subscription_id IN (SELECT id FROM subscriptions WHERE active = 1)",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT COUNT(*) AS n FROM deliveries",
+            redrivable_where!()
+        ))
         .bind(&filter.subscription_id)
         .bind(&filter.event_type)
         .bind(filter.since)
