@@ -275,20 +275,20 @@ pub struct ClaimRequest {
     /// The lease lasts the subscription's timeout (or this default) plus `lease_margin_ms`.
     pub default_timeout_ms: i64,
     pub lease_margin_ms: i64,
-    /// Most deliveries in flight at once per subscription (`None`: no cap).
-    pub per_subscription_cap: Option<u32>,
-    /// What this worker already has in flight, per subscription: a claim leaves each subscription
-    /// within `per_subscription_cap` counting these.
-    pub in_flight: Vec<(String, u32)>,
+    /// Most deliveries this claim leases of one subscription not listed in `room` (`None`: no
+    /// limit).
+    pub default_room: Option<u32>,
+    /// How many more deliveries the worker takes of these subscriptions (its window minus what it
+    /// holds there, in flight or waiting); overrides `default_room`. 0 skips the subscription.
+    pub room: Vec<(String, u32)>,
 }
 
 impl ClaimRequest {
-    /// Subscriptions already at their cap: a claim skips their deliveries.
-    pub fn saturated(&self) -> Vec<String> {
-        let cap = self.per_subscription_cap.unwrap_or(u32::MAX);
-        self.in_flight
+    /// Subscriptions the worker takes nothing more of: a claim skips their deliveries.
+    pub fn full(&self) -> Vec<String> {
+        self.room
             .iter()
-            .filter(|(_, n)| *n >= cap)
+            .filter(|(_, n)| *n == 0)
             .map(|(id, _)| id.clone())
             .collect()
     }

@@ -476,9 +476,9 @@ static CLAIM_DUE: LazyLock<String> = LazyLock::new(|| {
              SELECT due.id, due.next_attempt_at,
                     ROW_NUMBER() OVER (PARTITION BY due.subscription_id
                                        ORDER BY due.next_attempt_at) AS n,
-                    $7 - COALESCE(busy.n, 0) AS room
-               FROM due LEFT JOIN UNNEST($9::text[], $10::int8[]) AS busy(subscription_id, n)
-                 ON busy.subscription_id = due.subscription_id),
+                    COALESCE(listed.room, $7) AS room
+               FROM due LEFT JOIN UNNEST($9::text[], $10::int8[]) AS listed(subscription_id, room)
+                 ON listed.subscription_id = due.subscription_id),
          picked AS (
              SELECT d.id FROM deliveries d
               WHERE d.id IN (SELECT id FROM ranked WHERE n <= room
@@ -858,8 +858,8 @@ impl Store for PgStore {
     }
 
     async fn claim_due(&self, request: ClaimRequest) -> StoreResult<Vec<ClaimedDelivery>> {
-        let (busy_ids, busy_counts): (Vec<&str>, Vec<i64>) = request
-            .in_flight
+        let (listed_ids, listed_room): (Vec<&str>, Vec<i64>) = request
+            .room
             .iter()
             .map(|(id, n)| (id.as_str(), i64::from(*n)))
             .unzip();
@@ -868,12 +868,12 @@ impl Store for PgStore {
             .bind(request.now)
             .bind(request.lease_margin_ms)
             .bind(request.default_timeout_ms)
-            .bind(request.saturated())
+            .bind(request.full())
             .bind(i64::from(request.limit))
-            .bind(i64::from(request.per_subscription_cap.unwrap_or(u32::MAX)))
+            .bind(i64::from(request.default_room.unwrap_or(u32::MAX)))
             .bind(i64::from(request.limit).saturating_mul(4).max(256))
-            .bind(busy_ids)
-            .bind(busy_counts)
+            .bind(listed_ids)
+            .bind(listed_room)
             .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;

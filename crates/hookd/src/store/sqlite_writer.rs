@@ -295,11 +295,11 @@ async fn claim(
     conn: &mut SqliteConnection,
     request: &ClaimRequest,
 ) -> StoreResult<Vec<ClaimedDelivery>> {
-    let cap = i64::from(request.per_subscription_cap.unwrap_or(u32::MAX));
-    let busy = encode_json(&request.in_flight)?;
+    let default_room = i64::from(request.default_room.unwrap_or(u32::MAX));
+    let listed = encode_json(&request.room)?;
     let scan = i64::from(request.limit).saturating_mul(4).clamp(64, 1_024);
     let ids: Vec<String> = sqlx::query_scalar(
-        "WITH busy(subscription_id, n) AS MATERIALIZED (
+        "WITH listed(subscription_id, room) AS MATERIALIZED (
               SELECT value ->> 0, value ->> 1 FROM json_each(?5))
          UPDATE deliveries
             SET state = 'in_flight', lease_owner = ?1, updated_at = ?2,
@@ -311,16 +311,16 @@ async fn claim(
                     SELECT due.id, due.next_attempt_at,
                            ROW_NUMBER() OVER (PARTITION BY due.subscription_id
                                               ORDER BY due.next_attempt_at) AS n,
-                           ?7 - COALESCE(busy.n, 0) AS room
+                           COALESCE(listed.room, ?7) AS room
                       FROM (SELECT d.id, d.subscription_id, d.next_attempt_at
                               FROM deliveries d INDEXED BY deliveries_due
                               JOIN subscriptions s ON s.id = d.subscription_id
                              WHERE d.state IN ('pending', 'failed') AND d.next_attempt_at <= ?2
                                AND s.active = 1
                                AND d.subscription_id NOT IN (
-                                   SELECT subscription_id FROM busy WHERE n >= ?7)
+                                   SELECT subscription_id FROM listed WHERE room <= 0)
                              ORDER BY d.next_attempt_at LIMIT ?8) due
-                      LEFT JOIN busy ON busy.subscription_id = due.subscription_id)
+                      LEFT JOIN listed ON listed.subscription_id = due.subscription_id)
                  WHERE n <= room
                  ORDER BY next_attempt_at LIMIT ?6)
          RETURNING id",
@@ -329,9 +329,9 @@ async fn claim(
     .bind(request.now)
     .bind(request.lease_margin_ms)
     .bind(request.default_timeout_ms)
-    .bind(busy)
+    .bind(listed)
     .bind(i64::from(request.limit))
-    .bind(cap)
+    .bind(default_room)
     .bind(scan)
     .fetch_all(&mut *conn)
     .await

@@ -149,13 +149,13 @@ impl Worker {
     /// saturated subscriptions), and any excess it still returns is released at once.
     async fn claim(&self, limit: u32) -> Result<Vec<ClaimedDelivery>, StoreError> {
         let cap = self.config.max_in_flight_per_subscription.max(1);
-        let in_flight: Vec<(String, u32)> = self
+        let room: Vec<(String, u32)> = self
             .per_subscription
             .lock()
             .map(|counts| {
                 counts
                     .iter()
-                    .map(|(id, n)| (id.clone(), *n as u32))
+                    .map(|(id, n)| (id.clone(), cap.saturating_sub(*n) as u32))
                     .collect()
             })
             .unwrap_or_default();
@@ -167,8 +167,8 @@ impl Worker {
                 limit,
                 default_timeout_ms: self.config.default_timeout.as_millis() as i64,
                 lease_margin_ms: self.config.lease_margin.as_millis() as i64,
-                per_subscription_cap: Some(cap as u32),
-                in_flight,
+                default_room: Some(cap as u32),
+                room,
             })
             .await?;
         let mut accepted = Vec::with_capacity(claimed.len());

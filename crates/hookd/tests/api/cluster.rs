@@ -72,8 +72,8 @@ fn claim(owner: &str, now: i64, limit: u32) -> ClaimRequest {
         limit,
         default_timeout_ms: 10_000,
         lease_margin_ms: 30_000,
-        per_subscription_cap: None,
-        in_flight: Vec::new(),
+        default_room: None,
+        room: Vec::new(),
     }
 }
 

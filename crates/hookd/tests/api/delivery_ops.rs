@@ -188,8 +188,8 @@ async fn retry_refuses_an_in_flight_delivery() {
             limit: 10,
             default_timeout_ms: 10_000,
             lease_margin_ms: 1_000,
-            per_subscription_cap: None,
-            in_flight: Vec::new(),
+            default_room: None,
+            room: Vec::new(),
         })
         .await
         .unwrap();
@@ -368,8 +368,8 @@ async fn an_expired_lease_of_a_crashed_worker_is_delivered_again() {
             limit: 10,
             default_timeout_ms: 5_000,
             lease_margin_ms: 1_000,
-            per_subscription_cap: None,
-            in_flight: Vec::new(),
+            default_room: None,
+            room: Vec::new(),
         })
         .await
         .unwrap();
@@ -435,8 +435,8 @@ async fn leases_released_or_rescued_after_a_disable_are_held() {
             limit: 10,
             default_timeout_ms: 5_000,
             lease_margin_ms: 1_000,
-            per_subscription_cap: None,
-            in_flight: Vec::new(),
+            default_room: None,
+            room: Vec::new(),
         })
         .await
         .unwrap();

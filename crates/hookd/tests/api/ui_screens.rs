@@ -219,8 +219,8 @@ async fn dead_deliveries(app: &TestApp, count: usize, now: i64) {
                 limit: 1_000,
                 default_timeout_ms: 10_000,
                 lease_margin_ms: 10_000,
-                per_subscription_cap: None,
-                in_flight: Vec::new(),
+                default_room: None,
+                room: Vec::new(),
             })
             .await
             .unwrap();
