@@ -52,6 +52,8 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Delivery requests in flight at once to one endpoint.
     pub max_in_flight_per_endpoint: usize,
+    /// Deliveries leased ahead of a free request slot, all endpoints together (0: none).
+    pub prefetch: usize,
     /// Retry policy when the subscription sets none (TOML table `[retry]`); unset means the
     /// brief's policy (5 attempts, 2 s doubling). An `Option` so that a file's table replaces the
     /// default instead of being merged into it.
@@ -138,6 +140,7 @@ impl Default for Config {
             connect_timeout_ms: 5_000,
             max_in_flight: 256,
             max_in_flight_per_endpoint: 16,
+            prefetch: 1024,
             retry: None,
             disable_after_failures: 10,
             lease_margin_ms: 30_000,
@@ -178,6 +181,7 @@ const ENV_KEYS: &[&str] = &[
     "connect_timeout_ms",
     "max_in_flight",
     "max_in_flight_per_endpoint",
+    "prefetch",
     "disable_after_failures",
     "lease_margin_ms",
     "poll_interval_ms",
@@ -287,6 +291,7 @@ impl Config {
             connect_timeout: ms(self.connect_timeout_ms),
             max_in_flight: self.max_in_flight,
             max_in_flight_per_subscription: self.max_in_flight_per_endpoint,
+            prefetch: self.prefetch,
             default_retry: self.retry_policy(),
             disable_after_failures: self.disable_after_failures,
             lease_margin: ms(self.lease_margin_ms),

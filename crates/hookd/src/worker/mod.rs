@@ -1,13 +1,18 @@
-//! The delivery worker: claims due deliveries with a lease, sends them concurrently within a global
-//! and a per-subscription cap, and records outcomes in batches.
+//! The delivery worker: leases due deliveries ahead of need, sends them concurrently within a
+//! global and a per-subscription cap, and records outcomes in batches.
 //!
-//! Flow: `dispatch loop` → `claim` (store commits the lease) → one task per delivery runs
-//! [`Worker::attempt`] (HTTP, then the pure retry decision) → outcomes go to the `recorder` task, which
-//! writes them in batches. A `rescuer` returns expired leases (a crashed worker's) to the queue. No
-//! database transaction is ever open while an HTTP request is in flight.
+//! Flow: the `dispatch loop` claims (the store commits the leases) into the local [`queue`], which
+//! hands deliveries to request slots, subscriptions taking turns. A slot (one task) runs
+//! [`Worker::attempt`] (HTTP, then the pure retry decision), passes the outcome to the `recorder`
+//! task, which writes outcomes in batches, and takes the next delivery from the queue at once: a
+//! request never waits for a claim. The loop claims again when a subscription's queue runs low, when
+//! a slot has nothing left to do, and when a publish wakes it. A `rescuer` returns expired leases (a
+//! crashed worker's) to the queue. No database transaction is ever open while an HTTP request is in
+//! flight.
 //!
 //! Tests drive [`Worker::run_once`], the same claim/attempt/record steps run to completion.
 
+pub mod queue;
 pub mod send;
 pub mod ssrf;
 
@@ -16,15 +21,12 @@ use crate::store::{
     AttemptRow, ClaimRequest, ClaimedDelivery, DeliveryOutcome, DynStore, Outcome, StoreError,
 };
 use hookd_core::retry::{self, AttemptResult, Decision, RetryPolicy};
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use queue::{Leased, Limits, Queue};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
-
-/// How long the dispatch loop lets freed slots accumulate before claiming, when the due work is
-/// held back only by per-subscription caps (see [`Worker::run`]).
-const CAPPED_CLAIM_DELAY: Duration = Duration::from_millis(1);
 
 /// Worker settings (from [`crate::config::Config`]).
 #[derive(Debug, Clone)]
@@ -37,6 +39,8 @@ pub struct WorkerConfig {
     pub max_in_flight: usize,
     /// Requests in flight at once to one subscription.
     pub max_in_flight_per_subscription: usize,
+    /// Deliveries leased ahead of a free slot, all subscriptions together (see [`queue`]).
+    pub prefetch: usize,
     pub default_retry: RetryPolicy,
     /// Consecutive dead deliveries after which a subscription is disabled.
     pub disable_after_failures: i64,
@@ -63,6 +67,7 @@ impl WorkerConfig {
             connect_timeout: Duration::from_secs(5),
             max_in_flight: 256,
             max_in_flight_per_subscription: 16,
+            prefetch: 1024,
             default_retry: RetryPolicy::default(),
             disable_after_failures: 10,
             lease_margin: Duration::from_secs(30),
@@ -111,10 +116,14 @@ pub struct Worker {
     clock: DynClock,
     http: reqwest::Client,
     config: WorkerConfig,
-    /// Woken by publishes, re-queues, recorded outcomes and freed slots.
+    /// Woken by publishes, re-queues and recorded outcomes (shared with the API).
     waker: Arc<Notify>,
-    /// In-flight requests per subscription id (entries removed at zero).
-    per_subscription: Mutex<HashMap<String, usize>>,
+    /// Woken when a subscription's queue runs low or a slot has nothing left to send.
+    refill: Notify,
+    /// Leased deliveries, waiting or being sent, per subscription.
+    queue: Mutex<Queue>,
+    /// Leases whose time ran short while they waited, to release.
+    expired: Mutex<Vec<String>>,
     /// Global cap on in-flight requests.
     slots: Arc<Semaphore>,
     /// Deliveries this process is sending now (to release their leases on a hard stop).
@@ -133,9 +142,16 @@ impl Worker {
             slots: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
             store,
             clock,
+            queue: Mutex::new(Queue::new(Limits {
+                cap: config.max_in_flight_per_subscription,
+                prefetch: config.prefetch,
+                lease_margin_ms: config.lease_margin.as_millis() as i64,
+                default_timeout_ms: config.default_timeout.as_millis() as i64,
+            })),
             config,
             waker,
-            per_subscription: Mutex::new(HashMap::new()),
+            refill: Notify::new(),
+            expired: Mutex::new(Vec::new()),
             in_flight: Mutex::new(HashSet::new()),
         })
     }
@@ -144,72 +160,82 @@ impl Worker {
         &self.config
     }
 
-    /// Claims up to `limit` due deliveries, keeping each subscription within its cap: the store is
-    /// told the cap and what is in flight (SQLite honours it per subscription; PostgreSQL skips
-    /// saturated subscriptions), and any excess it still returns is released at once.
-    async fn claim(&self, limit: u32) -> Result<Vec<ClaimedDelivery>, StoreError> {
-        let cap = self.config.max_in_flight_per_subscription.max(1);
-        let room: Vec<(String, u32)> = self
-            .per_subscription
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        // The queue's bookkeeping cannot be left half-done by a panic (no code that can panic runs
+        // under the lock), so a poisoned lock still holds a consistent queue.
+        self.queue
             .lock()
-            .map(|counts| {
-                counts
-                    .iter()
-                    .map(|(id, n)| (id.clone(), cap.saturating_sub(*n) as u32))
-                    .collect()
-            })
-            .unwrap_or_default();
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Claims up to `limit` due deliveries into the queue: per subscription, as many as its window
+    /// has room for (with `prefetch`, its cap plus its depth; without, its free slots). Returns how
+    /// many were leased.
+    async fn claim(&self, limit: u32, prefetch: bool) -> Result<usize, StoreError> {
+        let (default_room, room) = self.queue().room(prefetch);
+        let now = self.clock.now_ms();
+        let lease_margin_ms = self.config.lease_margin.as_millis() as i64;
+        let default_timeout_ms = self.config.default_timeout.as_millis() as i64;
         let claimed = self
             .store
             .claim_due(ClaimRequest {
                 owner: self.config.owner.clone(),
-                now: self.clock.now_ms(),
+                now,
                 limit,
-                default_timeout_ms: self.config.default_timeout.as_millis() as i64,
-                lease_margin_ms: self.config.lease_margin.as_millis() as i64,
-                default_room: Some(cap as u32),
+                default_timeout_ms,
+                lease_margin_ms,
+                default_room: Some(default_room),
                 room,
             })
             .await?;
-        let mut accepted = Vec::with_capacity(claimed.len());
-        let mut excess = Vec::new();
-        if let Ok(mut counts) = self.per_subscription.lock() {
-            for delivery in claimed {
-                let count = counts.entry(delivery.subscription.id.clone()).or_insert(0);
-                match *count < cap {
-                    true => {
-                        *count += 1;
-                        accepted.push(delivery);
-                    }
-                    false => excess.push(delivery.delivery_id),
-                }
+        let count = claimed.len();
+        let mut queue = self.queue();
+        for delivery in claimed {
+            let timeout_ms = delivery
+                .subscription
+                .timeout_ms
+                .unwrap_or(default_timeout_ms);
+            queue.push(Leased {
+                lease_until: now + timeout_ms + lease_margin_ms,
+                timeout_ms,
+                delivery,
+            });
+        }
+        Ok(count)
+    }
+
+    /// The next delivery to send, if a subscription with waiting work has a free slot. It counts as
+    /// in flight from here until [`Worker::finish`].
+    fn take(&self) -> Option<ClaimedDelivery> {
+        let mut expired = Vec::new();
+        let next = self.queue().take(self.clock.now_ms(), &mut expired);
+        if !expired.is_empty() {
+            tracing::debug!(
+                count = expired.len(),
+                "leases ran short while waiting; releasing"
+            );
+            if let Ok(mut list) = self.expired.lock() {
+                list.append(&mut expired);
+            }
+            self.refill.notify_one();
+        }
+        if let Some(delivery) = &next {
+            if let Ok(mut in_flight) = self.in_flight.lock() {
+                in_flight.insert(delivery.delivery_id.clone());
+            }
+            if self.queue().running_low(&delivery.subscription.id) {
+                self.refill.notify_one();
             }
         }
-        if !excess.is_empty() {
-            self.store
-                .release_leases(&self.config.owner, &excess)
-                .await?;
-        }
-        if let Ok(mut in_flight) = self.in_flight.lock() {
-            in_flight.extend(accepted.iter().map(|d| d.delivery_id.clone()));
-        }
-        Ok(accepted)
+        next
     }
 
     /// Marks a delivery's request as finished: frees its subscription slot.
-    fn finish(&self, delivery: &ClaimedDelivery) {
-        if let Ok(mut counts) = self.per_subscription.lock()
-            && let Some(count) = counts.get_mut(&delivery.subscription.id)
-        {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                counts.remove(&delivery.subscription.id);
-            }
-        }
+    fn finish(&self, delivery: &ClaimedDelivery, duration_ms: i64) {
+        self.queue().finish(&delivery.subscription.id, duration_ms);
         if let Ok(mut in_flight) = self.in_flight.lock() {
             in_flight.remove(&delivery.delivery_id);
         }
-        self.waker.notify_one();
     }
 
     /// Makes one attempt and decides what follows. Never touches the store.
@@ -298,20 +324,21 @@ impl Worker {
         }
     }
 
-    /// One synchronous step: claims everything due now (within the caps), attempts it all
-    /// concurrently, records the outcomes, and reports. The background loop runs the same steps
-    /// pipelined.
+    /// One synchronous step: claims everything due now (within the caps, without prefetch),
+    /// attempts it all concurrently, records the outcomes, and reports. The background loop runs
+    /// the same steps pipelined.
     pub async fn run_once(self: &Arc<Self>) -> Result<StepReport, StoreError> {
-        let claimed = self.claim(self.config.claim_batch).await?;
+        self.claim(self.config.claim_batch, false).await?;
         let mut tasks = JoinSet::new();
-        for delivery in claimed {
+        while let Some(delivery) = self.take() {
             let worker = self.clone();
             tasks.spawn(async move {
                 let outcome = worker.attempt(&delivery).await;
-                worker.finish(&delivery);
+                worker.finish(&delivery, outcome.attempt.duration_ms);
                 outcome
             });
         }
+        self.release_expired().await;
         let mut outcomes = Vec::new();
         while let Some(joined) = tasks.join_next().await {
             if let Ok(outcome) = joined {
@@ -332,7 +359,7 @@ impl Worker {
         Ok(report)
     }
 
-    /// Runs the worker until `shutdown` flips to true: dispatcher, recorder and rescuer.
+    /// Runs the worker until `shutdown` flips to true: dispatch loop, slots, recorder and rescuer.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let (outcomes_tx, outcomes_rx) = mpsc::channel(self.config.record_batch * 4);
         let recorder = tokio::spawn(self.clone().record_loop(outcomes_rx));
@@ -341,20 +368,16 @@ impl Worker {
         tracing::info!(owner = %self.config.owner, "delivery worker started");
         while !*shutdown.borrow() {
             while tasks.try_join_next().is_some() {}
-            let claimed_now = self.dispatch(&mut tasks, &outcomes_tx).await;
-            if claimed_now == Some(true) {
+            self.release_expired().await;
+            let claimed = self.fill().await;
+            self.start_slots(&mut tasks, &outcomes_tx);
+            if claimed == Some(true) {
                 continue;
             }
-            let (pause, capped) = self.idle_pause(claimed_now.is_none()).await;
+            let pause = self.idle_pause(claimed.is_none()).await;
             tokio::select! {
-                _ = self.waker.notified() => {
-                    // Work is due but every subscription that has it is at its cap: each finished
-                    // request wakes this loop. Let a few more finish so that one claim takes them
-                    // all, instead of one claim (one ranked scan) per freed slot.
-                    if capped {
-                        tokio::time::sleep(CAPPED_CLAIM_DELAY).await;
-                    }
-                }
+                _ = self.waker.notified() => {}
+                _ = self.refill.notified() => {}
                 _ = tokio::time::sleep(pause) => {}
                 _ = shutdown.changed() => {}
             }
@@ -362,70 +385,94 @@ impl Worker {
         self.stop(tasks, outcomes_tx, recorder, rescuer).await;
     }
 
-    /// Claims as many deliveries as there are free slots and starts a task for each. Returns
-    /// `Some(true)` when the claim was full (more may be due), `Some(false)` when it was not, `None`
-    /// when no slot was free or the store failed.
-    async fn dispatch(
+    /// Claims as much as the queue has room for. `Some(true)` when the claim was full (more may be
+    /// due), `Some(false)` when it was not, `None` when there was no room or the store failed.
+    async fn fill(&self) -> Option<bool> {
+        let held = {
+            let queue = self.queue();
+            queue.sending() + queue.waiting()
+        };
+        let budget = self.config.max_in_flight + self.config.prefetch;
+        let limit = budget
+            .saturating_sub(held)
+            .min(self.config.claim_batch as usize) as u32;
+        if limit == 0 {
+            return None;
+        }
+        match self.claim(limit, true).await {
+            Ok(count) => Some(count as u32 >= limit),
+            Err(error) => {
+                tracing::warn!(%error, "claiming deliveries failed; will retry");
+                None
+            }
+        }
+    }
+
+    /// Starts a slot for each delivery that can be sent now, while the global cap allows.
+    fn start_slots(
         self: &Arc<Self>,
         tasks: &mut JoinSet<()>,
         outcomes: &mpsc::Sender<DeliveryOutcome>,
-    ) -> Option<bool> {
-        let free = self.slots.available_permits();
-        if free == 0 {
-            return None;
-        }
-        let limit = (free as u32).min(self.config.claim_batch);
-        let claimed = match self.claim(limit).await {
-            Ok(claimed) => claimed,
-            Err(error) => {
-                tracing::warn!(%error, "claiming deliveries failed; will retry");
-                return None;
-            }
-        };
-        let full = claimed.len() as u32 >= limit;
-        metrics::gauge!("hookd_in_flight").set((self.config.max_in_flight - free) as f64);
-        for delivery in claimed {
-            let Ok(permit) = self.slots.clone().try_acquire_owned() else {
-                // Cannot happen (only this loop takes permits); release rather than drop it.
-                let _ = self
-                    .store
-                    .release_leases(
-                        &self.config.owner,
-                        std::slice::from_ref(&delivery.delivery_id),
-                    )
-                    .await;
-                self.finish(&delivery);
-                continue;
+    ) {
+        while let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            let Some(delivery) = self.take() else {
+                break;
             };
-            let worker = self.clone();
-            let outcomes = outcomes.clone();
-            tasks.spawn(async move {
-                let outcome = worker.attempt(&delivery).await;
-                let _ = outcomes.send(outcome).await;
-                drop(permit);
-                worker.finish(&delivery);
-            });
+            tasks.spawn(self.clone().slot(delivery, permit, outcomes.clone()));
         }
-        Some(full)
+        metrics::gauge!("hookd_in_flight")
+            .set((self.config.max_in_flight - self.slots.available_permits()) as f64);
+        metrics::gauge!("hookd_prefetched").set(self.queue().waiting() as f64);
     }
 
-    /// How long to sleep when there is nothing to claim: until the next delivery is due, at most
-    /// the poll interval. `blocked` (no free slot or a store error) waits for a wake-up instead.
-    /// The flag is true when work is due now but was not claimable (its subscriptions are at their
-    /// cap).
-    async fn idle_pause(&self, blocked: bool) -> (Duration, bool) {
+    /// One request slot: sends `first`, then whatever the queue hands it next, until the queue has
+    /// nothing for it. Outcomes go to the recorder.
+    async fn slot(
+        self: Arc<Self>,
+        first: ClaimedDelivery,
+        permit: OwnedSemaphorePermit,
+        outcomes: mpsc::Sender<DeliveryOutcome>,
+    ) {
+        let mut next = Some(first);
+        while let Some(delivery) = next {
+            let outcome = self.attempt(&delivery).await;
+            let duration_ms = outcome.attempt.duration_ms;
+            let _ = outcomes.send(outcome).await;
+            self.finish(&delivery, duration_ms);
+            next = self.take();
+        }
+        drop(permit);
+        self.refill.notify_one();
+    }
+
+    /// Releases the leases that ran short while waiting, so that they are claimed again.
+    async fn release_expired(&self) {
+        let ids = match self.expired.lock() {
+            Ok(mut list) => std::mem::take(&mut *list),
+            Err(_) => return,
+        };
+        if ids.is_empty() {
+            return;
+        }
+        if let Err(error) = self.store.release_leases(&self.config.owner, &ids).await {
+            tracing::warn!(%error, count = ids.len(), "could not release leases; they will expire");
+        }
+    }
+
+    /// How long to sleep when the last claim was not full: until the next delivery is due, at most
+    /// the poll interval. `blocked` (no room or a store error) waits for a wake-up instead.
+    async fn idle_pause(&self, blocked: bool) -> Duration {
         if blocked {
-            return (self.config.poll_interval, false);
+            return self.config.poll_interval;
         }
         let now = self.clock.now_ms();
         match self.store.next_due_at().await {
-            Ok(Some(at)) if at > now => (
-                Duration::from_millis((at - now) as u64).min(self.config.poll_interval),
-                false,
-            ),
-            // Due now but not claimable (its subscription is at its cap): wait for a freed slot.
-            Ok(Some(_)) => (self.config.poll_interval, true),
-            _ => (self.config.poll_interval, false),
+            Ok(Some(at)) if at > now => {
+                Duration::from_millis((at - now) as u64).min(self.config.poll_interval)
+            }
+            // Due now but not claimable (its subscription's window is full): a slot finishing or
+            // a queue running low wakes the loop.
+            _ => self.config.poll_interval,
         }
     }
 
@@ -496,6 +543,18 @@ impl Worker {
     ) {
         let running = tasks.len();
         tracing::info!(running, "delivery worker stopping");
+        // Nothing new starts: what waits for a slot goes back to the queue now.
+        let waiting = self.queue().drain();
+        if !waiting.is_empty() {
+            match self
+                .store
+                .release_leases(&self.config.owner, &waiting)
+                .await
+            {
+                Ok(released) => tracing::info!(released, "released leases of waiting deliveries"),
+                Err(error) => tracing::warn!(%error, "could not release leases; they will expire"),
+            }
+        }
         let drained = tokio::time::timeout(self.config.shutdown_grace, async {
             while tasks.join_next().await.is_some() {}
         })
@@ -506,11 +565,14 @@ impl Worker {
         drop(outcomes);
         let _ = recorder.await;
         let _ = rescuer.await;
-        let unfinished: Vec<String> = self
+        let mut unfinished: Vec<String> = self
             .in_flight
             .lock()
             .map(|ids| ids.iter().cloned().collect())
             .unwrap_or_default();
+        if let Ok(mut expired) = self.expired.lock() {
+            unfinished.append(&mut expired);
+        }
         if !unfinished.is_empty() {
             match self
                 .store
