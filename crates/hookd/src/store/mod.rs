@@ -292,6 +292,16 @@ impl ClaimRequest {
             .map(|(id, _)| id.clone())
             .collect()
     }
+
+    /// The most deliveries this claim may lease of any one subscription: the largest room (the
+    /// default one, or a listed one), at most `limit`.
+    pub fn most_of_one_subscription(&self) -> u32 {
+        let listed = self.room.iter().map(|(_, n)| *n).max().unwrap_or(0);
+        self.default_room
+            .unwrap_or(u32::MAX)
+            .max(listed)
+            .min(self.limit)
+    }
 }
 
 /// A leased delivery with everything needed to send it.

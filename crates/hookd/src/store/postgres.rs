@@ -455,34 +455,47 @@ const SELECT_EVENT_BY_ID: &str = "SELECT id, event_type, version, data, retryabl
      idempotency_key, created_at FROM events WHERE id = $1";
 
 /// Leases due deliveries and returns them with their event and subscription, in one statement (so
-/// in one implicit transaction). `FOR UPDATE OF d SKIP LOCKED` makes concurrent claimers, on this
-/// node or others, take disjoint rows without waiting for each other; the inner query's predicate
-/// matches the partial index `deliveries_due`, which it walks in `next_attempt_at` order.
-/// Leases due deliveries oldest first, at most `room` per subscription (its cap minus what this
-/// worker already has in flight there), so nothing is claimed only to be released again. The oldest
-/// `$8` due rows are ranked without locks; the picked ones are then locked with `SKIP LOCKED` and
-/// re-checked (another node may have claimed some meanwhile: they are skipped, not waited for).
+/// in one implicit transaction): oldest first, at most `room` per subscription (its cap minus what
+/// this worker already has in flight there), so nothing is claimed only to be released again.
+///
+/// A claim costs O(subscriptions with queued work + rows claimed), whatever the backlog: `queued`
+/// lists the subscriptions that have pending or failed rows by a skip scan over the partial index
+/// `deliveries_queued_by_subscription` (one seek per subscription: PostgreSQL 15 has no skip scan
+/// of its own), `open` drops the inactive ones and those without room, and `due` takes each open
+/// subscription's oldest due rows from the same index (`LATERAL … LIMIT room`). A subscription
+/// without room is passed over with one seek however long its backlog, and the rows of other
+/// subscriptions behind it are still found. The candidates are read without locks; the picked ones
+/// are then locked with `FOR UPDATE OF d SKIP LOCKED` and re-checked, so concurrent claimers, on
+/// this node or others, take disjoint rows without waiting for each other (another node may have
+/// claimed some meanwhile: they are skipped, not waited for).
 static CLAIM_DUE: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH due AS (
-             SELECT d.id, d.subscription_id, d.next_attempt_at
-               FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id
-              WHERE d.state IN ('pending', 'failed') AND d.next_attempt_at <= $2
-                AND s.active
-                AND d.subscription_id <> ALL($5::text[])
-              ORDER BY d.next_attempt_at
-              LIMIT $8),
-         ranked AS (
-             SELECT due.id, due.next_attempt_at,
-                    ROW_NUMBER() OVER (PARTITION BY due.subscription_id
-                                       ORDER BY due.next_attempt_at) AS n,
-                    COALESCE(listed.room, $7) AS room
-               FROM due LEFT JOIN UNNEST($9::text[], $10::int8[]) AS listed(subscription_id, room)
-                 ON listed.subscription_id = due.subscription_id),
+        "WITH RECURSIVE queued(subscription_id) AS (
+             SELECT MIN(subscription_id) FROM deliveries WHERE state IN ('pending', 'failed')
+             UNION ALL
+             SELECT (SELECT MIN(d.subscription_id) FROM deliveries d
+                      WHERE d.state IN ('pending', 'failed')
+                        AND d.subscription_id > queued.subscription_id)
+               FROM queued WHERE queued.subscription_id IS NOT NULL),
+         open AS (
+             SELECT s.id, LEAST(COALESCE(listed.room, $7), $6) AS room
+               FROM queued JOIN subscriptions s ON s.id = queued.subscription_id
+               LEFT JOIN UNNEST($5::text[], $8::int8[]) AS listed(subscription_id, room)
+                 ON listed.subscription_id = s.id
+              WHERE s.active AND COALESCE(listed.room, $7) > 0),
+         due AS (
+             SELECT due.id, due.next_attempt_at
+               FROM open CROSS JOIN LATERAL (
+                    SELECT d.id, d.next_attempt_at FROM deliveries d
+                     WHERE d.subscription_id = open.id AND d.state IN ('pending', 'failed')
+                       AND d.next_attempt_at <= $2
+                     ORDER BY d.next_attempt_at
+                     LIMIT open.room) due
+              ORDER BY due.next_attempt_at
+              LIMIT $6),
          picked AS (
              SELECT d.id FROM deliveries d
-              WHERE d.id IN (SELECT id FROM ranked WHERE n <= room
-                              ORDER BY next_attempt_at LIMIT $6)
+              WHERE d.id IN (SELECT id FROM due)
                 AND d.state IN ('pending', 'failed') AND d.next_attempt_at <= $2
                 FOR UPDATE SKIP LOCKED),
          claimed AS (
@@ -868,11 +881,9 @@ impl Store for PgStore {
             .bind(request.now)
             .bind(request.lease_margin_ms)
             .bind(request.default_timeout_ms)
-            .bind(request.full())
+            .bind(listed_ids)
             .bind(i64::from(request.limit))
             .bind(i64::from(request.default_room.unwrap_or(u32::MAX)))
-            .bind(i64::from(request.limit).saturating_mul(4).max(256))
-            .bind(listed_ids)
             .bind(listed_room)
             .fetch_all(&self.pool)
             .await
@@ -982,8 +993,22 @@ impl Store for PgStore {
     }
 
     async fn next_due_at(&self) -> StoreResult<Option<UnixMs>> {
+        // The first due row of each subscription with queued work, found as `CLAIM_DUE` finds
+        // them: O(subscriptions with queued work).
         sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM deliveries WHERE state IN ('pending', 'failed')",
+            "WITH RECURSIVE queued(subscription_id) AS (
+                 SELECT MIN(subscription_id) FROM deliveries WHERE state IN ('pending', 'failed')
+                 UNION ALL
+                 SELECT (SELECT MIN(d.subscription_id) FROM deliveries d
+                          WHERE d.state IN ('pending', 'failed')
+                            AND d.subscription_id > queued.subscription_id)
+                   FROM queued WHERE queued.subscription_id IS NOT NULL)
+             SELECT MIN(first.next_attempt_at)
+               FROM queued CROSS JOIN LATERAL (
+                    SELECT d.next_attempt_at FROM deliveries d
+                     WHERE d.subscription_id = queued.subscription_id
+                       AND d.state IN ('pending', 'failed') AND d.next_attempt_at IS NOT NULL
+                     ORDER BY d.next_attempt_at LIMIT 1) first",
         )
         .fetch_one(&self.pool)
         .await

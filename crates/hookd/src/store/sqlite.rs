@@ -740,11 +740,28 @@ impl Store for SqliteStore {
         submit(&self.writer, |reply| WriteJob::Rescue { now, reply }).await
     }
 
-    // `INDEXED BY`: see the claim in `sqlite_writer`.
+    /// The first due row of each subscription with queued work, found as the claim finds them (a
+    /// skip scan over `deliveries_queued_by_subscription`; `INDEXED BY`: see the claim in
+    /// `sqlite_writer`): O(subscriptions with queued work).
     async fn next_due_at(&self) -> StoreResult<Option<UnixMs>> {
         sqlx::query_scalar(
-            "SELECT MIN(next_attempt_at) FROM deliveries INDEXED BY deliveries_due
-              WHERE state IN ('pending', 'failed')",
+            "WITH RECURSIVE queued(subscription_id) AS (
+                 SELECT MIN(subscription_id)
+                   FROM deliveries INDEXED BY deliveries_queued_by_subscription
+                  WHERE state IN ('pending', 'failed')
+                 UNION ALL
+                 SELECT (SELECT MIN(d.subscription_id)
+                           FROM deliveries d INDEXED BY deliveries_queued_by_subscription
+                          WHERE d.state IN ('pending', 'failed')
+                            AND d.subscription_id > queued.subscription_id)
+                   FROM queued WHERE queued.subscription_id IS NOT NULL)
+             SELECT MIN((SELECT d.next_attempt_at
+                           FROM deliveries d INDEXED BY deliveries_queued_by_subscription
+                          WHERE d.subscription_id = queued.subscription_id
+                            AND d.state IN ('pending', 'failed')
+                            AND d.next_attempt_at IS NOT NULL
+                          ORDER BY d.next_attempt_at LIMIT 1))
+               FROM queued WHERE queued.subscription_id IS NOT NULL",
         )
         .fetch_one(&self.pool)
         .await

@@ -5,6 +5,7 @@ mod common;
 
 mod auth;
 mod chaos_receiver;
+mod claim;
 mod cli_client;
 mod cluster;
 mod delivery;
