@@ -194,19 +194,32 @@ async fn next_group(jobs: &mut mpsc::Receiver<WriteJob>) -> Option<Vec<WriteJob>
 }
 
 /// Runs a group in one transaction. On failure every job gets the error (nothing was committed).
+/// A job alone in its group runs without a savepoint (two statements fewer): if it fails, the whole
+/// transaction is rolled back instead, which undoes the same writes.
 async fn commit_group(
     conn: &mut SqliteConnection,
     group: Vec<WriteJob>,
 ) -> Result<Vec<Answer>, (StoreError, Vec<Answer>)> {
     let mut answers = Vec::with_capacity(group.len());
+    let isolate = group.len() > 1;
     let mut jobs = group.into_iter();
     let outcome = async {
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)?;
         let mut targets: Option<Vec<FanoutTarget>> = None;
+        let mut all_ok = true;
         for job in jobs.by_ref() {
-            answers.push(run_job(&mut tx, job, &mut targets).await?);
+            let (ok, answer) = match isolate {
+                true => run_isolated(&mut tx, job, &mut targets).await?,
+                false => execute(&mut tx, job, &mut targets).await,
+            };
+            all_ok &= ok;
+            answers.push(answer);
         }
-        tx.commit().await.map_err(map_err)
+        match all_ok {
+            true => tx.commit().await.map_err(map_err),
+            // Only a lone job can fail here (isolated ones were rolled back to their savepoint).
+            false => tx.rollback().await.map_err(map_err),
+        }
     }
     .await;
     match outcome {
@@ -234,50 +247,48 @@ fn abandon(job: WriteJob) -> Answer {
 
 /// Runs one job in a savepoint: its own failure rolls back only its writes. An error returned from
 /// here (the savepoint itself failed) fails the whole group.
-async fn run_job(
+async fn run_isolated(
     tx: &mut Transaction<'_, Sqlite>,
     job: WriteJob,
     targets: &mut Option<Vec<FanoutTarget>>,
-) -> StoreResult<Answer> {
+) -> StoreResult<(bool, Answer)> {
     let mut savepoint = tx.begin().await.map_err(map_err)?;
-    Ok(match job {
-        WriteJob::Publish(job) => {
-            let targets = match targets {
-                Some(targets) => targets,
-                None => targets.insert(load_fanout_targets(&mut savepoint).await?),
-            };
-            let result = publish_job(&mut savepoint, targets, &job.events).await;
-            answer(job.reply, settle(savepoint, result).await?)
-        }
-        WriteJob::Claim(request, reply) => {
-            let result = claim(&mut savepoint, &request).await;
-            answer(reply, settle(savepoint, result).await?)
-        }
-        WriteJob::Record(job, reply) => {
-            let result = record(&mut savepoint, &job).await;
-            answer(reply, settle(savepoint, result).await?)
-        }
-        WriteJob::Release { owner, ids, reply } => {
-            let result = release(&mut savepoint, &owner, &ids).await;
-            answer(reply, settle(savepoint, result).await?)
-        }
-        WriteJob::Rescue { now, reply } => {
-            let result = rescue(&mut savepoint, now).await;
-            answer(reply, settle(savepoint, result).await?)
-        }
-    })
-}
-
-/// Keeps the savepoint's writes if the job succeeded, undoes them if not.
-async fn settle<T>(
-    savepoint: Transaction<'_, Sqlite>,
-    result: StoreResult<T>,
-) -> StoreResult<StoreResult<T>> {
-    match result.is_ok() {
+    let (ok, answer) = execute(&mut savepoint, job, targets).await;
+    match ok {
         true => savepoint.commit().await.map_err(map_err)?,
         false => savepoint.rollback().await.map_err(map_err)?,
     }
-    Ok(result)
+    Ok((ok, answer))
+}
+
+/// Runs one job's statements. Returns whether it succeeded and its answer (sent after the commit).
+async fn execute(
+    conn: &mut SqliteConnection,
+    job: WriteJob,
+    targets: &mut Option<Vec<FanoutTarget>>,
+) -> (bool, Answer) {
+    fn done<T: Send + 'static>(reply: Reply<T>, result: StoreResult<T>) -> (bool, Answer) {
+        (result.is_ok(), answer(reply, result))
+    }
+    match job {
+        WriteJob::Publish(job) => {
+            let targets = match targets {
+                Some(targets) => Ok(&*targets),
+                None => load_fanout_targets(conn)
+                    .await
+                    .map(|loaded| &*targets.insert(loaded)),
+            };
+            let result = match targets {
+                Ok(targets) => publish_job(conn, targets, &job.events).await,
+                Err(error) => Err(error),
+            };
+            done(job.reply, result)
+        }
+        WriteJob::Claim(request, reply) => done(reply, claim(conn, &request).await),
+        WriteJob::Record(job, reply) => done(reply, record(conn, &job).await),
+        WriteJob::Release { owner, ids, reply } => done(reply, release(conn, &owner, &ids).await),
+        WriteJob::Rescue { now, reply } => done(reply, rescue(conn, now).await),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

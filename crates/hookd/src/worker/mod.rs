@@ -118,7 +118,7 @@ pub struct Worker {
     config: WorkerConfig,
     /// Woken by publishes, re-queues and recorded outcomes (shared with the API).
     waker: Arc<Notify>,
-    /// Woken when a subscription's queue runs low or a slot has nothing left to send.
+    /// Woken when what the worker holds of a subscription runs low, or leases ran short.
     refill: Notify,
     /// Leased deliveries, waiting or being sent, per subscription.
     queue: Mutex<Queue>,
@@ -219,20 +219,18 @@ impl Worker {
             }
             self.refill.notify_one();
         }
-        if let Some(delivery) = &next {
-            if let Ok(mut in_flight) = self.in_flight.lock() {
-                in_flight.insert(delivery.delivery_id.clone());
-            }
-            if self.queue().running_low(&delivery.subscription.id) {
-                self.refill.notify_one();
-            }
+        if let (Some(delivery), Ok(mut in_flight)) = (&next, self.in_flight.lock()) {
+            in_flight.insert(delivery.delivery_id.clone());
         }
         next
     }
 
-    /// Marks a delivery's request as finished: frees its subscription slot.
+    /// Marks a delivery's request as finished: frees its subscription slot, and wakes the loop to
+    /// claim more when the subscription runs low.
     fn finish(&self, delivery: &ClaimedDelivery, duration_ms: i64) {
-        self.queue().finish(&delivery.subscription.id, duration_ms);
+        if self.queue().finish(&delivery.subscription.id, duration_ms) {
+            self.refill.notify_one();
+        }
         if let Ok(mut in_flight) = self.in_flight.lock() {
             in_flight.remove(&delivery.delivery_id);
         }
@@ -371,10 +369,13 @@ impl Worker {
             self.release_expired().await;
             let claimed = self.fill().await;
             self.start_slots(&mut tasks, &outcomes_tx);
-            if claimed == Some(true) {
-                continue;
-            }
-            let pause = self.idle_pause(claimed.is_none()).await;
+            let pause = match claimed {
+                Claimed::Full => continue,
+                // Its requests' outcomes, or a subscription running low, wake the loop again.
+                Claimed::Some => self.config.poll_interval,
+                Claimed::Nothing => self.idle_pause().await,
+                Claimed::Blocked => self.config.poll_interval,
+            };
             tokio::select! {
                 _ = self.waker.notified() => {}
                 _ = self.refill.notified() => {}
@@ -385,9 +386,8 @@ impl Worker {
         self.stop(tasks, outcomes_tx, recorder, rescuer).await;
     }
 
-    /// Claims as much as the queue has room for. `Some(true)` when the claim was full (more may be
-    /// due), `Some(false)` when it was not, `None` when there was no room or the store failed.
-    async fn fill(&self) -> Option<bool> {
+    /// Claims as much as the queue has room for.
+    async fn fill(&self) -> Claimed {
         let held = {
             let queue = self.queue();
             queue.sending() + queue.waiting()
@@ -397,13 +397,15 @@ impl Worker {
             .saturating_sub(held)
             .min(self.config.claim_batch as usize) as u32;
         if limit == 0 {
-            return None;
+            return Claimed::Blocked;
         }
         match self.claim(limit, true).await {
-            Ok(count) => Some(count as u32 >= limit),
+            Ok(count) if count as u32 >= limit => Claimed::Full,
+            Ok(0) => Claimed::Nothing,
+            Ok(_) => Claimed::Some,
             Err(error) => {
                 tracing::warn!(%error, "claiming deliveries failed; will retry");
-                None
+                Claimed::Blocked
             }
         }
     }
@@ -442,7 +444,6 @@ impl Worker {
             next = self.take();
         }
         drop(permit);
-        self.refill.notify_one();
     }
 
     /// Releases the leases that ran short while waiting, so that they are claimed again.
@@ -459,12 +460,9 @@ impl Worker {
         }
     }
 
-    /// How long to sleep when the last claim was not full: until the next delivery is due, at most
-    /// the poll interval. `blocked` (no room or a store error) waits for a wake-up instead.
-    async fn idle_pause(&self, blocked: bool) -> Duration {
-        if blocked {
-            return self.config.poll_interval;
-        }
+    /// How long to sleep when a claim found nothing: until the next delivery is due, at most the
+    /// poll interval.
+    async fn idle_pause(&self) -> Duration {
         let now = self.clock.now_ms();
         match self.store.next_due_at().await {
             Ok(Some(at)) if at > now => {
@@ -510,8 +508,14 @@ impl Worker {
                     }
                 }
             }
+            // A retry changes when the next delivery is due: the dispatch loop recomputes its sleep.
+            if batch
+                .iter()
+                .any(|o| matches!(o.outcome, Outcome::Retry { .. }))
+            {
+                self.waker.notify_one();
+            }
             batch.clear();
-            self.waker.notify_one();
         }
     }
 
@@ -587,6 +591,19 @@ impl Worker {
         }
         tracing::info!("delivery worker stopped");
     }
+}
+
+/// What a claim by the dispatch loop found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claimed {
+    /// As many as asked for: more may be due.
+    Full,
+    /// Some, fewer than asked for.
+    Some,
+    /// Nothing due and claimable.
+    Nothing,
+    /// No room to claim, or the store failed.
+    Blocked,
 }
 
 /// Turns an HTTP response into what the retry policy needs. `Retry-After` counts on 429 and 503 only.

@@ -146,11 +146,15 @@ impl Queue {
 
     /// A request to `subscription` finished after `duration_ms`. The subscription's average is kept
     /// while it idles (up to [`KEEP_IDLE_LANES`] idle subscriptions), so that its next burst is
-    /// prefetched at once.
-    pub fn finish(&mut self, subscription: &str, duration_ms: i64) {
+    /// prefetched at once. Returns true when this finish took what the worker holds of the
+    /// subscription (sent and waiting) down to half its window: time to claim more of it. Claims
+    /// so come in batches of half a window, not one per request.
+    pub fn finish(&mut self, subscription: &str, duration_ms: i64) -> bool {
+        let window = self.limits.cap + self.depth(subscription);
         let Some(lane) = self.lanes.get_mut(subscription) else {
-            return;
+            return false;
         };
+        let held = lane.sending + lane.waiting.len();
         if lane.sending > 0 {
             lane.sending -= 1;
             self.sending -= 1;
@@ -166,6 +170,7 @@ impl Queue {
             // Busy lanes stay; the next pruning waits until as many idle ones have gathered.
             self.prune_at = self.lanes.len() + KEEP_IDLE_LANES;
         }
+        held > window / 2 && held - 1 <= window / 2
     }
 
     /// How many deliveries of `subscription` may wait for a slot: enough that the last one still
@@ -214,15 +219,6 @@ impl Queue {
         self.turns.clear();
         self.waiting = 0;
         ids
-    }
-
-    /// Whether `subscription` has no more than half its depth waiting: time to claim more of it.
-    pub fn running_low(&self, subscription: &str) -> bool {
-        let waiting = self
-            .lanes
-            .get(subscription)
-            .map_or(0, |lane| lane.waiting.len());
-        waiting <= self.depth(subscription) / 2
     }
 }
 
@@ -342,6 +338,35 @@ mod tests {
             queue.finish("a", 1);
         }
         assert_eq!(queue.depth("a"), 64, "fast requests: prefetch is the bound");
+    }
+
+    #[test]
+    fn a_claim_is_asked_for_once_per_half_window_not_per_request() {
+        let mut queue = Queue::new(limits());
+        let mut expired = Vec::new();
+        // No average yet: depth 0, window = CAP = 2, half = 1.
+        queue.push(leased("a", 0, 0));
+        queue.push(leased("a", 1, 0));
+        queue.take(0, &mut expired).unwrap();
+        queue.take(0, &mut expired).unwrap();
+        assert!(queue.finish("a", 10_000), "2 held → 1: half the window");
+        assert!(!queue.finish("a", 10_000), "1 → 0: already asked");
+        // Fast requests: depth 64, window 66, half 33. Hold 40, then finish them one by one.
+        for _ in 0..20 {
+            queue.push(leased("a", 9, 0));
+            queue.take(0, &mut expired).unwrap();
+            queue.finish("a", 1);
+        }
+        for n in 0..40 {
+            queue.push(leased("a", n, 0));
+        }
+        let mut asked = Vec::new();
+        for held in (1..=40).rev() {
+            if queue.take(0, &mut expired).is_some() && queue.finish("a", 1) {
+                asked.push(held);
+            }
+        }
+        assert_eq!(asked, [34], "one wake-up, when 34 held became 33");
     }
 
     #[test]
