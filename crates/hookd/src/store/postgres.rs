@@ -248,64 +248,148 @@ async fn load_fanout_targets(conn: &mut PgConnection) -> StoreResult<Vec<FanoutT
         .collect()
 }
 
+/// Publishes a request's events with a fixed number of statements: one multi-row insert of the
+/// events (`UNNEST`), one of all their deliveries, and per event that already existed (a repeated
+/// id or idempotency key, rare) a lookup of the stored one. Per-event statements cost a round trip
+/// each and bounded a publisher to ≈ 3,000 events/s (BENCHMARKS.md).
 async fn publish_job(
     conn: &mut PgConnection,
     targets: &[FanoutTarget],
     events: &[NewEvent],
 ) -> StoreResult<Vec<Published>> {
+    let inserted = insert_events(conn, events).await?;
+    // An id can appear twice in one request: only its first occurrence was inserted.
+    let mut fresh = std::collections::HashSet::with_capacity(inserted.len());
+    let mut rows = DeliveryRows::default();
+    let created: Vec<bool> = events
+        .iter()
+        .map(|event| {
+            let created = inserted.contains(event.id.as_str()) && fresh.insert(event.id.as_str());
+            if created {
+                for target in targets.iter().filter(|target| target.selects(event)) {
+                    rows.push(event, &target.id);
+                }
+            }
+            created
+        })
+        .collect();
+    let pending = rows.insert(conn).await?;
     let mut published = Vec::with_capacity(events.len());
-    for event in events {
-        if !insert_event(conn, event).await? {
-            let existing = find_existing_event(conn, event).await?.ok_or_else(|| {
-                StoreError::Internal(format!(
-                    "event {} conflicts with no visible event",
-                    event.id
-                ))
-            })?;
-            let deliveries = count_sendable_deliveries(conn, &existing.id).await?;
+    for (event, created) in events.iter().zip(created) {
+        if created {
             published.push(Published {
-                event: existing,
-                deliveries,
-                created: false,
+                event: event_row_from_new(event),
+                deliveries: pending.get(event.id.as_str()).copied().unwrap_or(0),
+                created: true,
             });
             continue;
         }
-        let selected: Vec<&str> = targets
-            .iter()
-            .filter(|target| target.selects(event))
-            .map(|target| target.id.as_str())
-            .collect();
-        let deliveries = insert_deliveries(conn, event, &selected).await?;
+        let existing = find_existing_event(conn, event).await?.ok_or_else(|| {
+            StoreError::Internal(format!(
+                "event {} conflicts with no visible event",
+                event.id
+            ))
+        })?;
+        let deliveries = count_sendable_deliveries(conn, &existing.id).await?;
         published.push(Published {
-            event: event_row_from_new(event),
+            event: existing,
             deliveries,
-            created: true,
+            created: false,
         });
     }
     Ok(published)
 }
 
-/// Inserts the event unless its id or idempotency key is already taken; false when it was. If another
-/// node is inserting the same id or key at this moment, this waits for its transaction: after its
-/// commit the insert does nothing (and the caller finds that event), after its rollback it inserts.
-async fn insert_event(conn: &mut PgConnection, event: &NewEvent) -> StoreResult<bool> {
-    let inserted: Option<String> = sqlx::query_scalar(
+/// Inserts the events whose id and idempotency key are free, in one statement; returns the ids it
+/// inserted. If another node is inserting the same id or key at this moment, this waits for its
+/// transaction: after its commit the row is skipped (and the caller finds that event), after its
+/// rollback it is inserted.
+async fn insert_events(
+    conn: &mut PgConnection,
+    events: &[NewEvent],
+) -> StoreResult<std::collections::HashSet<String>> {
+    let column = |f: fn(&NewEvent) -> String| events.iter().map(f).collect::<Vec<String>>();
+    let inserted: Vec<String> = sqlx::query_scalar(
         "INSERT INTO events (id, event_type, version, data, retryable, idempotency_key, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[],
+                              $6::text[], $7::int8[])
          ON CONFLICT DO NOTHING
          RETURNING id",
     )
-    .bind(&event.id)
-    .bind(&event.event_type)
-    .bind(&event.version)
-    .bind(&event.data)
-    .bind(event.retryable)
-    .bind(&event.idempotency_key)
-    .bind(event.created_at)
-    .fetch_optional(&mut *conn)
+    .bind(column(|e| e.id.clone()))
+    .bind(column(|e| e.event_type.clone()))
+    .bind(column(|e| e.version.clone()))
+    .bind(column(|e| e.data.clone()))
+    .bind(events.iter().map(|e| e.retryable).collect::<Vec<bool>>())
+    .bind(
+        events
+            .iter()
+            .map(|e| e.idempotency_key.clone())
+            .collect::<Vec<Option<String>>>(),
+    )
+    .bind(events.iter().map(|e| e.created_at).collect::<Vec<i64>>())
+    .fetch_all(&mut *conn)
     .await
     .map_err(map_err)?;
-    Ok(inserted.is_some())
+    Ok(inserted.into_iter().collect())
+}
+
+/// The deliveries of a publish request, inserted in one statement.
+#[derive(Default)]
+struct DeliveryRows {
+    ids: Vec<String>,
+    event_ids: Vec<String>,
+    subscription_ids: Vec<String>,
+    created_at: Vec<i64>,
+}
+
+impl DeliveryRows {
+    fn push(&mut self, event: &NewEvent, subscription_id: &str) {
+        self.ids.push(new_id("dlv", event.created_at));
+        self.event_ids.push(event.id.clone());
+        self.subscription_ids.push(subscription_id.to_owned());
+        self.created_at.push(event.created_at);
+    }
+
+    /// One statement for the whole fan-out: a delivery per selected subscription, `pending` (due
+    /// now) if it is active and `held` if not. The state is read from the subscription row as the
+    /// statement runs, and a subscription deleted since the group began is skipped rather than
+    /// failing the foreign key. Returns how many deliveries are pending, per event.
+    async fn insert(
+        self,
+        conn: &mut PgConnection,
+    ) -> StoreResult<std::collections::HashMap<String, u64>> {
+        let mut pending = std::collections::HashMap::new();
+        if self.ids.is_empty() {
+            return Ok(pending);
+        }
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "INSERT INTO deliveries (id, event_id, subscription_id, state, next_attempt_at,
+                                     created_at, updated_at)
+             SELECT t.id, t.event_id, s.id,
+                    CASE WHEN s.active THEN 'pending' ELSE 'held' END,
+                    CASE WHEN s.active THEN t.created_at END,
+                    t.created_at, t.created_at
+               FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[])
+                    AS t (id, event_id, subscription_id, created_at)
+               JOIN subscriptions s ON s.id = t.subscription_id
+             RETURNING event_id, state",
+        )
+        .bind(&self.ids)
+        .bind(&self.event_ids)
+        .bind(&self.subscription_ids)
+        .bind(&self.created_at)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(map_err)?;
+        for (event_id, state) in rows {
+            let count = pending.entry(event_id).or_insert(0);
+            if state == "pending" {
+                *count += 1;
+            }
+        }
+        Ok(pending)
+    }
 }
 
 /// The stored event with this id, else the one with this idempotency key (as SQLite checks them).
@@ -345,43 +429,6 @@ async fn count_sendable_deliveries(conn: &mut PgConnection, event_id: &str) -> S
     .await
     .map_err(map_err)?;
     Ok(count as u64)
-}
-
-/// One statement for the whole fan-out: a delivery per selected subscription, `pending` (due now) if
-/// it is active and `held` if not. The state is read from the subscription row as the statement runs,
-/// and a subscription deleted since the group began is skipped rather than failing the foreign key.
-/// Returns how many deliveries are pending.
-async fn insert_deliveries(
-    conn: &mut PgConnection,
-    event: &NewEvent,
-    subscription_ids: &[&str],
-) -> StoreResult<u64> {
-    if subscription_ids.is_empty() {
-        return Ok(0);
-    }
-    let delivery_ids: Vec<String> = subscription_ids
-        .iter()
-        .map(|_| new_id("dlv", event.created_at))
-        .collect();
-    let states: Vec<String> = sqlx::query_scalar(
-        "INSERT INTO deliveries (id, event_id, subscription_id, state, next_attempt_at,
-                                 created_at, updated_at)
-         SELECT t.id, $3, s.id,
-                CASE WHEN s.active THEN 'pending' ELSE 'held' END,
-                CASE WHEN s.active THEN $4 END,
-                $4, $4
-           FROM UNNEST($1::text[], $2::text[]) AS t (id, subscription_id)
-           JOIN subscriptions s ON s.id = t.subscription_id
-         RETURNING state",
-    )
-    .bind(&delivery_ids)
-    .bind(subscription_ids)
-    .bind(&event.id)
-    .bind(event.created_at)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(map_err)?;
-    Ok(states.iter().filter(|state| *state == "pending").count() as u64)
 }
 
 // ---------------------------------------------------------------------------------------------

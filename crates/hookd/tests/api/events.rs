@@ -336,6 +336,10 @@ async fn batch_is_all_or_nothing() {
     assert_eq!(results[2]["id"], "b1");
     assert_eq!(results[2]["duplicate"], true, "same id twice in one batch");
     assert_eq!(
+        results[2]["deliveries"], 1,
+        "the duplicate reports the first one's deliveries, queued in the same request"
+    );
+    assert_eq!(
         app.get("/api/events/b1").await.body["data"],
         json!({"i": 1})
     );
