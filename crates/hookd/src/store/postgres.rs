@@ -23,6 +23,9 @@ macro_rules! redrivable_where {
 
 mod ui;
 
+use super::sqlite_writer::FailureEffects;
+use std::collections::{HashMap, HashSet};
+
 use super::common::{
     FanoutTarget, PublishJob, RowExt, add_state_count, answer_group, api_key_from_row, apply_patch,
     attempt_from_row, check_sealing_key, claimed_from_row, dead_letter_from_row, delivery_columns,
@@ -259,7 +262,7 @@ async fn publish_job(
 ) -> StoreResult<Vec<Published>> {
     let inserted = insert_events(conn, events).await?;
     // An id can appear twice in one request: only its first occurrence was inserted.
-    let mut fresh = std::collections::HashSet::with_capacity(inserted.len());
+    let mut fresh = HashSet::with_capacity(inserted.len());
     let mut rows = DeliveryRows::default();
     let created: Vec<bool> = events
         .iter()
@@ -307,7 +310,7 @@ async fn publish_job(
 async fn insert_events(
     conn: &mut PgConnection,
     events: &[NewEvent],
-) -> StoreResult<std::collections::HashSet<String>> {
+) -> StoreResult<HashSet<String>> {
     let column = |f: fn(&NewEvent) -> String| events.iter().map(f).collect::<Vec<String>>();
     let inserted: Vec<String> = sqlx::query_scalar(
         "INSERT INTO events (id, event_type, version, data, retryable, idempotency_key, created_at)
@@ -355,11 +358,8 @@ impl DeliveryRows {
     /// now) if it is active and `held` if not. The state is read from the subscription row as the
     /// statement runs, and a subscription deleted since the group began is skipped rather than
     /// failing the foreign key. Returns how many deliveries are pending, per event.
-    async fn insert(
-        self,
-        conn: &mut PgConnection,
-    ) -> StoreResult<std::collections::HashMap<String, u64>> {
-        let mut pending = std::collections::HashMap::new();
+    async fn insert(self, conn: &mut PgConnection) -> StoreResult<HashMap<String, u64>> {
+        let mut pending = HashMap::new();
         if self.ids.is_empty() {
             return Ok(pending);
         }
@@ -952,18 +952,24 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         lock_subscriptions(&mut tx, &outcomes).await?;
         insert_attempts(&mut tx, &outcomes).await?;
-        let mut report = RecordReport::default();
-        for outcome in &outcomes {
-            let applied = apply_outcome(&mut tx, owner, outcome, now).await?;
-            if !applied {
-                report.stale += 1;
-                continue;
-            }
-            report.applied += 1;
-            let disabled =
-                apply_subscription_effects(&mut tx, outcome, disable_after_failures, now).await?;
-            if disabled && !report.disabled.contains(&outcome.subscription_id) {
-                report.disabled.push(outcome.subscription_id.clone());
+        let applied: HashSet<String> = apply_outcomes(&mut tx, owner, &outcomes, now)
+            .await?
+            .into_iter()
+            .collect();
+        let mut report = RecordReport {
+            applied: applied.len() as u64,
+            stale: (outcomes.len() - applied.len()) as u64,
+            disabled: Vec::new(),
+        };
+        let mut seen = HashSet::new();
+        let counted = outcomes
+            .iter()
+            .filter(|o| applied.contains(&o.delivery_id) && seen.insert(o.delivery_id.as_str()));
+        for (subscription, effect) in FailureEffects::tally(counted) {
+            if apply_failure_effect(&mut tx, subscription, &effect, disable_after_failures, now)
+                .await?
+            {
+                report.disabled.push(subscription.to_owned());
             }
         }
         tx.commit().await.map_err(map_err)?;
@@ -1552,80 +1558,98 @@ async fn insert_attempts(conn: &mut PgConnection, outcomes: &[DeliveryOutcome]) 
     Ok(())
 }
 
-/// Applies one outcome to its delivery if `owner` still holds the lease; false when it does not.
-async fn apply_outcome(
+/// Applies every outcome whose delivery `owner` still leases, in one statement; returns the ids
+/// applied. A retry for a subscription disabled meanwhile is held instead.
+async fn apply_outcomes(
     conn: &mut PgConnection,
     owner: &str,
-    outcome: &DeliveryOutcome,
+    outcomes: &[DeliveryOutcome],
     now: UnixMs,
-) -> StoreResult<bool> {
-    let (state, next_attempt_at) = match outcome.outcome {
-        Outcome::Delivered => ("delivered", None),
-        Outcome::Retry { at } => ("failed", Some(at)),
-        Outcome::Dead => ("dead", None),
-        Outcome::Gone => ("held", None),
-    };
-    let done = sqlx::query(
+) -> StoreResult<Vec<String>> {
+    let mut ids = Vec::with_capacity(outcomes.len());
+    let mut states = Vec::with_capacity(outcomes.len());
+    let mut next = Vec::with_capacity(outcomes.len());
+    let mut statuses = Vec::with_capacity(outcomes.len());
+    let mut errors = Vec::with_capacity(outcomes.len());
+    for outcome in outcomes {
+        let (state, next_attempt_at) = match outcome.outcome {
+            Outcome::Delivered => ("delivered", None),
+            Outcome::Retry { at } => ("failed", Some(at)),
+            Outcome::Dead => ("dead", None),
+            Outcome::Gone => ("held", None),
+        };
+        ids.push(outcome.delivery_id.as_str());
+        states.push(state);
+        next.push(next_attempt_at);
+        statuses.push(outcome.attempt.status);
+        errors.push(outcome.attempt.error.as_deref());
+    }
+    sqlx::query_scalar(
         "UPDATE deliveries
             SET state = CASE
-                    WHEN $3 = 'failed' AND (SELECT s.active FROM subscriptions s
-                                             WHERE s.id = deliveries.subscription_id) = FALSE
-                    THEN 'held' ELSE $3 END,
-                next_attempt_at = $4, attempts = attempts + 1, last_status = $5, last_error = $6,
+                    WHEN o.state = 'failed' AND (SELECT s.active FROM subscriptions s
+                                                  WHERE s.id = deliveries.subscription_id) = FALSE
+                    THEN 'held' ELSE o.state END,
+                next_attempt_at = o.next_attempt_at, attempts = attempts + 1,
+                last_status = o.status, last_error = o.error,
                 lease_owner = NULL, lease_expires_at = NULL, updated_at = $7
-          WHERE id = $1 AND lease_owner = $2 AND state = 'in_flight'",
+           FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[])
+                AS o (id, state, next_attempt_at, status, error)
+          WHERE deliveries.id = o.id AND deliveries.lease_owner = $6
+            AND deliveries.state = 'in_flight'
+         RETURNING deliveries.id",
     )
-    .bind(&outcome.delivery_id)
+    .bind(ids)
+    .bind(states)
+    .bind(next)
+    .bind(statuses)
+    .bind(errors)
     .bind(owner)
-    .bind(state)
-    .bind(next_attempt_at)
-    .bind(outcome.attempt.status)
-    .bind(&outcome.attempt.error)
     .bind(now)
-    .execute(&mut *conn)
+    .fetch_all(&mut *conn)
     .await
-    .map_err(map_err)?;
-    Ok(done.rows_affected() == 1)
+    .map_err(map_err)
 }
 
-/// Success resets the subscription's consecutive-failure count; a dead delivery increments it and
-/// disables the subscription at the threshold; `410 Gone` disables it at once. True if disabled now.
-async fn apply_subscription_effects(
+/// Applies one subscription's tally (success resets the consecutive-failure count, a dead delivery
+/// increments it and disables the subscription at the threshold, `410 Gone` disables it at once);
+/// true if this disabled it (its queued deliveries are held).
+async fn apply_failure_effect(
     conn: &mut PgConnection,
-    outcome: &DeliveryOutcome,
+    id: &str,
+    effect: &FailureEffects,
     disable_after_failures: i64,
     now: UnixMs,
 ) -> StoreResult<bool> {
-    let id = &outcome.subscription_id;
-    let reason = match outcome.outcome {
-        Outcome::Retry { .. } => return Ok(false),
-        Outcome::Delivered => {
-            sqlx::query(
-                "UPDATE subscriptions SET failure_count = 0 WHERE id = $1 AND failure_count <> 0",
-            )
-            .bind(id)
-            .execute(&mut *conn)
-            .await
-            .map_err(map_err)?;
-            return Ok(false);
+    let count: Option<i64> = match (effect.reset, effect.dead) {
+        (false, 0) => None,
+        // The guard skips the row write when the count is already right (the usual success case).
+        (true, dead) => sqlx::query_scalar(
+            "UPDATE subscriptions SET failure_count = $2
+              WHERE id = $1 AND failure_count <> $2 RETURNING failure_count",
+        )
+        .bind(id)
+        .bind(dead)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(map_err)?
+        .or(Some(dead)),
+        (false, dead) => sqlx::query_scalar(
+            "UPDATE subscriptions SET failure_count = failure_count + $2
+              WHERE id = $1 RETURNING failure_count",
+        )
+        .bind(id)
+        .bind(dead)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(map_err)?,
+    };
+    let reason = match count {
+        _ if effect.gone => "the endpoint answered 410 Gone".to_owned(),
+        Some(count) if effect.dead > 0 && count >= disable_after_failures => {
+            format!("auto-disabled after {count} consecutive failed deliveries")
         }
-        Outcome::Gone => "the endpoint answered 410 Gone".to_owned(),
-        Outcome::Dead => {
-            let count: Option<i64> = sqlx::query_scalar(
-                "UPDATE subscriptions SET failure_count = failure_count + 1 WHERE id = $1
-                 RETURNING failure_count",
-            )
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(map_err)?;
-            match count {
-                Some(count) if count >= disable_after_failures => {
-                    format!("auto-disabled after {count} consecutive failed deliveries")
-                }
-                _ => return Ok(false),
-            }
-        }
+        _ => return Ok(false),
     };
     let disabled = sqlx::query(
         "UPDATE subscriptions SET active = FALSE, disabled_reason = $2, updated_at = $3
