@@ -293,14 +293,25 @@ impl ClaimRequest {
             .collect()
     }
 
-    /// The most deliveries this claim may lease of any one subscription: the largest room (the
-    /// default one, or a listed one), at most `limit`.
+    /// The most deliveries this claim reads of any one subscription: the largest room (the default
+    /// one, or a listed one), at most `limit`, and with many subscriptions open at most a fair
+    /// share of `limit` (but never less than `default_room`). A claim reads up to this many rows
+    /// of every subscription with queued work and ranks them all, so with 100 subscriptions and
+    /// no share it read 100 × `limit` rows to lease `limit`. A subscription that got this many may
+    /// have more due: the caller claims again.
     pub fn most_of_one_subscription(&self) -> u32 {
         let listed = self.room.iter().map(|(_, n)| *n).max().unwrap_or(0);
-        self.default_room
+        let largest = self
+            .default_room
             .unwrap_or(u32::MAX)
             .max(listed)
-            .min(self.limit)
+            .min(self.limit);
+        let open = self.room.iter().filter(|(_, n)| *n > 0).count() as u32 + 1;
+        let share = self
+            .limit
+            .div_ceil(open)
+            .max(self.default_room.unwrap_or(u32::MAX));
+        largest.min(share)
     }
 }
 
@@ -578,4 +589,50 @@ pub trait Store: Send + Sync + 'static {
         after: Option<Cursor>,
         limit: u32,
     ) -> StoreResult<Page<ReceiptRow>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(limit: u32, default_room: Option<u32>, listed: &[u32]) -> ClaimRequest {
+        ClaimRequest {
+            owner: "w".into(),
+            now: 0,
+            limit,
+            default_timeout_ms: 10_000,
+            lease_margin_ms: 30_000,
+            default_room,
+            room: listed
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (format!("wh_{i}"), *n))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_claim_reads_a_fair_share_of_each_subscription_but_at_least_the_default_room() {
+        // One busy subscription: half the limit (it and any unlisted one share it).
+        assert_eq!(
+            request(256, Some(16), &[1_000]).most_of_one_subscription(),
+            128
+        );
+        // A hundred: the default room, not 256 rows of each.
+        let hundred = vec![1_000; 100];
+        assert_eq!(
+            request(256, Some(16), &hundred).most_of_one_subscription(),
+            16
+        );
+        // Full subscriptions do not count as sharing.
+        assert_eq!(
+            request(256, Some(16), &[0, 0, 0, 500]).most_of_one_subscription(),
+            128
+        );
+        // Never more than the largest room or the limit.
+        assert_eq!(request(256, Some(4), &[10]).most_of_one_subscription(), 10);
+        assert_eq!(request(8, Some(16), &[1_000]).most_of_one_subscription(), 8);
+        // No default room: unlimited, as before.
+        assert_eq!(request(256, None, &hundred).most_of_one_subscription(), 256);
+    }
 }

@@ -22,7 +22,7 @@ use crate::store::{
 };
 use hookd_core::retry::{self, AttemptResult, Decision, RetryPolicy};
 use queue::{Leased, Limits, Queue};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -145,6 +145,7 @@ impl Worker {
             queue: Mutex::new(Queue::new(Limits {
                 cap: config.max_in_flight_per_subscription,
                 prefetch: config.prefetch,
+                budget: config.max_in_flight + config.prefetch,
                 lease_margin_ms: config.lease_margin.as_millis() as i64,
                 default_timeout_ms: config.default_timeout.as_millis() as i64,
             })),
@@ -170,25 +171,33 @@ impl Worker {
 
     /// Claims up to `limit` due deliveries into the queue: per subscription, as many as its window
     /// has room for (with `prefetch`, its cap plus its depth; without, its free slots). Returns how
-    /// many were leased.
-    async fn claim(&self, limit: u32, prefetch: bool) -> Result<usize, StoreError> {
+    /// many were leased, and whether more may be due (the claim was full, or a subscription got as
+    /// many as one claim reads of it).
+    async fn claim(&self, limit: u32, prefetch: bool) -> Result<(usize, bool), StoreError> {
         let (default_room, room) = self.queue().room(prefetch);
         let now = self.clock.now_ms();
         let lease_margin_ms = self.config.lease_margin.as_millis() as i64;
         let default_timeout_ms = self.config.default_timeout.as_millis() as i64;
-        let claimed = self
-            .store
-            .claim_due(ClaimRequest {
-                owner: self.config.owner.clone(),
-                now,
-                limit,
-                default_timeout_ms,
-                lease_margin_ms,
-                default_room: Some(default_room),
-                room,
-            })
-            .await?;
+        let request = ClaimRequest {
+            owner: self.config.owner.clone(),
+            now,
+            limit,
+            default_timeout_ms,
+            lease_margin_ms,
+            default_room: Some(default_room),
+            room,
+        };
+        let most_of_one = request.most_of_one_subscription() as usize;
+        let claimed = self.store.claim_due(request).await?;
         let count = claimed.len();
+        let mut per_subscription: HashMap<&str, usize> = HashMap::new();
+        for delivery in &claimed {
+            *per_subscription
+                .entry(delivery.subscription.id.as_str())
+                .or_default() += 1;
+        }
+        let more = count >= limit as usize || per_subscription.values().any(|n| *n >= most_of_one);
+        drop(per_subscription);
         let mut queue = self.queue();
         for delivery in claimed {
             let timeout_ms = delivery
@@ -201,7 +210,7 @@ impl Worker {
                 delivery,
             });
         }
-        Ok(count)
+        Ok((count, more))
     }
 
     /// The next delivery to send, if a subscription with waiting work has a free slot. It counts as
@@ -388,20 +397,19 @@ impl Worker {
 
     /// Claims as much as the queue has room for.
     async fn fill(&self) -> Claimed {
-        let held = {
+        let room = {
             let queue = self.queue();
-            queue.sending() + queue.waiting()
+            queue
+                .budget()
+                .saturating_sub(queue.sending() + queue.waiting())
         };
-        let budget = self.config.max_in_flight + self.config.prefetch;
-        let limit = budget
-            .saturating_sub(held)
-            .min(self.config.claim_batch as usize) as u32;
+        let limit = room.min(self.config.claim_batch as usize) as u32;
         if limit == 0 {
             return Claimed::Blocked;
         }
         match self.claim(limit, true).await {
-            Ok(count) if count as u32 >= limit => Claimed::Full,
-            Ok(0) => Claimed::Nothing,
+            Ok((_, true)) => Claimed::Full,
+            Ok((0, _)) => Claimed::Nothing,
             Ok(_) => Claimed::Some,
             Err(error) => {
                 tracing::warn!(%error, "claiming deliveries failed; will retry");
@@ -596,7 +604,7 @@ impl Worker {
 /// What a claim by the dispatch loop found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Claimed {
-    /// As many as asked for: more may be due.
+    /// As many as asked for, or as many of one subscription as a claim reads: more may be due.
     Full,
     /// Some, fewer than asked for.
     Some,

@@ -48,8 +48,10 @@ struct Lane {
 pub struct Limits {
     /// Requests in flight at once per subscription.
     pub cap: usize,
-    /// Most deliveries waiting per subscription and in all (0: no prefetch).
+    /// Most deliveries waiting per subscription (0: no prefetch).
     pub prefetch: usize,
+    /// Most deliveries held (sent and waiting) in all.
+    pub budget: usize,
     /// Lease margin (ms): the lease is the request timeout plus this.
     pub lease_margin_ms: i64,
     /// Request timeout of subscriptions without their own (ms).
@@ -91,6 +93,11 @@ impl Queue {
     /// Requests in flight, all subscriptions together.
     pub fn sending(&self) -> usize {
         self.sending
+    }
+
+    /// Most deliveries held (sent and waiting) in all.
+    pub fn budget(&self) -> usize {
+        self.limits.budget
     }
 
     /// Adds a freshly leased delivery.
@@ -147,14 +154,19 @@ impl Queue {
     /// A request to `subscription` finished after `duration_ms`. The subscription's average is kept
     /// while it idles (up to [`KEEP_IDLE_LANES`] idle subscriptions), so that its next burst is
     /// prefetched at once. Returns true when this finish took what the worker holds of the
-    /// subscription (sent and waiting) down to half its window: time to claim more of it. Claims
-    /// so come in batches of half a window, not one per request.
+    /// subscription (sent and waiting) down to half its window, or what it holds in all down to
+    /// half its budget: time to claim more. Claims so come in batches of half a window (or half
+    /// the budget), not one per request.
     pub fn finish(&mut self, subscription: &str, duration_ms: i64) -> bool {
         let window = self.limits.cap + self.depth(subscription);
+        let total = self.sending + self.waiting;
+        let half_budget = self.limits.budget / 2;
+        let globally_low = total > half_budget && total - 1 <= half_budget;
         let Some(lane) = self.lanes.get_mut(subscription) else {
             return false;
         };
         let held = lane.sending + lane.waiting.len();
+        let low = globally_low || (held > window / 2 && held - 1 <= window / 2);
         if lane.sending > 0 {
             lane.sending -= 1;
             self.sending -= 1;
@@ -170,7 +182,7 @@ impl Queue {
             // Busy lanes stay; the next pruning waits until as many idle ones have gathered.
             self.prune_at = self.lanes.len() + KEEP_IDLE_LANES;
         }
-        held > window / 2 && held - 1 <= window / 2
+        low
     }
 
     /// How many deliveries of `subscription` may wait for a slot: enough that the last one still
@@ -233,6 +245,7 @@ mod tests {
         Limits {
             cap: CAP,
             prefetch: 64,
+            budget: 1_000,
             lease_margin_ms: 30_000,
             default_timeout_ms: 10_000,
         }
@@ -367,6 +380,34 @@ mod tests {
             }
         }
         assert_eq!(asked, [34], "one wake-up, when 34 held became 33");
+    }
+
+    #[test]
+    fn a_claim_is_asked_for_when_all_held_falls_to_half_the_budget() {
+        // Many subscriptions, each far below half its window: the budget is what runs low.
+        let mut queue = Queue::new(Limits {
+            budget: 8,
+            ..limits()
+        });
+        let mut expired = Vec::new();
+        for sub in ["a", "b", "c", "d"] {
+            queue.push(leased(sub, 0, 0));
+            queue.take(0, &mut expired).unwrap();
+            queue.finish(sub, 1);
+        }
+        for sub in ["a", "b", "c", "d"] {
+            queue.push(leased(sub, 1, 0));
+            queue.push(leased(sub, 2, 0));
+        }
+        let mut asked = Vec::new();
+        let mut held = 8;
+        while let Some(delivery) = queue.take(0, &mut expired) {
+            if queue.finish(&delivery.subscription.id, 1) {
+                asked.push(held);
+            }
+            held -= 1;
+        }
+        assert_eq!(asked, [5], "once, when 5 held became 4 (half of 8)");
     }
 
     #[test]
