@@ -306,7 +306,7 @@ impl ClaimRequest {
             .unwrap_or(u32::MAX)
             .max(listed)
             .min(self.limit);
-        let open = self.room.iter().filter(|(_, n)| *n > 0).count() as u32 + 1;
+        let open = (self.room.iter().filter(|(_, n)| *n > 0).count() as u32).max(1);
         let share = self
             .limit
             .div_ceil(open)
@@ -613,9 +613,13 @@ mod tests {
 
     #[test]
     fn a_claim_reads_a_fair_share_of_each_subscription_but_at_least_the_default_room() {
-        // One busy subscription: half the limit (it and any unlisted one share it).
+        // One busy subscription: the whole limit; two share it.
         assert_eq!(
             request(256, Some(16), &[1_000]).most_of_one_subscription(),
+            256
+        );
+        assert_eq!(
+            request(256, Some(16), &[1_000, 900]).most_of_one_subscription(),
             128
         );
         // A hundred: the default room, not 256 rows of each.
@@ -627,7 +631,7 @@ mod tests {
         // Full subscriptions do not count as sharing.
         assert_eq!(
             request(256, Some(16), &[0, 0, 0, 500]).most_of_one_subscription(),
-            128
+            256
         );
         // Never more than the largest room or the limit.
         assert_eq!(request(256, Some(4), &[10]).most_of_one_subscription(), 10);
