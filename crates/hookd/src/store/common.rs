@@ -38,6 +38,29 @@ macro_rules! subscription_columns {
 }
 pub(crate) use subscription_columns;
 
+/// A recursive CTE `queued(subscription_id)`: every subscription with queued (pending or failed)
+/// deliveries, found by a skip scan over `deliveries_queued_by_subscription` (one seek per
+/// subscription; neither SQLite nor PostgreSQL 15 skip-scans by itself). `$hint` is SQLite's
+/// `INDEXED BY` clause, empty for PostgreSQL. The claim and `next_due_at` of both backends share it.
+/// The last row is NULL (the end of the scan): filter it out.
+macro_rules! queued_subscriptions {
+    ($hint:literal) => {
+        concat!(
+            "queued(subscription_id) AS (
+                 SELECT MIN(subscription_id) FROM deliveries ",
+            $hint,
+            " WHERE state IN ('pending', 'failed')
+                 UNION ALL
+                 SELECT (SELECT MIN(d.subscription_id) FROM deliveries d ",
+            $hint,
+            " WHERE d.state IN ('pending', 'failed')
+                            AND d.subscription_id > queued.subscription_id)
+                   FROM queued WHERE queued.subscription_id IS NOT NULL)"
+        )
+    };
+}
+pub(crate) use queued_subscriptions;
+
 pub(crate) const SUBSCRIPTION_COLUMNS: &str = subscription_columns!();
 
 /// The delivery columns, optionally prefixed by a table alias (`delivery_columns!("d.")`), each

@@ -26,6 +26,7 @@ mod ui;
 use super::sqlite_writer::FailureEffects;
 use std::collections::{HashMap, HashSet};
 
+use super::common::queued_subscriptions;
 use super::common::{
     FanoutTarget, PublishJob, RowExt, add_state_count, answer_group, api_key_from_row, apply_patch,
     attempt_from_row, check_sealing_key, claimed_from_row, dead_letter_from_row, delivery_columns,
@@ -517,13 +518,7 @@ const SELECT_EVENT_BY_ID: &str = "SELECT id, event_type, version, data, retryabl
 /// claimed some meanwhile: they are skipped, not waited for).
 static CLAIM_DUE: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH RECURSIVE queued(subscription_id) AS (
-             SELECT MIN(subscription_id) FROM deliveries WHERE state IN ('pending', 'failed')
-             UNION ALL
-             SELECT (SELECT MIN(d.subscription_id) FROM deliveries d
-                      WHERE d.state IN ('pending', 'failed')
-                        AND d.subscription_id > queued.subscription_id)
-               FROM queued WHERE queued.subscription_id IS NOT NULL),
+        "WITH RECURSIVE {},
          open AS (
              SELECT s.id, LEAST(COALESCE(listed.room, $7), $6) AS room
                FROM queued JOIN subscriptions s ON s.id = queued.subscription_id
@@ -561,6 +556,7 @@ static CLAIM_DUE: LazyLock<String> = LazyLock::new(|| {
            JOIN events e ON e.id = c.event_id
            JOIN subscriptions s ON s.id = c.subscription_id
           ORDER BY c.next_attempt_at",
+        queued_subscriptions!(""),
         prefixed_subscription_columns("s")
     )
 });
@@ -1048,21 +1044,16 @@ impl Store for PgStore {
     async fn next_due_at(&self) -> StoreResult<Option<UnixMs>> {
         // The first due row of each subscription with queued work, found as `CLAIM_DUE` finds
         // them: O(subscriptions with queued work).
-        sqlx::query_scalar(
-            "WITH RECURSIVE queued(subscription_id) AS (
-                 SELECT MIN(subscription_id) FROM deliveries WHERE state IN ('pending', 'failed')
-                 UNION ALL
-                 SELECT (SELECT MIN(d.subscription_id) FROM deliveries d
-                          WHERE d.state IN ('pending', 'failed')
-                            AND d.subscription_id > queued.subscription_id)
-                   FROM queued WHERE queued.subscription_id IS NOT NULL)
-             SELECT MIN(first.next_attempt_at)
+        sqlx::query_scalar(concat!(
+            "WITH RECURSIVE ",
+            queued_subscriptions!(""),
+            " SELECT MIN(first.next_attempt_at)
                FROM queued CROSS JOIN LATERAL (
                     SELECT d.next_attempt_at FROM deliveries d
                      WHERE d.subscription_id = queued.subscription_id
                        AND d.state IN ('pending', 'failed') AND d.next_attempt_at IS NOT NULL
                      ORDER BY d.next_attempt_at LIMIT 1) first",
-        )
+        ))
         .fetch_one(&self.pool)
         .await
         .map_err(map_err)

@@ -17,6 +17,7 @@ macro_rules! redrivable_where {
 
 mod ui;
 
+use super::common::queued_subscriptions;
 use super::common::{
     FanoutTarget, PublishJob, RowExt, SUBSCRIPTION_COLUMNS, add_state_count, api_key_from_row,
     apply_patch, attempt_from_row, check_sealing_key, dead_letter_from_row, decode_err,
@@ -744,25 +745,17 @@ impl Store for SqliteStore {
     /// skip scan over `deliveries_queued_by_subscription`; `INDEXED BY`: see the claim in
     /// `sqlite_writer`): O(subscriptions with queued work).
     async fn next_due_at(&self) -> StoreResult<Option<UnixMs>> {
-        sqlx::query_scalar(
-            "WITH RECURSIVE queued(subscription_id) AS (
-                 SELECT MIN(subscription_id)
-                   FROM deliveries INDEXED BY deliveries_queued_by_subscription
-                  WHERE state IN ('pending', 'failed')
-                 UNION ALL
-                 SELECT (SELECT MIN(d.subscription_id)
-                           FROM deliveries d INDEXED BY deliveries_queued_by_subscription
-                          WHERE d.state IN ('pending', 'failed')
-                            AND d.subscription_id > queued.subscription_id)
-                   FROM queued WHERE queued.subscription_id IS NOT NULL)
-             SELECT MIN((SELECT d.next_attempt_at
+        sqlx::query_scalar(concat!(
+            "WITH RECURSIVE ",
+            queued_subscriptions!("INDEXED BY deliveries_queued_by_subscription"),
+            " SELECT MIN((SELECT d.next_attempt_at
                            FROM deliveries d INDEXED BY deliveries_queued_by_subscription
                           WHERE d.subscription_id = queued.subscription_id
                             AND d.state IN ('pending', 'failed')
                             AND d.next_attempt_at IS NOT NULL
                           ORDER BY d.next_attempt_at LIMIT 1))
                FROM queued WHERE queued.subscription_id IS NOT NULL",
-        )
+        ))
         .fetch_one(&self.pool)
         .await
         .map_err(map_err)

@@ -13,6 +13,7 @@
 //! claim never waits for a publish's fsync.
 
 use super::common::FanoutTarget;
+use super::common::queued_subscriptions;
 use super::common::{
     MAX_GROUP_EVENTS, PublishJob, PublisherStats, claimed_from_row, encode_json,
     prefixed_subscription_columns, response_headers_text,
@@ -298,19 +299,13 @@ async fn execute(
 /// See [`claim`]. Parameters: `?1` owner, `?2` now, `?3` lease margin, `?4` default timeout, `?5`
 /// the listed rooms (JSON `[[subscription, room], …]`), `?6` limit, `?7` default room, `?8` the most
 /// rows one subscription may give.
-const CLAIM_DUE: &str = "
-    WITH RECURSIVE
+const CLAIM_DUE: &str = concat!(
+    "WITH RECURSIVE
       listed(subscription_id, room) AS MATERIALIZED (
           SELECT value ->> 0, value ->> 1 FROM json_each(?5)),
-      queued(subscription_id) AS (
-          SELECT MIN(subscription_id) FROM deliveries INDEXED BY deliveries_queued_by_subscription
-           WHERE state IN ('pending', 'failed')
-          UNION ALL
-          SELECT (SELECT MIN(d.subscription_id)
-                    FROM deliveries d INDEXED BY deliveries_queued_by_subscription
-                   WHERE d.state IN ('pending', 'failed')
-                     AND d.subscription_id > queued.subscription_id)
-            FROM queued WHERE queued.subscription_id IS NOT NULL),
+      ",
+    queued_subscriptions!("INDEXED BY deliveries_queued_by_subscription"),
+    ",
       open(id, room) AS MATERIALIZED (
           SELECT s.id, COALESCE(listed.room, ?7)
             FROM queued CROSS JOIN subscriptions s ON s.id = queued.subscription_id
@@ -333,10 +328,11 @@ const CLAIM_DUE: &str = "
                        ORDER BY q.next_attempt_at LIMIT ?8))
             WHERE n <= room
             ORDER BY next_attempt_at LIMIT ?6)
-    RETURNING id";
+    RETURNING id"
+);
 
-/// Leases due deliveries oldest first, at most `room` per subscription (its cap minus what the
-/// worker already has in flight there), so nothing is claimed only to be released again.
+/// Leases due deliveries oldest first, at most each subscription's room (what the worker's window
+/// for it has free), so nothing is claimed only to be released again.
 ///
 /// A claim costs O(subscriptions with queued work + rows read), whatever the backlog: `queued`
 /// lists the subscriptions that have pending or failed rows by a skip scan over the partial index
