@@ -114,18 +114,30 @@ pub async fn spawn_on(config: Config) -> TestApp {
     spawn_with_store(config, store).await
 }
 
-/// A clock that starts at the real time and moves forward 1 ms on every reading, so that rows created
-/// one after another always have distinct, ordered timestamps.
+/// A clock that follows the real time but moves forward at least 1 ms on every reading, so that
+/// rows created one after another always have distinct, ordered timestamps, and leases and retry
+/// times pass as they would in production.
 pub struct TickingClock(AtomicI64);
 
 impl Clock for TickingClock {
     fn now_ms(&self) -> i64 {
-        self.0.fetch_add(1, Ordering::SeqCst)
+        let wall = SystemClock.now_ms();
+        let mut last = self.0.load(Ordering::SeqCst);
+        loop {
+            let next = (last + 1).max(wall);
+            match self
+                .0
+                .compare_exchange(last, next, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return next,
+                Err(seen) => last = seen,
+            }
+        }
     }
 }
 
-/// The API and (unless `role` is `api`) a background delivery worker, on the system clock (ticking
-/// 1 ms per reading).
+/// The API and (unless `role` is `api`) a background delivery worker, on the system clock (at
+/// least 1 ms per reading: [`TickingClock`]).
 pub async fn spawn_with_store(config: Config, store: DynStore) -> TestApp {
     let clock: DynClock = Arc::new(TickingClock(AtomicI64::new(SystemClock.now_ms())));
     let mut app = spawn_api(config.clone(), store.clone(), clock.clone()).await;
