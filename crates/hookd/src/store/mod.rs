@@ -284,15 +284,6 @@ pub struct ClaimRequest {
 }
 
 impl ClaimRequest {
-    /// Subscriptions the worker takes nothing more of: a claim skips their deliveries.
-    pub fn full(&self) -> Vec<String> {
-        self.room
-            .iter()
-            .filter(|(_, n)| *n == 0)
-            .map(|(id, _)| id.clone())
-            .collect()
-    }
-
     /// The most deliveries this claim reads of any one subscription: the largest room (the default
     /// one, or a listed one), at most `limit`, and with many subscriptions open at most a fair
     /// share of `limit` (but never less than `default_room`). A claim reads up to this many rows

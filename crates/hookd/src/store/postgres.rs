@@ -265,18 +265,16 @@ async fn publish_job(
     // An id can appear twice in one request: only its first occurrence was inserted.
     let mut fresh = HashSet::with_capacity(inserted.len());
     let mut rows = DeliveryRows::default();
-    let created: Vec<bool> = events
-        .iter()
-        .map(|event| {
-            let created = inserted.contains(event.id.as_str()) && fresh.insert(event.id.as_str());
-            if created {
-                for target in targets.iter().filter(|target| target.selects(event)) {
-                    rows.push(event, &target.id);
-                }
+    let mut created = Vec::with_capacity(events.len());
+    for event in events {
+        let new = inserted.contains(event.id.as_str()) && fresh.insert(event.id.as_str());
+        if new {
+            for target in targets.iter().filter(|target| target.selects(event)) {
+                rows.push(event, &target.id);
             }
-            created
-        })
-        .collect();
+        }
+        created.push(new);
+    }
     let pending = rows.insert(conn).await?;
     let mut published = Vec::with_capacity(events.len());
     for (event, created) in events.iter().zip(created) {

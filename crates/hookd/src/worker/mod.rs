@@ -190,14 +190,15 @@ impl Worker {
         let most_of_one = request.most_of_one_subscription() as usize;
         let claimed = self.store.claim_due(request).await?;
         let count = claimed.len();
-        let mut per_subscription: HashMap<&str, usize> = HashMap::new();
-        for delivery in &claimed {
-            *per_subscription
-                .entry(delivery.subscription.id.as_str())
-                .or_default() += 1;
-        }
-        let more = count >= limit as usize || per_subscription.values().any(|n| *n >= most_of_one);
-        drop(per_subscription);
+        let more = count >= limit as usize || {
+            let mut per_subscription: HashMap<&str, usize> = HashMap::new();
+            for delivery in &claimed {
+                *per_subscription
+                    .entry(delivery.subscription.id.as_str())
+                    .or_default() += 1;
+            }
+            per_subscription.values().any(|n| *n >= most_of_one)
+        };
         let mut queue = self.queue();
         for delivery in claimed {
             let timeout_ms = delivery
@@ -380,10 +381,9 @@ impl Worker {
             self.start_slots(&mut tasks, &outcomes_tx);
             let pause = match claimed {
                 Claimed::Full => continue,
-                // Its requests' outcomes, or a subscription running low, wake the loop again.
-                Claimed::Some => self.config.poll_interval,
                 Claimed::Nothing => self.idle_pause().await,
-                Claimed::Blocked => self.config.poll_interval,
+                // Outcomes, a subscription running low or a publish wake the loop before that.
+                Claimed::Some | Claimed::Blocked => self.config.poll_interval,
             };
             tokio::select! {
                 _ = self.waker.notified() => {}

@@ -189,7 +189,11 @@ impl Queue {
     /// starts within half the lease margin if its requests take twice their recent average (or
     /// their timeout, before any finished), capped by `prefetch`.
     pub fn depth(&self, subscription: &str) -> usize {
-        let lane = self.lanes.get(subscription);
+        self.depth_of(self.lanes.get(subscription))
+    }
+
+    /// [`Queue::depth`] of a lane, or of a subscription the queue has not seen (`None`).
+    fn depth_of(&self, lane: Option<&Lane>) -> usize {
         let expected_ms = lane
             .and_then(|l| l.average_ms)
             .unwrap_or_else(|| {
@@ -207,8 +211,8 @@ impl Queue {
     /// subscription. With `prefetch` false, only free request slots count.
     pub fn room(&self, prefetch: bool) -> (u32, Vec<(String, u32)>) {
         let cap = self.limits.cap;
-        let window = |id: &str| match prefetch {
-            true => cap + self.depth(id),
+        let window = |lane: Option<&Lane>| match prefetch {
+            true => cap + self.depth_of(lane),
             false => cap,
         };
         let listed = self
@@ -216,10 +220,10 @@ impl Queue {
             .iter()
             .map(|(id, lane)| {
                 let held = lane.sending + lane.waiting.len();
-                (id.clone(), window(id).saturating_sub(held) as u32)
+                (id.clone(), window(Some(lane)).saturating_sub(held) as u32)
             })
             .collect();
-        (window("") as u32, listed)
+        (window(None) as u32, listed)
     }
 
     /// Empties the queue (at shutdown): the ids of every waiting delivery, to release.
