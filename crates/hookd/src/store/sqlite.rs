@@ -19,23 +19,20 @@ mod ui;
 
 use super::common::queued_subscriptions;
 use super::common::{
-    FanoutTarget, PublishJob, RowExt, SUBSCRIPTION_COLUMNS, add_state_count, api_key_from_row,
-    apply_patch, attempt_from_row, check_sealing_key, dead_letter_from_row, decode_err,
-    delivery_columns, delivery_from_row, encode_json, event_from_row, event_row_from_new,
-    event_type_from_row, headers_text, into_page, json_text, receipt_from_row, reseal_row,
-    subscription_columns, subscription_from_row,
+    PublishJob, RowExt, SUBSCRIPTION_COLUMNS, add_state_count, api_key_from_row, apply_patch,
+    attempt_from_row, check_sealing_key, dead_letter_from_row, decode_err, delivery_columns,
+    delivery_from_row, encode_json, event_from_row, event_type_from_row, headers_text, into_page,
+    json_text, receipt_from_row, reseal_row, subscription_columns, subscription_from_row,
 };
 use super::sealed;
-use super::sqlite_writer::{MultiRow, RecordJob, WriteJob, run_writer, submit};
+use super::sqlite_writer::{RecordJob, WriteJob, WriterOptions, spawn_writer, submit};
 use super::*;
-use crate::ids::new_id;
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
 use sqlx::{Row, SqliteConnection};
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -97,12 +94,15 @@ impl SqliteStore {
             .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))?;
         let (writer, jobs) = mpsc::channel(4_096);
         let stats = Arc::new(PublisherStats::default());
-        tokio::spawn(run_writer(
-            connect,
-            options.synchronous.pragma(),
+        spawn_writer(
+            WriterOptions {
+                path: options.path.clone(),
+                busy_timeout: options.busy_timeout,
+                durable: options.synchronous.pragma(),
+            },
             jobs,
             stats.clone(),
-        ));
+        )?;
         Ok(Self {
             pool,
             writer,
@@ -176,183 +176,6 @@ pub(super) fn map_err(error: sqlx::Error) -> StoreError {
         | sqlx::Error::WorkerCrashed => StoreError::Unavailable(error.to_string()),
         _ => StoreError::Internal(error.to_string()),
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Publishing (run by the writer task, inside its group transaction)
-// ---------------------------------------------------------------------------------------------
-
-pub(super) async fn load_fanout_targets(
-    conn: &mut SqliteConnection,
-) -> StoreResult<Vec<FanoutTarget>> {
-    let rows = sqlx::query("SELECT id, events, active FROM subscriptions")
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(map_err)?;
-    rows.iter()
-        .map(|row| FanoutTarget::parse(row.text("id"), &row.text("events"), row.flag("active")))
-        .collect()
-}
-
-/// Publishes one request's events with a fixed number of statements, whatever their count: one
-/// lookup of known ids and idempotency keys, one insert of the new events, one of their deliveries.
-/// An event whose id or key is already known (in the store, or earlier in the same request) is
-/// answered with the first one and writes nothing.
-pub(super) async fn publish_job(
-    conn: &mut SqliteConnection,
-    targets: &[FanoutTarget],
-    events: &[NewEvent],
-) -> StoreResult<Vec<Published>> {
-    let mut known = find_existing_events(conn, events).await?;
-    let mut published = Vec::with_capacity(events.len());
-    let mut new_events = Vec::with_capacity(events.len());
-    let mut new_deliveries = Vec::new();
-    for event in events {
-        let earlier = known.by_id.get(&event.id).or_else(|| {
-            let key = event.idempotency_key.as_ref()?;
-            known.by_key.get(key)
-        });
-        if let Some(earlier) = earlier {
-            let deliveries = match earlier.deliveries {
-                Some(count) => count,
-                None => count_sendable_deliveries(conn, &earlier.row.id).await?,
-            };
-            published.push(Published {
-                event: earlier.row.clone(),
-                deliveries,
-                created: false,
-            });
-            continue;
-        }
-        let mut deliveries = 0;
-        for target in targets.iter().filter(|target| target.selects(event)) {
-            let (state, next_attempt_at) = match target.active {
-                true => (DeliveryState::Pending, Some(event.created_at)),
-                false => (DeliveryState::Held, None),
-            };
-            new_deliveries.push((
-                new_id("dlv", event.created_at),
-                &event.id,
-                &target.id,
-                state.as_str(),
-                next_attempt_at,
-                event.created_at,
-            ));
-            deliveries += u64::from(target.active);
-        }
-        let row = event_row_from_new(event);
-        known.remember(&row, Some(deliveries));
-        published.push(Published {
-            event: row,
-            deliveries,
-            created: true,
-        });
-        new_events.push(event);
-    }
-    const EVENTS: MultiRow = MultiRow {
-        head: "INSERT INTO events (id, event_type, version, data, retryable, idempotency_key,
-                                   created_at)",
-        columns: 7,
-        tail: "",
-    };
-    const DELIVERIES: MultiRow = MultiRow {
-        head: "INSERT INTO deliveries (id, event_id, subscription_id, state, next_attempt_at,
-                                       created_at, updated_at)",
-        columns: 7,
-        tail: "",
-    };
-    EVENTS
-        .run(conn, &new_events, |q, e| {
-            q.bind(e.id.clone())
-                .bind(e.event_type.clone())
-                .bind(e.version.clone())
-                .bind(e.data.clone())
-                .bind(e.retryable)
-                .bind(e.idempotency_key.clone())
-                .bind(e.created_at)
-        })
-        .await?;
-    DELIVERIES
-        .run(conn, &new_deliveries, |q, d| {
-            q.bind(d.0.clone())
-                .bind(d.1.to_owned())
-                .bind(d.2.to_owned())
-                .bind(d.3)
-                .bind(d.4)
-                .bind(d.5)
-                .bind(d.5)
-        })
-        .await?;
-    Ok(published)
-}
-
-/// Events a publish request refers to that already exist, by id and by idempotency key.
-#[derive(Default)]
-struct KnownEvents {
-    by_id: HashMap<String, KnownEvent>,
-    by_key: HashMap<String, KnownEvent>,
-}
-
-#[derive(Clone)]
-struct KnownEvent {
-    row: EventRow,
-    /// Sendable deliveries, when known without a query (an event of this request).
-    deliveries: Option<u64>,
-}
-
-impl KnownEvents {
-    fn remember(&mut self, row: &EventRow, deliveries: Option<u64>) {
-        let known = KnownEvent {
-            row: row.clone(),
-            deliveries,
-        };
-        if let Some(key) = &row.idempotency_key {
-            self.by_key.insert(key.clone(), known.clone());
-        }
-        self.by_id.insert(row.id.clone(), known);
-    }
-}
-
-async fn find_existing_events(
-    conn: &mut SqliteConnection,
-    events: &[NewEvent],
-) -> StoreResult<KnownEvents> {
-    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
-    let keys: Vec<&str> = events
-        .iter()
-        .filter_map(|e| e.idempotency_key.as_deref())
-        .collect();
-    let rows = sqlx::query(
-        "SELECT id, event_type, version, data, retryable, idempotency_key, created_at
-           FROM events WHERE id IN (SELECT value FROM json_each(?1))
-         UNION
-         SELECT id, event_type, version, data, retryable, idempotency_key, created_at
-           FROM events WHERE idempotency_key IN (SELECT value FROM json_each(?2))",
-    )
-    .bind(encode_json(&ids)?)
-    .bind(encode_json(&keys)?)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(map_err)?;
-    let mut known = KnownEvents::default();
-    for row in &rows {
-        known.remember(&event_from_row(row)?, None);
-    }
-    Ok(known)
-}
-
-async fn count_sendable_deliveries(
-    conn: &mut SqliteConnection,
-    event_id: &str,
-) -> StoreResult<u64> {
-    let count: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM deliveries WHERE event_id = ? AND state != 'held'",
-    )
-    .bind(event_id)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(map_err)?;
-    Ok(count as u64)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1143,47 +966,30 @@ impl Store for SqliteStore {
     }
 }
 
-/// Moves a subscription's queued (pending or failed) deliveries to `held`.
+/// Moves a subscription's queued (pending or failed) deliveries to `held` (`?1` subscription, `?2`
+/// now). Shared with the writer, which runs it when an outcome disables a subscription.
+pub(super) const HOLD_QUEUED: &str =
+    "UPDATE deliveries SET state = 'held', next_attempt_at = NULL, updated_at = ?2
+      WHERE subscription_id = ?1 AND state IN ('pending', 'failed')";
+
+/// Disables an active subscription (`?1` id, `?2` reason, `?3` now); changes no row if it was not
+/// active. The writer runs it when outcomes disable a subscription, then [`HOLD_QUEUED`].
+pub(super) const DISABLE_SUBSCRIPTION: &str =
+    "UPDATE subscriptions SET active = 0, disabled_reason = ?2, updated_at = ?3
+      WHERE id = ?1 AND active = 1";
+
 async fn hold_queued(
     conn: &mut SqliteConnection,
     subscription_id: &str,
     now: UnixMs,
 ) -> StoreResult<u64> {
-    let done = sqlx::query(
-        "UPDATE deliveries SET state = 'held', next_attempt_at = NULL, updated_at = ?2
-          WHERE subscription_id = ?1 AND state IN ('pending', 'failed')",
-    )
-    .bind(subscription_id)
-    .bind(now)
-    .execute(&mut *conn)
-    .await
-    .map_err(map_err)?;
+    let done = sqlx::query(HOLD_QUEUED)
+        .bind(subscription_id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
     Ok(done.rows_affected())
-}
-
-/// Disables an active subscription and holds its queued deliveries; false if it was not active.
-pub(super) async fn disable_subscription(
-    conn: &mut SqliteConnection,
-    id: &str,
-    reason: &str,
-    now: UnixMs,
-) -> StoreResult<bool> {
-    let disabled = sqlx::query(
-        "UPDATE subscriptions SET active = 0, disabled_reason = ?2, updated_at = ?3
-          WHERE id = ?1 AND active = 1",
-    )
-    .bind(id)
-    .bind(reason)
-    .bind(now)
-    .execute(&mut *conn)
-    .await
-    .map_err(map_err)?;
-    if disabled.rows_affected() == 0 {
-        return Ok(false);
-    }
-    hold_queued(conn, id, now).await?;
-    tracing::warn!(subscription = %id, %reason, "subscription disabled");
-    Ok(true)
 }
 
 impl Synchronous {
