@@ -215,43 +215,142 @@ fn next_group(jobs: &mut mpsc::Receiver<WriteJob>) -> Option<Vec<WriteJob>> {
     Some(group)
 }
 
-/// Runs a group in one transaction. On failure every job gets the error (nothing was committed).
-/// A job alone in its group runs without a savepoint (two statements fewer): if it fails, the whole
-/// transaction is rolled back instead, which undoes the same writes.
+/// What a job's statements produced, before the commit decides whether it stands.
+enum Output {
+    Published(Vec<Published>),
+    Claimed(Vec<ClaimedDelivery>),
+    Recorded(RecordReport),
+    Changed(u64),
+}
+
+/// Why a group's transaction did not commit: a job failed (run without savepoints), or the
+/// transaction itself failed.
+enum GroupError {
+    Job(StoreError),
+    Transaction(StoreError),
+}
+
+/// Runs a group and answers every job. First all jobs in one transaction without savepoints: the
+/// usual case, where none fails (a savepoint per job cost two statements and a sub-journal copy
+/// of every page the job touched). If one fails, that transaction is rolled back and, unless the
+/// job was alone, the group runs again with each job in its own savepoint, so a bad job fails
+/// alone. On a transaction failure every job gets the error (nothing was committed).
 fn commit_group(
     conn: &mut Connection,
     group: Vec<WriteJob>,
 ) -> Result<Vec<Answer>, (StoreError, Vec<Answer>)> {
-    let mut answers = Vec::with_capacity(group.len());
-    let isolate = group.len() > 1;
-    let mut jobs = group.into_iter();
-    let mut outcome = || {
-        let mut tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sql::map_err)?;
-        let mut targets: Option<Vec<FanoutTarget>> = None;
-        let mut all_ok = true;
-        for job in jobs.by_ref() {
-            let (ok, answer) = match isolate {
-                true => run_isolated(&mut tx, job, &mut targets)?,
-                false => execute(&tx, job, &mut targets),
-            };
-            all_ok &= ok;
-            answers.push(answer);
-        }
-        match all_ok {
-            true => tx.commit().map_err(sql::map_err),
-            // Only a lone job can fail here (isolated ones were rolled back to their savepoint).
-            false => tx.rollback().map_err(sql::map_err),
-        }
+    let attempt = match run_group(conn, &group, false) {
+        // The rollback undid exactly the lone job's writes: its error is its answer.
+        Err(GroupError::Job(error)) if group.len() == 1 => Ok(vec![Err(error)]),
+        Err(GroupError::Job(_)) => run_group(conn, &group, true),
+        other => other,
     };
-    match outcome() {
-        Ok(()) => Ok(answers),
-        Err(error) => {
-            // Jobs not reached yet still need their answer.
-            answers.extend(jobs.map(abandon));
+    match attempt {
+        Ok(outputs) => Ok(group.into_iter().zip(outputs).map(reply).collect()),
+        Err(GroupError::Job(error) | GroupError::Transaction(error)) => {
+            let answers = group.into_iter().map(abandon).collect();
             Err((error, answers))
         }
+    }
+}
+
+/// Runs every job of `group` in one `BEGIN IMMEDIATE` transaction. Without `isolate`, the first
+/// failing job rolls the whole transaction back (`GroupError::Job`); with it, each job runs in a
+/// savepoint and a failing one is rolled back alone and yields its error; the rest commit.
+fn run_group(
+    conn: &mut Connection,
+    group: &[WriteJob],
+    isolate: bool,
+) -> Result<Vec<StoreResult<Output>>, GroupError> {
+    let transaction = |e| GroupError::Transaction(sql::map_err(e));
+    let mut tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(transaction)?;
+    let mut targets: Option<Vec<FanoutTarget>> = None;
+    let mut outputs = Vec::with_capacity(group.len());
+    for job in group {
+        let output = match isolate {
+            false => match run(&tx, job, &mut targets) {
+                Ok(output) => Ok(output),
+                // Dropping `tx` rolls it back.
+                Err(error) => return Err(GroupError::Job(error)),
+            },
+            true => {
+                let savepoint = tx.savepoint().map_err(transaction)?;
+                let output = run(&savepoint, job, &mut targets);
+                match output.is_ok() {
+                    true => savepoint.commit().map_err(transaction)?,
+                    // Rolls back to the savepoint and releases it.
+                    false => savepoint.finish().map_err(transaction)?,
+                }
+                output
+            }
+        };
+        outputs.push(output);
+    }
+    tx.commit().map_err(transaction)?;
+    Ok(outputs)
+}
+
+/// Runs one job's statements.
+fn run(
+    conn: &Connection,
+    job: &WriteJob,
+    targets: &mut Option<Vec<FanoutTarget>>,
+) -> StoreResult<Output> {
+    match job {
+        WriteJob::Publish(job) => {
+            let targets = match targets {
+                Some(targets) => &*targets,
+                None => &*targets.insert(publish::load_fanout_targets(conn)?),
+            };
+            publish::publish_job(conn, targets, &job.events).map(Output::Published)
+        }
+        WriteJob::Claim(request, _) => queue::claim(conn, request).map(Output::Claimed),
+        WriteJob::Record(job, _) => queue::record(conn, job).map(Output::Recorded),
+        WriteJob::Release { owner, ids, .. } => {
+            queue::release(conn, owner, ids).map(Output::Changed)
+        }
+        WriteJob::Rescue { now, .. } => queue::rescue(conn, *now).map(Output::Changed),
+    }
+}
+
+/// The answer for a job that ran, given what it produced.
+fn reply((job, output): (WriteJob, StoreResult<Output>)) -> Answer {
+    fn matched<T>(output: StoreResult<Output>, pick: fn(Output) -> Option<T>) -> StoreResult<T> {
+        output.and_then(|output| {
+            pick(output).ok_or_else(|| StoreError::Internal("writer: mismatched output".into()))
+        })
+    }
+    match job {
+        WriteJob::Publish(job) => answer(
+            job.reply,
+            matched(output, |o| match o {
+                Output::Published(published) => Some(published),
+                _ => None,
+            }),
+        ),
+        WriteJob::Claim(_, reply) => answer(
+            reply,
+            matched(output, |o| match o {
+                Output::Claimed(claimed) => Some(claimed),
+                _ => None,
+            }),
+        ),
+        WriteJob::Record(_, reply) => answer(
+            reply,
+            matched(output, |o| match o {
+                Output::Recorded(report) => Some(report),
+                _ => None,
+            }),
+        ),
+        WriteJob::Release { reply, .. } | WriteJob::Rescue { reply, .. } => answer(
+            reply,
+            matched(output, |o| match o {
+                Output::Changed(count) => Some(count),
+                _ => None,
+            }),
+        ),
     }
 }
 
@@ -268,46 +367,140 @@ fn abandon(job: WriteJob) -> Answer {
     }
 }
 
-/// Runs one job in a savepoint: its own failure rolls back only its writes. An error returned from
-/// here (the savepoint itself failed) fails the whole group.
-fn run_isolated(
-    tx: &mut rusqlite::Transaction<'_>,
-    job: WriteJob,
-    targets: &mut Option<Vec<FanoutTarget>>,
-) -> StoreResult<(bool, Answer)> {
-    let savepoint = tx.savepoint().map_err(sql::map_err)?;
-    let (ok, answer) = execute(&savepoint, job, targets);
-    match ok {
-        true => savepoint.commit().map_err(sql::map_err)?,
-        false => savepoint.finish().map_err(sql::map_err)?,
-    }
-    Ok((ok, answer))
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Runs one job's statements. Returns whether it succeeded and its answer (sent after the commit).
-fn execute(
-    conn: &Connection,
-    job: WriteJob,
-    targets: &mut Option<Vec<FanoutTarget>>,
-) -> (bool, Answer) {
-    fn done<T: Send + 'static>(reply: Reply<T>, result: StoreResult<T>) -> (bool, Answer) {
-        (result.is_ok(), answer(reply, result))
+    /// A migrated database with one subscription, one event and one delivery of it that already
+    /// has attempt `att_1`.
+    async fn database(dir: &std::path::Path) -> Connection {
+        let path = dir.join("hookd.db");
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        super::super::sqlite::MIGRATOR.run(&pool).await.unwrap();
+        pool.close().await;
+        let conn = sql::open(&path, Duration::from_secs(5)).unwrap();
+        conn.execute_batch(
+            "INSERT INTO subscriptions (id, url, events, secret, active, failure_count, created_at,
+                                        updated_at)
+                  VALUES ('wh_1', 'http://x', '[\"*\"]', 's', 1, 0, 0, 0);
+             INSERT INTO events (id, event_type, version, data, retryable, created_at)
+                  VALUES ('evt_1', 'a', '1', '{}', 1, 0);
+             INSERT INTO deliveries (id, event_id, subscription_id, state, lease_owner,
+                                     created_at, updated_at)
+                  VALUES ('dlv_1', 'evt_1', 'wh_1', 'in_flight', 'wrk_1', 0, 0);
+             INSERT INTO attempts (id, delivery_id, attempt, started_at, duration_ms,
+                                   request_timestamp)
+                  VALUES ('att_1', 'dlv_1', 1, 0, 0, 0);",
+        )
+        .unwrap();
+        conn
     }
-    match job {
-        WriteJob::Publish(job) => {
-            let targets = match targets {
-                Some(targets) => Ok(&*targets),
-                None => publish::load_fanout_targets(conn).map(|loaded| &*targets.insert(loaded)),
-            };
-            let result = match targets {
-                Ok(targets) => publish::publish_job(conn, targets, &job.events),
-                Err(error) => Err(error),
-            };
-            done(job.reply, result)
-        }
-        WriteJob::Claim(request, reply) => done(reply, queue::claim(conn, &request)),
-        WriteJob::Record(job, reply) => done(reply, queue::record(conn, &job)),
-        WriteJob::Release { owner, ids, reply } => done(reply, queue::release(conn, &owner, &ids)),
-        WriteJob::Rescue { now, reply } => done(reply, queue::rescue(conn, now)),
+
+    fn publish(id: &str) -> (WriteJob, oneshot::Receiver<StoreResult<Vec<Published>>>) {
+        let (reply, answer) = oneshot::channel();
+        let event = NewEvent {
+            id: id.into(),
+            event_type: "a".into(),
+            version: "1".into(),
+            data: "{}".into(),
+            retryable: true,
+            idempotency_key: None,
+            created_at: 1,
+            only_subscription: None,
+        };
+        let job = PublishJob {
+            events: vec![event],
+            reply,
+        };
+        (WriteJob::Publish(job), answer)
+    }
+
+    /// An outcome whose attempt id is taken: its insert fails with a conflict.
+    fn conflicting_record() -> (WriteJob, oneshot::Receiver<StoreResult<RecordReport>>) {
+        let (reply, answer) = oneshot::channel();
+        let attempt = AttemptRow {
+            id: "att_1".into(),
+            delivery_id: "dlv_1".into(),
+            attempt: 2,
+            started_at: 1,
+            duration_ms: 1,
+            request_timestamp: 1,
+            status: Some(200),
+            response_excerpt: None,
+            response_headers: None,
+            error: None,
+            error_class: None,
+        };
+        let job = RecordJob {
+            owner: "wrk_1".into(),
+            outcomes: vec![DeliveryOutcome {
+                delivery_id: "dlv_1".into(),
+                subscription_id: "wh_1".into(),
+                attempt,
+                outcome: Outcome::Delivered,
+            }],
+            disable_after_failures: 5,
+            now: 1,
+        };
+        (WriteJob::Record(job, reply), answer)
+    }
+
+    fn count(conn: &Connection, sql: &str) -> i64 {
+        conn.query_row(sql, [], |row| row.get(0)).unwrap()
+    }
+
+    fn answered<T>(answers: Vec<Answer>, mut receiver: oneshot::Receiver<T>) -> T {
+        answers.into_iter().for_each(|answer| answer(None));
+        receiver.try_recv().unwrap()
+    }
+
+    /// One failing job in a group fails alone: the group runs again with savepoints, the other
+    /// jobs commit and get their results, the failing one gets its own error and keeps nothing.
+    #[tokio::test]
+    async fn a_failing_job_fails_alone_and_the_rest_of_its_group_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = database(dir.path()).await;
+        let (first, first_answer) = publish("evt_2");
+        let (bad, bad_answer) = conflicting_record();
+        let (last, last_answer) = publish("evt_3");
+        let answers = commit_group(&mut conn, vec![first, bad, last])
+            .unwrap_or_else(|(error, _)| panic!("{error}"));
+        let mut answers = answers.into_iter();
+        let first = answered(answers.next().into_iter().collect(), first_answer);
+        let bad = answered(answers.next().into_iter().collect(), bad_answer);
+        let last = answered(answers.collect(), last_answer);
+        assert_eq!(first.unwrap()[0].deliveries, 1);
+        assert_eq!(last.unwrap()[0].deliveries, 1);
+        assert!(matches!(bad, Err(StoreError::Conflict(_))), "{bad:?}");
+        assert_eq!(count(&conn, "SELECT COUNT(*) FROM events"), 3);
+        assert_eq!(count(&conn, "SELECT COUNT(*) FROM deliveries"), 3);
+        // The failed record changed nothing: the delivery is still leased, one attempt logged.
+        assert_eq!(
+            count(
+                &conn,
+                "SELECT COUNT(*) FROM deliveries WHERE id = 'dlv_1' AND state = 'in_flight'"
+            ),
+            1
+        );
+        assert_eq!(count(&conn, "SELECT COUNT(*) FROM attempts"), 1);
+    }
+
+    /// A lone failing job gets its own error, not a group failure, and leaves nothing behind.
+    #[tokio::test]
+    async fn a_lone_failing_job_gets_its_own_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = database(dir.path()).await;
+        let (bad, bad_answer) = conflicting_record();
+        let answers = commit_group(&mut conn, vec![bad]).unwrap_or_else(|(e, _)| panic!("{e}"));
+        let bad = answered(answers, bad_answer);
+        assert!(matches!(bad, Err(StoreError::Conflict(_))), "{bad:?}");
+        assert_eq!(count(&conn, "SELECT COUNT(*) FROM attempts"), 1);
+        let (good, good_answer) = publish("evt_2");
+        let answers = commit_group(&mut conn, vec![good]).unwrap_or_else(|(e, _)| panic!("{e}"));
+        assert!(answered(answers, good_answer).is_ok());
+        assert_eq!(count(&conn, "SELECT COUNT(*) FROM events"), 2);
     }
 }
