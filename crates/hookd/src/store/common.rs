@@ -290,6 +290,30 @@ pub(crate) fn event_row_from_new(event: &NewEvent) -> EventRow {
     }
 }
 
+/// Counts the deliveries in each state but `delivered` among those `$scope` (an SQL condition on
+/// `deliveries`) keeps: one `(state, n)` row per state. Each count names its state as a literal, so
+/// that it reads only the partial index holding that state (`deliveries_by_state_created`;
+/// `deliveries_leased` for `in_flight`): the cost follows the queue and the dead letters, never the
+/// delivered majority. No index holds every row by state, since each claim and each outcome would
+/// rewrite it (migration 0009).
+macro_rules! backlog_counts {
+    ($scope:expr) => {
+        concat!(
+            "SELECT 'pending' AS state, COUNT(*) AS n FROM deliveries WHERE state = 'pending' AND ",
+            $scope,
+            " UNION ALL SELECT 'in_flight', COUNT(*) FROM deliveries WHERE state = 'in_flight' AND ",
+            $scope,
+            " UNION ALL SELECT 'failed', COUNT(*) FROM deliveries WHERE state = 'failed' AND ",
+            $scope,
+            " UNION ALL SELECT 'dead', COUNT(*) FROM deliveries WHERE state = 'dead' AND ",
+            $scope,
+            " UNION ALL SELECT 'held', COUNT(*) FROM deliveries WHERE state = 'held' AND ",
+            $scope
+        )
+    };
+}
+pub(crate) use backlog_counts;
+
 /// Adds one `(state, count)` row of a `GROUP BY state` query to the stats.
 pub(crate) fn add_state_count(stats: &mut DeliveryStats, state: &str, n: i64) {
     stats.total += n;
@@ -526,7 +550,8 @@ pub(crate) fn reseal_row(
 
 /// The delivery log's query for `search`, in either dialect: `param(n, type)` writes parameter `n`
 /// (`?n`, or `$n::type`). Parameters, in order: subscription, state, event type, status, since,
-/// until, owner, cursor time, cursor id, limit.
+/// until, owner, cursor time, cursor id, limit. `leased_hint` follows the table for the `in_flight`
+/// filter (SQLite: `INDEXED BY deliveries_leased`; empty for PostgreSQL, which plans by statistics).
 ///
 /// Each filter that is set is a plain condition an index can serve; each unset one is a no-op on its
 /// parameter (every parameter stays referenced). `(? IS NULL OR column = ?)` would read the same,
@@ -535,7 +560,10 @@ pub(crate) fn reseal_row(
 /// `sqlite::ui::tests::every_log_filter_is_served_by_an_index`):
 ///
 /// - no filter, a time range, a cursor: `deliveries_by_time` from the cursor (or `until`) down;
-/// - a state: `deliveries_by_state_created`; an endpoint: `deliveries_by_subscription`;
+/// - an endpoint: `deliveries_by_subscription`;
+/// - a state: `pending`, `failed`, `dead`, `held`: `deliveries_by_state_created`, a partial index,
+///   which is why the condition repeats the state as a literal; `in_flight`: every leased row from
+///   `deliveries_leased`, sorted; `delivered` walks `deliveries_by_time` (the dense majority);
 /// - a failure status (≥ 300): `deliveries_by_failure_status`, a partial index, which is why the
 ///   condition repeats its `last_status >= 300`; a 2xx status walks `deliveries_by_time`, where
 ///   such rows are the dense majority;
@@ -551,11 +579,23 @@ pub(crate) fn reseal_row(
 pub(crate) fn delivery_log_sql(
     search: &super::ui::DeliverySearch,
     param: impl Fn(u8, &str) -> String,
+    leased_hint: &str,
 ) -> String {
     let p = |n: u8, ty: &str| param(n, ty);
     let either = |set: bool, plain: String, n: u8, ty: &str| match set {
         true => plain,
         false => format!("{} IS NULL", p(n, ty)),
+    };
+    // The state again as a literal (a closed set of names, never the caller's text): a planner that
+    // plans without the parameter's value (SQLite always, PostgreSQL for a generic plan) uses a
+    // partial index only for a condition that implies its predicate.
+    let state = match search.state {
+        Some(state) => format!(
+            "d.state = {} AND d.state = '{}'",
+            p(2, "text"),
+            state.as_str()
+        ),
+        None => format!("{} IS NULL", p(2, "text")),
     };
     let status = match search.status {
         Some(status) if status >= 300 => format!(
@@ -580,12 +620,7 @@ pub(crate) fn delivery_log_sql(
             1,
             "text",
         ),
-        either(
-            search.state.is_some(),
-            format!("d.state = {}", p(2, "text")),
-            2,
-            "text",
-        ),
+        state,
         either(
             search.event_type.is_some(),
             format!("e.event_type = {}", p(3, "text")),
@@ -616,15 +651,20 @@ pub(crate) fn delivery_log_sql(
         ),
         cursor,
     ];
+    let hint = match search.state {
+        Some(DeliveryState::InFlight) => leased_hint,
+        _ => "",
+    };
     format!(
         concat!(
             "SELECT ",
             delivery_columns!("d."),
             ", e.event_type AS event_type
-               FROM deliveries d JOIN events e ON e.id = d.event_id
+               FROM deliveries d {} JOIN events e ON e.id = d.event_id
               WHERE {}
               ORDER BY d.created_at DESC, d.id DESC LIMIT {}"
         ),
+        hint,
         conditions.join("\n                AND "),
         p(10, "bigint"),
     )

@@ -1,7 +1,7 @@
 //! [`UiStore`] on PostgreSQL (the same queries as `sqlite/ui.rs` in this dialect): sessions, the delivery log and chart samples.
 
 use super::super::common::{
-    RowExt, delivery_columns, delivery_from_row, delivery_log_sql, into_page,
+    RowExt, backlog_counts, delivery_columns, delivery_from_row, delivery_log_sql, into_page,
 };
 use super::super::ui::*;
 use super::super::{
@@ -101,7 +101,7 @@ impl UiStore for PgStore {
         &self,
         search: DeliverySearch,
     ) -> StoreResult<Page<DeliveryListRow>> {
-        let sql = delivery_log_sql(&search, |n, ty| format!("${n}::{ty}"));
+        let sql = delivery_log_sql(&search, |n, ty| format!("${n}::{ty}"), "");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&search.subscription_id)
             .bind(search.state.map(DeliveryState::as_str))
@@ -166,16 +166,11 @@ impl UiStore for PgStore {
     }
 
     async fn backlog(&self, owner: Option<&str>) -> StoreResult<Vec<(String, i64)>> {
-        let rows = sqlx::query(concat!(
-            "SELECT state, COUNT(*) AS n FROM deliveries
-              WHERE state IN ('pending', 'in_flight', 'failed', 'dead', 'held') AND ",
-            owner_scope!("subscription_id", "1"),
-            " GROUP BY state"
-        ))
-        .bind(owner)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let rows = sqlx::query(backlog_counts!(owner_scope!("subscription_id", "1")))
+            .bind(owner)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(rows
             .iter()
             .map(|row| (row.text("state"), row.int("n")))

@@ -1,7 +1,7 @@
 //! [`UiStore`] on SQLite: sessions, the delivery log and chart samples.
 
 use super::super::common::{
-    RowExt, delivery_columns, delivery_from_row, delivery_log_sql, into_page,
+    RowExt, backlog_counts, delivery_columns, delivery_from_row, delivery_log_sql, into_page,
 };
 use super::super::ui::*;
 use super::super::{
@@ -25,6 +25,52 @@ macro_rules! owner_scope {
             "))"
         )
     };
+}
+
+// Each condition on `state` in these statements is worded as the predicate of the partial index
+// that serves it (migration 0009): SQLite uses a partial index only then.
+// `tests::backlog_and_dead_letter_queries_read_partial_indexes` checks their plans.
+
+/// Deliveries per state but `delivered`; `?1` an owner or NULL.
+const BACKLOG: &str = backlog_counts!(owner_scope!("subscription_id", "1"));
+
+/// `?1` an owner or NULL, `?2` the most groups.
+const DEAD_LETTER_GROUPS: &str = concat!(
+    "SELECT subscription_id, last_status, last_error, COUNT(*) AS n,
+            MAX(updated_at) AS last_at
+       FROM deliveries WHERE state = 'dead' AND ",
+    owner_scope!("subscription_id", "1"),
+    " GROUP BY subscription_id, last_status, last_error ORDER BY n DESC LIMIT ?2"
+);
+
+/// `?1` subscription, `?2` since.
+const COUNT_RECOVERABLE: &str = "SELECT COUNT(*) AS n FROM deliveries
+  WHERE subscription_id = ?1 AND state IN ('failed', 'dead') AND updated_at >= ?2";
+
+/// `?1`–`?4`: see `redrivable_where!`.
+const COUNT_REDRIVABLE: &str = concat!("SELECT COUNT(*) AS n FROM deliveries", redrivable_where!());
+
+/// `?1` subscription, `?2`/`?3` the time range, `?4` the most rows, `?5` now. The outer conditions
+/// repeat the inner ones: what is updated is what still qualifies.
+const RECOVER_SOME: &str =
+    "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?5,
+        updated_at = ?5
+  WHERE id IN (SELECT id FROM deliveries
+                WHERE subscription_id = ?1 AND state IN ('failed', 'dead')
+                  AND updated_at >= ?2 AND updated_at < ?3
+                LIMIT ?4)
+    AND subscription_id = ?1 AND state IN ('failed', 'dead')
+    AND updated_at >= ?2 AND updated_at < ?3";
+
+/// The delivery log's query (see [`delivery_log_sql`]). The `in_flight` filter names its index: left
+/// alone, SQLite walks `deliveries_by_time` for the order, through the whole log when few rows are
+/// in flight, where the leased rows (as many as the leases) are quickly sorted.
+fn log_sql(search: &DeliverySearch) -> String {
+    delivery_log_sql(
+        search,
+        |n, _| format!("?{n}"),
+        "INDEXED BY deliveries_leased",
+    )
 }
 
 fn session_from_row(row: &SqliteRow) -> Option<SessionRow> {
@@ -101,7 +147,7 @@ impl UiStore for SqliteStore {
         &self,
         search: DeliverySearch,
     ) -> StoreResult<Page<DeliveryListRow>> {
-        let sql = delivery_log_sql(&search, |n, _| format!("?{n}"));
+        let sql = log_sql(&search);
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&search.subscription_id)
             .bind(search.state.map(DeliveryState::as_str))
@@ -166,16 +212,11 @@ impl UiStore for SqliteStore {
     }
 
     async fn backlog(&self, owner: Option<&str>) -> StoreResult<Vec<(String, i64)>> {
-        let rows = sqlx::query(concat!(
-            "SELECT state, COUNT(*) AS n FROM deliveries
-              WHERE state IN ('pending', 'in_flight', 'failed', 'dead', 'held') AND ",
-            owner_scope!("subscription_id", "1"),
-            " GROUP BY state"
-        ))
-        .bind(owner)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let rows = sqlx::query(BACKLOG)
+            .bind(owner)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(rows
             .iter()
             .map(|row| (row.text("state"), row.int("n")))
@@ -187,18 +228,12 @@ impl UiStore for SqliteStore {
         owner: Option<&str>,
         limit: u32,
     ) -> StoreResult<Vec<DeadLetterGroup>> {
-        let rows = sqlx::query(concat!(
-            "SELECT subscription_id, last_status, last_error, COUNT(*) AS n,
-                    MAX(updated_at) AS last_at
-               FROM deliveries WHERE state = 'dead' AND ",
-            owner_scope!("subscription_id", "1"),
-            " GROUP BY subscription_id, last_status, last_error ORDER BY n DESC LIMIT ?2"
-        ))
-        .bind(owner)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let rows = sqlx::query(DEAD_LETTER_GROUPS)
+            .bind(owner)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(rows
             .iter()
             .map(|row| DeadLetterGroup {
@@ -212,30 +247,24 @@ impl UiStore for SqliteStore {
     }
 
     async fn count_recoverable(&self, subscription_id: &str, since: UnixMs) -> StoreResult<i64> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM deliveries
-              WHERE subscription_id = ? AND state IN ('failed', 'dead') AND updated_at >= ?",
-        )
-        .bind(subscription_id)
-        .bind(since)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let row = sqlx::query(COUNT_RECOVERABLE)
+            .bind(subscription_id)
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(row.int("n"))
     }
 
     async fn count_redrivable(&self, filter: DeadLetterFilter) -> StoreResult<i64> {
-        let row = sqlx::query(concat!(
-            "SELECT COUNT(*) AS n FROM deliveries",
-            redrivable_where!()
-        ))
-        .bind(&filter.subscription_id)
-        .bind(&filter.event_type)
-        .bind(filter.since)
-        .bind(filter.until)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let row = sqlx::query(COUNT_REDRIVABLE)
+            .bind(&filter.subscription_id)
+            .bind(&filter.event_type)
+            .bind(filter.since)
+            .bind(filter.until)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(row.int("n"))
     }
 
@@ -247,25 +276,15 @@ impl UiStore for SqliteStore {
         limit: u32,
         now: UnixMs,
     ) -> StoreResult<u64> {
-        // The outer conditions repeat the inner ones: what is updated is what still qualifies.
-        let done = sqlx::query(
-            "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?5,
-                    updated_at = ?5
-              WHERE id IN (SELECT id FROM deliveries
-                            WHERE subscription_id = ?1 AND state IN ('failed', 'dead')
-                              AND updated_at >= ?2 AND updated_at < ?3
-                            LIMIT ?4)
-                AND subscription_id = ?1 AND state IN ('failed', 'dead')
-                AND updated_at >= ?2 AND updated_at < ?3",
-        )
-        .bind(subscription_id)
-        .bind(since)
-        .bind(until)
-        .bind(i64::from(limit))
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        let done = sqlx::query(RECOVER_SOME)
+            .bind(subscription_id)
+            .bind(since)
+            .bind(until)
+            .bind(i64::from(limit))
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
         Ok(done.rows_affected())
     }
 
@@ -303,8 +322,9 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    /// 100,000 deliveries of 20 subscriptions (4 owners) and 50 event types; 1% dead with 503, a
-    /// few 404s, the rest delivered with 200.
+    /// 100,000 deliveries of 20 subscriptions (4 owners) and 50 event types: 1% dead with 503, a
+    /// few 404s, 0.2% each failed (500), held and in flight, the newest 1,000 pending, the rest
+    /// delivered with 200.
     async fn seeded_store(dir: &std::path::Path) -> SqliteStore {
         let store = SqliteStore::open(SqliteOptions {
             path: dir.join("hookd.db"),
@@ -323,13 +343,22 @@ mod tests {
              WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000)
              SELECT printf('evt_%08d', i), 'type.' || (i % 50), '1', '{}', 1, i * 1000 FROM n",
             "INSERT INTO deliveries (id, event_id, subscription_id, state, attempts, created_at,
-                                     updated_at, last_status)
-             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000)
-             SELECT printf('dlv_%08d', i), printf('evt_%08d', i), 'wh_' || (1 + i % 20),
-                    CASE WHEN i % 100 = 0 THEN 'dead' ELSE 'delivered' END, 1, i * 1000,
-                    i * 1000 + 5,
-                    CASE WHEN i % 100 = 0 THEN 503 WHEN i % 1000 = 1 THEN 404 ELSE 200 END
-               FROM n",
+                                     updated_at, last_status, next_attempt_at, lease_owner,
+                                     lease_expires_at)
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000),
+             s(i, state) AS (
+                 SELECT i, CASE WHEN i % 100 = 0 THEN 'dead' WHEN i % 500 = 7 THEN 'failed'
+                                WHEN i % 500 = 9 THEN 'held' WHEN i % 500 = 11 THEN 'in_flight'
+                                WHEN i > 99000 THEN 'pending' ELSE 'delivered' END FROM n)
+             SELECT printf('dlv_%08d', i), printf('evt_%08d', i), 'wh_' || (1 + i % 20), state,
+                    1, i * 1000, i * 1000 + 5,
+                    CASE WHEN state = 'dead' THEN 503 WHEN state = 'failed' THEN 500
+                         WHEN state != 'delivered' THEN NULL
+                         WHEN i % 1000 = 1 THEN 404 ELSE 200 END,
+                    CASE WHEN state IN ('pending', 'failed') THEN i * 1000 END,
+                    CASE WHEN state = 'in_flight' THEN 'w' END,
+                    CASE WHEN state = 'in_flight' THEN 200000000 END
+               FROM s",
         ] {
             sqlx::query(seed).execute(&store.pool).await.unwrap();
         }
@@ -338,10 +367,7 @@ mod tests {
 
     /// The query plan of the log's query for `search`, one line per step.
     async fn plan(store: &SqliteStore, search: &DeliverySearch) -> Vec<String> {
-        let sql = format!(
-            "EXPLAIN QUERY PLAN {}",
-            delivery_log_sql(search, |n, _| format!("?{n}"))
-        );
+        let sql = format!("EXPLAIN QUERY PLAN {}", log_sql(search));
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&search.subscription_id)
             .bind(search.state.map(DeliveryState::as_str))
@@ -363,7 +389,8 @@ mod tests {
 
     /// With 100,000 deliveries, no filter of the log reads a table without an index: each one
     /// searches or walks the index named here (newest first, stopping after a page), and only the
-    /// event type and portal owner filters sort, the rows of that type or owner (found by index).
+    /// event type, portal owner and `in_flight` filters sort, the rows of that type, owner or
+    /// lease (found by index).
     #[tokio::test]
     async fn every_log_filter_is_served_by_an_index() {
         let dir = tempfile::tempdir().unwrap();
@@ -378,19 +405,11 @@ mod tests {
                 id: format!("dlv_{n:08}"),
             })
         };
-        let cases: Vec<(&str, DeliverySearch, &str)> = vec![
+        let mut cases: Vec<(&str, DeliverySearch, &str)> = vec![
             (
                 "none",
                 base.clone(),
                 "SCAN d USING INDEX deliveries_by_time",
-            ),
-            (
-                "state",
-                DeliverySearch {
-                    state: Some(DeliveryState::Dead),
-                    ..base.clone()
-                },
-                "SEARCH d USING INDEX deliveries_by_state_created (state=?)",
             ),
             (
                 "endpoint",
@@ -468,6 +487,29 @@ mod tests {
                  (last_status=? AND (created_at,id)<(?,?))",
             ),
         ];
+        // The states of the queue and the dead letters are in partial indexes: `in_flight` rows
+        // (as many as the leases) are sorted, `delivered` ones are the dense majority.
+        let by_state = "SEARCH d USING INDEX deliveries_by_state_created (state=?)";
+        for (state, expected) in [
+            (DeliveryState::Pending, by_state),
+            (
+                DeliveryState::InFlight,
+                "SCAN d USING INDEX deliveries_leased",
+            ),
+            (DeliveryState::Failed, by_state),
+            (DeliveryState::Dead, by_state),
+            (DeliveryState::Held, by_state),
+            (
+                DeliveryState::Delivered,
+                "SCAN d USING INDEX deliveries_by_time",
+            ),
+        ] {
+            let search = DeliverySearch {
+                state: Some(state),
+                ..base.clone()
+            };
+            cases.push((state.as_str(), search, expected));
+        }
         for (name, search, expected) in cases {
             let started = std::time::Instant::now();
             let page = store.search_deliveries(search.clone()).await.unwrap();
@@ -487,9 +529,90 @@ mod tests {
             let sorts = plan.iter().any(|step| step.contains("TEMP B-TREE"));
             assert_eq!(
                 sorts,
-                search.event_type.is_some() || (search.owner.is_some() && search.status.is_none()),
+                search.event_type.is_some()
+                    || (search.owner.is_some() && search.status.is_none())
+                    || search.state == Some(DeliveryState::InFlight),
                 "{name}: {plan:?}"
             );
+        }
+    }
+
+    /// The plan steps of `sql` with its `params` parameters bound to NULL.
+    async fn plan_of(store: &SqliteStore, sql: &str, params: usize) -> Vec<String> {
+        let explain = format!("EXPLAIN QUERY PLAN {sql}");
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(explain));
+        for _ in 0..params {
+            query = query.bind(None::<String>);
+        }
+        let rows = query.fetch_all(&store.pool).await.unwrap();
+        rows.iter()
+            .map(|row| row.get::<String, _>("detail"))
+            .collect()
+    }
+
+    /// The backlog counts, the dead-letter groups and the recovery of failed deliveries read the
+    /// partial indexes that hold their states (migration 0009), never every delivery: their
+    /// conditions on `state` must stay worded as those indexes' predicates.
+    #[tokio::test]
+    async fn backlog_and_dead_letter_queries_read_partial_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = seeded_store(dir.path()).await;
+        let cases = [
+            (
+                "backlog",
+                BACKLOG,
+                1,
+                vec![
+                    "SEARCH deliveries USING INDEX deliveries_by_state_created (state=?)",
+                    "SCAN deliveries USING INDEX deliveries_leased",
+                ],
+            ),
+            (
+                "dead-letter groups",
+                DEAD_LETTER_GROUPS,
+                2,
+                vec!["SEARCH deliveries USING INDEX deliveries_dead (state=?)"],
+            ),
+            (
+                "redrive count",
+                COUNT_REDRIVABLE,
+                4,
+                vec!["SEARCH deliveries USING INDEX deliveries_dead (state=?)"],
+            ),
+            (
+                "recover count",
+                COUNT_RECOVERABLE,
+                2,
+                vec![
+                    "SEARCH deliveries USING INDEX deliveries_failing \
+                     (subscription_id=? AND updated_at>?)",
+                ],
+            ),
+            (
+                "recover step",
+                RECOVER_SOME,
+                5,
+                vec![
+                    "SEARCH deliveries USING INDEX deliveries_failing \
+                     (subscription_id=? AND updated_at>? AND updated_at<?)",
+                ],
+            ),
+        ];
+        for (name, sql, params, expected) in cases {
+            let plan = plan_of(&store, sql, params).await;
+            for step in expected {
+                assert!(plan.iter().any(|s| s == step), "{name}: {plan:?}");
+            }
+            let reads_deliveries = |s: &&String| s.contains(" deliveries ");
+            for step in plan.iter().filter(reads_deliveries) {
+                assert!(
+                    step.contains("deliveries_by_state_created")
+                        || step.contains("deliveries_leased")
+                        || step.contains("deliveries_dead")
+                        || step.contains("deliveries_failing"),
+                    "{name} reads deliveries otherwise: {plan:?}"
+                );
+            }
         }
     }
 }
