@@ -99,9 +99,9 @@ fn claimed_rows_sql() -> &'static str {
 /// `take` rows (`ClaimRequest::most_of_one_subscription`: a fair share of `limit`, at least the
 /// default room) and `ROW_NUMBER` keeps each one's own room. The statement names its index
 /// (`INDEXED BY`) and fixes the join order (`CROSS JOIN`, materialized CTEs): left alone, SQLite's
-/// planner walks every subscription and scans `queued` for each of their rows, or picks
-/// `deliveries_by_state_time` and sorts every queued row (measured before: 528 deliveries/s with a
-/// 50k backlog). The test `the_claim_seeks_each_subscription_with_queued_work` checks the plan.
+/// planner walks every subscription and scans `queued` for each of their rows, or picks a state
+/// index (then `deliveries_by_state_time`) and sorts every queued row (measured: 528 deliveries/s
+/// with a 50k backlog). The test `the_claim_seeks_each_subscription_with_queued_work` checks the plan.
 pub(super) fn claim(
     conn: &Connection,
     request: &ClaimRequest,
