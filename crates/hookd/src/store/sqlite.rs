@@ -1,5 +1,5 @@
 //! The embedded SQLite backend: WAL mode, `synchronous=FULL` by default, forward-only migrations, and
-//! one writer task ([`super::sqlite_writer`]) that group-commits every hot-path write: concurrent
+//! one writer thread ([`super::sqlite_writer`]) that group-commits every hot-path write: concurrent
 //! publishes, claims and outcomes share one transaction and one fsync.
 
 /// The dead letters a redrive filter selects (`?1` subscription, `?2` event type, `?3`/`?4` time
@@ -69,13 +69,13 @@ pub struct SqliteOptions {
 pub struct SqliteStore {
     /// Reads, and the API's rare writes (subscriptions, keys, operator actions).
     pool: SqlitePool,
-    /// Feeds the writer task: publishes, claims, outcomes, lease releases and rescues. Groups with
+    /// Feeds the writer thread: publishes, claims, outcomes, lease releases and rescues. Groups with
     /// no publish commit with `synchronous=NORMAL`: queue bookkeeping skips its own fsync. It is
     /// crash-safe (WAL), and the next publish commit's fsync makes it durable too. What a power loss
     /// could undo is a claim or an outcome, never an acknowledged event: the delivery is then simply
     /// sent again (at-least-once).
     writer: mpsc::Sender<WriteJob>,
-    /// Counters kept by the writer task (publish groups and requests).
+    /// Counters kept by the writer thread (publish groups and requests).
     stats: Arc<PublisherStats>,
 }
 
