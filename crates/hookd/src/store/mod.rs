@@ -17,7 +17,7 @@ pub use common::PublisherStats;
 
 use async_trait::async_trait;
 use hookd_core::RetryPolicy;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// Re-encrypts one stored secret of a subscription: `(subscription id, value as stored)` to the
@@ -313,7 +313,9 @@ pub struct ClaimedDelivery {
     /// Attempts already made in this run; the next is `attempts + 1`.
     pub attempts: i64,
     pub event: EventRow,
-    pub subscription: SubscriptionRow,
+    /// Shared by every delivery of the same subscription in one claim: decoded (and its secrets
+    /// opened) once per claim, not once per row.
+    pub subscription: Arc<SubscriptionRow>,
 }
 
 /// One attempt, as logged.

@@ -28,12 +28,12 @@ use std::collections::{HashMap, HashSet};
 
 use super::common::queued_subscriptions;
 use super::common::{
-    FanoutTarget, PublishJob, RowExt, add_state_count, answer_group, api_key_from_row, apply_patch,
-    attempt_from_row, check_sealing_key, claimed_from_row, dead_letter_from_row, delivery_columns,
-    delivery_from_row, encode_json, event_from_row, event_row_from_new, event_type_from_row,
-    fail_group, group_event_count, headers_text, into_page, json_text, next_group,
-    prefixed_subscription_columns, receipt_from_row, reseal_row, response_headers_text, submit,
-    subscription_columns, subscription_from_row,
+    ClaimDecoder, FanoutTarget, PublishJob, RowExt, add_state_count, answer_group,
+    api_key_from_row, apply_patch, attempt_from_row, check_sealing_key, dead_letter_from_row,
+    delivery_columns, delivery_from_row, encode_json, event_from_row, event_row_from_new,
+    event_type_from_row, fail_group, group_event_count, headers_text, into_page, json_text,
+    next_group, prefixed_subscription_columns, receipt_from_row, reseal_row, response_headers_text,
+    submit, subscription_columns, subscription_from_row,
 };
 use super::sealed;
 use super::*;
@@ -929,7 +929,8 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
-        rows.iter().map(claimed_from_row).collect()
+        let mut decoder = ClaimDecoder::default();
+        rows.iter().map(|row| decoder.decode(row)).collect()
     }
 
     async fn record_outcomes(

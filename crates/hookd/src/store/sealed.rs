@@ -513,12 +513,21 @@ impl Store for SealedStore {
         self.inner.event_type_exists(name).await
     }
     async fn claim_due(&self, request: ClaimRequest) -> StoreResult<Vec<ClaimedDelivery>> {
+        let mut opened: HashMap<String, Arc<SubscriptionRow>> = HashMap::new();
         self.inner
             .claim_due(request)
             .await?
             .into_iter()
             .map(|mut claimed| {
-                claimed.subscription = self.open_row(claimed.subscription)?;
+                // One claim's deliveries of a subscription share its row: opened once.
+                claimed.subscription = match opened.get(&claimed.subscription.id) {
+                    Some(open) => Arc::clone(open),
+                    None => {
+                        let open = Arc::new(self.open_row((*claimed.subscription).clone())?);
+                        opened.insert(open.id.clone(), Arc::clone(&open));
+                        open
+                    }
+                };
                 Ok(claimed)
             })
             .collect()

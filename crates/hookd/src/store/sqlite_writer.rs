@@ -4,8 +4,9 @@
 //! other in SQLite's sleeping busy handler. So every hot-path write (publish groups, claims, outcome
 //! batches, lease releases, rescues) goes through one thread that owns one `rusqlite` connection.
 //! It takes every job waiting in its channel, runs them all in one `BEGIN IMMEDIATE` transaction
-//! (each job in its own savepoint, so one bad job cannot sink the others), commits once, then
-//! answers every job.
+//! (without savepoints; if a job fails, the group is re-run with one savepoint per job, so one bad
+//! job cannot sink the others), commits once, then answers every job. WAL checkpoints run on a
+//! thread of their own (`checkpoint`).
 //!
 //! A thread of its own, not a task on an async driver: `sqlx-sqlite` runs each statement on its
 //! worker thread and hands it back, two context switches per statement, and a round is 10–20
@@ -18,6 +19,7 @@
 //! crash-safe in WAL, and the next publish commit's fsync makes it durable too (RELIABILITY.md); a
 //! claim never waits for a publish's fsync.
 
+mod checkpoint;
 mod publish;
 mod queue;
 mod sql;
@@ -133,6 +135,7 @@ fn run_writer(
 ) {
     let mut connection: Option<Connection> = None;
     let mut level: Option<&'static str> = None;
+    let checkpointer = checkpoint::spawn(options.path.clone(), options.busy_timeout);
     while let Some(group) = next_group(&mut jobs) {
         // Two transactions per round: queue bookkeeping first, without an fsync, then the
         // publishes at the durable level. A claim must not wait for the publishes' fsync: under a
@@ -165,6 +168,7 @@ fn run_writer(
                             .fetch_add(publishes as u64, Ordering::Relaxed);
                     }
                     answers.into_iter().for_each(|answer| answer(None));
+                    checkpointer.committed();
                 }
                 Err((error, answers)) => {
                     tracing::warn!(%error, "database write group failed");
@@ -191,7 +195,9 @@ fn prepare<'c>(
         }
     };
     if *level != Some(wanted) {
-        conn.pragma_update(None, "synchronous", wanted)
+        // Two levels alternate every round: cached statements, not a fresh parse each time.
+        conn.prepare_cached(&format!("PRAGMA synchronous = {wanted}"))
+            .and_then(|mut statement| statement.raw_execute())
             .map_err(sql::map_err)?;
         *level = Some(wanted);
     }

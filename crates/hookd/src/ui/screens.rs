@@ -986,7 +986,7 @@ fn rebuild_request(
         delivery_id: attempt.delivery_id.clone(),
         attempts: attempt.attempt - 1,
         event: event.clone(),
-        subscription: sub.clone(),
+        subscription: std::sync::Arc::new(sub.clone()),
     };
     let attempt_number = u32::try_from(attempt.attempt.max(1)).unwrap_or(1);
     let Ok(prepared) =

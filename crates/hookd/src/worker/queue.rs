@@ -268,13 +268,13 @@ mod tests {
                 idempotency_key: None,
                 created_at: 0,
             },
-            subscription: SubscriptionRow::new(
+            subscription: std::sync::Arc::new(SubscriptionRow::new(
                 subscription.into(),
                 "http://127.0.0.1/".into(),
                 vec!["*".into()],
                 "whsec_x".into(),
                 0,
-            ),
+            )),
         }
     }
 

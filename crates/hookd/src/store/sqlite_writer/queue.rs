@@ -2,7 +2,7 @@
 //! releases and rescues.
 
 use super::super::common::{
-    RowExt, claimed_from_row, encode_json, prefixed_subscription_columns, queued_subscriptions,
+    ClaimDecoder, RowExt, encode_json, prefixed_subscription_columns, queued_subscriptions,
     response_headers_text,
 };
 use super::super::sqlite::{DISABLE_SUBSCRIPTION, HOLD_QUEUED};
@@ -117,13 +117,14 @@ pub(super) fn claim(
         return Ok(Vec::new());
     }
     let ids = encode_json(&ids)?;
+    let mut decoder = ClaimDecoder::default();
     sql::query(
         conn,
         claimed_rows_sql(),
         |q| {
             q.bind(&ids);
         },
-        |row| claimed_from_row(row),
+        |row| decoder.decode(row),
     )
 }
 
@@ -338,7 +339,7 @@ fn apply_failure_effect(
     disable_after_failures: i64,
     now: UnixMs,
 ) -> StoreResult<bool> {
-    let count = |row: &rusqlite::Row<'_>| Ok(row.int("failure_count"));
+    let count = |row: &sql::NamedRow<'_, '_>| Ok(row.int("failure_count"));
     let count: Option<i64> = match (effect.reset, effect.dead) {
         (false, 0) => None,
         // The guard skips the row write when the count is already right (the usual success case).
