@@ -380,14 +380,7 @@ mod tests {
     /// A migrated database with one subscription, one event and one delivery of it that already
     /// has attempt `att_1`.
     async fn database(dir: &std::path::Path) -> Connection {
-        let path = dir.join("hookd.db");
-        let options = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true);
-        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-        super::super::sqlite::MIGRATOR.run(&pool).await.unwrap();
-        pool.close().await;
-        let conn = sql::open(&path, Duration::from_secs(5)).unwrap();
+        let conn = sql::migrated(dir).await;
         conn.execute_batch(
             "INSERT INTO subscriptions (id, url, events, secret, active, failure_count, created_at,
                                         updated_at)

@@ -468,17 +468,7 @@ mod tests {
     /// A migrated database of 21 subscriptions: `wh_0` with a backlog of 100,000 due rows, older
     /// than the 20 rows each of the 20 others; opened as the writer opens it.
     async fn backlogged_database(dir: &std::path::Path) -> Connection {
-        let path = dir.join("hookd.db");
-        let options = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true);
-        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-        super::super::super::sqlite::MIGRATOR
-            .run(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-        let conn = super::super::sql::open(&path, std::time::Duration::from_secs(5)).unwrap();
+        let conn = super::super::sql::migrated(dir).await;
         conn.execute_batch(
             "INSERT INTO subscriptions (id, url, events, secret, active, failure_count, created_at,
                                         updated_at)

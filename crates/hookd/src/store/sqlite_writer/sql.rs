@@ -34,6 +34,20 @@ pub(super) fn open(path: &Path, busy_timeout: Duration) -> StoreResult<Connectio
     Ok(conn)
 }
 
+/// A writer connection to a fresh database `hookd.db` in `dir`, migrated as the store does it
+/// (through an sqlx pool).
+#[cfg(test)]
+pub(super) async fn migrated(dir: &Path) -> Connection {
+    let path = dir.join("hookd.db");
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    super::super::sqlite::MIGRATOR.run(&pool).await.unwrap();
+    pool.close().await;
+    open(&path, Duration::from_secs(5)).unwrap()
+}
+
 /// Maps driver errors onto the store's three kinds, as `sqlite::map_err` does for sqlx: a unique or
 /// primary key violation is a conflict; busy, locked, read-only, I/O, full and cannot-open mean
 /// "cannot write now", i.e. unavailable.
