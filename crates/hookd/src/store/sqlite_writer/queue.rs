@@ -37,19 +37,19 @@ pub(super) const CLAIM_DUE: &str = concat!(
            lease_expires_at = ?2 + ?3 + COALESCE(
                (SELECT timeout_ms FROM subscriptions s
                  WHERE s.id = deliveries.subscription_id), ?4)
-     WHERE id IN (
-           SELECT id FROM (
-               SELECT d.id, d.next_attempt_at, o.room,
+     WHERE rowid IN (
+           SELECT row FROM (
+               SELECT d.rowid AS row, d.next_attempt_at, o.room,
                       ROW_NUMBER() OVER (PARTITION BY o.id ORDER BY d.next_attempt_at) AS n
                  FROM open o CROSS JOIN deliveries d
-                WHERE d.id IN (
-                      SELECT q.id FROM deliveries q INDEXED BY deliveries_queued_by_subscription
+                WHERE d.rowid IN (
+                      SELECT q.rowid FROM deliveries q INDEXED BY deliveries_queued_by_subscription
                        WHERE q.subscription_id = o.id AND q.state IN ('pending', 'failed')
                          AND q.next_attempt_at <= ?2
                        ORDER BY q.next_attempt_at LIMIT ?8))
             WHERE n <= room
             ORDER BY next_attempt_at LIMIT ?6)
-    RETURNING id"
+    RETURNING rowid AS row"
 );
 
 /// Binds a claim's parameters to [`CLAIM_DUE`].
@@ -76,7 +76,7 @@ fn claimed_rows_sql() -> &'static str {
                FROM deliveries d
                JOIN events e ON e.id = d.event_id
                JOIN subscriptions s ON s.id = d.subscription_id
-              WHERE d.id IN (SELECT value FROM json_each(?1))
+              WHERE d.rowid IN (SELECT value FROM json_each(?1))
               ORDER BY d.next_attempt_at",
             prefixed_subscription_columns("s")
         )
@@ -111,7 +111,7 @@ pub(super) fn claim(
         conn,
         CLAIM_DUE,
         |q| bind_claim(q, request, &rooms),
-        |row| Ok(row.text("id")),
+        |row| Ok(row.int("row")),
     )?;
     if ids.is_empty() {
         return Ok(Vec::new());
@@ -525,8 +525,8 @@ mod tests {
             "SEARCH d USING INDEX deliveries_queued_by_subscription (subscription_id>?)",
             // Each open subscription's oldest due rows.
             "SEARCH q USING INDEX deliveries_queued_by_subscription (subscription_id=? AND next_attempt_at<?)",
-            // The candidates, by primary key; then the update, by primary key.
-            "SEARCH d USING INDEX sqlite_autoindex_deliveries_1 (id=?)",
+            // The candidates, then the update, by rowid: no lookup in the text primary key's index.
+            "SEARCH d USING INTEGER PRIMARY KEY (rowid=?)",
         ] {
             assert!(
                 plan.iter().any(|step| step == expected),
@@ -539,6 +539,10 @@ mod tests {
                 && matches!(words.next(), Some("d" | "q" | "deliveries"));
             assert!(!scans_deliveries, "a scan of deliveries: {plan:?}");
             assert!(!step.contains("deliveries_by_"), "another index: {plan:?}");
+            assert!(
+                !step.contains("autoindex_deliveries"),
+                "by text id: {plan:?}"
+            );
         }
 
         let claimed = claim(&conn, &request).unwrap();
