@@ -613,31 +613,10 @@ impl Store for SqliteStore {
     }
 
     async fn list_deliveries(&self, query: DeliveryQuery) -> StoreResult<Page<DeliveryRow>> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            delivery_columns!(),
-            " FROM deliveries
-             WHERE (?1 IS NULL OR subscription_id = ?1)
-               AND (?2 IS NULL OR state = ?2)
-               AND (?3 IS NULL OR (created_at, id) < (?3, ?4))
-             ORDER BY created_at DESC, id DESC LIMIT ?5"
-        ))
-        .bind(&query.subscription_id)
-        .bind(query.state.map(DeliveryState::as_str))
-        .bind(query.after.as_ref().map(|c| c.created_at))
-        .bind(query.after.as_ref().map(|c| c.id.clone()))
-        .bind(i64::from(query.limit) + 1)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(map_err)?;
-        let items = rows
-            .iter()
-            .map(delivery_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
-        Ok(into_page(items, query.limit, |d| Cursor {
-            created_at: d.created_at,
-            id: d.id.clone(),
-        }))
+        use super::ui::{DeliverySearch, UiStore, deliveries_of};
+        self.search_deliveries(DeliverySearch::from_query(query))
+            .await
+            .map(deliveries_of)
     }
 
     async fn retry_delivery(&self, id: &str, now: UnixMs) -> StoreResult<RetryResult> {

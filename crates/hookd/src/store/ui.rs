@@ -67,6 +67,29 @@ pub struct DeliverySearch {
     pub limit: u32,
 }
 
+impl DeliverySearch {
+    /// The API's delivery list (`GET /api/deliveries`) as a log search: one query text per set of
+    /// filters, each served by an index (a generic `(? IS NULL OR …)` query walked the whole log
+    /// from its newest row for an endpoint or state filter).
+    pub fn from_query(query: super::DeliveryQuery) -> Self {
+        Self {
+            subscription_id: query.subscription_id,
+            state: query.state,
+            after: query.after,
+            limit: query.limit,
+            ..Self::default()
+        }
+    }
+}
+
+/// A page of the log as the API's delivery list: the deliveries without their event types.
+pub fn deliveries_of(page: Page<DeliveryListRow>) -> Page<DeliveryRow> {
+    Page {
+        items: page.items.into_iter().map(|row| row.delivery).collect(),
+        next: page.next,
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeliveryListRow {
     pub delivery: DeliveryRow,

@@ -320,6 +320,7 @@ impl UiStore for SqliteStore {
 mod tests {
     use super::super::{SqliteOptions, Synchronous};
     use super::*;
+    use crate::store::{DeliveryQuery, Store};
     use std::time::Duration;
 
     /// 100,000 deliveries of 20 subscriptions (4 owners) and 50 event types: 1% dead with 503, a
@@ -509,6 +510,36 @@ mod tests {
                 ..base.clone()
             };
             cases.push((state.as_str(), search, expected));
+        }
+        // The API's delivery list (`GET /api/deliveries`) is the same search, page for page.
+        for (name, query, expected) in [
+            (
+                "list: endpoint",
+                DeliveryQuery {
+                    subscription_id: Some("wh_3".into()),
+                    limit: 50,
+                    ..Default::default()
+                },
+                "SEARCH d USING INDEX deliveries_by_subscription (subscription_id=?)",
+            ),
+            (
+                "list: dead, deep cursor",
+                DeliveryQuery {
+                    state: Some(DeliveryState::Dead),
+                    after: cursor(90_000),
+                    limit: 50,
+                    ..Default::default()
+                },
+                "SEARCH d USING INDEX deliveries_by_state_created (state=? AND (created_at,id)<(?,?))",
+            ),
+        ] {
+            let search = DeliverySearch::from_query(query.clone());
+            let listed = store.list_deliveries(query).await.unwrap();
+            let searched = store.search_deliveries(search.clone()).await.unwrap();
+            assert_eq!(listed.next, searched.next, "{name}");
+            let searched: Vec<_> = searched.items.into_iter().map(|r| r.delivery).collect();
+            assert_eq!(listed.items, searched, "{name}");
+            cases.push((name, search, expected));
         }
         for (name, search, expected) in cases {
             let started = std::time::Instant::now();
