@@ -573,7 +573,8 @@ pub(crate) fn reseal_row(
 // The delivery log
 // ---------------------------------------------------------------------------------------------
 
-/// The delivery log's query for `search`, in either dialect: `param(n, type)` writes parameter `n`
+/// The delivery log's query for `search` (the dashboard's log, and `GET /api/deliveries` through
+/// `DeliverySearch::from_query`), in either dialect: `param(n, type)` writes parameter `n`
 /// (`?n`, or `$n::type`). Parameters, in order: subscription, state, event type, status, since,
 /// until, owner, cursor time, cursor id, limit. `leased_hint` follows the table for the `in_flight`
 /// filter (SQLite: `INDEXED BY deliveries_leased`; empty for PostgreSQL, which plans by statistics).
