@@ -61,7 +61,8 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
             *used = 0;
         }
         bytes.copy_from_slice(&pool[*used..*used + N]);
-        // Never hand out the same bytes twice.
+        // `used` already keeps bytes from being handed out twice; wiping them means an id's
+        // randomness does not linger in the pool after it was handed out.
         pool[*used..*used + N].fill(0);
         *used += N;
     });

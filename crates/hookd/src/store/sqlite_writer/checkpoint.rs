@@ -13,7 +13,7 @@ use super::sql;
 use rusqlite::Connection;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvError, SyncSender, TrySendError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Shortest time between two checkpoints while commits keep coming. The default autocheckpoint
 /// (1,000 pages) ran about this often at full load; fewer, larger checkpoints copy a page that
@@ -48,14 +48,8 @@ pub(super) fn spawn(path: PathBuf, busy_timeout: Duration) -> Nudge {
 
 fn run(path: PathBuf, busy_timeout: Duration, nudges: Receiver<()>) {
     let mut connection: Option<Connection> = None;
-    let mut last = Instant::now() - INTERVAL;
     loop {
         let stopping = matches!(nudges.recv(), Err(RecvError));
-        if !stopping {
-            // Let commits accumulate: one checkpoint per interval, however many nudges.
-            std::thread::sleep(INTERVAL.saturating_sub(last.elapsed()));
-        }
-        last = Instant::now();
         if let Err(error) = checkpoint(&mut connection, &path, busy_timeout) {
             tracing::warn!(%error, "WAL checkpoint failed");
             connection = None;
@@ -63,6 +57,9 @@ fn run(path: PathBuf, busy_timeout: Duration, nudges: Receiver<()>) {
         if stopping {
             return;
         }
+        // Let commits accumulate: one checkpoint per interval, however many nudges (the one
+        // waiting in the channel covers them all).
+        std::thread::sleep(INTERVAL);
     }
 }
 
@@ -83,6 +80,7 @@ fn checkpoint(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     fn wal_bytes(dir: &std::path::Path) -> u64 {
         std::fs::metadata(dir.join("db.sqlite-wal"))
