@@ -234,7 +234,7 @@ impl ClaimDecoder {
     }
 }
 
-fn claimed_from_row(
+pub(crate) fn claimed_from_row(
     row: &impl RowExt,
     subscription: Arc<SubscriptionRow>,
 ) -> StoreResult<ClaimedDelivery> {

@@ -38,22 +38,32 @@ pub(super) fn publish_job(
     targets: &[FanoutTarget],
     events: &[NewEvent],
 ) -> StoreResult<Vec<Published>> {
-    let mut known = find_existing_events(conn, events)?;
-    let mut published = Vec::with_capacity(events.len());
+    let stored = find_existing_events(conn, events)?;
+    let mut known = KnownEvents::default();
+    for (index, row) in stored.iter().enumerate() {
+        known.remember(
+            &row.id,
+            row.idempotency_key.as_deref(),
+            Earlier::Stored(index),
+        );
+    }
+    let mut published: Vec<Published> = Vec::with_capacity(events.len());
     let mut new_events = Vec::with_capacity(events.len());
     let mut new_deliveries = Vec::new();
     for event in events {
-        let earlier = known.by_id.get(&event.id).or_else(|| {
-            let key = event.idempotency_key.as_ref()?;
-            known.by_key.get(key)
-        });
-        if let Some(earlier) = earlier {
-            let deliveries = match earlier.deliveries {
-                Some(count) => count,
-                None => count_sendable_deliveries(conn, &earlier.row.id)?,
+        if let Some(earlier) = known.find(event) {
+            let (row, deliveries) = match earlier {
+                Earlier::Stored(index) => {
+                    let row = &stored[index];
+                    (row.clone(), count_sendable_deliveries(conn, &row.id)?)
+                }
+                Earlier::Published(index) => {
+                    let first = &published[index];
+                    (first.event.clone(), first.deliveries)
+                }
             };
             published.push(Published {
-                event: earlier.row.clone(),
+                event: row,
                 deliveries,
                 created: false,
             });
@@ -75,10 +85,13 @@ pub(super) fn publish_job(
             ));
             deliveries += u64::from(target.active);
         }
-        let row = event_row_from_new(event);
-        known.remember(&row, Some(deliveries));
+        known.remember(
+            &event.id,
+            event.idempotency_key.as_deref(),
+            Earlier::Published(published.len()),
+        );
         published.push(Published {
-            event: row,
+            event: event_row_from_new(event),
             deliveries,
             created: true,
         });
@@ -115,41 +128,46 @@ pub(super) fn publish_job(
     Ok(published)
 }
 
+/// Where an event a publish request names was first seen: in the store (an index into the rows
+/// found), or earlier in the same request (an index into its answers). Indexes, not copies: an
+/// event row carries its payload.
+#[derive(Clone, Copy)]
+enum Earlier {
+    Stored(usize),
+    Published(usize),
+}
+
 /// Events a publish request refers to that already exist, by id and by idempotency key.
 #[derive(Default)]
-struct KnownEvents {
-    by_id: HashMap<String, KnownEvent>,
-    by_key: HashMap<String, KnownEvent>,
+struct KnownEvents<'a> {
+    by_id: HashMap<&'a str, Earlier>,
+    by_key: HashMap<&'a str, Earlier>,
 }
 
-#[derive(Clone)]
-struct KnownEvent {
-    row: EventRow,
-    /// Sendable deliveries, when known without a query (an event of this request).
-    deliveries: Option<u64>,
-}
-
-impl KnownEvents {
-    fn remember(&mut self, row: &EventRow, deliveries: Option<u64>) {
-        let known = KnownEvent {
-            row: row.clone(),
-            deliveries,
-        };
-        if let Some(key) = &row.idempotency_key {
-            self.by_key.insert(key.clone(), known.clone());
+impl<'a> KnownEvents<'a> {
+    fn remember(&mut self, id: &'a str, key: Option<&'a str>, earlier: Earlier) {
+        if let Some(key) = key {
+            self.by_key.insert(key, earlier);
         }
-        self.by_id.insert(row.id.clone(), known);
+        self.by_id.insert(id, earlier);
+    }
+
+    fn find(&self, event: &NewEvent) -> Option<Earlier> {
+        self.by_id.get(event.id.as_str()).copied().or_else(|| {
+            let key = event.idempotency_key.as_deref()?;
+            self.by_key.get(key).copied()
+        })
     }
 }
 
-fn find_existing_events(conn: &Connection, events: &[NewEvent]) -> StoreResult<KnownEvents> {
+fn find_existing_events(conn: &Connection, events: &[NewEvent]) -> StoreResult<Vec<EventRow>> {
     let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
     let keys: Vec<&str> = events
         .iter()
         .filter_map(|e| e.idempotency_key.as_deref())
         .collect();
     let (ids, keys) = (encode_json(&ids)?, encode_json(&keys)?);
-    let rows = sql::query(
+    sql::query(
         conn,
         "SELECT id, event_type, version, data, retryable, idempotency_key, created_at
            FROM events WHERE id IN (SELECT value FROM json_each(?1))
@@ -160,12 +178,7 @@ fn find_existing_events(conn: &Connection, events: &[NewEvent]) -> StoreResult<K
             q.bind(&ids).bind(&keys);
         },
         |row| event_from_row(row),
-    )?;
-    let mut known = KnownEvents::default();
-    for row in &rows {
-        known.remember(row, None);
-    }
-    Ok(known)
+    )
 }
 
 fn count_sendable_deliveries(conn: &Connection, event_id: &str) -> StoreResult<u64> {

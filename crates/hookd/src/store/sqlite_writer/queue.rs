@@ -2,8 +2,8 @@
 //! releases and rescues.
 
 use super::super::common::{
-    ClaimDecoder, RowExt, encode_json, prefixed_subscription_columns, queued_subscriptions,
-    response_headers_text,
+    RowExt, SUBSCRIPTION_COLUMNS, claimed_from_row, encode_json, queued_subscriptions,
+    response_headers_text, subscription_from_row,
 };
 use super::super::sqlite::{DISABLE_SUBSCRIPTION, HOLD_QUEUED};
 use super::super::*;
@@ -11,7 +11,7 @@ use super::RecordJob;
 use super::sql::{self, MultiRow};
 use rusqlite::Connection;
 use std::collections::{HashMap, HashSet};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 // ---------------------------------------------------------------------------------------------
 // Claims
@@ -27,19 +27,16 @@ pub(super) const CLAIM_DUE: &str = concat!(
       ",
     queued_subscriptions!("INDEXED BY deliveries_queued_by_subscription"),
     ",
-      open(id, room) AS MATERIALIZED (
-          SELECT s.id, COALESCE(listed.room, ?7)
+      open(id, room, timeout_ms) AS MATERIALIZED (
+          SELECT s.id, COALESCE(listed.room, ?7), COALESCE(s.timeout_ms, ?4)
             FROM queued CROSS JOIN subscriptions s ON s.id = queued.subscription_id
             LEFT JOIN listed ON listed.subscription_id = s.id
            WHERE s.active = 1 AND COALESCE(listed.room, ?7) > 0)
     UPDATE deliveries
        SET state = 'in_flight', lease_owner = ?1, updated_at = ?2,
-           lease_expires_at = ?2 + ?3 + COALESCE(
-               (SELECT timeout_ms FROM subscriptions s
-                 WHERE s.id = deliveries.subscription_id), ?4)
-     WHERE rowid IN (
-           SELECT row FROM (
-               SELECT d.rowid AS row, d.next_attempt_at, o.room,
+           lease_expires_at = ?2 + ?3 + picked.timeout_ms
+      FROM (SELECT row, timeout_ms FROM (
+               SELECT d.rowid AS row, d.next_attempt_at, o.room, o.timeout_ms,
                       ROW_NUMBER() OVER (PARTITION BY o.id ORDER BY d.next_attempt_at) AS n
                  FROM open o CROSS JOIN deliveries d
                 WHERE d.rowid IN (
@@ -48,8 +45,9 @@ pub(super) const CLAIM_DUE: &str = concat!(
                          AND q.next_attempt_at <= ?2
                        ORDER BY q.next_attempt_at LIMIT ?8))
             WHERE n <= room
-            ORDER BY next_attempt_at LIMIT ?6)
-    RETURNING rowid AS row"
+            ORDER BY next_attempt_at LIMIT ?6) AS picked
+     WHERE deliveries.rowid = picked.row
+    RETURNING deliveries.rowid AS row, deliveries.subscription_id AS subscription_id"
 );
 
 /// Binds a claim's parameters to [`CLAIM_DUE`].
@@ -64,23 +62,41 @@ pub(super) fn bind_claim(q: &mut sql::Binder<'_, '_>, request: &ClaimRequest, ro
         .bind(i64::from(request.most_of_one_subscription()));
 }
 
-/// What a claimed delivery is sent with: its event and subscription, in claim order.
-fn claimed_rows_sql() -> &'static str {
+/// What a claimed delivery is sent with, in claim order: the delivery and its event. Subscriptions
+/// are read once per claim ([`claimed_subscriptions`]), not joined to every row.
+const CLAIMED_ROWS: &str = "SELECT d.id AS delivery_id, d.attempts AS delivery_attempts,
+        d.subscription_id, e.id AS event_id, e.event_type, e.version, e.data, e.retryable,
+        e.idempotency_key, e.created_at AS event_created_at
+   FROM deliveries d
+   JOIN events e ON e.id = d.event_id
+  WHERE d.rowid IN (SELECT value FROM json_each(?1))
+  ORDER BY d.next_attempt_at";
+
+/// The subscriptions of a claim's rows, each decoded once.
+fn claimed_subscriptions(
+    conn: &Connection,
+    ids: &[&str],
+) -> StoreResult<HashMap<String, Arc<SubscriptionRow>>> {
     static SQL: OnceLock<String> = OnceLock::new();
-    SQL.get_or_init(|| {
+    let sql = SQL.get_or_init(|| {
         format!(
-            "SELECT d.id AS delivery_id, d.attempts AS delivery_attempts,
-                    e.id AS event_id, e.event_type, e.version, e.data, e.retryable,
-                    e.idempotency_key, e.created_at AS event_created_at,
-                    {}
-               FROM deliveries d
-               JOIN events e ON e.id = d.event_id
-               JOIN subscriptions s ON s.id = d.subscription_id
-              WHERE d.rowid IN (SELECT value FROM json_each(?1))
-              ORDER BY d.next_attempt_at",
-            prefixed_subscription_columns("s")
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions
+              WHERE id IN (SELECT value FROM json_each(?1))"
         )
-    })
+    });
+    let ids = encode_json(&ids)?;
+    let rows = sql::query(
+        conn,
+        sql,
+        |q| {
+            q.bind(&ids);
+        },
+        |row| subscription_from_row(row),
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.id.clone(), Arc::new(row)))
+        .collect())
 }
 
 /// Leases due deliveries oldest first, at most each subscription's room (what the worker's window
@@ -103,6 +119,10 @@ fn claimed_rows_sql() -> &'static str {
 /// index (then `deliveries_by_state_time`) and sorts every queued row (measured: 528 deliveries/s
 /// with a 50k backlog). The test `the_claim_seeks_each_subscription_with_queued_work` checks the plan.
 ///
+/// Each open subscription brings its request timeout along (`open.timeout_ms`), so a lease's
+/// expiry costs no lookup per row, and the rows are read back without their subscription: each
+/// subscription is read and decoded once per claim ([`claimed_subscriptions`]).
+///
 /// Rows are named by `rowid`, not by their text `id`: each candidate is then one seek in the table
 /// instead of a seek in the primary key's index and then the table (the claim reads each row three
 /// times). A rowid is only stable within a transaction (`VACUUM` may renumber a table without an
@@ -112,24 +132,33 @@ pub(super) fn claim(
     request: &ClaimRequest,
 ) -> StoreResult<Vec<ClaimedDelivery>> {
     let rooms = encode_json(&request.room)?;
-    let ids = sql::query(
+    let leased = sql::query(
         conn,
         CLAIM_DUE,
         |q| bind_claim(q, request, &rooms),
-        |row| Ok(row.int("row")),
+        |row| Ok((row.int("row"), row.text("subscription_id"))),
     )?;
-    if ids.is_empty() {
+    if leased.is_empty() {
         return Ok(Vec::new());
     }
-    let ids = encode_json(&ids)?;
-    let mut decoder = ClaimDecoder::default();
+    let mut subscription_ids: Vec<&str> = leased.iter().map(|(_, s)| s.as_str()).collect();
+    subscription_ids.sort_unstable();
+    subscription_ids.dedup();
+    let subscriptions = claimed_subscriptions(conn, &subscription_ids)?;
+    let rows = encode_json(&leased.iter().map(|(row, _)| *row).collect::<Vec<_>>())?;
     sql::query(
         conn,
-        claimed_rows_sql(),
+        CLAIMED_ROWS,
         |q| {
-            q.bind(&ids);
+            q.bind(&rows);
         },
-        |row| decoder.decode(row),
+        |row| {
+            let id = row.text("subscription_id");
+            let subscription = subscriptions.get(&id).ok_or_else(|| {
+                StoreError::Internal(format!("claimed a delivery of unknown subscription {id}"))
+            })?;
+            claimed_from_row(row, Arc::clone(subscription))
+        },
     )
 }
 
@@ -515,6 +544,11 @@ mod tests {
     async fn the_claim_seeks_each_subscription_with_queued_work() {
         let dir = tempfile::tempdir().unwrap();
         let conn = backlogged_database(dir.path()).await;
+        conn.execute(
+            "UPDATE subscriptions SET timeout_ms = 2500 WHERE id = 'wh_3'",
+            [],
+        )
+        .unwrap();
         let request = backlog_claim();
         let rooms = encode_json(&request.room).unwrap();
         let plan = sql::query(
@@ -532,6 +566,10 @@ mod tests {
             "SEARCH q USING INDEX deliveries_queued_by_subscription (subscription_id=? AND next_attempt_at<?)",
             // The candidates, then the update, by rowid: no lookup in the text primary key's index.
             "SEARCH d USING INTEGER PRIMARY KEY (rowid=?)",
+            "SEARCH deliveries USING INTEGER PRIMARY KEY (rowid=?)",
+            // The lease's timeout comes with the picked rows (from `open`), not from a lookup of
+            // the subscription per row.
+            "SCAN picked",
         ] {
             assert!(
                 plan.iter().any(|step| step == expected),
@@ -560,5 +598,35 @@ mod tests {
         assert_eq!(claimed.len(), 64, "{per_subscription:?}");
         assert!(!per_subscription.contains_key("wh_0"));
         assert_eq!(per_subscription.get("wh_3"), Some(&2));
+
+        // Each lease lasts its subscription's timeout (or the default) plus the margin.
+        let leases = sql::query(
+            &conn,
+            "SELECT subscription_id, lease_expires_at, lease_owner FROM deliveries
+              WHERE state = 'in_flight'",
+            |_| {},
+            |row| {
+                Ok((
+                    row.text("subscription_id"),
+                    row.int("lease_expires_at"),
+                    row.text("lease_owner"),
+                ))
+            },
+        )
+        .unwrap();
+        assert_eq!(leases.len(), 64);
+        for (subscription, expires, owner) in leases {
+            let timeout = match subscription.as_str() {
+                "wh_3" => 2_500,
+                _ => 10_000,
+            };
+            assert_eq!(expires, 200_000 + 1_000 + timeout, "{subscription}");
+            assert_eq!(owner, "wrk_test");
+        }
+        let wh_3 = claimed
+            .iter()
+            .find(|d| d.subscription.id == "wh_3")
+            .unwrap();
+        assert_eq!(wh_3.subscription.timeout_ms, Some(2_500));
     }
 }
