@@ -414,3 +414,45 @@ async fn disabling_holds_queued_retries() {
     assert_eq!(patched.status, 200);
     delivery_in_state(&app, &event_id, "held").await;
 }
+
+/// Subscriptions on one host share its keep-alive connections: rounds of concurrent deliveries to
+/// 40 endpoints of one receiver reuse the first round's connections. The pool used to keep only
+/// the per-subscription cap (16) of idle connections per host, so every round closed the rest and
+/// opened as many new ones (≈ 40 + 4 × 24 here).
+#[tokio::test]
+async fn subscriptions_on_one_host_reuse_its_connections() {
+    const ENDPOINTS: usize = 40;
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    for i in 0..ENDPOINTS {
+        let path = format!("/pool/{i}");
+        // Slow enough that a round's requests overlap, each on a connection of its own.
+        receiver.set_default(&path, Answer::Hang(Duration::from_millis(100)));
+        app.subscribe(&receiver.url(&path), &["pool.test"]).await;
+    }
+    for round in 1..=5 {
+        let event_id = publish(
+            &app,
+            json!({"event": "pool.test", "data": {"round": round}}),
+        )
+        .await;
+        app.eventually(&format!("/api/events/{event_id}"), |body| {
+            let deliveries = body["deliveries"].as_array().unwrap();
+            deliveries.len() == ENDPOINTS && deliveries.iter().all(|d| d["state"] == "delivered")
+        })
+        .await;
+        if round == 1 {
+            // Otherwise the test could not tell the old pool from the new one.
+            assert!(
+                receiver.connections() > 16,
+                "the first round used only {} connections",
+                receiver.connections()
+            );
+        }
+    }
+    let opened = receiver.connections();
+    assert!(
+        opened <= ENDPOINTS + 10,
+        "{opened} connections for 5 rounds to {ENDPOINTS} endpoints on one host"
+    );
+}

@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -54,6 +55,8 @@ pub struct Receiver {
     received: Arc<Mutex<Vec<Received>>>,
     script: Arc<Mutex<Script>>,
     arrived: Arc<Notify>,
+    /// TCP connections accepted so far.
+    connections: Arc<AtomicUsize>,
 }
 
 impl Receiver {
@@ -63,9 +66,14 @@ impl Receiver {
             received: Arc::default(),
             script: Arc::default(),
             arrived: Arc::new(Notify::new()),
+            connections: Arc::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let connections = receiver.connections.clone();
+        let listener = axum::serve::ListenerExt::tap_io(listener, move |_| {
+            connections.fetch_add(1, Ordering::Relaxed);
+        });
         let app = axum::Router::new()
             .route("/{*path}", axum::routing::any(answer))
             .with_state(receiver.clone());
@@ -78,6 +86,11 @@ impl Receiver {
     /// The URL of an endpoint on this receiver.
     pub fn url(&self, path: &str) -> String {
         format!("{}/{}", self.base, path.trim_start_matches('/'))
+    }
+
+    /// TCP connections accepted so far (keep-alive reuse shows as fewer).
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
     }
 
     /// Answers the next requests to `path` with `answers`, in order, then with the default.
