@@ -26,6 +26,13 @@ pub enum Behaviour {
 struct Log {
     /// (path, webhook-id) → times received with a 2xx answer.
     delivered: HashMap<(String, String), u32>,
+    /// Distinct (path, webhook-id) pairs per path, in all, and repeats: kept as deliveries arrive.
+    /// The drain loop asks for them every 50 ms; counting by a scan of `delivered` (once per path)
+    /// held the lock every handler needs, and at fan-out 100 the receiver burnt more CPU than
+    /// hookd (measured: 0.8 cores against hookd's 1.0 at 6,000 deliveries/s).
+    distinct_by_path: HashMap<String, u64>,
+    distinct: u64,
+    duplicates: u64,
     /// (path, webhook-id) → arrival times (Unix µs), kept only when `keep_arrivals` is on.
     arrivals: HashMap<(String, String), Vec<u64>>,
     /// Publish→receive latencies of 2xx deliveries, in microseconds.
@@ -97,22 +104,16 @@ impl Receiver {
 
     /// Distinct deliveries received (path, webhook-id) and how many arrived more than once.
     pub fn delivery_counts(&self) -> (u64, u64) {
-        let log = self.log.lock().map(|l| {
-            let distinct = l.delivered.len() as u64;
-            let duplicates = l
-                .delivered
-                .values()
-                .map(|n| u64::from(n.saturating_sub(1)))
-                .sum();
-            (distinct, duplicates)
-        });
-        log.unwrap_or((0, 0))
+        self.log
+            .lock()
+            .map(|l| (l.distinct, l.duplicates))
+            .unwrap_or((0, 0))
     }
 
     pub fn distinct_for_path(&self, path: &str) -> u64 {
         self.log
             .lock()
-            .map(|l| l.delivered.keys().filter(|(p, _)| p == path).count() as u64)
+            .map(|l| l.distinct_by_path.get(path).copied().unwrap_or(0))
             .unwrap_or(0)
     }
 
@@ -140,6 +141,20 @@ impl Receiver {
         }
         self.received.store(0, Ordering::Relaxed);
         self.failed_on_purpose.store(0, Ordering::Relaxed);
+    }
+}
+
+impl Log {
+    /// Counts one 2xx delivery of `id` to `path`.
+    fn count_delivery(&mut self, path: String, id: String) {
+        let seen = self.delivered.entry((path.clone(), id)).or_insert(0);
+        *seen += 1;
+        if *seen > 1 {
+            self.duplicates += 1;
+            return;
+        }
+        self.distinct += 1;
+        *self.distinct_by_path.entry(path).or_insert(0) += 1;
     }
 }
 
@@ -207,7 +222,7 @@ async fn receive(
                 .or_default()
                 .push(now);
         }
-        *log.delivered.entry((path, id)).or_insert(0) += 1;
+        log.count_delivery(path, id);
         if let Some(sent) = sent_us(&body) {
             log.latencies_us.push(now.saturating_sub(sent));
         }
@@ -237,6 +252,24 @@ fn verify_sample(receiver: &Receiver, path: &str, headers: &HeaderMap, body: &[u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_distinct_deliveries_per_path_and_repeats() {
+        let mut log = Log::default();
+        for (path, id) in [
+            ("/a", "1"),
+            ("/a", "2"),
+            ("/b", "1"),
+            ("/a", "1"),
+            ("/a", "1"),
+        ] {
+            log.count_delivery(path.into(), id.into());
+        }
+        assert_eq!((log.distinct, log.duplicates), (3, 2));
+        assert_eq!(log.distinct_by_path.get("/a"), Some(&2));
+        assert_eq!(log.distinct_by_path.get("/b"), Some(&1));
+        assert_eq!(log.delivered.get(&("/a".into(), "1".into())), Some(&3));
+    }
 
     #[test]
     fn finds_the_publish_time() {
