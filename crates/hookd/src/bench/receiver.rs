@@ -26,12 +26,12 @@ pub enum Behaviour {
 struct Log {
     /// (path, webhook-id) → times received with a 2xx answer.
     delivered: HashMap<(String, String), u32>,
-    /// Distinct (path, webhook-id) pairs per path, in all, and repeats: kept as deliveries arrive.
+    /// Distinct (path, webhook-id) pairs per path, and repeats: kept as deliveries arrive (the
+    /// distinct total is `delivered.len()`).
     /// The drain loop asks for them every 50 ms; counting by a scan of `delivered` (once per path)
     /// held the lock every handler needs, and at fan-out 100 the receiver burnt more CPU than
     /// hookd (measured: 0.8 cores against hookd's 1.0 at 6,000 deliveries/s).
     distinct_by_path: HashMap<String, u64>,
-    distinct: u64,
     duplicates: u64,
     /// (path, webhook-id) → arrival times (Unix µs), kept only when `keep_arrivals` is on.
     arrivals: HashMap<(String, String), Vec<u64>>,
@@ -106,7 +106,7 @@ impl Receiver {
     pub fn delivery_counts(&self) -> (u64, u64) {
         self.log
             .lock()
-            .map(|l| (l.distinct, l.duplicates))
+            .map(|l| (l.delivered.len() as u64, l.duplicates))
             .unwrap_or((0, 0))
     }
 
@@ -153,7 +153,6 @@ impl Log {
             self.duplicates += 1;
             return;
         }
-        self.distinct += 1;
         *self.distinct_by_path.entry(path).or_insert(0) += 1;
     }
 }
@@ -265,7 +264,7 @@ mod tests {
         ] {
             log.count_delivery(path.into(), id.into());
         }
-        assert_eq!((log.distinct, log.duplicates), (3, 2));
+        assert_eq!((log.delivered.len() as u64, log.duplicates), (3, 2));
         assert_eq!(log.distinct_by_path.get("/a"), Some(&2));
         assert_eq!(log.distinct_by_path.get("/b"), Some(&1));
         assert_eq!(log.delivered.get(&("/a".into(), "1".into())), Some(&3));
