@@ -263,12 +263,17 @@ impl Worker {
             .map(|ms| Duration::from_millis(ms.max(1) as u64))
             .unwrap_or(self.config.default_timeout);
         let prepared = send::prepare(claimed, attempt_number, started_at).and_then(|request| {
-            ssrf::check_literal(&request.url, &self.config.targets).map(|()| request)
+            let url = reqwest::Url::parse(&request.url)
+                .map_err(|e| format!("stored URL is invalid: {e}"))?;
+            ssrf::check_literal(&url, &self.config.targets).map(|()| (url, request))
         });
         let (response, request_timestamp) = match prepared {
-            Ok(request) => {
+            Ok((url, request)) => {
                 let timestamp = request.timestamp;
-                (send::send(&self.http, request, timeout).await, timestamp)
+                (
+                    send::send(&self.http, url, request, timeout).await,
+                    timestamp,
+                )
             }
             Err(error) => (
                 send::Response {

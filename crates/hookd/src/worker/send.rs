@@ -120,15 +120,17 @@ impl Response {
     }
 }
 
-/// Sends the request and reads at most [`MAX_EXCERPT_BYTES`] of the answer within `timeout`.
+/// Sends the request to `url` (the request's own URL, parsed) and reads at most
+/// [`MAX_EXCERPT_BYTES`] of the answer within `timeout`.
 pub async fn send(
     client: &reqwest::Client,
+    url: reqwest::Url,
     request: PreparedRequest,
     timeout: Duration,
 ) -> Response {
     let started = Instant::now();
     let sent = client
-        .post(&request.url)
+        .post(url)
         .headers(request.headers)
         .body(request.body)
         .timeout(timeout)
@@ -381,7 +383,8 @@ mod tests {
             headers: HeaderMap::new(),
             timestamp: 0,
         };
-        send(&client(), request, Duration::from_millis(500))
+        let url = request.url.parse().unwrap();
+        send(&client(), url, request, Duration::from_millis(500))
             .await
             .error_class
     }
@@ -439,7 +442,8 @@ mod tests {
             headers: HeaderMap::new(),
             timestamp: 0,
         };
-        let response = send(&client(), request, Duration::from_millis(500)).await;
+        let url = request.url.parse().unwrap();
+        let response = send(&client(), url, request, Duration::from_millis(500)).await;
         assert_eq!(response.error_class, Some("http"));
         assert_eq!(response.status, Some(503));
         let headers = response.headers.unwrap();

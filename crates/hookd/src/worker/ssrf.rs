@@ -75,12 +75,10 @@ impl Resolve for GuardedResolver {
     }
 }
 
-/// For a URL whose host is an IP literal: `Err` with the reason when the policy forbids it.
-pub fn check_literal(url: &str, policy: &TargetPolicy) -> Result<(), String> {
-    let Ok(parsed) = url::Url::parse(url) else {
-        return Ok(());
-    };
-    let ip = match parsed.host() {
+/// For a URL whose host is an IP literal: `Err` with the reason when the policy forbids it. It takes
+/// the parsed URL the request is then sent to (parsed once per attempt, not here and again there).
+pub fn check_literal(url: &url::Url, policy: &TargetPolicy) -> Result<(), String> {
+    let ip = match url.host() {
         Some(url::Host::Ipv4(v4)) => IpAddr::V4(v4),
         Some(url::Host::Ipv6(v6)) => IpAddr::V6(v6),
         _ => return Ok(()),
@@ -100,6 +98,10 @@ mod tests {
             allow_non_public: true,
             allowed_networks: vec![],
         }
+    }
+
+    fn check_literal(url: &str, policy: &TargetPolicy) -> Result<(), String> {
+        super::check_literal(&url::Url::parse(url).unwrap(), policy)
     }
 
     #[test]
