@@ -64,13 +64,18 @@ struct RequestBody {
 
 impl RequestBody {
     fn new(spec: &LoadSpec) -> Self {
-        let placeholder = "1".repeat(SENT_US_DIGITS);
-        let event = event_json(&spec.event_type, spec.payload_bytes, &placeholder);
-        let in_event = event.find(&placeholder).unwrap_or_default();
-        let (count, mut template, path) = match spec.batch {
-            0 | 1 => (1, String::new(), "/api/events"),
-            n => (n, String::from(r#"{"events":["#), "/api/events/batch"),
+        const KEY: &str = r#""sent_us":"#;
+        let event = event_json(
+            &spec.event_type,
+            spec.payload_bytes,
+            &"1".repeat(SENT_US_DIGITS),
+        );
+        let in_event = event.find(KEY).unwrap_or_default() + KEY.len();
+        let (count, prefix, suffix, path) = match spec.batch {
+            0 | 1 => (1, "", "", "/api/events"),
+            n => (n, r#"{"events":["#, "]}", "/api/events/batch"),
         };
+        let mut template = String::from(prefix);
         let mut slots = Vec::with_capacity(count);
         for i in 0..count {
             if i > 0 {
@@ -79,9 +84,7 @@ impl RequestBody {
             slots.push(template.len() + in_event);
             template.push_str(&event);
         }
-        if count > 1 {
-            template.push_str("]}");
-        }
+        template.push_str(suffix);
         Self {
             template: template.into_bytes(),
             slots,
