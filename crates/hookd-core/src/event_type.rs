@@ -112,6 +112,21 @@ pub fn any_matches(filters: &[EventFilter], event_type: &str) -> bool {
     filters.iter().any(|filter| filter.matches(event_type))
 }
 
+/// Whether the subscription `subscription_id` with `filters` gets a delivery of an event of
+/// `event_type` published to `only` (one subscription: a test event) or, with `None`, to every
+/// subscription whose filters match.
+pub fn receives(
+    subscription_id: &str,
+    filters: &[EventFilter],
+    event_type: &str,
+    only: Option<&str>,
+) -> bool {
+    match only {
+        Some(only) => only == subscription_id,
+        None => any_matches(filters, event_type),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,5 +214,14 @@ mod tests {
         assert!(any_matches(&filters, "order.created"));
         assert!(!any_matches(&filters, "order.updated"));
         assert!(!any_matches(&[], "order.updated"));
+    }
+
+    #[test]
+    fn a_test_event_reaches_only_its_subscription_whatever_the_filters() {
+        let all = [EventFilter::parse("*").unwrap()];
+        assert!(receives("wh_1", &all, "order.created", None));
+        assert!(receives("wh_1", &[], "hookd.test", Some("wh_1")));
+        assert!(!receives("wh_2", &all, "hookd.test", Some("wh_1")));
+        assert!(!receives("wh_1", &[], "order.created", None));
     }
 }

@@ -3,7 +3,7 @@
 //! Keys are 32 random bytes (`hookd_` + base64url). Only their SHA-256 is stored: the keys are
 //! high-entropy, so a slow password hash would add latency without adding safety.
 
-use crate::store::{ApiKeyRow, DynStore, NewApiKey, StoreResult};
+use crate::store::{ApiKeyRow, NewApiKey, Store, StoreResult};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
@@ -66,7 +66,7 @@ impl FailedAuthLimiter {
 /// Checks presented keys against the configured key (if any) and the stored, unrevoked ones.
 #[derive(Clone)]
 pub struct Authenticator {
-    store: DynStore,
+    store: Store,
     /// SHA-256 of `HOOKD_API_KEY` / `api_key`, when configured.
     configured_key_hash: Option<[u8; 32]>,
     /// Failed attempts per client address.
@@ -81,7 +81,7 @@ pub enum Principal {
 }
 
 impl Authenticator {
-    pub fn new(store: DynStore, configured_key: Option<&str>, failures_per_minute: u32) -> Self {
+    pub fn new(store: Store, configured_key: Option<&str>, failures_per_minute: u32) -> Self {
         Self {
             store,
             configured_key_hash: configured_key.map(hash_key),
@@ -100,6 +100,7 @@ impl Authenticator {
         }
         Ok(self
             .store
+            .admin
             .api_key_by_hash(&presented_hash)
             .await?
             .map(Principal::StoredKey))

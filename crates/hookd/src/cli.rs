@@ -226,7 +226,7 @@ async fn api_keys_inner(command: ApiKeysCommand, json: bool) -> anyhow::Result<(
             let db = server::open_store(&config).await?;
             let (key, row) = generate_api_key(&name, now);
             let id = row.id.clone();
-            db.insert_api_key(row).await?;
+            db.admin.insert_api_key(row).await?;
             println!("{key}");
             eprintln!("created API key {id} ({name}); it is shown only this once");
             Ok(())
@@ -234,7 +234,7 @@ async fn api_keys_inner(command: ApiKeysCommand, json: bool) -> anyhow::Result<(
         ApiKeysCommand::List { store } => {
             let config = store.load_config(FlagOverrides::default())?;
             let db = server::open_store(&config).await?;
-            let keys = db.list_api_keys().await?;
+            let keys = db.admin.list_api_keys().await?;
             if json {
                 let rows: Vec<_> = keys
                     .iter()
@@ -272,7 +272,7 @@ async fn api_keys_inner(command: ApiKeysCommand, json: bool) -> anyhow::Result<(
         ApiKeysCommand::Revoke { store, id } => {
             let config = store.load_config(FlagOverrides::default())?;
             let db = server::open_store(&config).await?;
-            let revoked = db.revoke_api_key(&id, now).await?;
+            let revoked = db.admin.revoke_api_key(&id, now).await?;
             anyhow::ensure!(revoked, "no active API key with id {id}");
             println!("revoked {id}");
             Ok(())

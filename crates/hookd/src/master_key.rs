@@ -19,14 +19,14 @@ use crate::config::Config;
 use crate::ids::{Clock, SystemClock};
 use crate::server;
 use crate::store::sealed::{KeySource, Keyring, MasterKey, read_key_file, write_private};
-use crate::store::{DynStore, StoreResult};
+use crate::store::{Store, StoreResult};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 
 /// A rotation whose new key is safely on disk (step 1 done).
 pub struct Rotation {
     /// The backend itself: values as stored.
-    store: DynStore,
+    store: Store,
     source: KeySource,
     /// Opens every value stored now: the current key, the new one, and any other the source has.
     keyring: Keyring,
@@ -99,7 +99,7 @@ impl Rotation {
         );
         let store = server::open_backend(config).await?;
         keyring.add(new_key.clone());
-        if let Some(sealing) = store.sealing_key_id().await? {
+        if let Some(sealing) = store.secrets.sealing_key_id().await? {
             anyhow::ensure!(
                 keyring.get(&sealing).is_some(),
                 "the database's secrets are sealed with master key {sealing}, which is not \
@@ -130,6 +130,7 @@ impl Rotation {
             new_key.seal(id, &keyring.open(id, stored)?)
         };
         self.store
+            .secrets
             .reseal_secrets(&new_key.id(), &reseal, SystemClock.now_ms())
             .await
             .context("re-encrypting the secrets failed; nothing was changed")

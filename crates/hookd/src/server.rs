@@ -4,9 +4,9 @@ use crate::api::{self, ApiSettings, AppState};
 use crate::auth::{Authenticator, generate_api_key};
 use crate::config::{Config, check_database_url};
 use crate::ids::{DynClock, SystemClock};
-use crate::store::DynStore;
+use crate::store::Store;
 use crate::store::postgres::PgStore;
-use crate::store::sealed::{KEY_FILE, KeySource, MasterKey, SealedStore};
+use crate::store::sealed::{self, KEY_FILE, KeySource, MasterKey};
 use crate::store::sqlite::SqliteStore;
 use crate::worker::Worker;
 use anyhow::Context;
@@ -22,13 +22,12 @@ const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 /// Opens the configured store, applying pending migrations: PostgreSQL when `database_url` is set,
 /// else SQLite in the data directory (created if missing). Subscription secrets are sealed with the
 /// master keys of [`key_source`].
-pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let store = open_backend(config).await?;
     let source = key_source(config)?;
-    let sealed = SealedStore::open(store, source)
+    sealed::seal(store, source)
         .await
-        .with_context(|| format!("cannot open the master key ({})", key_description(config)))?;
-    Ok(Arc::new(sealed))
+        .with_context(|| format!("cannot open the master key ({})", key_description(config)))
 }
 
 /// Where the master keys that seal subscription secrets come from: `master_key` /
@@ -57,20 +56,20 @@ fn key_description(config: &Config) -> String {
 }
 
 /// The configured backend itself, without sealing (the master-key rotation works on stored values).
-pub(crate) async fn open_backend(config: &Config) -> anyhow::Result<DynStore> {
+pub(crate) async fn open_backend(config: &Config) -> anyhow::Result<Store> {
     if let Some(options) = config.postgres_options() {
         check_database_url(&options.url)
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         let store = PgStore::open(options)
             .await
             .with_context(|| format!("cannot open {}", config.store_description()))?;
-        return Ok(Arc::new(store));
+        return Ok(store.into_store());
     }
     create_data_dir(config)?;
     let store = SqliteStore::open(config.sqlite_options())
         .await
         .with_context(|| format!("cannot open {}", config.database_path().display()))?;
-    Ok(Arc::new(store))
+    Ok(store.into_store())
 }
 
 /// `hookd migrate`: applies pending migrations to the configured database and returns the versions
@@ -98,24 +97,19 @@ pub(crate) fn create_data_dir(config: &Config) -> anyhow::Result<()> {
 /// On first start (no stored key and none configured) creates an admin key and returns its text, to be
 /// printed once. Never again: once a key is stored, this returns `None`.
 pub async fn ensure_admin_key(
-    store: &DynStore,
+    store: &Store,
     config: &Config,
     clock: &DynClock,
 ) -> anyhow::Result<Option<String>> {
-    if config.api_key.is_some() || !store.list_api_keys().await?.is_empty() {
+    if config.api_key.is_some() || !store.admin.list_api_keys().await?.is_empty() {
         return Ok(None);
     }
     let (key, row) = generate_api_key("admin", clock.now_ms());
-    store.insert_api_key(row).await?;
+    store.admin.insert_api_key(row).await?;
     Ok(Some(key))
 }
 
-pub fn app_state(
-    config: &Config,
-    store: DynStore,
-    clock: DynClock,
-    waker: Arc<Notify>,
-) -> AppState {
+pub fn app_state(config: &Config, store: Store, clock: DynClock, waker: Arc<Notify>) -> AppState {
     // Install the metrics recorder before anything records.
     crate::api::metrics::prometheus();
     let brand = crate::ui::brand::Brand::from_config(config).unwrap_or_default();
@@ -164,7 +158,7 @@ pub async fn serve(
 /// due by other nodes sharing the store (PostgreSQL) wakes it through `waker` too.
 pub fn spawn_worker(
     config: &Config,
-    store: DynStore,
+    store: Store,
     clock: DynClock,
     waker: Arc<Notify>,
     shutdown: watch::Receiver<bool>,
@@ -177,7 +171,7 @@ pub fn spawn_worker(
         waker.clone(),
     );
     tokio::spawn(async move {
-        if let Err(error) = store.listen_for_work(waker).await {
+        if let Err(error) = store.queue.listen_for_work(waker).await {
             // Not fatal: the worker's poll still finds the work, only later.
             tracing::warn!(%error, "cannot listen for work from other nodes");
         }

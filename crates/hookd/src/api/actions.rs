@@ -69,6 +69,7 @@ pub async fn send_test(
 ) -> Result<(StatusCode, Json<PublishResult>), ApiError> {
     let subscription = state
         .store
+        .subscriptions
         .get_subscription(&id)
         .await?
         .ok_or(ApiError::NotFound("webhook"))?;
@@ -88,7 +89,7 @@ pub async fn send_test(
         created_at: now,
         only_subscription: Some(subscription.id),
     };
-    let published = state.store.publish(vec![event]).await?;
+    let published = state.store.publisher.publish(vec![event]).await?;
     let first = published.first().ok_or(ApiError::Internal)?;
     state.waker.notify_one();
     Ok((
@@ -120,6 +121,7 @@ pub async fn rotate_secret(
     let previous_expires_at = (overlap > 0).then(|| now + overlap * 1_000);
     let row = state
         .store
+        .subscriptions
         .rotate_secret(&id, secret.as_str(), previous_expires_at, now)
         .await?
         .ok_or(ApiError::NotFound("webhook"))?;
@@ -142,6 +144,7 @@ pub async fn enable(
     let replay = body.replay.unwrap_or(false);
     let (row, replayed) = state
         .store
+        .subscriptions
         .set_subscription_active(&id, true, None, replay, state.clock.now_ms())
         .await?
         .ok_or(ApiError::NotFound("webhook"))?;
@@ -164,6 +167,7 @@ pub async fn disable(
 ) -> Result<Json<Webhook>, ApiError> {
     let (row, _) = state
         .store
+        .subscriptions
         .set_subscription_active(
             &id,
             false,
@@ -191,11 +195,18 @@ pub async fn recover(
         .until
         .map(|u| parse_rfc3339("until", &u))
         .transpose()?;
-    if state.store.get_subscription(&id).await?.is_none() {
+    if state
+        .store
+        .subscriptions
+        .get_subscription(&id)
+        .await?
+        .is_none()
+    {
         return Err(ApiError::NotFound("webhook"));
     }
     let recovered = state
         .store
+        .deliveries
         .recover(&id, since, until, state.clock.now_ms())
         .await?;
     if recovered > 0 {

@@ -180,11 +180,18 @@ pub async fn list_for_webhook(
     let limit = pagination::limit(query.limit)?;
     let after = pagination::decode_cursor(query.cursor.as_deref())?;
     let delivery_state = parse_state(query.state)?;
-    if state.store.get_subscription(&id).await?.is_none() {
+    if state
+        .store
+        .subscriptions
+        .get_subscription(&id)
+        .await?
+        .is_none()
+    {
         return Err(ApiError::NotFound("webhook"));
     }
     let page = state
         .store
+        .deliveries
         .list_deliveries(DeliveryQuery {
             subscription_id: Some(id),
             state: delivery_state,
@@ -208,15 +215,17 @@ pub async fn get_one(
 ) -> Result<Json<DeliveryDetail>, ApiError> {
     let delivery = state
         .store
+        .deliveries
         .get_delivery(&id)
         .await?
         .ok_or(ApiError::NotFound("delivery"))?;
     let event = state
         .store
+        .deliveries
         .get_event(&delivery.event_id)
         .await?
         .ok_or(ApiError::Internal)?;
-    let attempts = state.store.list_attempts(&id).await?;
+    let attempts = state.store.deliveries.list_attempts(&id).await?;
     Ok(Json(DeliveryDetail {
         delivery: delivery.into(),
         event: event.try_into()?,
@@ -235,6 +244,7 @@ pub async fn retry(
 ) -> Result<(StatusCode, Json<RetryQueued>), ApiError> {
     match state
         .store
+        .deliveries
         .retry_delivery(&id, state.clock.now_ms())
         .await?
     {
@@ -279,7 +289,11 @@ pub async fn list_dead(
     let limit = pagination::limit(query.limit)?;
     let after = pagination::decode_cursor(query.cursor.as_deref())?;
     let filter = parse_selection(query.webhook_id, query.event_type, query.since, query.until)?;
-    let page = state.store.list_dead_letters(filter, after, limit).await?;
+    let page = state
+        .store
+        .deliveries
+        .list_dead_letters(filter, after, limit)
+        .await?;
     Ok(Json(PageOf {
         data: page
             .items
@@ -302,7 +316,7 @@ pub async fn redrive_one(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<RetryQueued>), ApiError> {
-    let delivery = state.store.get_delivery(&id).await?;
+    let delivery = state.store.deliveries.get_delivery(&id).await?;
     if delivery.map(|d| d.state) != Some(DeliveryState::Dead) {
         return Err(ApiError::NotFound("dead letter"));
     }
@@ -325,6 +339,7 @@ pub async fn redrive_many(
     )?;
     let redriven = state
         .store
+        .deliveries
         .redrive_dead_letters(filter, state.clock.now_ms())
         .await?;
     if redriven > 0 {

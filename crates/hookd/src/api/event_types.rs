@@ -60,6 +60,7 @@ pub async fn list(
 ) -> Result<Json<EventTypeList>, ApiError> {
     let rows = state
         .store
+        .admin
         .list_event_types(query.include_archived.unwrap_or(false))
         .await?;
     Ok(Json(EventTypeList {
@@ -92,7 +93,7 @@ pub async fn create(
         created_at: state.clock.now_ms(),
         archived_at: None,
     };
-    match state.store.add_event_type(row).await {
+    match state.store.admin.add_event_type(row).await {
         Ok(stored) => Ok((StatusCode::CREATED, Json(stored.into()))),
         Err(StoreError::Conflict(message)) => Err(ApiError::Conflict {
             code: "event_type_exists",
@@ -113,6 +114,7 @@ pub async fn archive(
 ) -> Result<StatusCode, ApiError> {
     match state
         .store
+        .admin
         .archive_event_type(&name, state.clock.now_ms())
         .await?
     {

@@ -192,7 +192,11 @@ async fn prepare(
     let event_type = EventType::parse(&input.event)
         .map_err(|e| ApiError::invalid("invalid_event_type", format!("{field}event"), e))?;
     if state.settings.strict_event_types
-        && !state.store.event_type_exists(event_type.as_str()).await?
+        && !state
+            .store
+            .admin
+            .event_type_exists(event_type.as_str())
+            .await?
     {
         return Err(ApiError::invalid(
             "unknown_event_type",
@@ -277,7 +281,7 @@ pub async fn publish(
 ) -> Result<(StatusCode, Json<PublishResult>), ApiError> {
     let key = idempotency_key(&headers)?;
     let event = prepare(&state, input, key, "", state.clock.now_ms()).await?;
-    let published = state.store.publish(vec![event]).await?;
+    let published = state.store.publisher.publish(vec![event]).await?;
     after_publish(&state, &published);
     let Some(first) = published.first() else {
         tracing::error!("publish returned no result");
@@ -321,7 +325,7 @@ pub async fn publish_batch(
     for (index, event) in input.events.into_iter().enumerate() {
         events.push(prepare(&state, event, None, &format!("events[{index}]."), now).await?);
     }
-    let published = state.store.publish(events).await?;
+    let published = state.store.publisher.publish(events).await?;
     after_publish(&state, &published);
     Ok((
         StatusCode::ACCEPTED,
@@ -341,10 +345,11 @@ pub async fn get_one(
 ) -> Result<Json<EventWithDeliveries>, ApiError> {
     let row = state
         .store
+        .deliveries
         .get_event(&id)
         .await?
         .ok_or(ApiError::NotFound("event"))?;
-    let deliveries = state.store.deliveries_for_event(&id).await?;
+    let deliveries = state.store.deliveries.deliveries_for_event(&id).await?;
     Ok(Json(EventWithDeliveries {
         event: row.try_into()?,
         deliveries: deliveries.into_iter().map(Delivery::from).collect(),
@@ -367,6 +372,7 @@ pub async fn list(
         .transpose()?;
     let page = state
         .store
+        .deliveries
         .list_events(EventQuery {
             event_type: event_type.map(EventType::into_string),
             since: query

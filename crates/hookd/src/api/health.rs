@@ -18,6 +18,6 @@ pub async fn healthz() -> Json<Value> {
     (status = 503, description = "Store unavailable", body = super::error::ErrorBody),
 ))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    state.store.ping().await?;
+    state.store.admin.ping().await?;
     Ok(Json(json!({"status": "ready"})))
 }

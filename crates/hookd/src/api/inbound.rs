@@ -102,6 +102,7 @@ pub async fn receive(
 ) -> Result<Json<ReceivedAck>, ApiError> {
     let subscription = state
         .store
+        .subscriptions
         .get_subscription(&id)
         .await?
         .ok_or(ApiError::NotFound("webhook"))?;
@@ -120,6 +121,7 @@ pub async fn receive(
         .and_then(|v| v.get("event").and_then(|e| e.as_str()).map(str::to_owned));
     let recorded = state
         .store
+        .admin
         .record_receipt(ReceiptRow {
             id: new_id("rcv", now),
             subscription_id: subscription.id,
@@ -145,10 +147,16 @@ pub async fn list(
 ) -> Result<Json<PageOf<Receipt>>, ApiError> {
     let limit = pagination::limit(query.limit)?;
     let after = pagination::decode_cursor(query.cursor.as_deref())?;
-    if state.store.get_subscription(&id).await?.is_none() {
+    if state
+        .store
+        .subscriptions
+        .get_subscription(&id)
+        .await?
+        .is_none()
+    {
         return Err(ApiError::NotFound("webhook"));
     }
-    let page = state.store.list_receipts(&id, after, limit).await?;
+    let page = state.store.admin.list_receipts(&id, after, limit).await?;
     Ok(Json(PageOf {
         data: page
             .items

@@ -50,11 +50,20 @@ pub async fn summary(
     ApiQuery(query): ApiQuery<MetricsQuery>,
 ) -> Result<Json<DeliveryMetrics>, ApiError> {
     if let Some(id) = &query.webhook
-        && state.store.get_subscription(id).await?.is_none()
+        && state
+            .store
+            .subscriptions
+            .get_subscription(id)
+            .await?
+            .is_none()
     {
         return Err(ApiError::NotFound("webhook"));
     }
-    let stats = state.store.delivery_stats(query.webhook.as_deref()).await?;
+    let stats = state
+        .store
+        .deliveries
+        .delivery_stats(query.webhook.as_deref())
+        .await?;
     let success_rate = match stats.total {
         0 => 0.0,
         total => (stats.delivered as f64 / total as f64 * 10_000.0).round() / 100.0,
@@ -93,7 +102,7 @@ pub fn prometheus() -> &'static PrometheusHandle {
 /// Prometheus text format: events published, attempts by outcome, attempt latency histogram,
 /// deliveries by state (queue depth), requests in flight.
 pub async fn prometheus_text(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let stats = state.store.delivery_stats(None).await?;
+    let stats = state.store.deliveries.delivery_stats(None).await?;
     for (label, value) in [
         ("pending", stats.pending),
         ("in_flight", stats.in_flight),

@@ -19,7 +19,7 @@ pub mod webhooks;
 
 use crate::auth::Authenticator;
 use crate::ids::DynClock;
-use crate::store::DynStore;
+use crate::store::Store;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header;
@@ -50,7 +50,7 @@ pub struct ApiSettings {
 /// Everything a handler may touch. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: DynStore,
+    pub store: Store,
     pub clock: DynClock,
     pub auth: Authenticator,
     pub settings: ApiSettings,

@@ -84,7 +84,7 @@ pub async fn create(
         now,
         ttl * 1000,
     );
-    state.store.ui().insert_session(&row).await?;
+    state.store.ui.insert_session(&row).await?;
     tracing::info!(manage, ttl, "portal link created");
     let path = format!("/portal/enter?token={token}");
     let base = match &state.ui.brand.public_url {

@@ -311,7 +311,7 @@ pub async fn insert_new(
     row.timeout_ms = parse_timeout(input.timeout_ms)?;
     row.headers = parse_headers(input.headers.unwrap_or_default())?;
     row.owner = parse_owner(input.owner)?;
-    state.store.insert_subscription(&row).await?;
+    state.store.subscriptions.insert_subscription(&row).await?;
     tracing::info!(webhook = %row.id, "subscription created");
     Ok(row)
 }
@@ -370,6 +370,7 @@ pub async fn list(
     let after = pagination::decode_cursor(query.cursor.as_deref())?;
     let page = state
         .store
+        .subscriptions
         .list_subscriptions(SubscriptionQuery {
             active: query.active,
             owner: query.owner,
@@ -386,6 +387,7 @@ pub async fn list(
 async fn load(state: &AppState, id: &str) -> Result<SubscriptionRow, ApiError> {
     state
         .store
+        .subscriptions
         .get_subscription(id)
         .await?
         .ok_or(ApiError::NotFound("webhook"))
@@ -427,6 +429,7 @@ pub async fn update(
     let patch = parse_patch(&state, input)?;
     let row = state
         .store
+        .subscriptions
         .update_subscription(&id, patch, state.clock.now_ms())
         .await?
         .ok_or(ApiError::NotFound("webhook"))?;
@@ -456,7 +459,7 @@ pub async fn remove(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    match state.store.delete_subscription(&id).await? {
+    match state.store.subscriptions.delete_subscription(&id).await? {
         true => {
             tracing::info!(webhook = %id, "subscription deleted");
             Ok(StatusCode::NO_CONTENT)

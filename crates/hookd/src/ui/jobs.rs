@@ -121,7 +121,7 @@ async fn run_recovery(state: AppState, job: Arc<Recovery>) {
         let now = state.clock.now_ms().max(job.until);
         let step = state
             .store
-            .ui()
+            .ui
             .recover_some(
                 &job.subscription_id,
                 job.since,

@@ -184,7 +184,7 @@ async fn guard(state: AppState, request: Request, next: Next, area: Area) -> Res
     let hash = crate::auth::hash_key(&token).to_vec();
     let row = match state
         .store
-        .ui()
+        .ui
         .session_by_hash(&hash, state.clock.now_ms())
         .await
     {
@@ -374,7 +374,7 @@ async fn login(
         now,
         session::OPERATOR_SESSION_MS,
     );
-    if let Err(error) = state.store.ui().insert_session(&row).await {
+    if let Err(error) = state.store.ui.insert_session(&row).await {
         return UiError::from(error).into_response();
     }
     tracing::info!("operator signed in to the dashboard");
@@ -403,7 +403,7 @@ async fn logout(
     State(state): State<AppState>,
     axum::Extension(session): axum::Extension<Session>,
 ) -> Result<Response, UiError> {
-    state.store.ui().delete_session(&session.token_hash).await?;
+    state.store.ui.delete_session(&session.token_hash).await?;
     let (name, path, to) = match session.viewer {
         Viewer::Operator => (session::OPERATOR_COOKIE, "/ui", "/ui/login"),
         Viewer::Portal { .. } => (session::PORTAL_COOKIE, "/portal", "/portal/enter"),
@@ -435,7 +435,7 @@ async fn enter_portal(
     };
     let now = state.clock.now_ms();
     let hash = crate::auth::hash_key(&token);
-    let link = match state.store.ui().take_link(&hash, now).await {
+    let link = match state.store.ui.take_link(&hash, now).await {
         Ok(Some(link)) => link,
         Ok(None) => {
             return UiError::Unauthorized(
@@ -455,7 +455,7 @@ async fn enter_portal(
         now,
         ttl_ms,
     );
-    if let Err(error) = state.store.ui().insert_session(&row).await {
+    if let Err(error) = state.store.ui.insert_session(&row).await {
         return UiError::from(error).into_response();
     }
     let cookie = state.ui.cookies.set(

@@ -77,7 +77,7 @@ async fn load_subscription(
     session: &Session,
     id: &str,
 ) -> Result<SubscriptionRow, UiError> {
-    match state.store.get_subscription(id).await? {
+    match state.store.subscriptions.get_subscription(id).await? {
         Some(row) if session.viewer.sees(&row) => Ok(row),
         _ => Err(UiError::NotFound("endpoint")),
     }
@@ -90,6 +90,7 @@ async fn load_delivery(
 ) -> Result<(DeliveryRow, SubscriptionRow), UiError> {
     let delivery = state
         .store
+        .deliveries
         .get_delivery(id)
         .await?
         .ok_or(UiError::NotFound("delivery"))?;
@@ -105,6 +106,7 @@ async fn visible_subscriptions(
 ) -> Result<Vec<SubscriptionRow>, UiError> {
     let page = state
         .store
+        .subscriptions
         .list_subscriptions(SubscriptionQuery {
             owner: session.viewer.owner().map(str::to_owned),
             limit: MAX_LISTED_SUBSCRIPTIONS,
@@ -200,7 +202,7 @@ async fn overview(
     let range = Range::parse(q.range.as_deref());
     let now = state.clock.now_ms();
     let owner = session.viewer.owner();
-    let ui = state.store.ui();
+    let ui = state.store.ui.clone();
     let samples = ui
         .attempt_samples(now - range.span_ms(), owner, None, charts::MAX_SAMPLES)
         .await?;
@@ -213,6 +215,7 @@ async fn overview(
     for (id, failures, total) in charts::failing_most(&samples, 5) {
         let url = state
             .store
+            .subscriptions
             .get_subscription(&id)
             .await?
             .map(|s| s.url)
@@ -269,6 +272,7 @@ async fn endpoints(
     let now = state.clock.now_ms();
     let page = state
         .store
+        .subscriptions
         .list_subscriptions(SubscriptionQuery {
             owner: session.viewer.owner().map(str::to_owned),
             after,
@@ -278,7 +282,7 @@ async fn endpoints(
         .await?;
     let samples = state
         .store
-        .ui()
+        .ui
         .attempt_samples(
             now - 24 * 3_600_000,
             session.viewer.owner(),
@@ -523,6 +527,7 @@ async fn update_endpoint(
     };
     state
         .store
+        .subscriptions
         .update_subscription(&id, patch, state.clock.now_ms())
         .await?
         .ok_or(UiError::NotFound("endpoint"))?;
@@ -559,7 +564,7 @@ async fn delete_endpoint(
 ) -> Page {
     require_manage(&session)?;
     load_subscription(&state, &session, &id).await?;
-    state.store.delete_subscription(&id).await?;
+    state.store.subscriptions.delete_subscription(&id).await?;
     Ok(Redirect::to(&format!("{}/endpoints", session.viewer.base())).into_response())
 }
 
@@ -595,12 +600,12 @@ async fn endpoint(
     let range = Range::Day;
     let samples = state
         .store
-        .ui()
+        .ui
         .attempt_samples(now - range.span_ms(), None, Some(&id), charts::MAX_SAMPLES)
         .await?;
     let deliveries = state
         .store
-        .ui()
+        .ui
         .search_deliveries(DeliverySearch {
             subscription_id: Some(id.clone()),
             limit: 20,
@@ -610,6 +615,7 @@ async fn endpoint(
         .items;
     let event_types: Vec<String> = state
         .store
+        .admin
         .list_event_types(false)
         .await?
         .into_iter()
@@ -724,7 +730,7 @@ async fn send_test(
         created_at: now,
         only_subscription: Some(sub.id.clone()),
     };
-    let published = state.store.publish(vec![event]).await?;
+    let published = state.store.publisher.publish(vec![event]).await?;
     let event_id = published
         .first()
         .map(|p| p.event.id.clone())
@@ -732,6 +738,7 @@ async fn send_test(
     state.waker.notify_one();
     let delivery = state
         .store
+        .deliveries
         .deliveries_for_event(&event_id)
         .await?
         .into_iter()
@@ -742,7 +749,7 @@ async fn send_test(
     // Wait (bounded) for the first attempt, so that its result shows here.
     let deadline = tokio::time::Instant::now() + TEST_WAIT;
     loop {
-        let attempts = state.store.list_attempts(&delivery.id).await?;
+        let attempts = state.store.deliveries.list_attempts(&delivery.id).await?;
         if let Some(last) = attempts.last() {
             let ok = last.status.is_some_and(|s| (200..300).contains(&s));
             let mut notice = Notice::new(
@@ -861,7 +868,7 @@ async fn deliveries(
     }
     let page = state
         .store
-        .ui()
+        .ui
         .search_deliveries(filters.search(&session, 50)?)
         .await?;
     let next = page
@@ -912,7 +919,7 @@ async fn live_tail(
             query.since = Some(search.since.map_or(since, |s| s.max(since)));
             let rows = state
                 .store
-                .ui()
+                .ui
                 .search_deliveries(query)
                 .await
                 .map(|p| p.items)
@@ -1022,11 +1029,13 @@ async fn delivery(
     let (delivery, sub) = load_delivery(&state, &session, &id).await?;
     let event = state
         .store
+        .deliveries
         .get_event(&delivery.event_id)
         .await?
         .ok_or(UiError::NotFound("event"))?;
     let attempts = state
         .store
+        .deliveries
         .list_attempts(&id)
         .await?
         .into_iter()
@@ -1068,6 +1077,7 @@ async fn retry(
     load_delivery(&state, &session, &id).await?;
     let notice = match state
         .store
+        .deliveries
         .retry_delivery(&id, state.clock.now_ms())
         .await?
     {
@@ -1106,10 +1116,10 @@ async fn dead_letters(
     Query(q): Query<CursorQuery>,
 ) -> Page {
     let owner = session.viewer.owner();
-    let groups = state.store.ui().dead_letter_groups(owner, 50).await?;
+    let groups = state.store.ui.dead_letter_groups(owner, 50).await?;
     let page = state
         .store
-        .ui()
+        .ui
         .search_deliveries(DeliverySearch {
             owner: owner.map(str::to_owned),
             state: Some(DeliveryState::Dead),
@@ -1126,6 +1136,7 @@ async fn dead_letters(
         endpoints: visible_subscriptions(&state, &session).await?,
         event_types: state
             .store
+            .admin
             .list_event_types(false)
             .await?
             .into_iter()
@@ -1175,13 +1186,14 @@ async fn redrive_many(
             true => {
                 state
                     .store
+                    .deliveries
                     .redrive_dead_letters(filter_for(target.clone()), now)
                     .await? as i64
             }
             false => {
                 state
                     .store
-                    .ui()
+                    .ui
                     .count_redrivable(filter_for(target.clone()))
                     .await?
             }
@@ -1235,7 +1247,7 @@ async fn recover(
     let since =
         parse_time("since", &form.since)?.ok_or(UiError::BadRequest("since: required".into()))?;
     if form.confirm.is_none() {
-        let count = state.store.ui().count_recoverable(&sub.id, since).await?;
+        let count = state.store.ui.count_recoverable(&sub.id, since).await?;
         let mut notice = Notice::new(
             &session,
             true,
@@ -1257,7 +1269,7 @@ async fn recover(
         }
         return Ok(render(&notice));
     }
-    let expected = state.store.ui().count_recoverable(&sub.id, since).await?;
+    let expected = state.store.ui.count_recoverable(&sub.id, since).await?;
     let job = state.ui.jobs.start_recovery(
         &state,
         RecoveryRequest {
@@ -1352,6 +1364,7 @@ async fn catalog(State(state): State<AppState>, Extension(session): S) -> Page {
     let subs = visible_subscriptions(&state, &session).await?;
     let items = state
         .store
+        .admin
         .list_event_types(false)
         .await?
         .into_iter()
@@ -1401,13 +1414,15 @@ async fn load_event(
 ) -> Result<(crate::store::EventRow, Vec<(DeliveryRow, String)>), UiError> {
     let event = state
         .store
+        .deliveries
         .get_event(id)
         .await?
         .ok_or(UiError::NotFound("event"))?;
     let mut visible = Vec::new();
-    for delivery in state.store.deliveries_for_event(id).await? {
+    for delivery in state.store.deliveries.deliveries_for_event(id).await? {
         if let Some(sub) = state
             .store
+            .subscriptions
             .get_subscription(&delivery.subscription_id)
             .await?
             && session.viewer.sees(&sub)
@@ -1492,12 +1507,18 @@ async fn replay_to_endpoint(
     let now = state.clock.now_ms();
     let existing = state
         .store
+        .deliveries
         .deliveries_for_event(event_id)
         .await?
         .into_iter()
         .find(|d| d.subscription_id == sub.id);
     let (title, delivery) = match existing {
-        Some(delivery) => match state.store.retry_delivery(&delivery.id, now).await? {
+        Some(delivery) => match state
+            .store
+            .deliveries
+            .retry_delivery(&delivery.id, now)
+            .await?
+        {
             RetryResult::Requeued(row) => ("Replay queued", row),
             RetryResult::InFlight => {
                 let notice = Notice::new(
@@ -1521,7 +1542,7 @@ async fn replay_to_endpoint(
             let id = new_id("dlv", now);
             match state
                 .store
-                .ui()
+                .ui
                 .add_delivery(&id, event_id, &sub.id, now)
                 .await?
             {
@@ -1562,7 +1583,12 @@ async fn replay(
         .iter()
         .filter(|(d, _)| wanted.as_ref().is_none_or(|w| *w == d.id))
     {
-        match state.store.retry_delivery(&delivery.id, now).await? {
+        match state
+            .store
+            .deliveries
+            .retry_delivery(&delivery.id, now)
+            .await?
+        {
             RetryResult::Requeued(_) => queued += 1,
             RetryResult::InFlight => busy += 1,
             RetryResult::NotFound => {}

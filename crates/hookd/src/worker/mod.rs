@@ -18,7 +18,7 @@ pub mod ssrf;
 
 use crate::ids::{DynClock, new_id, random_bytes};
 use crate::store::{
-    AttemptRow, ClaimRequest, ClaimedDelivery, DeliveryOutcome, DynStore, Outcome, StoreError,
+    AttemptRow, ClaimRequest, ClaimedDelivery, DeliveryOutcome, Outcome, Store, StoreError,
 };
 use hookd_core::retry::{self, AttemptResult, Decision, RetryPolicy};
 use queue::{Leased, Limits, Queue};
@@ -119,7 +119,7 @@ pub struct StepReport {
 }
 
 pub struct Worker {
-    store: DynStore,
+    store: Store,
     clock: DynClock,
     http: reqwest::Client,
     config: WorkerConfig,
@@ -139,7 +139,7 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(
-        store: DynStore,
+        store: Store,
         clock: DynClock,
         config: WorkerConfig,
         waker: Arc<Notify>,
@@ -195,7 +195,7 @@ impl Worker {
             room,
         };
         let most_of_one = request.most_of_one_subscription() as usize;
-        let claimed = self.store.claim_due(request).await?;
+        let claimed = self.store.queue.claim_due(request).await?;
         let count = claimed.len();
         let more = count >= limit as usize || {
             let mut per_subscription: HashMap<&str, usize> = HashMap::new();
@@ -368,6 +368,7 @@ impl Worker {
         let report = summarize(&outcomes);
         if !outcomes.is_empty() {
             self.store
+                .queue
                 .record_outcomes(
                     &self.config.owner,
                     outcomes,
@@ -475,7 +476,12 @@ impl Worker {
         if ids.is_empty() {
             return;
         }
-        if let Err(error) = self.store.release_leases(&self.config.owner, &ids).await {
+        if let Err(error) = self
+            .store
+            .queue
+            .release_leases(&self.config.owner, &ids)
+            .await
+        {
             tracing::warn!(%error, count = ids.len(), "could not release leases; they will expire");
         }
     }
@@ -484,7 +490,7 @@ impl Worker {
     /// poll interval.
     async fn idle_pause(&self) -> Duration {
         let now = self.clock.now_ms();
-        match self.store.next_due_at().await {
+        match self.store.queue.next_due_at().await {
             Ok(Some(at)) if at > now => {
                 Duration::from_millis((at - now) as u64).min(self.config.poll_interval)
             }
@@ -507,6 +513,7 @@ impl Worker {
             loop {
                 let result = self
                     .store
+                    .queue
                     .record_outcomes(
                         &self.config.owner,
                         batch.clone(),
@@ -541,7 +548,12 @@ impl Worker {
 
     async fn rescue_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         while !*shutdown.borrow() {
-            match self.store.rescue_expired_leases(self.clock.now_ms()).await {
+            match self
+                .store
+                .queue
+                .rescue_expired_leases(self.clock.now_ms())
+                .await
+            {
                 Ok(0) => {}
                 Ok(rescued) => {
                     tracing::warn!(rescued, "returned expired leases to the queue");
@@ -572,6 +584,7 @@ impl Worker {
         if !waiting.is_empty() {
             match self
                 .store
+                .queue
                 .release_leases(&self.config.owner, &waiting)
                 .await
             {
@@ -600,6 +613,7 @@ impl Worker {
         if !unfinished.is_empty() {
             match self
                 .store
+                .queue
                 .release_leases(&self.config.owner, &unfinished)
                 .await
             {

@@ -63,7 +63,7 @@ async fn stored_keys_work_until_revoked() {
     let app = spawn_app().await;
     let (key, row) = generate_api_key("ci", 1);
     let id = row.id.clone();
-    app.store.insert_api_key(row).await.unwrap();
+    app.store.admin.insert_api_key(row).await.unwrap();
     let with_key = |key: String| {
         let app = &app;
         async move {
@@ -77,11 +77,11 @@ async fn stored_keys_work_until_revoked() {
         }
     };
     assert_eq!(with_key(key.clone()).await, 200);
-    assert!(app.store.revoke_api_key(&id, 2).await.unwrap());
+    assert!(app.store.admin.revoke_api_key(&id, 2).await.unwrap());
     assert_eq!(with_key(key.clone()).await, 401, "revocation is immediate");
-    assert!(!app.store.revoke_api_key(&id, 3).await.unwrap());
+    assert!(!app.store.admin.revoke_api_key(&id, 3).await.unwrap());
     // The stored hash is not the key: listing never shows it.
-    let listed = app.store.list_api_keys().await.unwrap();
+    let listed = app.store.admin.list_api_keys().await.unwrap();
     assert!(
         listed
             .iter()

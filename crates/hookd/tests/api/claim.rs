@@ -22,7 +22,7 @@ async fn queue(app: &TestApp, subscription: &str, at: i64, count: usize) {
         })
         .collect();
     for chunk in events.chunks(1_000) {
-        app.store.publish(chunk.to_vec()).await.unwrap();
+        app.store.publisher.publish(chunk.to_vec()).await.unwrap();
     }
 }
 
@@ -70,6 +70,7 @@ async fn a_claim_honours_each_subscriptions_room_and_the_default_room() {
 
     let claimed = app
         .store
+        .queue
         .claim_due(request(now, 100, Some(3), &[(&listed, 2), (&full, 0)]))
         .await
         .unwrap();
@@ -97,6 +98,7 @@ async fn a_claim_honours_each_subscriptions_room_and_the_default_room() {
     // Claimed rows are leased: a second claim with the same rooms takes the next ones.
     let again = app
         .store
+        .queue
         .claim_due(request(now, 100, Some(3), &[(&listed, 2), (&full, 0)]))
         .await
         .unwrap();
@@ -111,6 +113,7 @@ async fn a_claim_honours_each_subscriptions_room_and_the_default_room() {
     // No default room: every due row of an unlisted subscription, up to `limit`, oldest first.
     let unlimited = app
         .store
+        .queue
         .claim_due(request(now, 100, None, &[(&full, 0)]))
         .await
         .unwrap();
@@ -122,6 +125,7 @@ async fn a_claim_honours_each_subscriptions_room_and_the_default_room() {
     assert_eq!(per_subscription(&unlimited), expected);
     let limited = app
         .store
+        .queue
         .claim_due(request(now, 4, None, &[]))
         .await
         .unwrap();
@@ -149,6 +153,7 @@ async fn rows_behind_a_full_subscriptions_backlog_are_claimed() {
 
     let claimed = app
         .store
+        .queue
         .claim_due(request(now, 8, Some(16), &[(&hanging, 0)]))
         .await
         .unwrap();
@@ -165,6 +170,7 @@ async fn rows_behind_a_full_subscriptions_backlog_are_claimed() {
     // With room again, the backlog's oldest rows come first.
     let claimed = app
         .store
+        .queue
         .claim_due(request(now, 8, Some(16), &[(&hanging, 2)]))
         .await
         .unwrap();
@@ -173,7 +179,7 @@ async fn rows_behind_a_full_subscriptions_backlog_are_claimed() {
         BTreeMap::from([(hanging.clone(), 2), (other.clone(), 2)])
     );
     assert_eq!(
-        app.store.next_due_at().await.unwrap(),
+        app.store.queue.next_due_at().await.unwrap(),
         Some(now - 100_000 + 2),
         "the backlog's oldest row still queued"
     );
@@ -183,16 +189,23 @@ async fn rows_behind_a_full_subscriptions_backlog_are_claimed() {
 async fn next_due_at_is_the_earliest_queued_row_of_any_subscription() {
     let (app, _worker, clock) = spawn_stepped(|_| {}).await;
     let now = clock.now_ms();
-    assert_eq!(app.store.next_due_at().await.unwrap(), None);
+    assert_eq!(app.store.queue.next_due_at().await.unwrap(), None);
     let (a, b) = (subscription(&app).await, subscription(&app).await);
     queue(&app, &a, now + 5_000, 3).await;
     queue(&app, &b, now + 2_000, 3).await;
-    assert_eq!(app.store.next_due_at().await.unwrap(), Some(now + 2_000));
+    assert_eq!(
+        app.store.queue.next_due_at().await.unwrap(),
+        Some(now + 2_000)
+    );
     let claimed = app
         .store
+        .queue
         .claim_due(request(now + 3_000, 100, None, &[]))
         .await
         .unwrap();
     assert_eq!(claimed.len(), 3);
-    assert_eq!(app.store.next_due_at().await.unwrap(), Some(now + 5_000));
+    assert_eq!(
+        app.store.queue.next_due_at().await.unwrap(),
+        Some(now + 5_000)
+    );
 }

@@ -27,21 +27,20 @@ fn on_postgres() -> bool {
 
 /// Two stores on one fresh database, as two nodes would open it. Keep the data dir: the database
 /// lives as long as it does.
-async fn two_nodes() -> (TestDir, Config, Arc<PgStore>, Arc<PgStore>) {
+async fn two_nodes() -> (TestDir, Config, Store, Store) {
     let data = TestDir::new();
     let config = test_config(data.path());
     let open = || async {
-        Arc::new(
-            PgStore::open(config.postgres_options().unwrap())
-                .await
-                .unwrap(),
-        )
+        PgStore::open(config.postgres_options().unwrap())
+            .await
+            .unwrap()
+            .into_store()
     };
     let (a, b) = (open().await, open().await);
     (data, config, a, b)
 }
 
-async fn add_subscription(store: &PgStore, id: &str) {
+async fn add_subscription(store: &Store, id: &str) {
     let row = SubscriptionRow::new(
         id.into(),
         "http://127.0.0.1:1/h".into(),
@@ -49,7 +48,7 @@ async fn add_subscription(store: &PgStore, id: &str) {
         "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
         SystemClock.now_ms(),
     );
-    store.insert_subscription(&row).await.unwrap();
+    store.subscriptions.insert_subscription(&row).await.unwrap();
 }
 
 fn event(id: &str, idempotency_key: Option<&str>) -> NewEvent {
@@ -115,7 +114,7 @@ async fn two_nodes_claiming_at_once_never_get_the_same_delivery() {
     let events: Vec<NewEvent> = (0..200)
         .map(|i| event(&format!("evt_c{i}"), None))
         .collect();
-    let published = a.publish(events).await.unwrap();
+    let published = a.publisher.publish(events).await.unwrap();
     let total: u64 = published.iter().map(|p| p.deliveries).sum();
     assert_eq!(total, 600);
 
@@ -127,7 +126,7 @@ async fn two_nodes_claiming_at_once_never_get_the_same_delivery() {
             let owner = format!("wrk_node{}_{n}", n % 2);
             let mut claimed = Vec::new();
             loop {
-                let batch = store.claim_due(claim(&owner, now, 7)).await.unwrap();
+                let batch = store.queue.claim_due(claim(&owner, now, 7)).await.unwrap();
                 if batch.is_empty() {
                     return claimed;
                 }
@@ -156,11 +155,11 @@ async fn two_nodes_publishing_the_same_event_at_once_create_it_once() {
         let id = format!("evt_same_{round}");
         let key = format!("key-{round}");
         let (on_a, on_b) = tokio::join!(
-            a.publish(vec![
+            a.publisher.publish(vec![
                 event(&id, None),
                 event(&format!("evt_ka{round}"), Some(&key))
             ]),
-            b.publish(vec![
+            b.publisher.publish(vec![
                 event(&id, None),
                 event(&format!("evt_kb{round}"), Some(&key))
             ]),
@@ -188,7 +187,10 @@ async fn two_nodes_publishing_the_same_event_at_once_create_it_once() {
             assert_eq!(on_a[i].deliveries, 1);
             assert_eq!(on_b[i].deliveries, 1);
         }
-        assert_eq!(a.deliveries_for_event(&id).await.unwrap().len(), 1);
+        assert_eq!(
+            a.deliveries.deliveries_for_event(&id).await.unwrap().len(),
+            1
+        );
     }
 }
 
@@ -199,20 +201,30 @@ async fn a_publish_on_one_node_wakes_the_other_nodes_worker() {
     }
     let (_data, _config, a, b) = two_nodes().await;
     let waker = Arc::new(Notify::new());
-    b.listen_for_work(waker.clone()).await.unwrap();
+    b.queue.listen_for_work(waker.clone()).await.unwrap();
     add_subscription(&a, "wh_1").await;
     let quiet = tokio::time::timeout(Duration::from_millis(300), waker.notified()).await;
     assert!(quiet.is_err(), "woken without any work");
 
-    let published = a.publish(vec![event("evt_wake", None)]).await.unwrap();
+    let published = a
+        .publisher
+        .publish(vec![event("evt_wake", None)])
+        .await
+        .unwrap();
     assert_eq!(published[0].deliveries, 1);
     tokio::time::timeout(Duration::from_secs(5), waker.notified())
         .await
         .expect("node B was not woken by node A's publish");
 
     // Operator re-queues on one node wake the others too.
-    let delivery = a.deliveries_for_event("evt_wake").await.unwrap().remove(0);
-    a.retry_delivery(&delivery.id, SystemClock.now_ms())
+    let delivery = a
+        .deliveries
+        .deliveries_for_event("evt_wake")
+        .await
+        .unwrap()
+        .remove(0);
+    a.deliveries
+        .retry_delivery(&delivery.id, SystemClock.now_ms())
         .await
         .unwrap();
     tokio::time::timeout(Duration::from_secs(5), waker.notified())
@@ -228,19 +240,27 @@ async fn rescuers_on_every_node_rescue_each_expired_lease_once() {
     let (_data, _config, a, b) = two_nodes().await;
     add_subscription(&a, "wh_1").await;
     let events: Vec<NewEvent> = (0..50).map(|i| event(&format!("evt_r{i}"), None)).collect();
-    a.publish(events).await.unwrap();
+    a.publisher.publish(events).await.unwrap();
     let now = SystemClock.now_ms() + 1;
-    let claimed = a.claim_due(claim("wrk_dead", now, 100)).await.unwrap();
+    let claimed = a
+        .queue
+        .claim_due(claim("wrk_dead", now, 100))
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 50);
 
     // The lease (timeout 10 s + margin 30 s) has run out; both nodes' rescuers run at once.
     let later = now + 60_000;
     let (on_a, on_b) = tokio::join!(
-        a.rescue_expired_leases(later),
-        b.rescue_expired_leases(later)
+        a.queue.rescue_expired_leases(later),
+        b.queue.rescue_expired_leases(later)
     );
     assert_eq!(on_a.unwrap() + on_b.unwrap(), 50);
-    let again = b.claim_due(claim("wrk_alive", later, 100)).await.unwrap();
+    let again = b
+        .queue
+        .claim_due(claim("wrk_alive", later, 100))
+        .await
+        .unwrap();
     assert_eq!(again.len(), 50, "rescued deliveries are due again");
 }
 
@@ -293,7 +313,7 @@ async fn nodes_recover_by_themselves_when_their_connections_are_killed() {
     }
     let (_data, config, a, b) = two_nodes().await;
     let waker = Arc::new(Notify::new());
-    b.listen_for_work(waker.clone()).await.unwrap();
+    b.queue.listen_for_work(waker.clone()).await.unwrap();
     add_subscription(&a, "wh_1").await;
 
     // An operator (or a failover) kills every connection to the database, the LISTEN one included.
@@ -317,7 +337,11 @@ async fn nodes_recover_by_themselves_when_their_connections_are_killed() {
     // Publishing works again at once (at worst after a 503 the client would retry)...
     let mut published = None;
     for _ in 0..20 {
-        match a.publish(vec![event("evt_after_kill", None)]).await {
+        match a
+            .publisher
+            .publish(vec![event("evt_after_kill", None)])
+            .await
+        {
             Ok(result) => {
                 published = Some(result);
                 break;
@@ -347,21 +371,17 @@ async fn nodes_recover_by_themselves_when_their_connections_are_killed() {
 
 /// Two nodes with subscriptions `wh_a` and `wh_b` (in lock order: a recorder handles `wh_a`'s
 /// outcomes first) and two deliveries each, all leased by `wrk_1`: (deliveries of `wh_a`, of `wh_b`).
-async fn two_subscriptions_in_flight() -> (
-    TestDir,
-    Config,
-    Arc<PgStore>,
-    Arc<PgStore>,
-    Vec<String>,
-    Vec<String>,
-) {
+async fn two_subscriptions_in_flight() -> (TestDir, Config, Store, Store, Vec<String>, Vec<String>)
+{
     let (data, config, a, b) = two_nodes().await;
     add_subscription(&a, "wh_a").await;
     add_subscription(&a, "wh_b").await;
-    a.publish(vec![event("evt_1", None), event("evt_2", None)])
+    a.publisher
+        .publish(vec![event("evt_1", None), event("evt_2", None)])
         .await
         .unwrap();
     let claimed = a
+        .queue
         .claim_due(claim("wrk_1", SystemClock.now_ms() + 1, 10))
         .await
         .unwrap();
@@ -442,8 +462,9 @@ async fn until_waiting_for_locks(
     }
 }
 
-async fn state_of(store: &PgStore, delivery_id: &str) -> DeliveryState {
+async fn state_of(store: &Store, delivery_id: &str) -> DeliveryState {
     store
+        .deliveries
         .get_delivery(delivery_id)
         .await
         .unwrap()
@@ -470,7 +491,11 @@ async fn a_retry_recorded_while_the_subscription_is_disabled_is_held() {
     let recorder = tokio::spawn({
         let a = a.clone();
         async move {
-            let report = a.record_outcomes("wrk_1", batch, 10, at).await.unwrap();
+            let report = a
+                .queue
+                .record_outcomes("wrk_1", batch, 10, at)
+                .await
+                .unwrap();
             assert_eq!(report.applied, 2);
         }
     });
@@ -480,7 +505,9 @@ async fn a_retry_recorded_while_the_subscription_is_disabled_is_held() {
         let b = b.clone();
         async move {
             let now = SystemClock.now_ms();
-            let done = b.set_subscription_active("wh_a", false, None, false, now);
+            let done = b
+                .subscriptions
+                .set_subscription_active("wh_a", false, None, false, now);
             assert!(done.await.unwrap().is_some());
         }
     });
@@ -514,7 +541,11 @@ async fn a_retry_recorded_while_another_node_disables_on_410_is_held() {
     let disabling = tokio::spawn({
         let b = b.clone();
         async move {
-            let report = b.record_outcomes("wrk_1", gone, 10, now).await.unwrap();
+            let report = b
+                .queue
+                .record_outcomes("wrk_1", gone, 10, now)
+                .await
+                .unwrap();
             assert_eq!(report.disabled, ["wh_a"]);
         }
     });
@@ -528,7 +559,11 @@ async fn a_retry_recorded_while_another_node_disables_on_410_is_held() {
     let recorder = tokio::spawn({
         let a = a.clone();
         async move {
-            let report = a.record_outcomes("wrk_1", retry, 10, now).await.unwrap();
+            let report = a
+                .queue
+                .record_outcomes("wrk_1", retry, 10, now)
+                .await
+                .unwrap();
             assert_eq!(report.applied, 1);
         }
     });
@@ -542,5 +577,12 @@ async fn a_retry_recorded_while_another_node_disables_on_410_is_held() {
 
     assert_eq!(state_of(&a, &on_a[0]).await, DeliveryState::Held);
     assert_eq!(state_of(&a, &on_a[1]).await, DeliveryState::Held);
-    assert!(!a.get_subscription("wh_a").await.unwrap().unwrap().active);
+    assert!(
+        !a.subscriptions
+            .get_subscription("wh_a")
+            .await
+            .unwrap()
+            .unwrap()
+            .active
+    );
 }

@@ -221,7 +221,13 @@ async fn retry_after_is_honoured_within_the_schedule_bounds() {
         .unwrap()
         .to_owned();
     let next_attempt = || async {
-        let row = app.store.get_delivery(&delivery_id).await.unwrap().unwrap();
+        let row = app
+            .store
+            .deliveries
+            .get_delivery(&delivery_id)
+            .await
+            .unwrap()
+            .unwrap();
         (row.state, row.next_attempt_at.unwrap_or(0))
     };
 

@@ -182,6 +182,7 @@ async fn retry_refuses_an_in_flight_delivery() {
     let event = publish(&app, json!({"event": "a", "data": {}})).await;
     let claimed = app
         .store
+        .queue
         .claim_due(ClaimRequest {
             owner: "other".into(),
             now: clock.now_ms(),
@@ -408,6 +409,7 @@ async fn an_expired_lease_of_a_crashed_worker_is_delivered_again() {
     // A worker that claims and then dies without recording anything.
     let claimed = app
         .store
+        .queue
         .claim_due(ClaimRequest {
             owner: "crashed".into(),
             now: clock.now_ms(),
@@ -428,6 +430,7 @@ async fn an_expired_lease_of_a_crashed_worker_is_delivered_again() {
     );
     assert_eq!(
         app.store
+            .queue
             .rescue_expired_leases(clock.now_ms())
             .await
             .unwrap(),
@@ -437,6 +440,7 @@ async fn an_expired_lease_of_a_crashed_worker_is_delivered_again() {
     clock.advance_ms(5_000 + 1_000 + 1);
     assert_eq!(
         app.store
+            .queue
             .rescue_expired_leases(clock.now_ms())
             .await
             .unwrap(),
@@ -444,7 +448,13 @@ async fn an_expired_lease_of_a_crashed_worker_is_delivered_again() {
     );
     let report = worker.run_once().await.unwrap();
     assert_eq!(report.delivered, 1);
-    let row = app.store.get_delivery(&delivery).await.unwrap().unwrap();
+    let row = app
+        .store
+        .deliveries
+        .get_delivery(&delivery)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(row.state, DeliveryState::Delivered);
     assert_eq!(receiver.received("/h")[0].header("webhook-id"), event);
 
@@ -453,13 +463,28 @@ async fn an_expired_lease_of_a_crashed_worker_is_delivered_again() {
     late.outcome = hookd::store::Outcome::Dead;
     let report = app
         .store
+        .queue
         .record_outcomes("crashed", vec![late], 10, clock.now_ms())
         .await
         .unwrap();
     assert_eq!((report.applied, report.stale), (0, 1));
-    let row = app.store.get_delivery(&delivery).await.unwrap().unwrap();
+    let row = app
+        .store
+        .deliveries
+        .get_delivery(&delivery)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(row.state, DeliveryState::Delivered);
-    assert_eq!(app.store.list_attempts(&delivery).await.unwrap().len(), 2);
+    assert_eq!(
+        app.store
+            .deliveries
+            .list_attempts(&delivery)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 /// A lease that ends without an outcome (released: claimed beyond a cap, or at shutdown; rescued:
@@ -475,6 +500,7 @@ async fn leases_released_or_rescued_after_a_disable_are_held() {
     }
     let claimed = app
         .store
+        .queue
         .claim_due(ClaimRequest {
             owner: "wrk_a".into(),
             now: clock.now_ms(),
@@ -495,10 +521,19 @@ async fn leases_released_or_rescued_after_a_disable_are_held() {
 
     let state = |delivery: String| {
         let store = app.store.clone();
-        async move { store.get_delivery(&delivery).await.unwrap().unwrap().state }
+        async move {
+            store
+                .deliveries
+                .get_delivery(&delivery)
+                .await
+                .unwrap()
+                .unwrap()
+                .state
+        }
     };
     assert_eq!(
         app.store
+            .queue
             .release_leases("wrk_a", std::slice::from_ref(released))
             .await
             .unwrap(),
@@ -508,6 +543,7 @@ async fn leases_released_or_rescued_after_a_disable_are_held() {
     clock.advance_ms(5_000 + 1_000 + 1);
     assert_eq!(
         app.store
+            .queue
             .rescue_expired_leases(clock.now_ms())
             .await
             .unwrap(),

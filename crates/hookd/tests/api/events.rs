@@ -104,7 +104,7 @@ async fn data_is_stored_byte_for_byte() {
         .await;
     assert_eq!(reply.status, 202);
     let id = reply.body["id"].as_str().unwrap();
-    let stored = app.store.get_event(id).await.unwrap().unwrap();
+    let stored = app.store.deliveries.get_event(id).await.unwrap().unwrap();
     assert_eq!(stored.data, r#"{"z":1,"a":[1.50,"\u00e9"],"m":{"b":null}}"#);
 }
 

@@ -68,6 +68,7 @@ fn key_file(config: &Config, name: &str) -> Option<MasterKey> {
 async fn stored(config: &Config) -> HashMap<String, (String, Option<String>)> {
     let (raw, _) = open_store_with_publisher_stats(config).await;
     let page = raw
+        .subscriptions
         .list_subscriptions(SubscriptionQuery {
             limit: 250,
             ..SubscriptionQuery::default()
@@ -194,7 +195,7 @@ async fn rotation_reencrypts_every_secret_and_deliveries_still_verify() {
     let mode = std::fs::metadata(&key_path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     let (raw, _) = open_store_with_publisher_stats(&config).await;
-    assert_eq!(raw.sealing_key_id().await.unwrap(), Some(new.id()));
+    assert_eq!(raw.secrets.sealing_key_id().await.unwrap(), Some(new.id()));
 
     assert_sealed_with(&config, &new, &old, &secrets).await;
     assert_secrets_work(&config, &receiver, &secrets).await;
@@ -382,26 +383,36 @@ async fn a_secret_sealed_with_a_retired_key_is_refused_by_the_store() {
             .unwrap(),
         now,
     );
-    let new_id = raw.sealing_key_id().await.unwrap().unwrap();
+    let new_id = raw.secrets.sealing_key_id().await.unwrap().unwrap();
     assert!(matches!(
-        raw.insert_subscription(&row).await,
+        raw.subscriptions.insert_subscription(&row).await,
         Err(StoreError::SealingKeyChanged(id)) if id == new_id
     ));
     let stale = old
         .seal(&secrets[1].id, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
         .unwrap();
     assert!(matches!(
-        raw.rotate_secret(&secrets[1].id, &stale, None, now).await,
+        raw.subscriptions
+            .rotate_secret(&secrets[1].id, &stale, None, now)
+            .await,
         Err(StoreError::SealingKeyChanged(_))
     ));
-    assert!(raw.get_subscription("wh_stale").await.unwrap().is_none());
+    assert!(
+        raw.subscriptions
+            .get_subscription("wh_stale")
+            .await
+            .unwrap()
+            .is_none()
+    );
     // Not found stays not found; values without a key id (legacy) are not checked.
     assert!(matches!(
-        raw.rotate_secret("wh_missing", "whsec_x", None, now).await,
+        raw.subscriptions
+            .rotate_secret("wh_missing", "whsec_x", None, now)
+            .await,
         Ok(None)
     ));
     row.secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into();
-    raw.insert_subscription(&row).await.unwrap();
+    raw.subscriptions.insert_subscription(&row).await.unwrap();
 }
 
 use hookd::ids::Clock;

@@ -41,7 +41,11 @@ async fn deliveries_to_non_public_addresses_are_blocked() {
             "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
             now,
         );
-        app.store.insert_subscription(&row).await.unwrap();
+        app.store
+            .subscriptions
+            .insert_subscription(&row)
+            .await
+            .unwrap();
     }
     let published = app
         .post("/api/events", json!({"event": "a", "data": {}}))

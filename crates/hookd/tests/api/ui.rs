@@ -485,7 +485,12 @@ async fn a_portal_manager_cannot_reach_another_owner_by_guessing_ids() {
             .body["secret"],
         globex_secret
     );
-    let attempts = app.store.list_attempts(&globex_delivery).await.unwrap();
+    let attempts = app
+        .store
+        .deliveries
+        .list_attempts(&globex_delivery)
+        .await
+        .unwrap();
     assert_eq!(attempts.len(), 1, "not retried or replayed");
 
     // What the manager creates belongs to its owner, whatever the form says.

@@ -213,6 +213,7 @@ async fn dead_deliveries(app: &TestApp, count: usize, now: i64) {
     loop {
         let claimed = app
             .store
+            .queue
             .claim_due(ClaimRequest {
                 owner: "wrk_fake".into(),
                 now,
@@ -249,6 +250,7 @@ async fn dead_deliveries(app: &TestApp, count: usize, now: i64) {
             })
             .collect();
         app.store
+            .queue
             .record_outcomes("wrk_fake", outcomes, i64::MAX, now)
             .await
             .unwrap();

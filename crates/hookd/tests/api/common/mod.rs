@@ -17,7 +17,7 @@ pub use receiver::{Answer, Received, Receiver};
 
 use hookd::config::Config;
 use hookd::ids::{Clock, DynClock, ManualClock, SystemClock};
-use hookd::store::DynStore;
+use hookd::store::Store;
 use hookd::store::postgres::PgStore;
 use hookd::store::sqlite::SqliteStore;
 use hookd::worker::Worker;
@@ -39,7 +39,7 @@ pub struct TestApp {
     pub waker: Arc<Notify>,
     pub key: String,
     pub client: reqwest::Client,
-    pub store: DynStore,
+    pub store: Store,
     pub config: Config,
     /// Keeps the data directory alive for the app's lifetime (None when the caller owns it).
     _data: Option<TempDir>,
@@ -138,7 +138,7 @@ impl Clock for TickingClock {
 
 /// The API and (unless `role` is `api`) a background delivery worker, on the system clock (at
 /// least 1 ms per reading: [`TickingClock`]).
-pub async fn spawn_with_store(config: Config, store: DynStore) -> TestApp {
+pub async fn spawn_with_store(config: Config, store: Store) -> TestApp {
     let clock: DynClock = Arc::new(TickingClock(AtomicI64::new(SystemClock.now_ms())));
     let mut app = spawn_api(config.clone(), store.clone(), clock.clone()).await;
     if !config.role.runs_worker() {
@@ -176,7 +176,7 @@ pub async fn spawn_stepped(tweak: impl FnOnce(&mut Config)) -> (TestApp, Arc<Wor
     (app, worker, clock)
 }
 
-async fn spawn_api(config: Config, store: DynStore, clock: DynClock) -> TestApp {
+async fn spawn_api(config: Config, store: Store, clock: DynClock) -> TestApp {
     hookd::server::install_crypto_provider();
     // Warnings and errors show in a failing test's output (RUST_LOG for more).
     let _ = tracing_subscriber::fmt()
@@ -435,17 +435,17 @@ impl StoreLock {
 pub type PublisherStats = Box<dyn Fn() -> (u64, u64) + Send + Sync>;
 
 /// Opens the configured store (as `open_store` does), keeping a handle on its publisher's counters.
-pub async fn open_store_with_publisher_stats(config: &Config) -> (DynStore, PublisherStats) {
+pub async fn open_store_with_publisher_stats(config: &Config) -> (Store, PublisherStats) {
     match config.postgres_options() {
         Some(options) => {
-            let store = Arc::new(PgStore::open(options).await.unwrap());
-            let stats = store.clone();
-            (store, Box::new(move || stats.publisher_stats()))
+            let store = PgStore::open(options).await.unwrap();
+            let stats = store.stats();
+            (store.into_store(), Box::new(move || stats.snapshot()))
         }
         None => {
-            let store = Arc::new(SqliteStore::open(config.sqlite_options()).await.unwrap());
-            let stats = store.clone();
-            (store, Box::new(move || stats.publisher_stats()))
+            let store = SqliteStore::open(config.sqlite_options()).await.unwrap();
+            let stats = store.stats();
+            (store.into_store(), Box::new(move || stats.snapshot()))
         }
     }
 }

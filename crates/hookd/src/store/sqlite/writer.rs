@@ -24,10 +24,9 @@ mod publish;
 mod queue;
 mod sql;
 
-pub(crate) use queue::FailureEffects;
-
-use super::common::{FanoutTarget, MAX_GROUP_EVENTS, PublishJob, PublisherStats};
-use super::*;
+use crate::store::fanout::FanoutTarget;
+use crate::store::group::{MAX_GROUP_EVENTS, PublishJob, PublisherStats};
+use crate::store::*;
 use rusqlite::{Connection, TransactionBehavior};
 use std::path::PathBuf;
 use std::sync::Arc;

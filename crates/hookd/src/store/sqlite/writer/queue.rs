@@ -1,14 +1,17 @@
 //! Queue bookkeeping, run by the writer inside its group transaction: claims, outcomes, lease
 //! releases and rescues.
 
-use super::super::common::{
+use super::RecordJob;
+use super::sql::{self, MultiRow};
+use crate::store::sql::decode::{
     RowExt, SUBSCRIPTION_COLUMNS, claimed_from_row, encode_json, queued_subscriptions,
     response_headers_text, subscription_from_row,
 };
-use super::super::sqlite::{DISABLE_SUBSCRIPTION, HOLD_QUEUED};
-use super::super::*;
-use super::RecordJob;
-use super::sql::{self, MultiRow};
+use crate::store::sql::subscriptions::{
+    ADD_FAILURES, DISABLE_SUBSCRIPTION, HOLD_QUEUED, SET_FAILURE_COUNT,
+};
+use crate::store::*;
+use hookd_core::outcome::{CountChange, FailureEffects};
 use rusqlite::Connection;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
@@ -228,7 +231,9 @@ pub(super) fn record(conn: &Connection, job: &RecordJob) -> StoreResult<RecordRe
         .outcomes
         .iter()
         .filter(|o| applied.contains(&o.delivery_id) && seen.insert(o.delivery_id.as_str()));
-    for (subscription, effect) in FailureEffects::tally(counted) {
+    for (subscription, effect) in
+        FailureEffects::tally(counted.map(|o| (o.subscription_id.as_str(), o.outcome)))
+    {
         if apply_failure_effect(
             conn,
             subscription,
@@ -326,45 +331,6 @@ fn apply_outcomes(
     )
 }
 
-/// What a batch of applied outcomes does to one subscription's consecutive-failure count, in the
-/// order they happened: a success resets it, a dead delivery adds one, `410 Gone` disables.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct FailureEffects {
-    /// A delivery succeeded: the count restarts from zero before `dead` is added.
-    pub reset: bool,
-    /// Dead deliveries after the last success.
-    pub dead: i64,
-    pub gone: bool,
-}
-
-impl FailureEffects {
-    /// Per subscription, in first-seen order.
-    pub fn tally<'a>(outcomes: impl Iterator<Item = &'a DeliveryOutcome>) -> Vec<(&'a str, Self)> {
-        let mut order: Vec<&str> = Vec::new();
-        let mut effects: HashMap<&str, Self> = HashMap::new();
-        for outcome in outcomes {
-            let id = outcome.subscription_id.as_str();
-            let effect = effects.entry(id).or_insert_with(|| {
-                order.push(id);
-                Self::default()
-            });
-            match outcome.outcome {
-                Outcome::Delivered => {
-                    effect.reset = true;
-                    effect.dead = 0;
-                }
-                Outcome::Dead => effect.dead += 1,
-                Outcome::Gone => effect.gone = true,
-                Outcome::Retry { .. } => {}
-            }
-        }
-        order
-            .into_iter()
-            .filter_map(|id| effects.remove(id).map(|effect| (id, effect)))
-            .collect()
-    }
-}
-
 /// Applies one subscription's tally; true if this disabled it (its queued deliveries are held).
 fn apply_failure_effect(
     conn: &Connection,
@@ -374,13 +340,11 @@ fn apply_failure_effect(
     now: UnixMs,
 ) -> StoreResult<bool> {
     let count = |row: &sql::NamedRow<'_, '_>| Ok(row.int("failure_count"));
-    let count: Option<i64> = match (effect.reset, effect.dead) {
-        (false, 0) => None,
-        // The guard skips the row write when the count is already right (the usual success case).
-        (true, dead) => sql::query(
+    let count: Option<i64> = match effect.count_change() {
+        CountChange::Unchanged => None,
+        CountChange::Set(dead) => sql::query(
             conn,
-            "UPDATE subscriptions SET failure_count = ?2
-              WHERE id = ?1 AND failure_count != ?2 RETURNING failure_count",
+            SET_FAILURE_COUNT,
             |q| {
                 q.bind(id).bind(dead);
             },
@@ -389,10 +353,9 @@ fn apply_failure_effect(
         .first()
         .copied()
         .or(Some(dead)),
-        (false, dead) => sql::query(
+        CountChange::Add(dead) => sql::query(
             conn,
-            "UPDATE subscriptions SET failure_count = failure_count + ?2
-              WHERE id = ?1 RETURNING failure_count",
+            ADD_FAILURES,
             |q| {
                 q.bind(id).bind(dead);
             },
@@ -401,12 +364,8 @@ fn apply_failure_effect(
         .first()
         .copied(),
     };
-    let reason = match count {
-        _ if effect.gone => "the endpoint answered 410 Gone".to_owned(),
-        Some(count) if effect.dead > 0 && count >= disable_after_failures => {
-            format!("auto-disabled after {count} consecutive failed deliveries")
-        }
-        _ => return Ok(false),
+    let Some(reason) = effect.disable_reason(count, disable_after_failures) else {
+        return Ok(false);
     };
     disable_subscription(conn, id, &reason, now)
 }
@@ -467,7 +426,11 @@ mod tests {
             outcome("b", "6", Outcome::Dead),
             outcome("c", "7", Outcome::Gone),
         ];
-        let tally = FailureEffects::tally(outcomes.iter());
+        let tally = FailureEffects::tally(
+            outcomes
+                .iter()
+                .map(|o| (o.subscription_id.as_str(), o.outcome)),
+        );
         assert_eq!(
             tally,
             vec![
@@ -502,7 +465,7 @@ mod tests {
     /// A migrated database of 21 subscriptions: `wh_0` with a backlog of 100,000 due rows, older
     /// than the 20 rows each of the 20 others; opened as the writer opens it.
     async fn backlogged_database(dir: &std::path::Path) -> Connection {
-        let conn = super::super::sql::migrated(dir).await;
+        let conn = super::sql::migrated(dir).await;
         conn.execute_batch(
             "INSERT INTO subscriptions (id, url, events, secret, active, failure_count, created_at,
                                         updated_at)

@@ -1,9 +1,10 @@
 //! Publishing, run by the writer inside its group transaction.
 
-use super::super::common::{FanoutTarget, RowExt, encode_json, event_from_row, event_row_from_new};
-use super::super::{DeliveryState, EventRow, NewEvent, Published, StoreResult};
 use super::sql::{self, MultiRow};
 use crate::ids::new_id;
+use crate::store::fanout::FanoutTarget;
+use crate::store::sql::decode::{RowExt, encode_json, event_from_row, event_row_from_new};
+use crate::store::{DeliveryState, EventRow, NewEvent, Published, StoreResult};
 use rusqlite::Connection;
 use std::collections::HashMap;
 

@@ -1,8 +1,8 @@
 //! `rusqlite` plumbing for the writer thread: opening its connection, error mapping, row access and
 //! statements over many rows.
 
-use super::super::common::RowExt;
-use super::super::{StoreError, StoreResult};
+use crate::store::sql::decode::RowExt;
+use crate::store::{StoreError, StoreResult};
 use rusqlite::{Connection, ErrorCode, OpenFlags, Row, Statement, ToSql, ffi};
 use std::path::Path;
 use std::sync::OnceLock;
@@ -51,7 +51,7 @@ pub(super) async fn migrated(dir: &Path) -> Connection {
         .filename(&path)
         .create_if_missing(true);
     let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-    super::super::sqlite::MIGRATOR.run(&pool).await.unwrap();
+    crate::store::sqlite::MIGRATOR.run(&pool).await.unwrap();
     pool.close().await;
     open(&path, Duration::from_secs(5)).unwrap()
 }
@@ -122,6 +122,12 @@ impl RowExt for NamedRow<'_, '_> {
     }
     fn flag(&self, column: &str) -> bool {
         self.int(column) == 1
+    }
+    fn bytes(&self, column: &str) -> Vec<u8> {
+        self.get(column)
+    }
+    fn opt_float(&self, column: &str) -> Option<f64> {
+        self.get(column)
     }
 }
 

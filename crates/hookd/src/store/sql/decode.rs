@@ -1,17 +1,11 @@
-//! What the backends share: row decoding over a small [`RowExt`] trait, JSON column encoding,
-//! pagination, subscription patching, fan-out selection and the group-commit job queue.
-//!
-//! SQL text is not shared: the dialects differ in placeholders (`?` and `$1`) and in types (SQLite
-//! keeps booleans as 0/1 integers). Column lists are the same and live here.
+//! Rows to and from the store's types, for every backend (sqlx rows and the SQLite writer's
+//! `rusqlite` rows alike): typed column access ([`RowExt`]), column lists, JSON column encoding,
+//! pagination, and the fragments of SQL that several statements share.
 
-use super::*;
-use hookd_core::EventFilter;
+use super::super::*;
 use serde::Serialize;
-use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::{mpsc, oneshot};
-
-/// Most events one group commit takes before it commits; later publishers wait for the next group.
-pub(crate) const MAX_GROUP_EVENTS: usize = 2_000;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// Typed column access that every backend's row type provides, so that decoding is written once.
 /// Each method panics on a missing column or a type mismatch, like `sqlx::Row::get` (a bug in the
@@ -23,6 +17,8 @@ pub(crate) trait RowExt {
     fn opt_int(&self, column: &str) -> Option<i64>;
     /// A boolean column (SQLite: INTEGER 0/1; PostgreSQL: BOOLEAN).
     fn flag(&self, column: &str) -> bool;
+    fn bytes(&self, column: &str) -> Vec<u8>;
+    fn opt_float(&self, column: &str) -> Option<f64>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -415,131 +411,6 @@ pub(crate) fn apply_patch(sub: &mut SubscriptionRow, patch: SubscriptionPatch, n
 }
 
 // ---------------------------------------------------------------------------------------------
-// Fan-out
-// ---------------------------------------------------------------------------------------------
-
-/// One subscription as publishing sees it.
-pub(crate) struct FanoutTarget {
-    pub id: String,
-    pub filters: Vec<EventFilter>,
-    pub active: bool,
-}
-
-impl FanoutTarget {
-    /// Parses the stored filter list (a JSON array of filter strings).
-    pub fn parse(id: String, events_json: &str, active: bool) -> StoreResult<Self> {
-        let raw: Vec<String> =
-            serde_json::from_str(events_json).map_err(|e| decode_err("subscription filters", e))?;
-        let filters = raw
-            .iter()
-            .map(|f| EventFilter::parse(f).map_err(|e| decode_err("subscription filter", e)))
-            .collect::<StoreResult<_>>()?;
-        Ok(Self {
-            id,
-            filters,
-            active,
-        })
-    }
-
-    /// Whether `event` gets a delivery for this subscription.
-    pub fn selects(&self, event: &NewEvent) -> bool {
-        match &event.only_subscription {
-            Some(only) => *only == self.id,
-            None => hookd_core::event_type::any_matches(&self.filters, &event.event_type),
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Group commit
-// ---------------------------------------------------------------------------------------------
-
-/// One `Store::publish` call waiting for its group to commit.
-pub(crate) struct PublishJob {
-    pub events: Vec<NewEvent>,
-    pub reply: oneshot::Sender<StoreResult<Vec<Published>>>,
-}
-
-/// How a group-commit publisher has batched work so far.
-#[derive(Debug, Default)]
-pub struct PublisherStats {
-    /// Transactions committed (each is one fsync at SQLite's `synchronous=full`, one WAL flush on
-    /// PostgreSQL).
-    pub groups: AtomicU64,
-    /// Publish requests answered from those transactions.
-    pub requests: AtomicU64,
-}
-
-impl PublisherStats {
-    /// (group commits, publish requests) so far.
-    pub fn snapshot(&self) -> (u64, u64) {
-        (
-            self.groups.load(Ordering::Relaxed),
-            self.requests.load(Ordering::Relaxed),
-        )
-    }
-}
-
-/// Hands `events` to the publisher task and waits for its group to commit.
-pub(crate) async fn submit(
-    publisher: &mpsc::Sender<PublishJob>,
-    events: Vec<NewEvent>,
-) -> StoreResult<Vec<Published>> {
-    let (reply, answer) = oneshot::channel();
-    publisher
-        .send(PublishJob { events, reply })
-        .await
-        .map_err(|_| StoreError::Unavailable("publisher stopped".into()))?;
-    answer
-        .await
-        .map_err(|_| StoreError::Unavailable("publisher stopped".into()))?
-}
-
-/// Waits for a job, then takes every job already waiting, up to [`MAX_GROUP_EVENTS`] events in all.
-/// `None` when the store is gone (the channel is closed).
-pub(crate) async fn next_group(jobs: &mut mpsc::Receiver<PublishJob>) -> Option<Vec<PublishJob>> {
-    let first = jobs.recv().await?;
-    let mut event_count = first.events.len();
-    let mut group = vec![first];
-    while event_count < MAX_GROUP_EVENTS {
-        match jobs.try_recv() {
-            Ok(job) => {
-                event_count += job.events.len();
-                group.push(job);
-            }
-            Err(_) => break,
-        }
-    }
-    Some(group)
-}
-
-pub(crate) fn group_event_count(group: &[PublishJob]) -> usize {
-    group.iter().map(|job| job.events.len()).sum()
-}
-
-/// Answers every job of a committed group with its own result.
-pub(crate) fn answer_group(
-    group: Vec<PublishJob>,
-    results: Vec<StoreResult<Vec<Published>>>,
-    stats: &PublisherStats,
-) {
-    stats.groups.fetch_add(1, Ordering::Relaxed);
-    stats
-        .requests
-        .fetch_add(group.len() as u64, Ordering::Relaxed);
-    for (job, result) in group.into_iter().zip(results) {
-        let _ = job.reply.send(result);
-    }
-}
-
-/// Answers every job of a group that did not commit with the same error.
-pub(crate) fn fail_group(group: Vec<PublishJob>, error: &StoreError) {
-    for job in group {
-        let _ = job.reply.send(Err(error.clone()));
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Secrets at rest
 // ---------------------------------------------------------------------------------------------
 
@@ -574,8 +445,7 @@ pub(crate) fn reseal_row(
 // ---------------------------------------------------------------------------------------------
 
 /// The delivery log's query for `search` (the dashboard's log, and `GET /api/deliveries` through
-/// `DeliverySearch::from_query`), in either dialect: `param(n, type)` writes parameter `n`
-/// (`?n`, or `$n::type`). Parameters, in order: subscription, state, event type, status, since,
+/// `DeliverySearch::from_query`). Parameters, in order: subscription, state, event type, status, since,
 /// until, owner, cursor time, cursor id, limit. `leased_hint` follows the table for the `in_flight`
 /// filter (SQLite: `INDEXED BY deliveries_leased`; empty for PostgreSQL, which plans by statistics).
 ///
@@ -603,77 +473,62 @@ pub(crate) fn reseal_row(
 /// `deliveries_by_failure_status` (status and cursor in the index condition),
 /// `deliveries_by_state_created`, and `deliveries_by_time` for an endpoint holding 5% of the rows.
 pub(crate) fn delivery_log_sql(
-    search: &super::ui::DeliverySearch,
-    param: impl Fn(u8, &str) -> String,
+    search: &crate::store::ui::DeliverySearch,
     leased_hint: &str,
 ) -> String {
-    let p = |n: u8, ty: &str| param(n, ty);
-    let either = |set: bool, plain: String, n: u8, ty: &str| match set {
+    let p = |n: u8| format!("?{n}");
+    let either = |set: bool, plain: String, n: u8| match set {
         true => plain,
-        false => format!("{} IS NULL", p(n, ty)),
+        false => format!("{} IS NULL", p(n)),
     };
     // The state again as a literal (a closed set of names, never the caller's text): a planner that
     // plans without the parameter's value (SQLite always, PostgreSQL for a generic plan) uses a
     // partial index only for a condition that implies its predicate.
     let state = match search.state {
-        Some(state) => format!(
-            "d.state = {} AND d.state = '{}'",
-            p(2, "text"),
-            state.as_str()
-        ),
-        None => format!("{} IS NULL", p(2, "text")),
+        Some(state) => format!("d.state = {} AND d.state = '{}'", p(2), state.as_str()),
+        None => format!("{} IS NULL", p(2)),
     };
     let status = match search.status {
-        Some(status) if status >= 300 => format!(
-            "d.last_status = {} AND d.last_status >= 300",
-            p(4, "bigint")
-        ),
-        Some(_) => format!("d.last_status = {}", p(4, "bigint")),
-        None => format!("{} IS NULL", p(4, "bigint")),
+        Some(status) if status >= 300 => {
+            format!("d.last_status = {} AND d.last_status >= 300", p(4))
+        }
+        Some(_) => format!("d.last_status = {}", p(4)),
+        None => format!("{} IS NULL", p(4)),
     };
     let cursor = match search.after {
-        Some(_) => format!(
-            "(d.created_at, d.id) < ({}, {})",
-            p(8, "bigint"),
-            p(9, "text")
-        ),
-        None => format!("{} IS NULL AND {} IS NULL", p(8, "bigint"), p(9, "text")),
+        Some(_) => format!("(d.created_at, d.id) < ({}, {})", p(8), p(9)),
+        None => format!("{} IS NULL AND {} IS NULL", p(8), p(9)),
     };
     let conditions = [
         either(
             search.subscription_id.is_some(),
-            format!("d.subscription_id = {}", p(1, "text")),
+            format!("d.subscription_id = {}", p(1)),
             1,
-            "text",
         ),
         state,
         either(
             search.event_type.is_some(),
-            format!("e.event_type = {}", p(3, "text")),
+            format!("e.event_type = {}", p(3)),
             3,
-            "text",
         ),
         status,
         either(
             search.since.is_some(),
-            format!("d.created_at >= {}", p(5, "bigint")),
+            format!("d.created_at >= {}", p(5)),
             5,
-            "bigint",
         ),
         either(
             search.until.is_some(),
-            format!("d.created_at < {}", p(6, "bigint")),
+            format!("d.created_at < {}", p(6)),
             6,
-            "bigint",
         ),
         either(
             search.owner.is_some(),
             format!(
                 "d.subscription_id IN (SELECT id FROM subscriptions WHERE owner = {})",
-                p(7, "text")
+                p(7)
             ),
             7,
-            "text",
         ),
         cursor,
     ];
@@ -692,6 +547,6 @@ pub(crate) fn delivery_log_sql(
         ),
         hint,
         conditions.join("\n                AND "),
-        p(10, "bigint"),
+        p(10),
     )
 }

@@ -1,0 +1,436 @@
+//! The queue on PostgreSQL: claims with `FOR UPDATE SKIP LOCKED` (several nodes claim at once and
+//! take disjoint rows), outcome batches in a fixed number of statements (`UNNEST`), lease releases
+//! and rescues that take row locks in a fixed order, and `LISTEN` for work queued by other nodes.
+
+use super::{PgStore, connect_listener, map_err, notify_work, relay_work_notifications};
+use crate::store::sql::decode::{
+    ClaimDecoder, prefixed_subscription_columns, queued_subscriptions, response_headers_text,
+};
+use crate::store::sql::postgres_text;
+use crate::store::sql::subscriptions::{
+    ADD_FAILURES, DISABLE_SUBSCRIPTION, HOLD_QUEUED, SET_FAILURE_COUNT,
+};
+use crate::store::*;
+use hookd_core::outcome::{CountChange, FailureEffects};
+use sqlx::PgConnection;
+use std::collections::HashSet;
+use std::sync::LazyLock;
+use tokio::sync::Notify;
+
+/// Leases due deliveries and returns them with their event and subscription, in one statement (so
+/// in one implicit transaction): oldest first, at most `room` per subscription (its cap minus what
+/// this worker already has in flight there), so nothing is claimed only to be released again.
+///
+/// A claim costs O(subscriptions with queued work + rows claimed), whatever the backlog: `queued`
+/// lists the subscriptions that have pending or failed rows by a skip scan over the partial index
+/// `deliveries_queued_by_subscription` (one seek per subscription: PostgreSQL 15 has no skip scan
+/// of its own), `open` drops the inactive ones and those without room, and `due` takes each open
+/// subscription's oldest due rows from the same index (`LATERAL … LIMIT room`). A subscription
+/// without room is passed over with one seek however long its backlog, and the rows of other
+/// subscriptions behind it are still found. The candidates are read without locks; the picked ones
+/// are then locked with `FOR UPDATE OF d SKIP LOCKED` and re-checked, so concurrent claimers, on
+/// this node or others, take disjoint rows without waiting for each other (another node may have
+/// claimed some meanwhile: they are skipped, not waited for).
+static CLAIM_DUE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH RECURSIVE {},
+         open AS (
+             SELECT s.id, LEAST(COALESCE(listed.room, $7), $6) AS room
+               FROM queued JOIN subscriptions s ON s.id = queued.subscription_id
+               LEFT JOIN UNNEST($5::text[], $8::int8[]) AS listed(subscription_id, room)
+                 ON listed.subscription_id = s.id
+              WHERE s.active AND COALESCE(listed.room, $7) > 0),
+         due AS (
+             SELECT due.id, due.next_attempt_at
+               FROM open CROSS JOIN LATERAL (
+                    SELECT d.id, d.next_attempt_at FROM deliveries d
+                     WHERE d.subscription_id = open.id AND d.state IN ('pending', 'failed')
+                       AND d.next_attempt_at <= $2
+                     ORDER BY d.next_attempt_at
+                     LIMIT open.room) due
+              ORDER BY due.next_attempt_at
+              LIMIT $6),
+         picked AS (
+             SELECT d.id FROM deliveries d
+              WHERE d.id IN (SELECT id FROM due)
+                AND d.state IN ('pending', 'failed') AND d.next_attempt_at <= $2
+                FOR UPDATE SKIP LOCKED),
+         claimed AS (
+             UPDATE deliveries
+                SET state = 'in_flight', lease_owner = $1, updated_at = $2,
+                    lease_expires_at = $2 + $3 + COALESCE(
+                        (SELECT s.timeout_ms FROM subscriptions s
+                          WHERE s.id = deliveries.subscription_id), $4)
+              WHERE id IN (SELECT id FROM picked)
+             RETURNING id, attempts, event_id, subscription_id, next_attempt_at)
+         SELECT c.id AS delivery_id, c.attempts AS delivery_attempts,
+                e.id AS event_id, e.event_type, e.version, e.data, e.retryable,
+                e.idempotency_key, e.created_at AS event_created_at,
+                {}
+           FROM claimed c
+           JOIN events e ON e.id = c.event_id
+           JOIN subscriptions s ON s.id = c.subscription_id
+          ORDER BY c.next_attempt_at",
+        queued_subscriptions!(""),
+        prefixed_subscription_columns("s")
+    )
+});
+
+#[async_trait]
+impl QueueStore for PgStore {
+    /// Starts a task that `LISTEN`s on [`WORK_CHANNEL`] and wakes `waker` on every notification. It
+    /// returns once the first `LISTEN` is in place (or has failed: the task then keeps retrying), and
+    /// the task ends when the store is dropped.
+    async fn listen_for_work(&self, waker: Arc<Notify>) -> StoreResult<()> {
+        let first = match connect_listener(&self.connect).await {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for work from other nodes yet; retrying");
+                None
+            }
+        };
+        let mut closed = self.closed.subscribe();
+        let relay = relay_work_notifications(self.connect.clone(), first, waker);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = closed.changed() => {}
+                _ = relay => {}
+            }
+        });
+        Ok(())
+    }
+
+    async fn claim_due(&self, request: ClaimRequest) -> StoreResult<Vec<ClaimedDelivery>> {
+        let (listed_ids, listed_room): (Vec<&str>, Vec<i64>) = request
+            .room
+            .iter()
+            .map(|(id, n)| (id.as_str(), i64::from(*n)))
+            .unzip();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(CLAIM_DUE.as_str()))
+            .bind(&request.owner)
+            .bind(request.now)
+            .bind(request.lease_margin_ms)
+            .bind(request.default_timeout_ms)
+            .bind(listed_ids)
+            .bind(i64::from(request.limit))
+            .bind(i64::from(request.default_room.unwrap_or(u32::MAX)))
+            .bind(listed_room)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        let mut decoder = ClaimDecoder::default();
+        rows.iter().map(|row| decoder.decode(row)).collect()
+    }
+
+    async fn record_outcomes(
+        &self,
+        owner: &str,
+        mut outcomes: Vec<DeliveryOutcome>,
+        disable_after_failures: i64,
+        now: UnixMs,
+    ) -> StoreResult<RecordReport> {
+        // Subscription by subscription (a stable sort keeps each one's outcomes in order). The
+        // subscription rows are locked first, in one statement and in id order, so that two nodes
+        // recording at once (or a disable) cannot deadlock with this transaction.
+        outcomes.sort_by(|a, b| a.subscription_id.cmp(&b.subscription_id));
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        lock_subscriptions(&mut tx, &outcomes).await?;
+        insert_attempts(&mut tx, &outcomes).await?;
+        let applied: HashSet<String> = apply_outcomes(&mut tx, owner, &outcomes, now)
+            .await?
+            .into_iter()
+            .collect();
+        let mut report = RecordReport {
+            applied: applied.len() as u64,
+            stale: (outcomes.len() - applied.len()) as u64,
+            disabled: Vec::new(),
+        };
+        let mut seen = HashSet::new();
+        let counted = outcomes
+            .iter()
+            .filter(|o| applied.contains(&o.delivery_id) && seen.insert(o.delivery_id.as_str()));
+        for (subscription, effect) in
+            FailureEffects::tally(counted.map(|o| (o.subscription_id.as_str(), o.outcome)))
+        {
+            if apply_failure_effect(&mut tx, subscription, &effect, disable_after_failures, now)
+                .await?
+            {
+                report.disabled.push(subscription.to_owned());
+            }
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(report)
+    }
+
+    async fn release_leases(&self, owner: &str, delivery_ids: &[String]) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        // Back in the queue, unless the subscription was disabled meanwhile: then held, as its
+        // queue was (a pending row of a disabled subscription would never be claimed). The share
+        // locks (taken in id order) make a concurrent disable either wait for this release, so that
+        // it holds the rows released, or finish first, so that this reads `active = false`.
+        let released = sqlx::query(
+            "WITH subs AS MATERIALIZED (
+                 SELECT s.id, s.active FROM subscriptions s
+                  WHERE s.id IN (SELECT subscription_id FROM deliveries WHERE id = ANY($2::text[]))
+                  ORDER BY s.id
+                    FOR SHARE)
+             UPDATE deliveries d
+                SET state = CASE WHEN subs.active THEN 'pending' ELSE 'held' END,
+                    next_attempt_at = CASE WHEN subs.active THEN d.next_attempt_at END,
+                    lease_owner = NULL, lease_expires_at = NULL
+               FROM subs
+              WHERE subs.id = d.subscription_id
+                AND d.lease_owner = $1 AND d.state = 'in_flight' AND d.id = ANY($2::text[])",
+        )
+        .bind(owner)
+        .bind(delivery_ids)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
+        // Released rows are due at once: another node may take them (e.g. this one is stopping).
+        if released > 0 {
+            notify_work(&mut tx).await?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(released)
+    }
+
+    async fn rescue_expired_leases(&self, now: UnixMs) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        // Every node runs this. `SKIP LOCKED` leaves rows that another rescuer (or a late recorder)
+        // holds to that one instead of waiting for it; each expired row is rescued once. A row goes
+        // to `held` instead of `pending` when its subscription was disabled meanwhile; the share
+        // lock orders this against a concurrent disable (as in `release_leases`), and skips a
+        // subscription being written now: its rows are rescued on a later pass, never waited for.
+        let rescued = sqlx::query(
+            "WITH expired AS MATERIALIZED (
+                 SELECT id, subscription_id FROM deliveries
+                  WHERE state = 'in_flight' AND lease_expires_at < $1
+                    FOR UPDATE SKIP LOCKED),
+             subs AS MATERIALIZED (
+                 SELECT s.id, s.active FROM subscriptions s
+                  WHERE s.id IN (SELECT subscription_id FROM expired)
+                    FOR SHARE SKIP LOCKED)
+             UPDATE deliveries d
+                SET state = CASE WHEN subs.active THEN 'pending' ELSE 'held' END,
+                    next_attempt_at = CASE WHEN subs.active THEN $1 END,
+                    lease_owner = NULL, lease_expires_at = NULL, updated_at = $1
+               FROM expired JOIN subs ON subs.id = expired.subscription_id
+              WHERE d.id = expired.id",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?
+        .rows_affected();
+        if rescued > 0 {
+            notify_work(&mut tx).await?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(rescued)
+    }
+
+    async fn next_due_at(&self) -> StoreResult<Option<UnixMs>> {
+        // The first due row of each subscription with queued work, found as `CLAIM_DUE` finds
+        // them: O(subscriptions with queued work).
+        sqlx::query_scalar(concat!(
+            "WITH RECURSIVE ",
+            queued_subscriptions!(""),
+            " SELECT MIN(first.next_attempt_at)
+               FROM queued CROSS JOIN LATERAL (
+                    SELECT d.next_attempt_at FROM deliveries d
+                     WHERE d.subscription_id = queued.subscription_id
+                       AND d.state IN ('pending', 'failed') AND d.next_attempt_at IS NOT NULL
+                     ORDER BY d.next_attempt_at LIMIT 1) first",
+        ))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(map_err)
+    }
+}
+
+/// Locks the subscription rows of a batch of outcomes, in id order, before anything else is written.
+///
+/// Without it a retry (`failed`) could be written while another transaction disables the
+/// subscription: the disable's `hold_queued` does not see the uncommitted row, and the outcome's
+/// check of `active` reads the subscription as it was before the disable committed; the `failed` row
+/// would then wait forever on a disabled subscription. With the lock, a disable (which updates the
+/// subscription row before holding its queue) either waits for this transaction, so that
+/// `hold_queued` sees its `failed` rows, or commits first, so that the outcomes, written by later
+/// statements, read `active = false` and write `held`.
+///
+/// `FOR NO KEY UPDATE` rather than `FOR SHARE` (as `release_leases` takes): this transaction may
+/// update the row itself (failure count, auto-disable), and two recorders upgrading share locks on
+/// the same row would deadlock. Rows are locked in id order, as every other transaction that locks
+/// several subscriptions does, and before any delivery row, as the disable paths lock them.
+/// Publishing is not blocked: its foreign-key checks take `FOR KEY SHARE`, which does not conflict.
+async fn lock_subscriptions(
+    conn: &mut PgConnection,
+    outcomes: &[DeliveryOutcome],
+) -> StoreResult<()> {
+    let mut ids: Vec<&str> = outcomes
+        .iter()
+        .map(|o| o.subscription_id.as_str())
+        .collect();
+    ids.dedup();
+    sqlx::query(
+        "SELECT id FROM subscriptions WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE",
+    )
+    .bind(ids)
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+/// Logs every attempt in one statement, one array per column (attempts of deliveries deleted
+/// meanwhile are dropped, as in SQLite).
+async fn insert_attempts(conn: &mut PgConnection, outcomes: &[DeliveryOutcome]) -> StoreResult<()> {
+    let attempts: Vec<&AttemptRow> = outcomes.iter().map(|o| &o.attempt).collect();
+    let ids: Vec<&str> = attempts.iter().map(|a| a.id.as_str()).collect();
+    let delivery_ids: Vec<&str> = attempts.iter().map(|a| a.delivery_id.as_str()).collect();
+    let numbers: Vec<i64> = attempts.iter().map(|a| a.attempt).collect();
+    let started_at: Vec<i64> = attempts.iter().map(|a| a.started_at).collect();
+    let durations: Vec<i64> = attempts.iter().map(|a| a.duration_ms).collect();
+    let timestamps: Vec<i64> = attempts.iter().map(|a| a.request_timestamp).collect();
+    let statuses: Vec<Option<i64>> = attempts.iter().map(|a| a.status).collect();
+    let excerpts: Vec<Option<&str>> = attempts
+        .iter()
+        .map(|a| a.response_excerpt.as_deref())
+        .collect();
+    let errors: Vec<Option<&str>> = attempts.iter().map(|a| a.error.as_deref()).collect();
+    let classes: Vec<Option<&str>> = attempts.iter().map(|a| a.error_class.as_deref()).collect();
+    let headers: Vec<Option<String>> = attempts
+        .iter()
+        .map(|a| response_headers_text(&a.response_headers))
+        .collect::<StoreResult<_>>()?;
+    sqlx::query(
+        "INSERT INTO attempts (id, delivery_id, attempt, started_at, duration_ms, request_timestamp,
+                               status, response_excerpt, error, error_class, response_headers)
+         SELECT a.* FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
+                                $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::text[],
+                                $11::text[])
+                      AS a (id, delivery_id, attempt, started_at, duration_ms, request_timestamp,
+                            status, response_excerpt, error, error_class, response_headers)
+          WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.id = a.delivery_id)",
+    )
+    .bind(ids)
+    .bind(delivery_ids)
+    .bind(numbers)
+    .bind(started_at)
+    .bind(durations)
+    .bind(timestamps)
+    .bind(statuses)
+    .bind(excerpts)
+    .bind(errors)
+    .bind(classes)
+    .bind(headers)
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+/// Applies every outcome whose delivery `owner` still leases, in one statement; returns the ids
+/// applied. A retry for a subscription disabled meanwhile is held instead.
+async fn apply_outcomes(
+    conn: &mut PgConnection,
+    owner: &str,
+    outcomes: &[DeliveryOutcome],
+    now: UnixMs,
+) -> StoreResult<Vec<String>> {
+    let mut ids = Vec::with_capacity(outcomes.len());
+    let mut states = Vec::with_capacity(outcomes.len());
+    let mut next = Vec::with_capacity(outcomes.len());
+    let mut statuses = Vec::with_capacity(outcomes.len());
+    let mut errors = Vec::with_capacity(outcomes.len());
+    for outcome in outcomes {
+        let (state, next_attempt_at) = match outcome.outcome {
+            Outcome::Delivered => ("delivered", None),
+            Outcome::Retry { at } => ("failed", Some(at)),
+            Outcome::Dead => ("dead", None),
+            Outcome::Gone => ("held", None),
+        };
+        ids.push(outcome.delivery_id.as_str());
+        states.push(state);
+        next.push(next_attempt_at);
+        statuses.push(outcome.attempt.status);
+        errors.push(outcome.attempt.error.as_deref());
+    }
+    sqlx::query_scalar(
+        "UPDATE deliveries
+            SET state = CASE
+                    WHEN o.state = 'failed' AND (SELECT s.active FROM subscriptions s
+                                                  WHERE s.id = deliveries.subscription_id) = FALSE
+                    THEN 'held' ELSE o.state END,
+                next_attempt_at = o.next_attempt_at, attempts = attempts + 1,
+                last_status = o.status, last_error = o.error,
+                lease_owner = NULL, lease_expires_at = NULL, updated_at = $7
+           FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[])
+                AS o (id, state, next_attempt_at, status, error)
+          WHERE deliveries.id = o.id AND deliveries.lease_owner = $6
+            AND deliveries.state = 'in_flight'
+         RETURNING deliveries.id",
+    )
+    .bind(ids)
+    .bind(states)
+    .bind(next)
+    .bind(statuses)
+    .bind(errors)
+    .bind(owner)
+    .bind(now)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err)
+}
+
+/// Applies one subscription's tally (success resets the consecutive-failure count, a dead delivery
+/// increments it and disables the subscription at the threshold, `410 Gone` disables it at once);
+/// true if this disabled it (its queued deliveries are held).
+async fn apply_failure_effect(
+    conn: &mut PgConnection,
+    id: &str,
+    effect: &FailureEffects,
+    disable_after_failures: i64,
+    now: UnixMs,
+) -> StoreResult<bool> {
+    let update = |text: &str, dead: i64| {
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(postgres_text(text)))
+            .bind(id.to_owned())
+            .bind(dead)
+    };
+    let count: Option<i64> = match effect.count_change() {
+        CountChange::Unchanged => None,
+        CountChange::Set(dead) => update(SET_FAILURE_COUNT, dead)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(map_err)?
+            .or(Some(dead)),
+        CountChange::Add(dead) => update(ADD_FAILURES, dead)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(map_err)?,
+    };
+    let Some(reason) = effect.disable_reason(count, disable_after_failures) else {
+        return Ok(false);
+    };
+    let disabled = sqlx::query(postgres_text(DISABLE_SUBSCRIPTION))
+        .bind(id)
+        .bind(&reason)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    if disabled.rows_affected() == 0 {
+        return Ok(false);
+    }
+    sqlx::query(postgres_text(HOLD_QUEUED))
+        .bind(id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+    tracing::warn!(subscription = %id, %reason, "subscription disabled");
+    Ok(true)
+}

@@ -1,0 +1,419 @@
+//! The store's data: rows as stored, what callers ask for, and what the store answers.
+
+use hookd_core::RetryPolicy;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::UnixMs;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRow {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub created_at: UnixMs,
+    pub revoked_at: Option<UnixMs>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub hash: Vec<u8>,
+    pub created_at: UnixMs,
+}
+
+/// A subscription as stored. `events` holds the filter strings; they were validated on the way in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscriptionRow {
+    pub id: String,
+    pub url: String,
+    pub events: Vec<String>,
+    pub description: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+    pub secret: String,
+    pub active: bool,
+    pub disabled_reason: Option<String>,
+    pub failure_count: i64,
+    pub created_at: UnixMs,
+    pub updated_at: UnixMs,
+    /// `None`: the server's default policy.
+    pub retry_policy: Option<RetryPolicy>,
+    /// `None`: the server's default timeout.
+    pub timeout_ms: Option<i64>,
+    /// Custom headers sent with every delivery (validated, lowercase names).
+    pub headers: BTreeMap<String, String>,
+    /// The secret before the last rotation; it keeps signing until `previous_secret_expires_at`.
+    pub previous_secret: Option<String>,
+    pub previous_secret_expires_at: Option<UnixMs>,
+    /// The subscriber's id in the operator's system: who may see it in the portal.
+    pub owner: Option<String>,
+}
+
+impl SubscriptionRow {
+    /// A new, active subscription with server defaults for everything optional.
+    pub fn new(id: String, url: String, events: Vec<String>, secret: String, now: UnixMs) -> Self {
+        Self {
+            id,
+            url,
+            events,
+            description: None,
+            metadata: None,
+            secret,
+            active: true,
+            disabled_reason: None,
+            failure_count: 0,
+            created_at: now,
+            updated_at: now,
+            retry_policy: None,
+            timeout_ms: None,
+            headers: BTreeMap::new(),
+            previous_secret: None,
+            previous_secret_expires_at: None,
+            owner: None,
+        }
+    }
+}
+
+/// A partial update. `None` leaves a field alone; `Some(None)` clears a nullable field.
+#[derive(Debug, Clone, Default)]
+pub struct SubscriptionPatch {
+    pub url: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub description: Option<Option<String>>,
+    pub metadata: Option<Option<serde_json::Value>>,
+    pub active: Option<bool>,
+    pub retry_policy: Option<Option<RetryPolicy>>,
+    pub timeout_ms: Option<Option<i64>>,
+    pub headers: Option<BTreeMap<String, String>>,
+    pub owner: Option<Option<String>>,
+}
+
+/// An event ready to be published: ids assigned, fields validated, `data` as the exact JSON text.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: String,
+    pub event_type: String,
+    pub version: String,
+    pub data: String,
+    pub retryable: bool,
+    pub idempotency_key: Option<String>,
+    pub created_at: UnixMs,
+    /// Fan out to this subscription only (test events); `None` for normal publishing.
+    pub only_subscription: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    pub id: String,
+    pub event_type: String,
+    pub version: String,
+    pub data: String,
+    pub retryable: bool,
+    pub idempotency_key: Option<String>,
+    pub created_at: UnixMs,
+}
+
+/// What publishing one event did.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub event: EventRow,
+    /// Deliveries queued for active subscriptions (for an existing event: those it has).
+    pub deliveries: u64,
+    /// False when the id or idempotency key matched an earlier event and nothing was written.
+    pub created: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryState {
+    /// Waiting for its first attempt (or re-queued by an operator).
+    Pending,
+    /// Leased by a worker; an attempt is under way.
+    InFlight,
+    Delivered,
+    /// The last attempt failed; a retry is scheduled at `next_attempt_at`.
+    Failed,
+    /// Attempts exhausted: in the dead-letter queue.
+    Dead,
+    /// Recorded while the subscription was disabled; not sent unless replayed.
+    Held,
+}
+
+impl DeliveryState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::InFlight => "in_flight",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+            Self::Dead => "dead",
+            Self::Held => "held",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "pending" => Self::Pending,
+            "in_flight" => Self::InFlight,
+            "delivered" => Self::Delivered,
+            "failed" => Self::Failed,
+            "dead" => Self::Dead,
+            "held" => Self::Held,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryRow {
+    pub id: String,
+    pub event_id: String,
+    pub subscription_id: String,
+    pub state: DeliveryState,
+    pub attempts: i64,
+    pub next_attempt_at: Option<UnixMs>,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: UnixMs,
+    pub updated_at: UnixMs,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventTypeRow {
+    pub name: String,
+    pub description: String,
+    pub created_at: UnixMs,
+    pub archived_at: Option<UnixMs>,
+}
+
+/// Position in a newest-first listing: the `(created_at, id)` of the last row of the previous page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: UnixMs,
+    pub id: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<Cursor>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SubscriptionQuery {
+    pub active: Option<bool>,
+    /// Only this owner's subscriptions.
+    pub owner: Option<String>,
+    pub after: Option<Cursor>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub event_type: Option<String>,
+    pub since: Option<UnixMs>,
+    pub until: Option<UnixMs>,
+    pub after: Option<Cursor>,
+    pub limit: u32,
+}
+
+/// Asks for due deliveries: every pending or failed delivery with `next_attempt_at <= now` whose
+/// subscription is active, oldest first.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    /// Who holds the lease (one id per worker process).
+    pub owner: String,
+    pub now: UnixMs,
+    pub limit: u32,
+    /// The lease lasts the subscription's timeout (or this default) plus `lease_margin_ms`.
+    pub default_timeout_ms: i64,
+    pub lease_margin_ms: i64,
+    /// Most deliveries this claim leases of one subscription not listed in `room` (`None`: no
+    /// limit).
+    pub default_room: Option<u32>,
+    /// How many more deliveries the worker takes of these subscriptions (its window minus what it
+    /// holds there, in flight or waiting); overrides `default_room`. 0 skips the subscription.
+    pub room: Vec<(String, u32)>,
+}
+
+impl ClaimRequest {
+    /// The most deliveries this claim reads of any one subscription: the largest room (the default
+    /// one, or a listed one), at most `limit`, and with many subscriptions open at most a fair
+    /// share of `limit` (but never less than `default_room`). A claim reads up to this many rows
+    /// of every subscription with queued work and ranks them all, so with 100 subscriptions and
+    /// no share it read 100 × `limit` rows to lease `limit`. A subscription that got this many may
+    /// have more due: the caller claims again.
+    pub fn most_of_one_subscription(&self) -> u32 {
+        let listed = self.room.iter().map(|(_, n)| *n).max().unwrap_or(0);
+        let largest = self
+            .default_room
+            .unwrap_or(u32::MAX)
+            .max(listed)
+            .min(self.limit);
+        let open = (self.room.iter().filter(|(_, n)| *n > 0).count() as u32).max(1);
+        let share = self
+            .limit
+            .div_ceil(open)
+            .max(self.default_room.unwrap_or(u32::MAX));
+        largest.min(share)
+    }
+}
+
+/// A leased delivery with everything needed to send it.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub delivery_id: String,
+    /// Attempts already made in this run; the next is `attempts + 1`.
+    pub attempts: i64,
+    pub event: EventRow,
+    /// Shared by every delivery of the same subscription in one claim: decoded (and its secrets
+    /// opened) once per claim, not once per row.
+    pub subscription: Arc<SubscriptionRow>,
+}
+
+/// One attempt, as logged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRow {
+    pub id: String,
+    pub delivery_id: String,
+    pub attempt: i64,
+    pub started_at: UnixMs,
+    pub duration_ms: i64,
+    pub request_timestamp: i64,
+    pub status: Option<i64>,
+    pub response_excerpt: Option<String>,
+    /// A bounded, redacted copy of the response headers (`send::capture_headers`), in the order
+    /// received; `None` without a response, and for attempts logged before migration 0006.
+    pub response_headers: Option<Vec<(String, String)>>,
+    pub error: Option<String>,
+    /// dns, connect, tls, timeout, http, blocked; `None` on success.
+    pub error_class: Option<String>,
+}
+
+pub use hookd_core::Outcome;
+
+#[derive(Debug, Clone)]
+pub struct DeliveryOutcome {
+    pub delivery_id: String,
+    pub subscription_id: String,
+    pub attempt: AttemptRow,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordReport {
+    /// Outcomes applied to deliveries this owner still leased.
+    pub applied: u64,
+    /// Outcomes whose lease had expired and moved on (the attempt is still logged).
+    pub stale: u64,
+    /// Subscriptions disabled by these outcomes (410, or too many dead deliveries in a row).
+    pub disabled: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryQuery {
+    pub subscription_id: Option<String>,
+    pub state: Option<DeliveryState>,
+    pub after: Option<Cursor>,
+    pub limit: u32,
+}
+
+/// Selects dead letters (dead deliveries); times are when they died.
+#[derive(Debug, Clone, Default)]
+pub struct DeadLetterFilter {
+    pub subscription_id: Option<String>,
+    pub event_type: Option<String>,
+    pub since: Option<UnixMs>,
+    pub until: Option<UnixMs>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetterRow {
+    pub delivery: DeliveryRow,
+    pub event_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RetryResult {
+    NotFound,
+    /// An attempt is under way; retrying now would send twice.
+    InFlight,
+    Requeued(DeliveryRow),
+}
+
+/// Counts behind the metrics routes (overall or for one subscription).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeliveryStats {
+    pub total: i64,
+    pub delivered: i64,
+    /// Failed (awaiting retry) plus dead.
+    pub failed: i64,
+    pub dead: i64,
+    pub pending: i64,
+    pub in_flight: i64,
+    pub held: i64,
+    /// Mean duration of successful attempts, in ms.
+    pub average_latency_ms: Option<f64>,
+}
+
+/// One verified request received by the inbound endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptRow {
+    pub id: String,
+    pub subscription_id: String,
+    pub webhook_id: String,
+    pub event_type: Option<String>,
+    pub received_at: UnixMs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(limit: u32, default_room: Option<u32>, listed: &[u32]) -> ClaimRequest {
+        ClaimRequest {
+            owner: "w".into(),
+            now: 0,
+            limit,
+            default_timeout_ms: 10_000,
+            lease_margin_ms: 30_000,
+            default_room,
+            room: listed
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (format!("wh_{i}"), *n))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_claim_reads_a_fair_share_of_each_subscription_but_at_least_the_default_room() {
+        // One busy subscription: the whole limit; two share it.
+        assert_eq!(
+            request(256, Some(16), &[1_000]).most_of_one_subscription(),
+            256
+        );
+        assert_eq!(
+            request(256, Some(16), &[1_000, 900]).most_of_one_subscription(),
+            128
+        );
+        // A hundred: the default room, not 256 rows of each.
+        let hundred = vec![1_000; 100];
+        assert_eq!(
+            request(256, Some(16), &hundred).most_of_one_subscription(),
+            16
+        );
+        // Full subscriptions do not count as sharing.
+        assert_eq!(
+            request(256, Some(16), &[0, 0, 0, 500]).most_of_one_subscription(),
+            256
+        );
+        // Never more than the largest room or the limit.
+        assert_eq!(request(256, Some(4), &[10]).most_of_one_subscription(), 10);
+        assert_eq!(request(8, Some(16), &[1_000]).most_of_one_subscription(), 8);
+        // No default room: unlimited, as before.
+        assert_eq!(request(256, None, &hundred).most_of_one_subscription(), 256);
+    }
+}
