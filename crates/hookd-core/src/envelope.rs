@@ -1,4 +1,5 @@
-//! The request hookd sends: the brief's JSON envelope and the signature headers.
+//! The request hookd sends: the original webhook specification's JSON envelope and the signature
+//! headers.
 
 use crate::secret::SigningSecret;
 
@@ -18,7 +19,8 @@ pub struct Envelope<'a> {
 }
 
 impl Envelope<'_> {
-    /// Serializes the envelope once, in the brief's key order. `data` is copied byte for byte.
+    /// Serializes the envelope once, in the original specification's key order. `data` is copied
+    /// byte for byte.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.data_json.len() + 192);
         out.extend_from_slice(b"{\"id\":");
@@ -60,8 +62,9 @@ pub fn signature_header(
         .join(" ")
 }
 
-/// The brief's `X-Webhook-Signature`: hex HMAC-SHA256 of the body keyed with the secret text exactly
-/// as the subscriber received it, so the brief's receiver code verifies it unchanged.
+/// The original webhook specification's `X-Webhook-Signature`: hex HMAC-SHA256 of the body keyed
+/// with the secret text exactly as the subscriber received it, so that specification's receiver
+/// code verifies it unchanged.
 pub fn legacy_signature(secret: &SigningSecret, body: &[u8]) -> String {
     hookd_verify::sign_hex(secret.as_str(), body)
 }
@@ -83,7 +86,7 @@ mod tests {
     }
 
     #[test]
-    fn envelope_is_valid_json_in_the_briefs_order() {
+    fn envelope_is_valid_json_in_the_original_specifications_order() {
         let body = envelope(r#"{"orderId":"ORD-1","amount":99.99}"#).encode();
         let text = String::from_utf8(body.clone()).unwrap();
         assert_eq!(
@@ -137,7 +140,7 @@ mod tests {
     }
 
     #[test]
-    fn legacy_signature_matches_the_brief() {
+    fn legacy_signature_matches_the_original_specifications_hmac() {
         // Node: crypto.createHmac('sha256', secret).update(body).digest('hex'), computed with Python's hmac.
         let secret = SigningSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         let hex = legacy_signature(&secret, br#"{"test": 2432232314}"#);

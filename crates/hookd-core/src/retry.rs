@@ -49,7 +49,8 @@ fn default_max_delay_ms() -> u64 {
 }
 
 impl Default for RetryPolicy {
-    /// The brief's policy: 5 attempts in total, 2 s base delay, doubling (2, 4, 8, 16 s).
+    /// The original webhook specification's policy: 5 attempts in total, 2 s base delay, doubling
+    /// (2, 4, 8, 16 s).
     fn default() -> Self {
         Self::Exponential {
             max_attempts: 5,
@@ -243,7 +244,7 @@ mod tests {
     }
 
     #[test]
-    fn default_is_the_briefs_schedule() {
+    fn default_is_the_original_specifications_schedule() {
         let policy = RetryPolicy::default();
         assert_eq!(policy.max_attempts(), 5);
         let delays: Vec<_> = (1..=5).map(|n| policy.base_delay_ms(n)).collect();

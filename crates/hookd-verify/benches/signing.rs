@@ -15,7 +15,7 @@ const OLD_SECRET: &str = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const MSG_ID: &str = "evt_01JH8ZQ7Y6W3V5T4S2R1Q0P9N8";
 const TIMESTAMP: i64 = 1_736_937_000;
 
-/// A 1,024-byte body: the size the benchmarks of issue #6 are stated for.
+/// A 1,024-byte body: the payload size every hookd benchmark is stated for.
 fn body_1kb() -> Vec<u8> {
     let mut body = br#"{"orderId":"ORD-1","items":""#.to_vec();
     let closing = br#""}"#;

@@ -55,8 +55,8 @@ pub struct Config {
     /// Deliveries leased ahead of a free request slot, all endpoints together (0: none).
     pub prefetch: usize,
     /// Retry policy when the subscription sets none (TOML table `[retry]`); unset means the
-    /// brief's policy (5 attempts, 2 s doubling). An `Option` so that a file's table replaces the
-    /// default instead of being merged into it.
+    /// original webhook specification's policy (5 attempts, 2 s doubling). An `Option` so that a
+    /// file's table replaces the default instead of being merged into it.
     pub retry: Option<RetryPolicy>,
     /// Consecutive dead deliveries after which a subscription is disabled.
     pub disable_after_failures: i64,

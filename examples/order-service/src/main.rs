@@ -84,7 +84,8 @@ impl AppState {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateOrder {
     customer_id: String,
-    /// `f64` because the JSON is the brief's; real money wants integer minor units or a decimal type.
+    /// `f64` because the JSON is the original webhook specification's; real money wants integer
+    /// minor units or a decimal type.
     amount: f64,
     currency: String,
     items: Vec<Item>,

@@ -266,12 +266,12 @@ pub async fn retry(
     }
 }
 
-/// The brief's retry route; same as `POST /api/deliveries/{id}/retry`.
+/// The original webhook specification's retry route; same as `POST /api/deliveries/{id}/retry`.
 #[utoipa::path(post, path = "/api/webhooks/deliveries/{id}/retry", tag = "deliveries",
     params(("id" = String, Path)), security(("api_key" = [])),
     responses((status = 202, body = RetryQueued), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody)))]
-pub async fn retry_brief(
+pub async fn retry_via_webhooks_path(
     state: State<AppState>,
     id: Path<String>,
 ) -> Result<(StatusCode, Json<RetryQueued>), ApiError> {

@@ -19,7 +19,8 @@ pub const MAX_VERSION_LEN: usize = 32;
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 pub const DEFAULT_VERSION: &str = "1.0";
 
-/// An event to publish: the brief's envelope without the fields hookd fills in.
+/// An event to publish: the original webhook specification's envelope without the fields hookd
+/// fills in.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishEvent {
@@ -93,7 +94,7 @@ pub struct Delivery {
     pub updated_at: String,
 }
 
-/// A stored event: the brief's envelope (without the per-attempt fields).
+/// A stored event: the original webhook specification's envelope (without the per-attempt fields).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Event {
     pub id: String,

@@ -1,7 +1,7 @@
-//! The inbound endpoint (the brief's `POST /webhooks/:id`): verifies a webhook sent to subscription
-//! `{id}` with that subscription's secret(s) and records each verified `webhook-id` once. It lets two
-//! hookd instances be wired together and lets users check a signature online. No API key: the
-//! signature is the authentication.
+//! The inbound endpoint (the original webhook specification's `POST /webhooks/:id`): verifies a
+//! webhook sent to subscription `{id}` with that subscription's secret(s) and records each
+//! verified `webhook-id` once. It lets two hookd instances be wired together and lets users check
+//! a signature online. No API key: the signature is the authentication.
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiQuery;
@@ -48,8 +48,8 @@ fn unauthorized(error: VerifyError) -> ApiError {
 }
 
 /// Checks the request: Standard Webhooks headers when present (any current secret may match, the
-/// timestamp must be within 5 minutes), otherwise the brief's hex `X-Webhook-Signature` with the
-/// current secret. Returns the webhook id to deduplicate on.
+/// timestamp must be within 5 minutes), otherwise the original specification's hex
+/// `X-Webhook-Signature` with the current secret. Returns the webhook id to deduplicate on.
 fn verify(
     secrets: &[&str],
     headers: &HeaderMap,

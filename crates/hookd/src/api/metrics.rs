@@ -1,4 +1,4 @@
-//! Metrics: the brief's JSON summary and the Prometheus text exposition.
+//! Metrics: the original webhook specification's JSON summary and the Prometheus text exposition.
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
 use utoipa::{IntoParams, ToSchema};
 
-/// The brief's metrics shape (camelCase as in the brief).
+/// The original webhook specification's metrics shape (camelCase, as it has it).
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryMetrics {

@@ -115,7 +115,7 @@ fn management_routes(settings: ApiSettings) -> Router<AppState> {
         .route("/webhooks/{id}/recover", post(actions::recover))
         .route(
             "/webhooks/deliveries/{id}/retry",
-            post(deliveries::retry_brief),
+            post(deliveries::retry_via_webhooks_path),
         )
         .route("/deliveries/{id}", get(deliveries::get_one))
         .route("/deliveries/{id}/retry", post(deliveries::retry))

@@ -19,7 +19,7 @@ use utoipa::{Modify, OpenApi};
         events::publish, events::publish_batch, events::get_one, events::list,
         event_types::list, event_types::create, event_types::archive,
         deliveries::list_for_webhook, deliveries::get_one, deliveries::retry,
-        deliveries::retry_brief, deliveries::list_dead, deliveries::redrive_one,
+        deliveries::retry_via_webhooks_path, deliveries::list_dead, deliveries::redrive_one,
         deliveries::redrive_many,
         actions::send_test, actions::rotate_secret, actions::enable, actions::disable,
         actions::recover,

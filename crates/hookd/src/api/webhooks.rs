@@ -1,4 +1,4 @@
-//! `/api/webhooks`: subscriptions (the brief calls them webhooks).
+//! `/api/webhooks`: subscriptions (the original webhook specification calls them webhooks).
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiQuery};
@@ -119,7 +119,7 @@ pub struct WebhookCreated {
     pub secret: String,
 }
 
-/// The brief's answer to `POST /api/webhooks/subscribe`.
+/// The original webhook specification's answer to `POST /api/webhooks/subscribe`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SubscribeResponse {
     pub id: String,
@@ -339,7 +339,7 @@ pub async fn create(
     ))
 }
 
-/// The brief's registration route: same input as `POST /api/webhooks`, answers `{id, secret, message}`.
+/// The original webhook specification's registration route: same input as `POST /api/webhooks`, answers `{id, secret, message}`.
 #[utoipa::path(post, path = "/api/webhooks/subscribe", tag = "webhooks", request_body = CreateWebhook,
     security(("api_key" = [])),
     responses((status = 201, body = SubscribeResponse), (status = 422, body = ErrorBody)))]

@@ -10,7 +10,7 @@ pub struct VerifyArgs {
     #[arg(long = "secret", required = true)]
     pub secrets: Vec<String>,
     /// A request header, `Name: value` (repeatable): `webhook-id`, `webhook-timestamp`,
-    /// `webhook-signature`, or the brief's `X-Webhook-Signature`.
+    /// `webhook-signature`, or the original specification's `X-Webhook-Signature`.
     #[arg(long = "header", short = 'H')]
     pub headers: Vec<String>,
     /// Read the body from this file instead of standard input.
