@@ -8,6 +8,11 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader, Lines};
 use tokio::process::{Child, Command};
 
+// The API suite's polling helper, shared rather than copied.
+#[path = "api/common/wait.rs"]
+#[allow(dead_code)]
+mod wait;
+
 const BIN: &str = env!("CARGO_BIN_EXE_hookd");
 
 /// A `hookd` command with a clean environment (no inherited `HOOKD_*`), run in `dir`.
@@ -340,8 +345,7 @@ async fn debug_logs_never_contain_secrets_or_payloads() {
         .await
         .unwrap();
     let event_id = published["id"].as_str().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    wait::until_every(wait::DEFAULT_LIMIT, Duration::from_millis(50), async || {
         let event: serde_json::Value = client
             .get(format!("{base}/api/events/{event_id}"))
             .bearer_auth(api_key)
@@ -351,15 +355,12 @@ async fn debug_logs_never_contain_secrets_or_payloads() {
             .json()
             .await
             .unwrap();
-        if event["deliveries"][0]["state"] == "delivered" {
-            break;
+        match event["deliveries"][0]["state"] == "delivered" {
+            true => Ok(()),
+            false => Err(format!("not delivered: {event}")),
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not delivered: {event}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     let rotated: serde_json::Value = client
         .post(format!("{base}/api/webhooks/{id}/rotate-secret"))
         .bearer_auth(api_key)

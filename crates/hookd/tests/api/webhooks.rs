@@ -315,10 +315,9 @@ async fn delete_removes_subscription_and_its_deliveries() {
     let app = spawn_app().await;
     let sub = app.subscribe("http://127.0.0.1:1/h", &["*"]).await;
     let id = sub["id"].as_str().unwrap();
-    let published = app
-        .post("/api/events", json!({"event": "order.created", "data": {}}))
+    let event_id = app
+        .publish(json!({"event": "order.created", "data": {}}))
         .await;
-    let event_id = published.body["id"].as_str().unwrap();
     let deleted = app
         .call(Method::DELETE, &format!("/api/webhooks/{id}"), None)
         .await;
