@@ -1,4 +1,4 @@
-//! Chaos delivery (issue #7): hookd delivers to endpoints that answer at random with 200, 500,
+//! Chaos delivery: hookd delivers to endpoints that answer at random with 200, 500,
 //! 503 with `Retry-After`, 429, 410, a hang, a connection reset, garbage, slow drips and a huge body
 //! (see [`ChaosReceiver`]). After the load drains:
 //! - every delivery is in the terminal state the policy predicts from what the receiver did

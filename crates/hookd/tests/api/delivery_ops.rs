@@ -131,14 +131,15 @@ async fn manual_retry_resends_a_delivered_event_through_both_routes() {
     app.subscribe(&receiver.url("/h"), &["*"]).await;
     let event = app.publish(json!({"event": "a", "data": {}})).await;
     let delivery = id_of(&app.wait_for_delivery_state(&event, "delivered").await);
-    let brief = app
+    // The original webhook specification's route, then hookd's own.
+    let via_spec_route = app
         .post(
             &format!("/api/webhooks/deliveries/{delivery}/retry"),
             json!({}),
         )
         .await;
-    assert_eq!(brief.status, 202);
-    assert_eq!(brief.body["message"], "Retry queued");
+    assert_eq!(via_spec_route.status, 202);
+    assert_eq!(via_spec_route.body["message"], "Retry queued");
     receiver.wait_for("/h", 2).await;
     app.eventually(&format!("/api/deliveries/{delivery}"), |b| {
         b["state"] == "delivered"
@@ -640,7 +641,7 @@ async fn deliveries_of_a_subscription_are_listed_and_filtered() {
 }
 
 #[tokio::test]
-async fn metrics_in_the_briefs_shape_and_prometheus() {
+async fn metrics_in_the_original_specifications_shape_and_prometheus() {
     let app = spawn_app_with(|c| c.retry = Some(one_attempt())).await;
     let receiver = Receiver::start().await;
     receiver.set_default("/bad", Answer::Status(500));

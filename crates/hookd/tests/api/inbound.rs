@@ -112,7 +112,7 @@ async fn verifies_rejects_and_deduplicates() {
     .await;
     unsigned.assert_error(401, "invalid_signature");
 
-    // The brief's hex X-Webhook-Signature alone is accepted too.
+    // The original webhook specification's hex X-Webhook-Signature alone is accepted too.
     let hex = hookd_verify::sign_hex(secret, body.as_bytes());
     let legacy = into_reply(
         app.client

@@ -48,7 +48,7 @@ async fn create_returns_subscription_with_generated_secret() {
 }
 
 #[tokio::test]
-async fn brief_subscribe_route_answers_id_secret_message() {
+async fn the_original_specifications_subscribe_route_answers_id_secret_message() {
     let app = spawn_app().await;
     let reply = app
         .post(
