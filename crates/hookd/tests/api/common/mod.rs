@@ -370,6 +370,27 @@ impl TestApp {
         reply.body["id"].as_str().unwrap().to_owned()
     }
 
+    /// Publishes each event in a request of its own, all at once (one task each), and returns the
+    /// statuses in the order of `events`.
+    pub async fn publish_concurrently(&self, events: Vec<Value>) -> Vec<u16> {
+        let tasks: Vec<_> = events
+            .into_iter()
+            .map(|event| {
+                let request = self
+                    .client
+                    .post(self.url("/api/events"))
+                    .bearer_auth(&self.key)
+                    .json(&event);
+                tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for task in tasks {
+            statuses.push(task.await.unwrap());
+        }
+        statuses
+    }
+
     /// Publishes events in batches of at most 1,000 (`POST /api/events/batch`, which must accept
     /// each batch).
     pub async fn publish_batches(&self, events: Vec<Value>) {
