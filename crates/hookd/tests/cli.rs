@@ -8,6 +8,11 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader, Lines};
 use tokio::process::{Child, Command};
 
+// The API suite's polling helper, shared rather than copied.
+#[path = "api/common/wait.rs"]
+#[allow(dead_code)]
+mod wait;
+
 const BIN: &str = env!("CARGO_BIN_EXE_hookd");
 
 /// A `hookd` command with a clean environment (no inherited `HOOKD_*`), run in `dir`.
@@ -309,16 +314,13 @@ async fn debug_logs_never_contain_secrets_or_payloads() {
     let client = reqwest::Client::new();
     let base = format!("http://{}", server.address);
     // A receiver: hookd itself (the inbound endpoint), so the delivery is verified too.
-    let created: serde_json::Value = client
-        .post(format!("{base}/api/webhooks"))
-        .bearer_auth(api_key)
-        .json(&serde_json::json!({"url": "http://127.0.0.1:9/placeholder", "events": ["*"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created: serde_json::Value = json_reply(
+        client
+            .post(format!("{base}/api/webhooks"))
+            .json(&serde_json::json!({"url": "http://127.0.0.1:9/placeholder", "events": ["*"]})),
+        api_key,
+    )
+    .await;
     let id = created["id"].as_str().unwrap();
     let secret = created["secret"].as_str().unwrap().to_owned();
     client
@@ -329,46 +331,28 @@ async fn debug_logs_never_contain_secrets_or_payloads() {
         .await
         .unwrap();
     let marker = "PAYLOAD-MARKER-7f3a9c";
-    let published: serde_json::Value = client
-        .post(format!("{base}/api/events"))
-        .bearer_auth(api_key)
-        .json(&serde_json::json!({"event": "order.created", "data": {"note": marker}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let published: serde_json::Value = json_reply(
+        client
+            .post(format!("{base}/api/events"))
+            .json(&serde_json::json!({"event": "order.created", "data": {"note": marker}})),
+        api_key,
+    )
+    .await;
     let event_id = published["id"].as_str().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let event: serde_json::Value = client
-            .get(format!("{base}/api/events/{event_id}"))
-            .bearer_auth(api_key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if event["deliveries"][0]["state"] == "delivered" {
-            break;
+    wait::until_every(wait::DEFAULT_LIMIT, Duration::from_millis(50), async || {
+        let event: serde_json::Value =
+            json_reply(client.get(format!("{base}/api/events/{event_id}")), api_key).await;
+        match event["deliveries"][0]["state"] == "delivered" {
+            true => Ok(()),
+            false => Err(format!("not delivered: {event}")),
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not delivered: {event}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let rotated: serde_json::Value = client
-        .post(format!("{base}/api/webhooks/{id}/rotate-secret"))
-        .bearer_auth(api_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    })
+    .await;
+    let rotated: serde_json::Value = json_reply(
+        client.post(format!("{base}/api/webhooks/{id}/rotate-secret")),
+        api_key,
+    )
+    .await;
     let new_secret = rotated["secret"].as_str().unwrap().to_owned();
     client
         .get(format!("{base}/api/webhooks"))
@@ -400,35 +384,40 @@ async fn debug_logs_never_contain_secrets_or_payloads() {
     }
 }
 
-/// Creates a subscription on a running server and returns its id and secret.
-async fn create_subscription(server: &Server, key: &str) -> (String, String) {
-    let created: serde_json::Value = reqwest::Client::new()
-        .post(format!("http://{}/api/webhooks", server.address))
+/// Sends an API request with `key` and returns its JSON reply.
+async fn json_reply(request: reqwest::RequestBuilder, key: &str) -> serde_json::Value {
+    request
         .bearer_auth(key)
-        .json(&serde_json::json!({"url": "https://example.com/hook", "events": ["*"]}))
         .send()
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Creates a subscription on a running server and returns its id and secret.
+async fn create_subscription(server: &Server, key: &str) -> (String, String) {
+    let created: serde_json::Value = json_reply(
+        reqwest::Client::new()
+            .post(format!("http://{}/api/webhooks", server.address))
+            .json(&serde_json::json!({"url": "https://example.com/hook", "events": ["*"]})),
+        key,
+    )
+    .await;
     let id = created["id"].as_str().unwrap().to_owned();
     (id, created["secret"].as_str().unwrap().to_owned())
 }
 
 async fn secret_of(server: &Server, key: &str, id: &str) -> String {
-    let reply: serde_json::Value = reqwest::Client::new()
-        .get(format!(
+    let reply: serde_json::Value = json_reply(
+        reqwest::Client::new().get(format!(
             "http://{}/api/webhooks/{id}/secret",
             server.address
-        ))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        )),
+        key,
+    )
+    .await;
     reply["secret"].as_str().unwrap_or_default().to_owned()
 }
 

@@ -228,10 +228,7 @@ async fn event_delivery_and_dead_letter_commands() {
     .await;
     assert!(!bad.ok && bad.stderr.contains("--data"), "{}", bad.stderr);
 
-    app.eventually("/api/events/ord-1", |b| {
-        b["deliveries"][0]["state"] == "dead"
-    })
-    .await;
+    app.wait_for_delivery_state("ord-1", "dead").await;
     let event = hookd_json(&app, &["events", "get", "ord-1"]).await;
     assert_eq!(event["data"], json!({"orderId": "ORD-1"}));
     let event_table = hookd_table(&app, &["events", "get", "ord-1"]).await;
@@ -256,10 +253,7 @@ async fn event_delivery_and_dead_letter_commands() {
 
     let redriven = hookd_json(&app, &["dead-letters", "redrive", "--webhook", sub_id]).await;
     assert_eq!(redriven["redriven"], 1);
-    app.eventually("/api/events/ord-1", |b| {
-        b["deliveries"][0]["state"] == "delivered"
-    })
-    .await;
+    app.wait_for_delivery_state("ord-1", "delivered").await;
     let retried = hookd_table(&app, &["deliveries", "retry", &delivery_id]).await;
     assert!(retried.contains("queued"));
     receiver.wait_for("/h", 3).await;
@@ -394,10 +388,7 @@ async fn listen_verifies_prints_and_forwards() {
     assert_eq!(forwarded.header("webhook-id"), event_id);
     assert!(!forwarded.header("webhook-signature").is_empty());
     assert_eq!(forwarded.json()["data"]["orderId"], "ORD-7");
-    app.eventually(&format!("/api/events/{event_id}"), |b| {
-        b["deliveries"][0]["state"] == "delivered"
-    })
-    .await;
+    app.wait_for_delivery_state(&event_id, "delivered").await;
 
     // A forged request is refused with 401.
     let forged = app

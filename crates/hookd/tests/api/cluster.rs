@@ -1,6 +1,8 @@
 //! Several nodes on one PostgreSQL database: two `PgStore`s (or two hookd apps) on the same fresh
-//! database stand for two processes. These properties exist only where a database is shared, so the
-//! tests run with `HOOKD_TEST_BACKEND=postgres` and pass trivially with SQLite.
+//! database stand for two processes. These properties exist only where a database is shared, so
+//! every test here is named `pg_only_…` and runs with `HOOKD_TEST_BACKEND=postgres`; on SQLite each
+//! one says "skipped: … needs HOOKD_TEST_BACKEND=postgres" on stderr and returns (see
+//! [`postgres_or_skip`]).
 
 use crate::common::*;
 use hookd::config::{Config, Role};
@@ -15,15 +17,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
-
-/// False (with a note) unless the suite runs against PostgreSQL.
-fn on_postgres() -> bool {
-    let postgres = backend() == Backend::Postgres;
-    if !postgres {
-        eprintln!("a PostgreSQL-only test: HOOKD_TEST_BACKEND=postgres runs it");
-    }
-    postgres
-}
 
 /// Two stores on one fresh database, as two nodes would open it. Keep the data dir: the database
 /// lives as long as it does.
@@ -77,8 +70,8 @@ fn claim(owner: &str, now: i64, limit: u32) -> ClaimRequest {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn nodes_starting_together_on_an_empty_database_migrate_it_once() {
-    if !on_postgres() {
+async fn pg_only_nodes_starting_together_on_an_empty_database_migrate_it_once() {
+    if !postgres_or_skip() {
         return;
     }
     let data = TestDir::new();
@@ -103,8 +96,8 @@ async fn nodes_starting_together_on_an_empty_database_migrate_it_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_nodes_claiming_at_once_never_get_the_same_delivery() {
-    if !on_postgres() {
+async fn pg_only_two_nodes_claiming_at_once_never_get_the_same_delivery() {
+    if !postgres_or_skip() {
         return;
     }
     let (_data, _config, a, b) = two_nodes().await;
@@ -144,8 +137,8 @@ async fn two_nodes_claiming_at_once_never_get_the_same_delivery() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_nodes_publishing_the_same_event_at_once_create_it_once() {
-    if !on_postgres() {
+async fn pg_only_two_nodes_publishing_the_same_event_at_once_create_it_once() {
+    if !postgres_or_skip() {
         return;
     }
     let (_data, _config, a, b) = two_nodes().await;
@@ -195,8 +188,8 @@ async fn two_nodes_publishing_the_same_event_at_once_create_it_once() {
 }
 
 #[tokio::test]
-async fn a_publish_on_one_node_wakes_the_other_nodes_worker() {
-    if !on_postgres() {
+async fn pg_only_a_publish_on_one_node_wakes_the_other_nodes_worker() {
+    if !postgres_or_skip() {
         return;
     }
     let (_data, _config, a, b) = two_nodes().await;
@@ -233,8 +226,8 @@ async fn a_publish_on_one_node_wakes_the_other_nodes_worker() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn rescuers_on_every_node_rescue_each_expired_lease_once() {
-    if !on_postgres() {
+async fn pg_only_rescuers_on_every_node_rescue_each_expired_lease_once() {
+    if !postgres_or_skip() {
         return;
     }
     let (_data, _config, a, b) = two_nodes().await;
@@ -265,8 +258,8 @@ async fn rescuers_on_every_node_rescue_each_expired_lease_once() {
 }
 
 #[tokio::test]
-async fn a_worker_node_delivers_what_an_api_node_accepted_at_once() {
-    if !on_postgres() {
+async fn pg_only_a_worker_node_delivers_what_an_api_node_accepted_at_once() {
+    if !postgres_or_skip() {
         return;
     }
     let data = TestDir::new();
@@ -276,39 +269,39 @@ async fn a_worker_node_delivers_what_an_api_node_accepted_at_once() {
         ..config.clone()
     })
     .await;
-    // Its poll would find the work only after a minute: only a notification can wake it in time.
+    let receiver = Receiver::start().await;
+    api.subscribe(&receiver.url("/h"), &["order.*"]).await;
+    // An event accepted before the worker node starts is found by its first claim: once it is
+    // delivered and recorded, the worker listens for notifications and has settled into its long
+    // sleep.
+    api.publish(json!({"event": "order.created", "data": {}, "id": "evt_before"}))
+        .await;
+    // Its poll would find more work only after a minute: only a notification can wake it in time.
     let worker = spawn_on(Config {
         role: Role::Worker,
         poll_interval_ms: 60_000,
         ..config.clone()
     })
     .await;
-    let receiver = Receiver::start().await;
-    api.subscribe(&receiver.url("/h"), &["order.*"]).await;
-    // Let the worker start and settle into its long sleep.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    receiver.wait_for("/h", 1).await;
+    api.wait_for_delivery_state("evt_before", "delivered").await;
 
-    let published = api
-        .post(
-            "/api/events",
-            json!({"event": "order.created", "data": {"orderId": "ORD-1"}, "id": "evt_cluster"}),
-        )
-        .await;
-    assert_eq!(published.status, 202, "{}", published.body);
-    let got = tokio::time::timeout(Duration::from_secs(10), receiver.wait_for("/h", 1))
+    api.publish(
+        json!({"event": "order.created", "data": {"orderId": "ORD-1"}, "id": "evt_cluster"}),
+    )
+    .await;
+    let got = tokio::time::timeout(Duration::from_secs(10), receiver.wait_for("/h", 2))
         .await
         .expect("the worker node did not deliver within 10 s");
-    assert_eq!(got[0].header("webhook-id"), "evt_cluster");
-    api.eventually("/api/events/evt_cluster", |body| {
-        body["deliveries"][0]["state"] == "delivered"
-    })
-    .await;
+    assert_eq!(got[1].header("webhook-id"), "evt_cluster");
+    api.wait_for_delivery_state("evt_cluster", "delivered")
+        .await;
     drop(worker);
 }
 
 #[tokio::test]
-async fn nodes_recover_by_themselves_when_their_connections_are_killed() {
-    if !on_postgres() {
+async fn pg_only_nodes_recover_by_themselves_when_their_connections_are_killed() {
+    if !postgres_or_skip() {
         return;
     }
     let (_data, config, a, b) = two_nodes().await;
@@ -335,30 +328,23 @@ async fn nodes_recover_by_themselves_when_their_connections_are_killed() {
         .expect("the listener did not reconnect");
 
     // Publishing works again at once (at worst after a 503 the client would retry)...
-    let mut published = None;
-    for _ in 0..20 {
-        match a
+    let published = wait::until_every(
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        async || match a
             .publisher
             .publish(vec![event("evt_after_kill", None)])
             .await
         {
-            Ok(result) => {
-                published = Some(result);
-                break;
+            Ok(result) => Ok(result),
+            Err(hookd::store::StoreError::Unavailable(error)) => {
+                Err(format!("publishing has not recovered: {error}"))
             }
-            Err(error) => {
-                assert!(
-                    matches!(error, hookd::store::StoreError::Unavailable(_)),
-                    "{error}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-    assert_eq!(
-        published.expect("publishing never recovered")[0].deliveries,
-        1
-    );
+            Err(error) => panic!("{error}"),
+        },
+    )
+    .await;
+    assert_eq!(published[0].deliveries, 1);
     // ...and it still wakes the other node.
     tokio::time::timeout(Duration::from_secs(5), waker.notified())
         .await
@@ -442,24 +428,27 @@ async fn until_waiting_for_locks(
     waiting: i64,
     unless: Option<&tokio::task::JoinHandle<()>>,
 ) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let blocked: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM pg_stat_activity
+    // Checked often: the other task is only waiting for this to move on.
+    wait::until_every(
+        Duration::from_secs(10),
+        Duration::from_millis(10),
+        async || {
+            let blocked: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity
               WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
-        if blocked >= waiting || unless.is_some_and(|task| task.is_finished()) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{blocked} sessions wait for a lock, expected {waiting}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+            )
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+            match blocked >= waiting || unless.is_some_and(|task| task.is_finished()) {
+                true => Ok(()),
+                false => Err(format!(
+                    "{blocked} sessions wait for a lock, expected {waiting}"
+                )),
+            }
+        },
+    )
+    .await;
 }
 
 async fn state_of(store: &Store, delivery_id: &str) -> DeliveryState {
@@ -477,8 +466,8 @@ async fn state_of(store: &Store, delivery_id: &str) -> DeliveryState {
 /// forced: the recorder is stopped half-way through its batch (after `wh_a`'s outcome, before
 /// `wh_b`'s, whose row this test holds locked) while the disable runs on the other node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_retry_recorded_while_the_subscription_is_disabled_is_held() {
-    if !on_postgres() {
+async fn pg_only_a_retry_recorded_while_the_subscription_is_disabled_is_held() {
+    if !postgres_or_skip() {
         return;
     }
     let (_data, config, a, b, on_a, on_b) = two_subscriptions_in_flight().await;
@@ -527,8 +516,8 @@ async fn a_retry_recorded_while_the_subscription_is_disabled_is_held() {
 /// The same race against another node's recorder disabling the subscription (410 Gone): this node's
 /// retry for that subscription, recorded while the other batch is open, ends `held`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_retry_recorded_while_another_node_disables_on_410_is_held() {
-    if !on_postgres() {
+async fn pg_only_a_retry_recorded_while_another_node_disables_on_410_is_held() {
+    if !postgres_or_skip() {
         return;
     }
     let (_data, config, a, b, on_a, on_b) = two_subscriptions_in_flight().await;

@@ -4,23 +4,6 @@ use crate::common::*;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-async fn publish(app: &TestApp, event: Value) -> String {
-    let reply = app.post("/api/events", event).await;
-    assert_eq!(reply.status, 202, "{}", reply.body);
-    reply.body["id"].as_str().unwrap().to_owned()
-}
-
-/// The single delivery of an event, once it reaches `state`.
-async fn delivery_in_state(app: &TestApp, event_id: &str, state: &str) -> Value {
-    let event = app
-        .eventually(&format!("/api/events/{event_id}"), |body| {
-            body["deliveries"][0]["state"] == state
-        })
-        .await;
-    let id = event["deliveries"][0]["id"].as_str().unwrap().to_owned();
-    app.get(&format!("/api/deliveries/{id}")).await.body
-}
-
 fn statuses(delivery: &Value) -> Vec<Value> {
     delivery["attempts"]
         .as_array()
@@ -36,11 +19,9 @@ async fn deliveries_are_signed_and_verify() {
     let receiver = Receiver::start().await;
     let sub = app.subscribe(&receiver.url("/hook"), &["order.*"]).await;
     let secret = sub["secret"].as_str().unwrap();
-    let event_id = publish(
-        &app,
-        json!({"event": "order.created", "data": {"orderId": "ORD-1", "amount": 99.99}}),
-    )
-    .await;
+    let event_id = app
+        .publish(json!({"event": "order.created", "data": {"orderId": "ORD-1", "amount": 99.99}}))
+        .await;
     let request = receiver.wait_for("/hook", 1).await.remove(0);
 
     assert_eq!(request.header("content-type"), "application/json");
@@ -84,7 +65,7 @@ async fn deliveries_are_signed_and_verify() {
     let stored = app.get(&format!("/api/events/{event_id}")).await.body;
     assert_eq!(body["timestamp"], stored["timestamp"]);
 
-    let delivery = delivery_in_state(&app, &event_id, "delivered").await;
+    let delivery = app.wait_for_delivery_state(&event_id, "delivered").await;
     assert_eq!(delivery["attempts"].as_array().unwrap().len(), 1);
     let attempt = &delivery["attempts"][0];
     assert_eq!(attempt["status"], 200);
@@ -103,7 +84,9 @@ async fn a_failure_is_retried_with_the_next_attempt_number() {
     let receiver = Receiver::start().await;
     receiver.script("/hook", [Answer::Status(500)]);
     app.subscribe(&receiver.url("/hook"), &["*"]).await;
-    let event_id = publish(&app, json!({"event": "order.created", "data": {"n": 1}})).await;
+    let event_id = app
+        .publish(json!({"event": "order.created", "data": {"n": 1}}))
+        .await;
     let requests = receiver.wait_for("/hook", 2).await;
     assert_eq!(requests[0].header("x-webhook-attempt"), "1");
     assert_eq!(requests[1].header("x-webhook-attempt"), "2");
@@ -113,7 +96,7 @@ async fn a_failure_is_retried_with_the_next_attempt_number() {
         requests[0].header("webhook-id"),
         requests[1].header("webhook-id")
     );
-    let delivery = delivery_in_state(&app, &event_id, "delivered").await;
+    let delivery = app.wait_for_delivery_state(&event_id, "delivered").await;
     assert_eq!(statuses(&delivery), [json!(500), json!(200)]);
     assert_eq!(delivery["attempts"][0]["error_class"], "http");
     assert_eq!(delivery["attempts"][0]["error"], "HTTP 500");
@@ -126,14 +109,11 @@ async fn timeouts_count_as_failures() {
     let receiver = Receiver::start().await;
     receiver.script("/slow", [Answer::Hang(Duration::from_secs(3))]);
     let sub = app
-        .post(
-            "/api/webhooks",
-            json!({"url": receiver.url("/slow"), "events": ["*"], "timeout_ms": 1000}),
-        )
+        .subscribe_with(json!({"url": receiver.url("/slow"), "events": ["*"], "timeout_ms": 1000}))
         .await;
-    assert_eq!(sub.body["timeout_ms"], 1000);
-    let event_id = publish(&app, json!({"event": "a", "data": {}})).await;
-    let delivery = delivery_in_state(&app, &event_id, "delivered").await;
+    assert_eq!(sub["timeout_ms"], 1000);
+    let event_id = app.publish(json!({"event": "a", "data": {}})).await;
+    let delivery = app.wait_for_delivery_state(&event_id, "delivered").await;
     let first = &delivery["attempts"][0];
     assert_eq!(first["error_class"], "timeout", "{first}");
     assert_eq!(first["status"], Value::Null);
@@ -157,8 +137,8 @@ async fn connection_refused_is_a_connect_failure() {
     };
     app.subscribe(&format!("http://127.0.0.1:{port}/h"), &["*"])
         .await;
-    let event_id = publish(&app, json!({"event": "a", "data": {}})).await;
-    let delivery = delivery_in_state(&app, &event_id, "dead").await;
+    let event_id = app.publish(json!({"event": "a", "data": {}})).await;
+    let delivery = app.wait_for_delivery_state(&event_id, "dead").await;
     let classes: Vec<_> = delivery["attempts"]
         .as_array()
         .unwrap()
@@ -175,8 +155,8 @@ async fn gone_disables_the_subscription_and_holds_its_deliveries() {
     receiver.set_default("/gone", Answer::Status(410));
     let sub = app.subscribe(&receiver.url("/gone"), &["*"]).await;
     let id = sub["id"].as_str().unwrap();
-    let event_id = publish(&app, json!({"event": "a", "data": {}})).await;
-    let delivery = delivery_in_state(&app, &event_id, "held").await;
+    let event_id = app.publish(json!({"event": "a", "data": {}})).await;
+    let delivery = app.wait_for_delivery_state(&event_id, "held").await;
     assert_eq!(statuses(&delivery), [json!(410)], "no retry after 410");
     let webhook = app.get(&format!("/api/webhooks/{id}")).await.body;
     assert_eq!(webhook["active"], false);
@@ -215,7 +195,7 @@ async fn retry_after_is_honoured_within_the_schedule_bounds() {
         ],
     );
     app.subscribe(&receiver.url("/busy"), &["*"]).await;
-    let event_id = publish(&app, json!({"event": "a", "data": {}})).await;
+    let event_id = app.publish(json!({"event": "a", "data": {}})).await;
     let delivery_id = app.get(&format!("/api/events/{event_id}")).await.body["deliveries"][0]["id"]
         .as_str()
         .unwrap()
@@ -276,8 +256,10 @@ async fn exhausted_attempts_become_a_dead_letter() {
     receiver.set_default("/down", Answer::Status(500));
     let sub = app.subscribe(&receiver.url("/down"), &["*"]).await;
     let id = sub["id"].as_str().unwrap();
-    let event_id = publish(&app, json!({"event": "payment.failed", "data": {}})).await;
-    let delivery = delivery_in_state(&app, &event_id, "dead").await;
+    let event_id = app
+        .publish(json!({"event": "payment.failed", "data": {}}))
+        .await;
+    let delivery = app.wait_for_delivery_state(&event_id, "dead").await;
     assert_eq!(statuses(&delivery), [json!(500), json!(500), json!(500)]);
     assert_eq!(receiver.received("/down").len(), 3, "exactly max_attempts");
     assert_eq!(delivery["last_error"], "HTTP 500");
@@ -300,8 +282,10 @@ async fn non_retryable_events_are_attempted_once() {
     let receiver = Receiver::start().await;
     receiver.set_default("/h", Answer::Status(500));
     app.subscribe(&receiver.url("/h"), &["*"]).await;
-    let event_id = publish(&app, json!({"event": "a", "data": {}, "retryable": false})).await;
-    let delivery = delivery_in_state(&app, &event_id, "dead").await;
+    let event_id = app
+        .publish(json!({"event": "a", "data": {}, "retryable": false}))
+        .await;
+    let delivery = app.wait_for_delivery_state(&event_id, "dead").await;
     assert_eq!(statuses(&delivery), [json!(500)]);
     assert_eq!(receiver.received("/h")[0].json()["retryable"], false);
 }
@@ -316,12 +300,10 @@ async fn ten_dead_deliveries_in_a_row_disable_the_subscription() {
     let dead_one = |n: usize| {
         let app = &app;
         async move {
-            let id = publish(
-                app,
-                json!({"event": "a", "data": {"n": n}, "retryable": false}),
-            )
-            .await;
-            delivery_in_state(app, &id, "dead").await;
+            let id = app
+                .publish(json!({"event": "a", "data": {"n": n}, "retryable": false}))
+                .await;
+            app.wait_for_delivery_state(&id, "dead").await;
         }
     };
     for n in 0..5 {
@@ -330,8 +312,8 @@ async fn ten_dead_deliveries_in_a_row_disable_the_subscription() {
     assert_eq!(app.get(&path).await.body["failure_count"], 5);
     // A success resets the count.
     receiver.script("/flaky", [Answer::Status(200)]);
-    let ok = publish(&app, json!({"event": "a", "data": {}})).await;
-    delivery_in_state(&app, &ok, "delivered").await;
+    let ok = app.publish(json!({"event": "a", "data": {}})).await;
+    app.wait_for_delivery_state(&ok, "delivered").await;
     assert_eq!(app.get(&path).await.body["failure_count"], 0);
     for n in 0..9 {
         dead_one(n).await;
@@ -371,7 +353,7 @@ async fn held_while_disabled_and_replayed_on_enable() {
         events.push(reply.body["id"].as_str().unwrap().to_owned());
     }
     for event in &events {
-        delivery_in_state(&app, event, "held").await;
+        app.wait_for_delivery_state(event, "held").await;
     }
     assert!(receiver.received("/h").is_empty());
 
@@ -392,7 +374,7 @@ async fn held_while_disabled_and_replayed_on_enable() {
     assert_eq!(replayed.status, 200);
     assert_eq!(replayed.body["replayed"], 3);
     for event in &events {
-        delivery_in_state(&app, event, "delivered").await;
+        app.wait_for_delivery_state(event, "delivered").await;
     }
     assert_eq!(receiver.wait_for("/h", 3).await.len(), 3);
     app.post("/api/webhooks/wh_nope/enable", json!({}))
@@ -412,13 +394,13 @@ async fn disabling_holds_queued_retries() {
     receiver.script("/h", [Answer::Status(500)]);
     let sub = app.subscribe(&receiver.url("/h"), &["*"]).await;
     let id = sub["id"].as_str().unwrap();
-    let event_id = publish(&app, json!({"event": "a", "data": {}})).await;
-    delivery_in_state(&app, &event_id, "failed").await;
+    let event_id = app.publish(json!({"event": "a", "data": {}})).await;
+    app.wait_for_delivery_state(&event_id, "failed").await;
     let patched = app
         .patch(&format!("/api/webhooks/{id}"), json!({"active": false}))
         .await;
     assert_eq!(patched.status, 200);
-    delivery_in_state(&app, &event_id, "held").await;
+    app.wait_for_delivery_state(&event_id, "held").await;
 }
 
 /// Subscriptions on one host share its keep-alive connections: rounds of concurrent deliveries to
@@ -437,13 +419,10 @@ async fn subscriptions_on_one_host_reuse_its_connections() {
         app.subscribe(&receiver.url(&path), &["pool.test"]).await;
     }
     for round in 1..=5 {
-        let event_id = publish(
-            &app,
-            json!({"event": "pool.test", "data": {"round": round}}),
-        )
-        .await;
-        app.eventually(&format!("/api/events/{event_id}"), |body| {
-            let deliveries = body["deliveries"].as_array().unwrap();
+        let event_id = app
+            .publish(json!({"event": "pool.test", "data": {"round": round}}))
+            .await;
+        app.wait_for_deliveries(&event_id, |deliveries| {
             deliveries.len() == ENDPOINTS && deliveries.iter().all(|d| d["state"] == "delivered")
         })
         .await;

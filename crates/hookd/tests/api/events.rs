@@ -175,27 +175,9 @@ async fn client_ids_and_idempotency_keys_deduplicate() {
 async fn concurrent_duplicates_create_one_event() {
     let app = spawn_app().await;
     app.subscribe("http://127.0.0.1:1/h", &["*"]).await;
-    let mut tasks = Vec::new();
-    for _ in 0..20 {
-        let client = app.client.clone();
-        let url = app.url("/api/events");
-        let key = app.key.clone();
-        tasks.push(tokio::spawn(async move {
-            client
-                .post(url)
-                .bearer_auth(key)
-                .json(&json!({"event": "a", "data": {}, "id": "same"}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }));
-    }
-    let mut statuses = Vec::new();
-    for task in tasks {
-        statuses.push(task.await.unwrap());
-    }
+    let statuses = app
+        .publish_concurrently(vec![json!({"event": "a", "data": {}, "id": "same"}); 20])
+        .await;
     assert_eq!(
         statuses.iter().filter(|s| **s == 202).count(),
         1,

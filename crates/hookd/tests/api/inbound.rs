@@ -49,13 +49,9 @@ async fn hookd_delivers_to_its_own_inbound_endpoint() {
             .status,
         200
     );
-    let published = app
-        .post(
-            "/api/events",
-            json!({"event": "order.created", "data": {"orderId": "ORD-9"}}),
-        )
+    let event_id = app
+        .publish(json!({"event": "order.created", "data": {"orderId": "ORD-9"}}))
         .await;
-    let event_id = published.body["id"].as_str().unwrap();
     let received = app
         .eventually(&format!("/api/webhooks/{id}/received"), |b| {
             b["data"].as_array().is_some_and(|d| !d.is_empty())
@@ -63,10 +59,7 @@ async fn hookd_delivers_to_its_own_inbound_endpoint() {
         .await;
     assert_eq!(received["data"][0]["webhook_id"], event_id);
     assert_eq!(received["data"][0]["event_type"], "order.created");
-    app.eventually(&format!("/api/events/{event_id}"), |b| {
-        b["deliveries"][0]["state"] == "delivered"
-    })
-    .await;
+    app.wait_for_delivery_state(&event_id, "delivered").await;
 }
 
 #[tokio::test]
@@ -119,7 +112,7 @@ async fn verifies_rejects_and_deduplicates() {
     .await;
     unsigned.assert_error(401, "invalid_signature");
 
-    // The brief's hex X-Webhook-Signature alone is accepted too.
+    // The original webhook specification's hex X-Webhook-Signature alone is accepted too.
     let hex = hookd_verify::sign_hex(secret, body.as_bytes());
     let legacy = into_reply(
         app.client

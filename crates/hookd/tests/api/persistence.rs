@@ -212,26 +212,11 @@ async fn concurrent_publishes_share_group_commits() {
     app.subscribe("http://127.0.0.1:1/h", &["*"]).await;
     let (groups_before, requests_before) = publisher_stats();
     let requests = 200;
-    let mut tasks = Vec::new();
-    for i in 0..requests {
-        let client = app.client.clone();
-        let url = app.url("/api/events");
-        let key = app.key.clone();
-        tasks.push(tokio::spawn(async move {
-            client
-                .post(url)
-                .bearer_auth(key)
-                .json(&json!({"event": "order.created", "data": {"i": i}, "id": format!("g{i}")}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }));
-    }
-    for task in tasks {
-        assert_eq!(task.await.unwrap(), 202);
-    }
+    let events = (0..requests)
+        .map(|i| json!({"event": "order.created", "data": {"i": i}, "id": format!("g{i}")}))
+        .collect();
+    let statuses = app.publish_concurrently(events).await;
+    assert!(statuses.iter().all(|s| *s == 202), "{statuses:?}");
     let (groups, answered) = publisher_stats();
     assert_eq!(answered - requests_before, requests);
     let used = groups - groups_before;

@@ -47,18 +47,13 @@ async fn deliveries_to_non_public_addresses_are_blocked() {
             .await
             .unwrap();
     }
-    let published = app
-        .post("/api/events", json!({"event": "a", "data": {}}))
-        .await;
-    let event_id = published.body["id"].as_str().unwrap().to_owned();
-    let event = app
-        .eventually(&format!("/api/events/{event_id}"), |b| {
-            b["deliveries"]
-                .as_array()
-                .is_some_and(|d| d.len() == 4 && d.iter().all(|d| d["state"] == "dead"))
+    let event_id = app.publish(json!({"event": "a", "data": {}})).await;
+    let deliveries = app
+        .wait_for_deliveries(&event_id, |deliveries| {
+            deliveries.len() == 4 && deliveries.iter().all(|d| d["state"] == "dead")
         })
         .await;
-    for delivery in event["deliveries"].as_array().unwrap() {
+    for delivery in &deliveries {
         let detail = app
             .get(&format!(
                 "/api/deliveries/{}",
@@ -231,10 +226,7 @@ async fn allow_targets_is_honoured_at_registration_and_at_connect_time() {
         .subscribe(&format!("http://127.0.0.1:{port}/allowed"), &["only.here"])
         .await;
     assert_eq!(sub["url"], format!("http://127.0.0.1:{port}/allowed"));
-    let published = app
-        .post("/api/events", json!({"event": "only.here", "data": {}}))
-        .await;
-    assert_eq!(published.status, 202, "{}", published.body);
+    app.publish(json!({"event": "only.here", "data": {}})).await;
     receiver.wait_for("/allowed", 1).await;
 }
 

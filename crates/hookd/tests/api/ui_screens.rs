@@ -6,12 +6,7 @@ use crate::common::browser::{Browser, portal_link};
 use crate::common::*;
 use hookd::ids::Clock;
 use serde_json::{Value, json};
-
-async fn publish(app: &TestApp, event: Value) -> String {
-    let reply = app.post("/api/events", event).await;
-    assert_eq!(reply.status, 202, "{}", reply.body);
-    reply.body["id"].as_str().unwrap().to_owned()
-}
+use std::time::Duration;
 
 /// The event's delivery to `webhook`, once `check` holds for it.
 async fn delivery_of(
@@ -20,22 +15,17 @@ async fn delivery_of(
     webhook: &str,
     check: impl Fn(&Value) -> bool,
 ) -> Value {
-    let body = app
-        .eventually(&format!("/api/events/{event}"), |body| {
-            body["deliveries"]
-                .as_array()
-                .unwrap()
+    let deliveries = app
+        .wait_for_deliveries(event, |deliveries| {
+            deliveries
                 .iter()
                 .any(|d| d["webhook_id"] == webhook && check(d))
         })
         .await;
-    body["deliveries"]
-        .as_array()
-        .unwrap()
-        .iter()
+    deliveries
+        .into_iter()
         .find(|d| d["webhook_id"] == webhook)
         .unwrap()
-        .clone()
 }
 
 #[tokio::test]
@@ -54,7 +44,9 @@ async fn an_attempt_shows_the_receivers_response_headers_with_credentials_redact
     );
     let sub = app.subscribe(&receiver.url("/h"), &["*"]).await;
     let webhook = sub["id"].as_str().unwrap();
-    let event = publish(&app, json!({"event": "order.created", "data": {}})).await;
+    let event = app
+        .publish(json!({"event": "order.created", "data": {}}))
+        .await;
     let delivery = delivery_of(&app, &event, webhook, |d| d["state"] == "delivered").await;
     let id = delivery["id"].as_str().unwrap();
 
@@ -98,7 +90,7 @@ async fn the_delivery_detail_names_the_error_class() {
         .subscribe(&format!("http://127.0.0.1:{port}/h"), &["*"])
         .await;
     let webhook = sub["id"].as_str().unwrap();
-    let event = publish(&app, json!({"event": "a", "data": {}})).await;
+    let event = app.publish(json!({"event": "a", "data": {}})).await;
     let delivery = delivery_of(&app, &event, webhook, |d| d["state"] == "dead").await;
     let mut browser = Browser::operator(&app).await;
     let page = browser
@@ -119,18 +111,16 @@ async fn an_event_replays_to_any_chosen_endpoint_even_one_without_a_delivery() {
     let subscribe = |path: &'static str, filter: &'static str, owner: &'static str| {
         let (app, url) = (&app, receiver.url(path));
         async move {
-            let reply = app
-                .post(
-                    "/api/webhooks",
-                    json!({"url": url, "events": [filter], "owner": owner}),
-                )
+            let created = app
+                .subscribe_with(json!({"url": url, "events": [filter], "owner": owner}))
                 .await;
-            assert_eq!(reply.status, 201, "{}", reply.body);
-            reply.body["id"].as_str().unwrap().to_owned()
+            id_of(&created)
         }
     };
     let first = subscribe("/first", "order.*", "acme").await;
-    let event = publish(&app, json!({"event": "order.created", "data": {"n": 1}})).await;
+    let event = app
+        .publish(json!({"event": "order.created", "data": {"n": 1}}))
+        .await;
     delivery_of(&app, &event, &first, |d| d["state"] == "delivered").await;
     // Created after the event: one subscribed to its type, one not, one of another owner.
     let later = subscribe("/later", "order.*", "acme").await;
@@ -200,16 +190,10 @@ async fn an_event_replays_to_any_chosen_endpoint_even_one_without_a_delivery() {
 /// worker would record them after their last attempt), at the clock's current time.
 async fn dead_deliveries(app: &TestApp, count: usize, now: i64) {
     use hookd::store::{AttemptRow, ClaimRequest, DeliveryOutcome, Outcome};
-    for chunk in (0..count).collect::<Vec<_>>().chunks(1_000) {
-        let events: Vec<Value> = chunk
-            .iter()
-            .map(|n| json!({"event": "order.created", "data": {"n": n}}))
-            .collect();
-        let reply = app
-            .post("/api/events/batch", json!({ "events": events }))
-            .await;
-        assert_eq!(reply.status, 202, "{}", reply.body);
-    }
+    let events = (0..count)
+        .map(|n| json!({"event": "order.created", "data": {"n": n}}))
+        .collect();
+    app.publish_batches(events).await;
     loop {
         let claimed = app
             .store
@@ -316,20 +300,18 @@ async fn a_large_recovery_runs_in_steps_and_reports_its_progress() {
             .parse::<u64>()
             .unwrap(),
     ];
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-    let done = loop {
+    // Checked often, to see as many intermediate steps as possible.
+    let (limit, interval) = (Duration::from_secs(60), Duration::from_millis(5));
+    let done = wait::until_every(limit, interval, async || {
         let page = browser.get(&url).await;
         assert_eq!(page.status, 200);
         seen.push(attribute(&page.body, "data-recovered").parse().unwrap());
-        if attribute(&page.body, "data-state") == "done" {
-            break page;
+        match attribute(&page.body, "data-state").as_str() {
+            "done" => Ok(page),
+            state => Err(format!("recovery did not finish: {state}")),
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "recovery did not finish"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    };
+    })
+    .await;
     assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
     assert_eq!(attribute(&done.body, "data-recovered"), "5000");
     assert_eq!(

@@ -48,7 +48,7 @@ async fn create_returns_subscription_with_generated_secret() {
 }
 
 #[tokio::test]
-async fn brief_subscribe_route_answers_id_secret_message() {
+async fn the_original_specifications_subscribe_route_answers_id_secret_message() {
     let app = spawn_app().await;
     let reply = app
         .post(
@@ -315,10 +315,9 @@ async fn delete_removes_subscription_and_its_deliveries() {
     let app = spawn_app().await;
     let sub = app.subscribe("http://127.0.0.1:1/h", &["*"]).await;
     let id = sub["id"].as_str().unwrap();
-    let published = app
-        .post("/api/events", json!({"event": "order.created", "data": {}}))
+    let event_id = app
+        .publish(json!({"event": "order.created", "data": {}}))
         .await;
-    let event_id = published.body["id"].as_str().unwrap();
     let deleted = app
         .call(Method::DELETE, &format!("/api/webhooks/{id}"), None)
         .await;

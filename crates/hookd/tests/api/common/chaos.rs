@@ -137,19 +137,14 @@ impl ChaosReceiver {
     /// Waits until every exchange is finished (hookd hung up on every hang and drip, or the receiver
     /// gave up on it), at most `limit`; returns the log.
     pub async fn wait_until_finished(&self, limit: Duration) -> Vec<Exchange> {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
+        super::wait::until(limit, async || {
             let log = self.exchanges();
-            let open = log.iter().filter(|e| !e.finished).count();
-            if open == 0 {
-                return log;
+            match log.iter().filter(|e| !e.finished).count() {
+                0 => Ok(log),
+                open => Err(format!("{open} chaos exchanges still open")),
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{open} chaos exchanges still open after {limit:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 
     /// Serves requests on one connection until it ends.

@@ -12,6 +12,7 @@ pub mod browser;
 pub mod chaos;
 pub mod pg;
 pub mod receiver;
+pub mod wait;
 
 pub use receiver::{Answer, Received, Receiver};
 
@@ -63,6 +64,24 @@ pub fn backend() -> Backend {
         Ok("postgres") => Backend::Postgres,
         Ok(other) => panic!("HOOKD_TEST_BACKEND={other:?}: expected sqlite or postgres"),
     }
+}
+
+/// Whether a PostgreSQL-only test (named `pg_only_…`: several nodes sharing one database) can run.
+/// On any other backend it writes "skipped: <test> needs HOOKD_TEST_BACKEND=postgres" straight to
+/// the run's stderr (past the test harness's output capture, so the skip shows even though the
+/// test is counted as passed), and the test returns at once.
+pub fn postgres_or_skip() -> bool {
+    if backend() == Backend::Postgres {
+        return true;
+    }
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a pg_only_ test");
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "skipped: {test} needs HOOKD_TEST_BACKEND=postgres"
+    );
+    false
 }
 
 /// Development-mode config on a fresh temporary data dir, with a known API key, and a delivery
@@ -287,33 +306,100 @@ impl TestApp {
         }
     }
 
-    /// Polls `GET path` until `check` accepts the body (at most 20 s).
+    /// Polls `GET path` until `check` accepts the body (at most [`wait::DEFAULT_LIMIT`]).
     pub async fn eventually(&self, path: &str, check: impl Fn(&Value) -> bool) -> Value {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        loop {
+        wait::until(wait::DEFAULT_LIMIT, async || {
             let reply = self.get(path).await;
-            if check(&reply.body) {
-                return reply.body;
+            match check(&reply.body) {
+                true => Ok(reply.body),
+                false => Err(format!("GET {path}: {}", reply.body)),
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "timed out waiting on {path}: {}",
-                reply.body
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        })
+        .await
+    }
+
+    /// The deliveries of event `event_id` (as `GET /api/events/{id}` lists them), once `check`
+    /// accepts them.
+    pub async fn wait_for_deliveries(
+        &self,
+        event_id: &str,
+        check: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let event = self
+            .eventually(&format!("/api/events/{event_id}"), |body| {
+                body["deliveries"]
+                    .as_array()
+                    .is_some_and(|deliveries| check(deliveries))
+            })
+            .await;
+        event["deliveries"].as_array().unwrap().clone()
+    }
+
+    /// The first delivery of event `event_id`, in full (`GET /api/deliveries/{id}`, with its
+    /// attempts), once it is in `state`.
+    pub async fn wait_for_delivery_state(&self, event_id: &str, state: &str) -> Value {
+        let deliveries = self
+            .wait_for_deliveries(event_id, |deliveries| {
+                deliveries.first().is_some_and(|d| d["state"] == state)
+            })
+            .await;
+        let id = deliveries[0]["id"].as_str().unwrap();
+        let delivery = self.get(&format!("/api/deliveries/{id}")).await;
+        assert_eq!(delivery.status, 200, "{}", delivery.body);
+        delivery.body
     }
 
     /// Creates a subscription and returns its JSON (with the secret).
     pub async fn subscribe(&self, url: &str, events: &[&str]) -> Value {
-        let reply = self
-            .post(
-                "/api/webhooks",
-                serde_json::json!({"url": url, "events": events}),
-            )
-            .await;
+        self.subscribe_with(serde_json::json!({"url": url, "events": events}))
+            .await
+    }
+
+    /// Creates a subscription from a full request body (a timeout, headers, an owner...) and
+    /// returns its JSON (with the secret).
+    pub async fn subscribe_with(&self, body: Value) -> Value {
+        let reply = self.post("/api/webhooks", body).await;
         assert_eq!(reply.status, 201, "{}", reply.body);
         reply.body
+    }
+
+    /// Publishes one event (`POST /api/events`, which must accept it) and returns its id.
+    pub async fn publish(&self, event: Value) -> String {
+        let reply = self.post("/api/events", event).await;
+        assert_eq!(reply.status, 202, "{}", reply.body);
+        reply.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Publishes each event in a request of its own, all at once (one task each), and returns the
+    /// statuses in the order of `events`.
+    pub async fn publish_concurrently(&self, events: Vec<Value>) -> Vec<u16> {
+        let tasks: Vec<_> = events
+            .into_iter()
+            .map(|event| {
+                let request = self
+                    .client
+                    .post(self.url("/api/events"))
+                    .bearer_auth(&self.key)
+                    .json(&event);
+                tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for task in tasks {
+            statuses.push(task.await.unwrap());
+        }
+        statuses
+    }
+
+    /// Publishes events in batches of at most 1,000 (`POST /api/events/batch`, which must accept
+    /// each batch).
+    pub async fn publish_batches(&self, events: Vec<Value>) {
+        for batch in events.chunks(1_000) {
+            let reply = self
+                .post("/api/events/batch", serde_json::json!({ "events": batch }))
+                .await;
+            assert_eq!(reply.status, 202, "{}", reply.body);
+        }
     }
 
     /// Stops the worker (gracefully) and the server, and waits for both.
@@ -448,6 +534,14 @@ pub async fn open_store_with_publisher_stats(config: &Config) -> (Store, Publish
             (store.into_store(), Box::new(move || stats.snapshot()))
         }
     }
+}
+
+/// The `id` of a JSON object (a subscription, an event, a delivery).
+pub fn id_of(json: &Value) -> String {
+    json["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {json}"))
+        .to_owned()
 }
 
 pub async fn into_reply(response: reqwest::Response) -> Reply {
