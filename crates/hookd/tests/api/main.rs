@@ -18,6 +18,7 @@ mod master_key;
 mod openapi;
 mod persistence;
 mod ssrf;
+mod store_contract;
 mod ui;
 mod ui_screens;
 mod webhooks;
