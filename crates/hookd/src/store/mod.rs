@@ -13,6 +13,7 @@
 
 mod fanout;
 mod group;
+mod outcomes;
 pub mod postgres;
 mod rows;
 pub mod sealed;

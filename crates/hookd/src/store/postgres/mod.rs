@@ -17,7 +17,7 @@ mod publish;
 mod queue;
 
 use super::group::{PublishJob, PublisherStats};
-use super::sql::{Backend, SqlStore, postgres_text, sqlx_exec};
+use super::sql::{Backend, map_sqlx_error, postgres_text, sqlx_exec, store_by_role};
 use super::*;
 use async_trait::async_trait;
 use publish::run_publisher;
@@ -85,11 +85,6 @@ impl PgStore {
         })
     }
 
-    /// (group commits, publish requests) so far, on this node.
-    pub fn publisher_stats(&self) -> (u64, u64) {
-        self.stats.snapshot()
-    }
-
     /// The publisher's counters, to read after the store is split into roles.
     pub fn stats(&self) -> Arc<PublisherStats> {
         self.stats.clone()
@@ -133,20 +128,9 @@ async fn run_migrations(pool: &PgPool) -> StoreResult<()> {
 /// Maps driver errors onto the store's three kinds: a unique violation is a conflict; whatever means
 /// "cannot serve this now, try again" is unavailable (503); the rest is internal.
 fn map_err(error: sqlx::Error) -> StoreError {
-    match &error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::Conflict(db.message().to_owned())
-        }
-        sqlx::Error::Database(db) => match db.code() {
-            Some(code) if is_unavailable(&code) => StoreError::Unavailable(db.message().to_owned()),
-            _ => StoreError::Internal(db.message().to_owned()),
-        },
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(error.to_string()),
-        _ => StoreError::Internal(error.to_string()),
-    }
+    map_sqlx_error(error, |db| {
+        db.code().is_some_and(|code| is_unavailable(&code))
+    })
 }
 
 /// SQLSTATEs after which the same request may well succeed a moment later. Besides the classes of
@@ -282,17 +266,7 @@ impl PgStore {
     /// The store by role: the shared statements on this node's pool, publishing through its
     /// group-commit task, the queue with `SKIP LOCKED` claims.
     pub fn into_store(self) -> Store {
-        let shared = Arc::new(SqlStore::<sqlx::Postgres>::new(self.pool.clone()));
-        let this = Arc::new(self);
-        Store {
-            admin: shared.clone(),
-            subscriptions: shared.clone(),
-            publisher: this.clone(),
-            queue: this,
-            deliveries: shared.clone(),
-            secrets: shared.clone(),
-            ui: shared,
-        }
+        store_by_role::<sqlx::Postgres, _>(self.pool.clone(), self)
     }
 }
 

@@ -3,15 +3,14 @@
 //! and rescues that take row locks in a fixed order, and `LISTEN` for work queued by other nodes.
 
 use super::{PgStore, connect_listener, map_err, notify_work, relay_work_notifications};
+use crate::store::outcomes::{applied_effects, failure_count_update};
 use crate::store::sql::decode::{
     ClaimDecoder, prefixed_subscription_columns, queued_subscriptions, response_headers_text,
 };
 use crate::store::sql::postgres_text;
-use crate::store::sql::subscriptions::{
-    ADD_FAILURES, DISABLE_SUBSCRIPTION, HOLD_QUEUED, SET_FAILURE_COUNT,
-};
+use crate::store::sql::subscriptions::{DISABLE_SUBSCRIPTION, HOLD_QUEUED};
 use crate::store::*;
-use hookd_core::outcome::{CountChange, FailureEffects};
+use hookd_core::outcome::FailureEffects;
 use sqlx::PgConnection;
 use std::collections::HashSet;
 use std::sync::LazyLock;
@@ -140,18 +139,8 @@ impl QueueStore for PgStore {
             .await?
             .into_iter()
             .collect();
-        let mut report = RecordReport {
-            applied: applied.len() as u64,
-            stale: (outcomes.len() - applied.len()) as u64,
-            disabled: Vec::new(),
-        };
-        let mut seen = HashSet::new();
-        let counted = outcomes
-            .iter()
-            .filter(|o| applied.contains(&o.delivery_id) && seen.insert(o.delivery_id.as_str()));
-        for (subscription, effect) in
-            FailureEffects::tally(counted.map(|o| (o.subscription_id.as_str(), o.outcome)))
-        {
+        let (mut report, effects) = applied_effects(&outcomes, &applied);
+        for (subscription, effect) in effects {
             if apply_failure_effect(&mut tx, subscription, &effect, disable_after_failures, now)
                 .await?
             {
@@ -395,22 +384,17 @@ async fn apply_failure_effect(
     disable_after_failures: i64,
     now: UnixMs,
 ) -> StoreResult<bool> {
-    let update = |text: &str, dead: i64| {
-        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(postgres_text(text)))
-            .bind(id.to_owned())
-            .bind(dead)
-    };
-    let count: Option<i64> = match effect.count_change() {
-        CountChange::Unchanged => None,
-        CountChange::Set(dead) => update(SET_FAILURE_COUNT, dead)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(map_err)?
-            .or(Some(dead)),
-        CountChange::Add(dead) => update(ADD_FAILURES, dead)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(map_err)?,
+    let count = match failure_count_update(effect) {
+        None => None,
+        Some((statement, argument, unwritten)) => {
+            sqlx::query_scalar::<_, i64>(postgres_text(statement))
+                .bind(id)
+                .bind(argument)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(map_err)?
+                .or(unwritten)
+        }
     };
     let Some(reason) = effect.disable_reason(count, disable_after_failures) else {
         return Ok(false);

@@ -180,6 +180,49 @@ pub(crate) async fn announce_work<B: Backend>(tx: &mut B::Tx) -> StoreResult<()>
     Ok(())
 }
 
+/// The store by role: the shared statements on `pool`, publishing and the queue on `engine` (each
+/// backend's own).
+pub(crate) fn store_by_role<B, E>(pool: B::Pool, engine: E) -> super::Store
+where
+    B: Backend,
+    E: super::PublishStore + super::QueueStore,
+{
+    let shared = std::sync::Arc::new(SqlStore::<B>::new(pool));
+    let engine = std::sync::Arc::new(engine);
+    super::Store {
+        admin: shared.clone(),
+        subscriptions: shared.clone(),
+        publisher: engine.clone(),
+        queue: engine,
+        deliveries: shared.clone(),
+        secrets: shared.clone(),
+        ui: shared,
+    }
+}
+
+/// Maps a driver error onto the store's kinds: a unique violation is a conflict; a database error
+/// that `unavailable` recognises, lost connections and an exhausted pool mean "cannot serve this
+/// now, try again" (503); the rest is internal.
+pub(crate) fn map_sqlx_error(
+    error: sqlx::Error,
+    unavailable: impl Fn(&dyn sqlx::error::DatabaseError) -> bool,
+) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(db.message().to_owned())
+        }
+        sqlx::Error::Database(db) if unavailable(db.as_ref()) => {
+            StoreError::Unavailable(db.message().to_owned())
+        }
+        sqlx::Error::Database(db) => StoreError::Internal(db.message().to_owned()),
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(error.to_string()),
+        _ => StoreError::Internal(error.to_string()),
+    }
+}
+
 /// The shared roles over one backend's pool.
 pub(crate) struct SqlStore<B: Backend> {
     pool: B::Pool,

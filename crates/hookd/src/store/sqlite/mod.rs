@@ -13,7 +13,7 @@ mod writer;
 
 use super::group::{PublishJob, PublisherStats};
 use super::sql::decode::{RowExt, queued_subscriptions};
-use super::sql::{Backend, Exec, Sql, SqlStore, sqlx_exec};
+use super::sql::{Backend, Exec, Sql, map_sqlx_error, sqlx_exec, store_by_role};
 use super::*;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -100,11 +100,6 @@ impl SqliteStore {
         })
     }
 
-    /// (group commits, publish requests) so far.
-    pub fn publisher_stats(&self) -> (u64, u64) {
-        self.stats.snapshot()
-    }
-
     /// The publisher's counters, to read after the store is split into roles.
     pub fn stats(&self) -> Arc<PublisherStats> {
         self.stats.clone()
@@ -151,26 +146,13 @@ fn connect_options(options: &SqliteOptions) -> SqliteConnectOptions {
 /// Maps driver errors onto the store's three kinds. SQLite primary result codes: 5 BUSY, 6 LOCKED,
 /// 8 READONLY, 10 IOERR, 13 FULL, 14 CANTOPEN mean "cannot write now", i.e. unavailable.
 pub(super) fn map_err(error: sqlx::Error) -> StoreError {
-    match &error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::Conflict(db.message().to_owned())
-        }
-        sqlx::Error::Database(db) => {
-            let primary = db
-                .code()
-                .and_then(|code| code.parse::<i64>().ok())
-                .map(|code| code & 0xff);
-            match primary {
-                Some(5 | 6 | 8 | 10 | 13 | 14) => StoreError::Unavailable(db.message().to_owned()),
-                _ => StoreError::Internal(db.message().to_owned()),
-            }
-        }
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(error.to_string()),
-        _ => StoreError::Internal(error.to_string()),
-    }
+    map_sqlx_error(error, |db| {
+        let primary = db.code().and_then(|code| code.parse::<i64>().ok());
+        matches!(
+            primary.map(|code| code & 0xff),
+            Some(5 | 6 | 8 | 10 | 13 | 14)
+        )
+    })
 }
 
 sqlx_exec!(sqlx::Sqlite, SqliteRow, map_err, |text| text);
@@ -211,17 +193,7 @@ impl SqliteStore {
     /// The store by role: the shared statements on the reader pool, publishing and the queue
     /// through the writer thread.
     pub fn into_store(self) -> Store {
-        let shared = Arc::new(SqlStore::<sqlx::Sqlite>::new(self.pool.clone()));
-        let this = Arc::new(self);
-        Store {
-            admin: shared.clone(),
-            subscriptions: shared.clone(),
-            publisher: this.clone(),
-            queue: this,
-            deliveries: shared.clone(),
-            secrets: shared.clone(),
-            ui: shared,
-        }
+        store_by_role::<sqlx::Sqlite, _>(self.pool.clone(), self)
     }
 }
 

@@ -3,15 +3,14 @@
 
 use super::RecordJob;
 use super::sql::{self, MultiRow};
+use crate::store::outcomes::{applied_effects, failure_count_update};
 use crate::store::sql::decode::{
     RowExt, SUBSCRIPTION_COLUMNS, claimed_from_row, encode_json, queued_subscriptions,
     response_headers_text, subscription_from_row,
 };
-use crate::store::sql::subscriptions::{
-    ADD_FAILURES, DISABLE_SUBSCRIPTION, HOLD_QUEUED, SET_FAILURE_COUNT,
-};
+use crate::store::sql::subscriptions::{DISABLE_SUBSCRIPTION, HOLD_QUEUED};
 use crate::store::*;
-use hookd_core::outcome::{CountChange, FailureEffects};
+use hookd_core::outcome::FailureEffects;
 use rusqlite::Connection;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
@@ -221,19 +220,8 @@ pub(super) fn record(conn: &Connection, job: &RecordJob) -> StoreResult<RecordRe
     let applied: HashSet<String> = apply_outcomes(conn, &job.owner, &job.outcomes, job.now)?
         .into_iter()
         .collect();
-    let mut report = RecordReport {
-        applied: applied.len() as u64,
-        stale: (job.outcomes.len() - applied.len()) as u64,
-        disabled: Vec::new(),
-    };
-    let mut seen = HashSet::new();
-    let counted = job
-        .outcomes
-        .iter()
-        .filter(|o| applied.contains(&o.delivery_id) && seen.insert(o.delivery_id.as_str()));
-    for (subscription, effect) in
-        FailureEffects::tally(counted.map(|o| (o.subscription_id.as_str(), o.outcome)))
-    {
+    let (mut report, effects) = applied_effects(&job.outcomes, &applied);
+    for (subscription, effect) in effects {
         if apply_failure_effect(
             conn,
             subscription,
@@ -339,30 +327,19 @@ fn apply_failure_effect(
     disable_after_failures: i64,
     now: UnixMs,
 ) -> StoreResult<bool> {
-    let count = |row: &sql::NamedRow<'_, '_>| Ok(row.int("failure_count"));
-    let count: Option<i64> = match effect.count_change() {
-        CountChange::Unchanged => None,
-        CountChange::Set(dead) => sql::query(
+    let count = match failure_count_update(effect) {
+        None => None,
+        Some((statement, argument, unwritten)) => sql::query(
             conn,
-            SET_FAILURE_COUNT,
+            statement,
             |q| {
-                q.bind(id).bind(dead);
+                q.bind(id).bind(argument);
             },
-            count,
+            |row| Ok(row.int("failure_count")),
         )?
         .first()
         .copied()
-        .or(Some(dead)),
-        CountChange::Add(dead) => sql::query(
-            conn,
-            ADD_FAILURES,
-            |q| {
-                q.bind(id).bind(dead);
-            },
-            count,
-        )?
-        .first()
-        .copied(),
+        .or(unwritten),
     };
     let Some(reason) = effect.disable_reason(count, disable_after_failures) else {
         return Ok(false);
