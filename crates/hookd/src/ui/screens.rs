@@ -6,30 +6,28 @@ use super::charts::{self, Range};
 use super::jobs::{Progress, RECOVERY_STEP, Recovery, RecoveryRequest};
 use super::session::Session;
 use super::views::{self, Ctx};
-use super::{UiError, render};
-use crate::api::AppState;
-use crate::api::actions::{self, RotateSecret};
-use crate::api::extract::OptionalJson;
-use crate::api::pagination::{decode_cursor, encode_cursor};
-use crate::api::webhooks::{self, CreateWebhook, UpdateWebhook};
-use crate::ids::new_id;
+use super::{UiError, UiState, ops_status, render};
+use crate::ops::{
+    OpsError, ReplayOutcome, SubscriptionChanges, SubscriptionDraft, TestPayload, decode_cursor,
+    encode_cursor,
+};
 use crate::store::ui::{DeliveryListRow, DeliverySearch};
 use crate::store::{
-    ClaimedDelivery, DeadLetterFilter, DeliveryRow, DeliveryState, NewEvent, RetryResult,
-    SubscriptionQuery, SubscriptionRow,
+    ClaimedDelivery, DeadLetterFilter, DeliveryRow, DeliveryState, RetryResult, SubscriptionQuery,
+    SubscriptionRow,
 };
 use askama::Template;
+use axum::Router;
 use axum::extract::{Extension, Form, Path, Query, State};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
 use hookd_core::EventFilter;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<UiState> {
     Router::new()
         .route("/", get(overview))
         .route("/endpoints", get(endpoints).post(create_endpoint))
@@ -73,7 +71,7 @@ fn require_manage(session: &Session) -> Result<(), UiError> {
 /// One subscription by id, if the viewer may see it; otherwise "not found", exactly as if it did not
 /// exist (so that guessing ids reveals nothing).
 async fn load_subscription(
-    state: &AppState,
+    state: &UiState,
     session: &Session,
     id: &str,
 ) -> Result<SubscriptionRow, UiError> {
@@ -84,7 +82,7 @@ async fn load_subscription(
 }
 
 async fn load_delivery(
-    state: &AppState,
+    state: &UiState,
     session: &Session,
     id: &str,
 ) -> Result<(DeliveryRow, SubscriptionRow), UiError> {
@@ -100,7 +98,7 @@ async fn load_delivery(
 }
 
 async fn visible_subscriptions(
-    state: &AppState,
+    state: &UiState,
     session: &Session,
 ) -> Result<Vec<SubscriptionRow>, UiError> {
     let page = state
@@ -193,7 +191,7 @@ struct RangeQuery {
 }
 
 async fn overview(
-    State(state): State<AppState>,
+    State(state): State<UiState>,
     Extension(session): S,
     Query(q): Query<RangeQuery>,
 ) -> Page {
@@ -261,7 +259,7 @@ struct CursorQuery {
 }
 
 async fn endpoints(
-    State(state): State<AppState>,
+    State(state): State<UiState>,
     Extension(session): S,
     Query(q): Query<CursorQuery>,
 ) -> Page {
@@ -404,7 +402,7 @@ impl EndpointForm {
     }
 }
 
-async fn new_endpoint(State(state): State<AppState>, Extension(session): S) -> Page {
+async fn new_endpoint(State(state): State<UiState>, Extension(session): S) -> Page {
     require_manage(&session)?;
     let page = EndpointFormPage {
         ctx: Ctx::new(&state, &session, "endpoints", "New endpoint"),
@@ -419,7 +417,7 @@ async fn new_endpoint(State(state): State<AppState>, Extension(session): S) -> P
 }
 
 fn form_error(
-    state: &AppState,
+    state: &UiState,
     session: &Session,
     id: &str,
     form: EndpointForm,
@@ -440,7 +438,7 @@ fn form_error(
 }
 
 async fn create_endpoint(
-    State(state): State<AppState>,
+    State(state): State<UiState>,
     Extension(session): S,
     Form(form): Form<EndpointForm>,
 ) -> Page {
@@ -454,7 +452,7 @@ async fn create_endpoint(
         Some(owner) => Some(owner.to_owned()),
         None => EndpointForm::opt(&form.owner),
     };
-    let input = CreateWebhook {
+    let draft = SubscriptionDraft {
         url: form.url.trim().to_owned(),
         events: form.events(),
         description: EndpointForm::opt(&form.description),
@@ -465,12 +463,12 @@ async fn create_endpoint(
         headers: Some(headers),
         owner,
     };
-    match webhooks::insert_new(&state, input).await {
+    match state.ops.create_subscription(draft).await {
         Ok(row) => Ok(
             Redirect::to(&format!("{}/endpoints/{}", session.viewer.base(), row.id))
                 .into_response(),
         ),
-        Err(error) if error.status().is_client_error() => {
+        Err(error) if ops_status(&error).is_client_error() => {
             Ok(form_error(&state, &session, "", form, error.to_string()))
         }
         Err(error) => Err(error.into()),
@@ -478,7 +476,7 @@ async fn create_endpoint(
 }
 
 async fn edit_endpoint(
-    State(state): State<AppState>,
+    State(state): State<UiState>,
     Extension(session): S,
     Path(id): Path<String>,
 ) -> Page {
@@ -494,7 +492,7 @@ async fn edit_endpoint(
 }
 
 async fn update_endpoint(
-    State(state): State<AppState>,
+    State(state): State<UiState>,
     Extension(session): S,
     Path(id): Path<String>,
     Form(form): Form<EndpointForm>,
@@ -506,7 +504,7 @@ async fn update_endpoint(
         Ok(parts) => parts,
         Err(error) => return Ok(form_error(&state, &session, &id, form, error)),
     };
-    let input = UpdateWebhook {
+    let changes = SubscriptionChanges {
         url: Some(form.url.trim().to_owned()),
         events: Some(form.events()),
         description: Some(EndpointForm::opt(&form.description)),
@@ -517,43 +515,42 @@ async fn update_endpoint(
         owner: (!session.viewer.is_portal()).then(|| EndpointForm::opt(&form.owner)),
         ..Default::default()
     };
-    let patch = match webhooks::parse_patch(&state, input) {
+    let patch = match state.ops.parse_changes(changes) {
         Ok(patch) => patch,
         Err(error) => return Ok(form_error(&state, &session, &id, form, error.to_string())),
     };
-    state
-        .store
-        .update_subscription(&id, patch, state.clock.now_ms())
-        .await?
-        .ok_or(UiError::NotFound("endpoint"))?;
+    match state.ops.update_subscription(&id, patch).await {
+        Ok(_) => {}
+        Err(OpsError::NotFound(_)) => return Err(UiError::NotFound("endpoint")),
+        Err(error) => return Err(error.into()),
+    }
     Ok(Redirect::to(&format!("{}/endpoints/{id}", session.viewer.base())).into_response())
 }
 
 async fn enable_endpoint(
-    State(state): State<AppState>,
+    State(state): State<UiState>,
     Extension(session): S,
     Path(id): Path<String>,
 ) -> Page {
     require_manage(&session)?;
     load_subscription(&state, &session, &id).await?;
-    let body = actions::EnableWebhook { replay: Some(true) };
-    let _enabled = actions::enable(State(state), Path(id.clone()), OptionalJson(body)).await?;
+    state.ops.enable_subscription(&id, true).await?;
     Ok(Redirect::to(&format!("{}/endpoints/{id}", session.viewer.base())).into_response())
 }
 
 async fn disable_endpoint(
-    State(state): State<AppState>,
+    State(state): State<UiState>,
     Extension(session): S,
     Path(id): Path<String>,
 ) -> Page {
     require_manage(&session)?;
     load_subscription(&state, &session, &id).await?;
-    let _disabled = actions::disable(State(state), Path(id.clone())).await?;
+    state.ops.disable_subscription(&id).await?;
     Ok(Redirect::to(&format!("{}/endpoints/{id}", session.viewer.base())).into_response())
 }
 
 async fn delete_endpoint(
-    State(state): State<AppState>,
+    State(state): State<UiState>,
     Extension(session): S,
     Path(id): Path<String>,
 ) -> Page {
@@ -586,7 +583,7 @@ struct EndpointPage {
 }
 
 async fn endpoint(
-    State(state): State<AppState>,
+    State(state): State<UiState>,
     Extension(session): S,
     Path(id): Path<String>,
 ) -> Page {
@@ -647,7 +644,7 @@ async fn endpoint(
 }
 
 async fn reveal_secret(
-    State(state): State<AppState>,
+    State(state): State<UiState>,
     Extension(session): S,
     Path(id): Path<String>,
 ) -> Page {
@@ -664,21 +661,22 @@ struct RotateForm {
 }
 
 async fn rotate_secret(
-    State(state): State<AppState>,
+    State(state): State<UiState>,
     Extension(session): S,
     Path(id): Path<String>,
     Form(form): Form<RotateForm>,
 ) -> Page {
     require_manage(&session)?;
     load_subscription(&state, &session, &id).await?;
-    let body = RotateSecret {
-        overlap_seconds: Some(form.overlap_seconds),
-    };
-    let Json(rotated) = actions::rotate_secret(State(state), Path(id), OptionalJson(body)).await?;
+    let rotated = state
+        .ops
+        .rotate_secret(&id, Some(form.overlap_seconds))
+        .await?;
     let mut notice = Notice::new(&session, true, "Secret rotated").line(
         "Previous secret signs until",
         rotated
             .previous_secret_expires_at
+            .map(hookd_core::time::rfc3339_ms)
             .unwrap_or_else(|| "stopped now (no overlap)".into()),
     );
     notice.pre = Some(rotated.secret);
@@ -692,7 +690,7 @@ struct TestForm {
 }
 
 async fn send_test(
-    State(state): State<AppState>,
+    State(state): State<UiState>,
     Extension(session): S,
     Path(id): Path<String>,
     Form(form): Form<TestForm>,
@@ -708,28 +706,14 @@ async fn send_test(
             "the payload must be a JSON object".into(),
         ));
     }
-    if form.payload.len() > state.settings.max_payload_bytes {
+    if form.payload.len() > state.ops.settings.max_payload_bytes {
         return Err(UiError::BadRequest(
             "the payload is over the size limit".into(),
         ));
     }
-    let now = state.clock.now_ms();
-    let event = NewEvent {
-        id: new_id("evt", now),
-        event_type: event_type.as_str().to_owned(),
-        version: "1.0".into(),
-        data: data.to_string(),
-        retryable: true,
-        idempotency_key: None,
-        created_at: now,
-        only_subscription: Some(sub.id.clone()),
-    };
-    let published = state.store.publish(vec![event]).await?;
-    let event_id = published
-        .first()
-        .map(|p| p.event.id.clone())
-        .unwrap_or_default();
-    state.waker.notify_one();
+    let payload = TestPayload::Custom { event_type, data };
+    let published = state.ops.send_test_event(&sub.id, payload).await?;
+    let event_id = published.event.id;
     let delivery = state
         .store
         .deliveries_for_event(&event_id)
@@ -840,7 +824,7 @@ const STATES: [&str; 6] = [
 ];
 
 async fn deliveries(
-    State(state): State<AppState>,
+    State(state): State<UiState>,
     Extension(session): S,
     Query(filters): Query<LogQuery>,
 ) -> Page {
@@ -891,7 +875,7 @@ struct DeliveryRowFragment<'a> {
 /// is a rendered table row. Polls the store once a second (an indexed query on `created_at`) and ends
 /// after an hour; the browser reconnects by itself.
 async fn live_tail(
-    State(state): State<AppState>,
+    State(state): State<UiState>,
     Extension(session): S,
     Query(filters): Query<LogQuery>,
 ) -> Result<Response, UiError> {
@@ -1015,7 +999,7 @@ fn rebuild_request(
 }
 
 async fn delivery(
-    State(state): State<AppState>,
+    State(state): State<UiState>,
     Extension(session): S,
     Path(id): Path<String>,
 ) -> Page {
@@ -1060,19 +1044,14 @@ async fn delivery(
 }
 
 async fn retry(
-    State(state): State<AppState>,
+    State(state): State<UiState>,
     Extension(session): S,
     Path(id): Path<String>,
 ) -> Page {
     require_manage(&session)?;
     load_delivery(&state, &session, &id).await?;
-    let notice = match state
-        .store
-        .retry_delivery(&id, state.clock.now_ms())
-        .await?
-    {
+    let notice = match state.ops.retry_delivery(&id).await? {
         RetryResult::Requeued(_) => {
-            state.waker.notify_one();
             Notice::new(&session, true, "Retry queued").line("Delivery", id)
         }
         RetryResult::InFlight => Notice::new(
@@ -1101,7 +1080,7 @@ struct DeadLettersPage {
 }
 
 async fn dead_letters(
-    State(state): State<AppState>,
+    State(state): State<UiState>,
     Extension(session): S,
     Query(q): Query<CursorQuery>,
 ) -> Page {
@@ -1145,7 +1124,7 @@ struct RedriveForm {
 }
 
 async fn redrive_many(
-    State(state): State<AppState>,
+    State(state): State<UiState>,
     Extension(session): S,
     Form(form): Form<RedriveForm>,
 ) -> Page {
@@ -1168,14 +1147,13 @@ async fn redrive_many(
         since,
         until: None,
     };
-    let now = state.clock.now_ms();
     let mut total: i64 = 0;
     for target in &targets {
         total += match form.confirm.is_some() {
             true => {
                 state
-                    .store
-                    .redrive_dead_letters(filter_for(target.clone()), now)
+                    .ops
+                    .redrive_dead_letters(filter_for(target.clone()))
                     .await? as i64
             }
             false => {
@@ -1188,9 +1166,6 @@ async fn redrive_many(
         };
     }
     if form.confirm.is_some() {
-        if total > 0 {
-            state.waker.notify_one();
-        }
         return Ok(render(&Notice::new(
             &session,
             true,
@@ -1226,7 +1201,7 @@ struct RecoverForm {
 
 /// "Recover failed since T" for one endpoint: a count first, then the re-queue.
 async fn recover(
-    State(state): State<AppState>,
+    State(state): State<UiState>,
     Extension(session): S,
     Form(form): Form<RecoverForm>,
 ) -> Page {
@@ -1259,7 +1234,7 @@ async fn recover(
     }
     let expected = state.store.ui().count_recoverable(&sub.id, since).await?;
     let job = state.ui.jobs.start_recovery(
-        &state,
+        &state.ops,
         RecoveryRequest {
             subscription_id: sub.id,
             owner: session.viewer.owner().map(str::to_owned),
@@ -1312,7 +1287,7 @@ impl RecoveryFragment {
 
 /// `GET …/dead-letters/recover/{job}`: the progress fragment of a recovery this viewer may see.
 async fn recovery_progress(
-    State(state): State<AppState>,
+    State(state): State<UiState>,
     Extension(session): S,
     Path(id): Path<String>,
 ) -> Page {
@@ -1348,7 +1323,7 @@ struct CatalogPage {
     items: Vec<CatalogItem>,
 }
 
-async fn catalog(State(state): State<AppState>, Extension(session): S) -> Page {
+async fn catalog(State(state): State<UiState>, Extension(session): S) -> Page {
     let subs = visible_subscriptions(&state, &session).await?;
     let items = state
         .store
@@ -1395,7 +1370,7 @@ struct ReplayTarget {
 
 /// An event and its deliveries that the viewer may see; for a portal viewer with none, "not found".
 async fn load_event(
-    state: &AppState,
+    state: &UiState,
     session: &Session,
     id: &str,
 ) -> Result<(crate::store::EventRow, Vec<(DeliveryRow, String)>), UiError> {
@@ -1422,12 +1397,12 @@ async fn load_event(
 }
 
 async fn event(
-    State(state): State<AppState>,
+    State(state): State<UiState>,
     Extension(session): S,
     Path(id): Path<String>,
 ) -> Page {
     let (event, fanout) = load_event(&state, &session, &id).await?;
-    let timestamp = crate::api::rfc3339(event.created_at);
+    let timestamp = hookd_core::time::rfc3339_ms(event.created_at);
     let envelope = hookd_core::envelope::Envelope {
         id: &event.id,
         timestamp: &timestamp,
@@ -1483,61 +1458,40 @@ struct ReplayForm {
 /// creates one (the endpoint was created after the event, or does not subscribe to its type and
 /// the operator picked it anyway).
 async fn replay_to_endpoint(
-    state: &AppState,
+    state: &UiState,
     session: &Session,
     event_id: &str,
     endpoint: &str,
 ) -> Page {
     let sub = load_subscription(state, session, endpoint).await?;
-    let now = state.clock.now_ms();
-    let existing = state
-        .store
-        .deliveries_for_event(event_id)
-        .await?
-        .into_iter()
-        .find(|d| d.subscription_id == sub.id);
-    let (title, delivery) = match existing {
-        Some(delivery) => match state.store.retry_delivery(&delivery.id, now).await? {
-            RetryResult::Requeued(row) => ("Replay queued", row),
-            RetryResult::InFlight => {
-                let notice = Notice::new(
-                    session,
-                    false,
-                    "An attempt is in flight; try again when it ends",
-                )
-                .line("Delivery", delivery.id);
-                return Ok(render(&notice));
-            }
-            RetryResult::NotFound => return Err(UiError::NotFound("delivery")),
-        },
-        None if !sub.active => {
+    let (title, delivery) = match state.ops.replay_to_endpoint(event_id, &sub).await? {
+        ReplayOutcome::Requeued(row) => ("Replay queued", row),
+        ReplayOutcome::Created(row) => ("New delivery queued", row),
+        ReplayOutcome::InFlight(delivery_id) => {
+            let notice = Notice::new(
+                session,
+                false,
+                "An attempt is in flight; try again when it ends",
+            )
+            .line("Delivery", delivery_id);
+            return Ok(render(&notice));
+        }
+        ReplayOutcome::EndpointDisabled => {
             return Ok(render(&Notice::new(
                 session,
                 false,
                 "The endpoint is disabled: enable it first",
             )));
         }
-        None => {
-            let id = new_id("dlv", now);
-            match state
-                .store
-                .ui()
-                .add_delivery(&id, event_id, &sub.id, now)
-                .await?
-            {
-                Some(row) => ("New delivery queued", row),
-                // Created meanwhile by another request, or disabled meanwhile.
-                None => {
-                    return Ok(render(&Notice::new(
-                        session,
-                        false,
-                        "The endpoint changed meanwhile; reload and try again",
-                    )));
-                }
-            }
+        // Created meanwhile by another request, or disabled meanwhile.
+        ReplayOutcome::EndpointChanged => {
+            return Ok(render(&Notice::new(
+                session,
+                false,
+                "The endpoint changed meanwhile; reload and try again",
+            )));
         }
     };
-    state.waker.notify_one();
     let notice = Notice::new(session, true, title)
         .line("Endpoint", sub.url)
         .line("Delivery", delivery.id);
@@ -1545,7 +1499,7 @@ async fn replay_to_endpoint(
 }
 
 async fn replay(
-    State(state): State<AppState>,
+    State(state): State<UiState>,
     Extension(session): S,
     Path(id): Path<String>,
     Form(form): Form<ReplayForm>,
@@ -1556,21 +1510,12 @@ async fn replay(
         return replay_to_endpoint(&state, &session, &id, &endpoint).await;
     }
     let wanted = non_empty(&form.delivery);
-    let now = state.clock.now_ms();
-    let (mut queued, mut busy) = (0, 0);
-    for (delivery, _) in fanout
-        .iter()
-        .filter(|(d, _)| wanted.as_ref().is_none_or(|w| *w == d.id))
-    {
-        match state.store.retry_delivery(&delivery.id, now).await? {
-            RetryResult::Requeued(_) => queued += 1,
-            RetryResult::InFlight => busy += 1,
-            RetryResult::NotFound => {}
-        }
-    }
-    if queued > 0 {
-        state.waker.notify_one();
-    }
+    let chosen: Vec<String> = fanout
+        .into_iter()
+        .map(|(delivery, _)| delivery.id)
+        .filter(|id| wanted.as_ref().is_none_or(|w| w == id))
+        .collect();
+    let (queued, busy) = state.ops.replay_deliveries(&chosen).await?;
     let notice = Notice::new(
         &session,
         busy == 0,
