@@ -3,7 +3,8 @@
 
 A top-level module is a single file (`config.rs`) or a folder with its `mod.rs`/`<name>.rs` (`api/`);
 an edge A -> B means some file of A names `crate::B` (in a `use` or a path). Cycles that pass through
-`store` are reported but allowed (its split is separate work); any other cycle fails. No dependencies.
+`store` are reported but allowed (its split is separate work); any other cycle fails, and so does
+`store` importing one of its callers (FORBIDDEN). No dependencies.
 """
 
 import pathlib
@@ -13,6 +14,8 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "crates" / "hookd" / "src"
 # Cycles through these modules are printed but do not fail the check.
 TOLERATED = {"store"}
+# Imports that fail the check even without a cycle: the store never reaches up to its callers.
+FORBIDDEN = {"store": {"api", "app", "ops", "server", "ui", "worker"}}
 ENTRY_FILES = {"lib.rs", "main.rs"}
 
 
@@ -32,10 +35,29 @@ def strip_comments(text):
 
 
 def referenced_modules(text):
-    """Top-level modules named as `crate::X` or inside `use crate::{X, Y::...}`."""
-    names = set(re.findall(r"\bcrate::([a-z_][a-z0-9_]*)", text))
-    for group in re.findall(r"\bcrate::\{([^}]*)\}", text):
-        names.update(re.findall(r"(?:^|,)\s*([a-z_][a-z0-9_]*)", group))
+    """Top-level modules named as `crate::X`, or inside a group `use crate::{X, Y::{...}}`."""
+    names = set(re.findall(r"\bcrate\s*::\s*([a-z_][a-z0-9_]*)", text))
+    for match in re.finditer(r"\bcrate\s*::\s*\{", text):
+        names.update(first_level_names(text, match.end()))
+    return names
+
+
+def first_level_names(text, start):
+    """The first segment of each path in the `{...}` group that opens just before `start`."""
+    names, depth, expecting_name = set(), 1, True
+    for token in re.finditer(r"[A-Za-z_][A-Za-z0-9_]*|::|[{},]", text[start:]):
+        word = token.group()
+        if word == "{":
+            depth += 1
+        elif word == "}":
+            depth -= 1
+            if depth == 0:
+                break
+        elif word == "," and depth == 1:
+            expecting_name = True
+        elif depth == 1 and expecting_name and word != "::":
+            names.add(word)
+            expecting_name = False
     return names
 
 
@@ -83,11 +105,15 @@ def main():
             print(f"tolerated cycle (through {', '.join(sorted(TOLERATED & set(cycle)))}): {text}")
         else:
             failing.append(text)
+    failing = [f"import cycle: {text}" for text in failing]
+    for module, targets in sorted(FORBIDDEN.items()):
+        for target in sorted(graph.get(module, set()) & targets):
+            failing.append(f"forbidden import: {module} -> {target}")
     for text in failing:
-        print(f"import cycle: {text}", file=sys.stderr)
+        print(text, file=sys.stderr)
     if failing:
         return 1
-    print("no import cycle outside store")
+    print("no import cycle outside store, no forbidden import")
     return 0
 
 
