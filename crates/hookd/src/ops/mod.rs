@@ -10,6 +10,8 @@ mod error;
 mod events;
 mod portal;
 mod subscriptions;
+#[cfg(test)]
+mod tests;
 
 pub use cursor::{decode_cursor, encode_cursor};
 pub use deliveries::ReplayOutcome;
