@@ -6,8 +6,8 @@ use crate::client::{ClientArgs, ClientError, commands, listen, verify};
 use crate::config::{Config, FlagOverrides};
 use crate::ids::{Clock, SystemClock};
 use crate::master_key::{Installed, Rotated};
-use crate::server;
 use crate::store::sealed::MasterKey;
+use crate::{runtime, server};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -154,7 +154,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 ..FlagOverrides::default()
             })?;
             crate::telemetry::init(&config);
-            server::run(config, shutdown_signal()).await
+            server::run(config, runtime::shutdown_signal()).await
         }
         Command::Migrate(store) => {
             let config = store.load_config(FlagOverrides::default())?;
@@ -341,32 +341,4 @@ fn rotation_report(rotated: &Rotated) -> String {
         }
     }
     text
-}
-
-/// Resolves on SIGINT or SIGTERM. The handlers are installed by this call, not when the future is
-/// first polled: a signal that arrives while the server is still starting (after it said it is
-/// listening) then stops it gracefully instead of killing it.
-pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt = signal(SignalKind::interrupt()).ok();
-    let mut terminate = signal(SignalKind::terminate()).ok();
-    async move {
-        let interrupted = async {
-            match &mut interrupt {
-                Some(signal) => signal.recv().await,
-                None => std::future::pending().await,
-            }
-        };
-        let terminated = async {
-            match &mut terminate {
-                Some(signal) => signal.recv().await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = interrupted => {},
-            _ = terminated => {},
-        }
-        tracing::info!("shutdown signal received");
-    }
 }

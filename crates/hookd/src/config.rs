@@ -2,6 +2,7 @@
 //! then command-line flags; later sources win. Unknown keys in the file are an error naming the key.
 
 use crate::store::sqlite::Synchronous;
+use crate::ui::brand::{Brand, BrandSettings};
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use hookd_core::RetryPolicy;
@@ -263,8 +264,18 @@ impl Config {
         if self.database_max_connections == 0 {
             return Err("database_max_connections: must be at least 1".into());
         }
-        crate::ui::brand::Brand::from_config(self)?;
+        self.brand()?;
         Ok(())
+    }
+
+    /// The dashboard's and portal's look, checked (each value ends up in a header or a stylesheet).
+    pub fn brand(&self) -> Result<Brand, String> {
+        Brand::parse(BrandSettings {
+            portal_logo_url: self.portal_logo_url.as_deref(),
+            accent_color: self.accent_color.as_deref(),
+            portal_frame_ancestors: &self.portal_frame_ancestors,
+            public_url: self.public_url.as_deref(),
+        })
     }
 
     /// Where deliveries may connect: public addresses, `allow_targets`, anything in `--dev`.

@@ -1,6 +1,7 @@
 //! hookd: a webhook delivery server. One binary: API, store and CLI (see ARCHITECTURE.md).
 
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod bench;
 pub mod cli;
@@ -8,6 +9,8 @@ pub mod client;
 pub mod config;
 pub mod ids;
 pub mod master_key;
+pub mod ops;
+pub mod runtime;
 pub mod server;
 pub mod store;
 pub mod telemetry;

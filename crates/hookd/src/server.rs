@@ -1,13 +1,16 @@
 //! Wiring: open the store, make sure an API key exists, build the router, serve until shutdown.
 
-use crate::api::{self, ApiSettings, AppState};
+use crate::api::{ApiSettings, ApiState};
+use crate::app::{self, AppState};
 use crate::auth::{Authenticator, generate_api_key};
 use crate::config::{Config, check_database_url};
 use crate::ids::{DynClock, SystemClock};
+use crate::ops::{Ops, OpsSettings};
 use crate::store::Store;
 use crate::store::postgres::PgStore;
 use crate::store::sealed::{self, KEY_FILE, KeySource, MasterKey};
 use crate::store::sqlite::SqliteStore;
+use crate::ui::{UiSettings, UiState};
 use crate::worker::Worker;
 use anyhow::Context;
 use hookd_core::UrlPolicy;
@@ -15,6 +18,9 @@ use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
+
+/// Re-exported where the integration tests have always found it.
+pub use crate::runtime::install_crypto_provider;
 
 /// Largest body of `POST /api/events/batch`.
 const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
@@ -109,32 +115,52 @@ pub async fn ensure_admin_key(
     Ok(Some(key))
 }
 
+/// The state of the API, the dashboard and the portal: one set of use cases ([`Ops`]) over `store`,
+/// `clock` and the worker's `waker`, and each edge's own settings.
 pub fn app_state(config: &Config, store: Store, clock: DynClock, waker: Arc<Notify>) -> AppState {
     // Install the metrics recorder before anything records.
     crate::api::metrics::prometheus();
-    let brand = crate::ui::brand::Brand::from_config(config).unwrap_or_default();
-    AppState {
-        ui: crate::ui::UiSettings::new(brand, config.dev),
-        waker,
-        auth: Authenticator::new(
-            store.clone(),
-            config.api_key.as_deref(),
-            config.auth_failures_per_minute,
-        ),
-        store,
-        clock,
-        settings: ApiSettings {
+    let brand = config.brand().unwrap_or_default();
+    let ops = Ops::new(
+        store.clone(),
+        clock.clone(),
+        OpsSettings {
             url_policy: UrlPolicy {
                 allow_http: config.allows_http(),
                 targets: config.target_policy(),
             },
             max_payload_bytes: config.max_payload_bytes,
-            max_batch_bytes: MAX_BATCH_BYTES.max(config.max_payload_bytes * 2),
             strict_event_types: config.strict_event_types,
+        },
+        waker,
+    );
+    let auth = Authenticator::new(
+        store.clone(),
+        config.api_key.as_deref(),
+        config.auth_failures_per_minute,
+    );
+    let ui_settings = UiSettings::new(brand, config.dev);
+    let api = ApiState {
+        ops: ops.clone(),
+        store: store.clone(),
+        clock: clock.clone(),
+        auth: auth.clone(),
+        settings: ApiSettings {
+            max_batch_bytes: MAX_BATCH_BYTES.max(config.max_payload_bytes * 2),
             serve_api: config.role.runs_api(),
             public_metrics: config.public_metrics,
+            public_url: ui_settings.brand.public_url.clone(),
+            https_links: ui_settings.cookies.secure,
         },
-    }
+    };
+    let ui = UiState {
+        ops,
+        store,
+        clock,
+        auth,
+        ui: ui_settings,
+    };
+    AppState { api, ui }
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then drains open requests.
@@ -143,7 +169,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let app = api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
+    let app = app::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     // Client addresses reach the handlers (failed authentication is limited per address).
     axum::serve(
         listener,
@@ -177,11 +203,6 @@ pub fn spawn_worker(
         }
         worker.run(shutdown).await
     })
-}
-
-/// Installs the process-wide TLS crypto provider (ring) once; reqwest is built without one.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// `hookd serve`: the API and/or the delivery worker (per `role`) until `shutdown` completes.

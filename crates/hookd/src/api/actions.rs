@@ -1,21 +1,16 @@
 //! Actions on one subscription: send a test event, rotate its secret, enable/disable, recover.
 
 use super::error::{ApiError, ErrorBody};
-use super::events::PublishResult;
+use super::events::{PublishResult, publish_result};
 use super::extract::{ApiJson, OptionalJson};
 use super::webhooks::Webhook;
-use super::{AppState, parse_rfc3339, rfc3339};
-use crate::ids::{new_id, random_bytes};
-use crate::store::NewEvent;
+use super::{ApiState, parse_rfc3339, rfc3339};
+use crate::ops::TestPayload;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use hookd_core::SigningSecret;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-
-pub const DEFAULT_OVERLAP_SECONDS: i64 = 24 * 3600;
-pub const MAX_OVERLAP_SECONDS: i64 = 30 * 24 * 3600;
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -64,38 +59,14 @@ pub struct Recovered {
     security(("api_key" = [])),
     responses((status = 202, body = PublishResult), (status = 404, body = ErrorBody)))]
 pub async fn send_test(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<PublishResult>), ApiError> {
-    let subscription = state
-        .store
-        .subscriptions
-        .get_subscription(&id)
-        .await?
-        .ok_or(ApiError::NotFound("webhook"))?;
-    let now = state.clock.now_ms();
-    let data = serde_json::json!({
-        "message": "Test event",
-        "webhook_id": subscription.id,
-        "sent_at": rfc3339(now),
-    });
-    let event = NewEvent {
-        id: new_id("evt", now),
-        event_type: "webhook.test".into(),
-        version: "1.0".into(),
-        data: data.to_string(),
-        retryable: true,
-        idempotency_key: None,
-        created_at: now,
-        only_subscription: Some(subscription.id),
-    };
-    let published = state.store.publisher.publish(vec![event]).await?;
-    let first = published.first().ok_or(ApiError::Internal)?;
-    state.waker.notify_one();
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(super::events::publish_result(first)),
-    ))
+    let published = state
+        .ops
+        .send_test_event(&id, TestPayload::Standard)
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(publish_result(&published))))
 }
 
 /// Replace the signing secret; the old one keeps signing during the overlap.
@@ -104,31 +75,14 @@ pub async fn send_test(
     responses((status = 200, body = RotatedSecret), (status = 404, body = ErrorBody),
               (status = 422, body = ErrorBody)))]
 pub async fn rotate_secret(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<String>,
     OptionalJson(body): OptionalJson<RotateSecret>,
 ) -> Result<Json<RotatedSecret>, ApiError> {
-    let overlap = body.overlap_seconds.unwrap_or(DEFAULT_OVERLAP_SECONDS);
-    if !(0..=MAX_OVERLAP_SECONDS).contains(&overlap) {
-        return Err(ApiError::invalid(
-            "invalid_field",
-            "overlap_seconds",
-            format!("must be 0 to {MAX_OVERLAP_SECONDS}"),
-        ));
-    }
-    let now = state.clock.now_ms();
-    let secret = SigningSecret::from_key(&random_bytes::<32>());
-    let previous_expires_at = (overlap > 0).then(|| now + overlap * 1_000);
-    let row = state
-        .store
-        .subscriptions
-        .rotate_secret(&id, secret.as_str(), previous_expires_at, now)
-        .await?
-        .ok_or(ApiError::NotFound("webhook"))?;
-    tracing::info!(webhook = %id, overlap, "secret rotated");
+    let rotated = state.ops.rotate_secret(&id, body.overlap_seconds).await?;
     Ok(Json(RotatedSecret {
-        secret: row.secret,
-        previous_secret_expires_at: row.previous_secret_expires_at.map(rfc3339),
+        secret: rotated.secret,
+        previous_secret_expires_at: rotated.previous_secret_expires_at.map(rfc3339),
     }))
 }
 
@@ -137,20 +91,12 @@ pub async fn rotate_secret(
     params(("id" = String, Path)), request_body = EnableWebhook, security(("api_key" = [])),
     responses((status = 200, body = Enabled), (status = 404, body = ErrorBody)))]
 pub async fn enable(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<String>,
     OptionalJson(body): OptionalJson<EnableWebhook>,
 ) -> Result<Json<Enabled>, ApiError> {
     let replay = body.replay.unwrap_or(false);
-    let (row, replayed) = state
-        .store
-        .subscriptions
-        .set_subscription_active(&id, true, None, replay, state.clock.now_ms())
-        .await?
-        .ok_or(ApiError::NotFound("webhook"))?;
-    if replayed > 0 {
-        state.waker.notify_one();
-    }
+    let (row, replayed) = state.ops.enable_subscription(&id, replay).await?;
     Ok(Json(Enabled {
         webhook: row.into(),
         replayed,
@@ -162,21 +108,10 @@ pub async fn enable(
     params(("id" = String, Path)), security(("api_key" = [])),
     responses((status = 200, body = Webhook), (status = 404, body = ErrorBody)))]
 pub async fn disable(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<Webhook>, ApiError> {
-    let (row, _) = state
-        .store
-        .subscriptions
-        .set_subscription_active(
-            &id,
-            false,
-            Some("disabled by operator".into()),
-            false,
-            state.clock.now_ms(),
-        )
-        .await?
-        .ok_or(ApiError::NotFound("webhook"))?;
+    let row = state.ops.disable_subscription(&id).await?;
     Ok(Json(row.into()))
 }
 
@@ -186,7 +121,7 @@ pub async fn disable(
     responses((status = 202, body = Recovered), (status = 404, body = ErrorBody),
               (status = 422, body = ErrorBody)))]
 pub async fn recover(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<String>,
     ApiJson(input): ApiJson<Recover>,
 ) -> Result<(StatusCode, Json<Recovered>), ApiError> {
@@ -195,22 +130,6 @@ pub async fn recover(
         .until
         .map(|u| parse_rfc3339("until", &u))
         .transpose()?;
-    if state
-        .store
-        .subscriptions
-        .get_subscription(&id)
-        .await?
-        .is_none()
-    {
-        return Err(ApiError::NotFound("webhook"));
-    }
-    let recovered = state
-        .store
-        .deliveries
-        .recover(&id, since, until, state.clock.now_ms())
-        .await?;
-    if recovered > 0 {
-        state.waker.notify_one();
-    }
+    let recovered = state.ops.recover(&id, since, until).await?;
     Ok((StatusCode::ACCEPTED, Json(Recovered { recovered })))
 }

@@ -4,7 +4,7 @@ use super::error::{ApiError, ErrorBody};
 use super::events::{Delivery, Event};
 use super::extract::{ApiJson, ApiQuery};
 use super::pagination::{self, PageOf};
-use super::{AppState, parse_rfc3339, rfc3339};
+use super::{ApiState, parse_rfc3339, rfc3339};
 use crate::store::{AttemptRow, DeadLetterFilter, DeliveryQuery, DeliveryState, RetryResult};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -173,7 +173,7 @@ fn parse_selection(
     params(("id" = String, Path), ListDeliveries), security(("api_key" = [])),
     responses((status = 200, body = PageOf<Delivery>), (status = 404, body = ErrorBody)))]
 pub async fn list_for_webhook(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<ListDeliveries>,
 ) -> Result<Json<PageOf<Delivery>>, ApiError> {
@@ -210,7 +210,7 @@ pub async fn list_for_webhook(
     security(("api_key" = [])),
     responses((status = 200, body = DeliveryDetail), (status = 404, body = ErrorBody)))]
 pub async fn get_one(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<DeliveryDetail>, ApiError> {
     let delivery = state
@@ -239,25 +239,22 @@ pub async fn get_one(
     responses((status = 202, body = RetryQueued), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody)))]
 pub async fn retry(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<RetryQueued>), ApiError> {
-    match state
-        .store
-        .deliveries
-        .retry_delivery(&id, state.clock.now_ms())
-        .await?
-    {
-        RetryResult::Requeued(row) => {
-            state.waker.notify_one();
-            Ok((
-                StatusCode::ACCEPTED,
-                Json(RetryQueued {
-                    message: "Retry queued".into(),
-                    delivery: row.into(),
-                }),
-            ))
-        }
+    retry_answer(state.ops.retry_delivery(&id).await?)
+}
+
+/// The answer to a retry or a redrive of one delivery.
+fn retry_answer(result: RetryResult) -> Result<(StatusCode, Json<RetryQueued>), ApiError> {
+    match result {
+        RetryResult::Requeued(row) => Ok((
+            StatusCode::ACCEPTED,
+            Json(RetryQueued {
+                message: "Retry queued".into(),
+                delivery: row.into(),
+            }),
+        )),
         RetryResult::InFlight => Err(ApiError::Conflict {
             code: "delivery_in_flight",
             message: "an attempt is in flight; retry after it finishes".into(),
@@ -272,7 +269,7 @@ pub async fn retry(
     responses((status = 202, body = RetryQueued), (status = 404, body = ErrorBody),
               (status = 409, body = ErrorBody)))]
 pub async fn retry_via_webhooks_path(
-    state: State<AppState>,
+    state: State<ApiState>,
     id: Path<String>,
 ) -> Result<(StatusCode, Json<RetryQueued>), ApiError> {
     retry(state, id).await
@@ -283,7 +280,7 @@ pub async fn retry_via_webhooks_path(
     security(("api_key" = [])),
     responses((status = 200, body = PageOf<DeadLetter>), (status = 422, body = ErrorBody)))]
 pub async fn list_dead(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     ApiQuery(query): ApiQuery<ListDeadLetters>,
 ) -> Result<Json<PageOf<DeadLetter>>, ApiError> {
     let limit = pagination::limit(query.limit)?;
@@ -313,14 +310,10 @@ pub async fn list_dead(
     params(("id" = String, Path)), security(("api_key" = [])),
     responses((status = 202, body = RetryQueued), (status = 404, body = ErrorBody)))]
 pub async fn redrive_one(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<RetryQueued>), ApiError> {
-    let delivery = state.store.deliveries.get_delivery(&id).await?;
-    if delivery.map(|d| d.state) != Some(DeliveryState::Dead) {
-        return Err(ApiError::NotFound("dead letter"));
-    }
-    retry(State(state), Path(id)).await
+    retry_answer(state.ops.redrive_dead_letter(&id).await?)
 }
 
 /// Re-queue every dead letter matching the filters (all of them with an empty body).
@@ -328,7 +321,7 @@ pub async fn redrive_one(
     request_body = DeadLetterSelection, security(("api_key" = [])),
     responses((status = 202, body = Redriven), (status = 422, body = ErrorBody)))]
 pub async fn redrive_many(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     ApiJson(selection): ApiJson<DeadLetterSelection>,
 ) -> Result<(StatusCode, Json<Redriven>), ApiError> {
     let filter = parse_selection(
@@ -337,13 +330,6 @@ pub async fn redrive_many(
         selection.since,
         selection.until,
     )?;
-    let redriven = state
-        .store
-        .deliveries
-        .redrive_dead_letters(filter, state.clock.now_ms())
-        .await?;
-    if redriven > 0 {
-        state.waker.notify_one();
-    }
+    let redriven = state.ops.redrive_dead_letters(filter).await?;
     Ok((StatusCode::ACCEPTED, Json(Redriven { redriven })))
 }

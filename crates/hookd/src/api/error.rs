@@ -1,6 +1,7 @@
 //! The API's one error type. Every error response is `{"error": "<message>", "code": "<code>"}` (plus
 //! `"field"` for validation errors) with a stable snake_case code and the matching status.
 
+use crate::ops::OpsError;
 use crate::store::StoreError;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -113,27 +114,31 @@ impl ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
+impl From<OpsError> for ApiError {
+    fn from(error: OpsError) -> Self {
         match error {
-            StoreError::Unavailable(detail) => {
-                tracing::warn!(%detail, "store unavailable");
-                Self::Unavailable
-            }
-            StoreError::Conflict(message) => Self::Conflict {
-                code: "conflict",
+            OpsError::NotFound(what) => Self::NotFound(what),
+            OpsError::Invalid {
+                code,
+                field,
+                message,
+            } => Self::Invalid {
+                code,
+                field,
                 message,
             },
-            StoreError::Internal(detail) => {
-                tracing::error!(%detail, "store error");
-                Self::Internal
-            }
-            // The sealing layer retries this itself; left over, the node lacks the current key.
-            StoreError::SealingKeyChanged(key_id) => {
-                tracing::warn!(%key_id, "secrets are sealed with a master key this node lacks");
-                Self::Unavailable
-            }
+            OpsError::Conflict { code, message } => Self::Conflict { code, message },
+            OpsError::PayloadTooLarge(message) => Self::PayloadTooLarge(message),
+            OpsError::Unavailable => Self::Unavailable,
+            OpsError::Internal => Self::Internal,
         }
+    }
+}
+
+/// Store failures are logged (once, with detail) where they become an [`OpsError`].
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        Self::from(OpsError::from(error))
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiQuery};
-use super::{AppState, rfc3339};
+use super::{ApiState, rfc3339};
 use crate::store::{EventTypeRow, StoreError};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -55,7 +55,7 @@ impl From<EventTypeRow> for EventTypeInfo {
 #[utoipa::path(get, path = "/api/event-types", tag = "event-types", params(ListEventTypes),
     security(("api_key" = [])), responses((status = 200, body = EventTypeList)))]
 pub async fn list(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     ApiQuery(query): ApiQuery<ListEventTypes>,
 ) -> Result<Json<EventTypeList>, ApiError> {
     let rows = state
@@ -74,7 +74,7 @@ pub async fn list(
     responses((status = 201, body = EventTypeInfo), (status = 409, body = ErrorBody),
               (status = 422, body = ErrorBody)))]
 pub async fn create(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     ApiJson(input): ApiJson<CreateEventType>,
 ) -> Result<(StatusCode, Json<EventTypeInfo>), ApiError> {
     let name = EventType::parse(&input.name)
@@ -109,7 +109,7 @@ pub async fn create(
     security(("api_key" = [])), params(("name" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn archive(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     match state

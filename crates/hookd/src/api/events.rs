@@ -3,21 +3,19 @@
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiQuery};
 use super::pagination::{self, PageOf};
-use super::{AppState, parse_rfc3339, rfc3339};
-use crate::ids::new_id;
-use crate::store::{DeliveryRow, EventQuery, EventRow, NewEvent, Published};
+use super::{ApiState, parse_rfc3339, rfc3339};
+use crate::ops::EventDraft;
+use crate::store::{DeliveryRow, EventQuery, EventRow, Published};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use hookd_core::{ClientEventId, EventType};
+use hookd_core::EventType;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
 pub const MAX_BATCH_EVENTS: usize = 1_000;
-pub const MAX_VERSION_LEN: usize = 32;
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
-pub const DEFAULT_VERSION: &str = "1.0";
 
 /// An event to publish: the original webhook specification's envelope without the fields hookd
 /// fills in.
@@ -173,77 +171,17 @@ pub fn publish_result(published: &Published) -> PublishResult {
     }
 }
 
-/// Counts new events and wakes the worker when something was queued.
-fn after_publish(state: &AppState, published: &[Published]) {
-    let created = published.iter().filter(|p| p.created).count();
-    metrics::counter!("hookd_events_published_total").increment(created as u64);
-    if published.iter().any(|p| p.created && p.deliveries > 0) {
-        state.waker.notify_one();
+impl From<PublishEvent> for EventDraft {
+    fn from(input: PublishEvent) -> Self {
+        Self {
+            event_type: input.event,
+            data: Box::<str>::from(input.data).into(),
+            id: input.id,
+            version: input.version,
+            retryable: input.retryable,
+            idempotency_key: None,
+        }
     }
-}
-
-/// Validates one event. `field` prefixes error paths (`""` or `events[3].`).
-async fn prepare(
-    state: &AppState,
-    input: PublishEvent,
-    idempotency_key: Option<String>,
-    field: &str,
-    now: i64,
-) -> Result<NewEvent, ApiError> {
-    let event_type = EventType::parse(&input.event)
-        .map_err(|e| ApiError::invalid("invalid_event_type", format!("{field}event"), e))?;
-    if state.settings.strict_event_types
-        && !state
-            .store
-            .admin
-            .event_type_exists(event_type.as_str())
-            .await?
-    {
-        return Err(ApiError::invalid(
-            "unknown_event_type",
-            format!("{field}event"),
-            format!("{event_type:?} is not in the event-type catalog (strict_event_types is on)"),
-        ));
-    }
-    let data = input.data.get();
-    if !data.trim_start().starts_with('{') {
-        return Err(ApiError::invalid(
-            "invalid_field",
-            format!("{field}data"),
-            "must be a JSON object",
-        ));
-    }
-    if data.len() > state.settings.max_payload_bytes {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "{field}data is {} bytes; the limit is {} bytes",
-            data.len(),
-            state.settings.max_payload_bytes
-        )));
-    }
-    let id = match input.id {
-        Some(raw) => ClientEventId::parse(&raw)
-            .map_err(|e| ApiError::invalid("invalid_id", format!("{field}id"), e))?
-            .into_string(),
-        None => new_id("evt", now),
-    };
-    let version = input.version.unwrap_or_else(|| DEFAULT_VERSION.into());
-    if version.is_empty() || version.len() > MAX_VERSION_LEN {
-        return Err(ApiError::invalid(
-            "invalid_field",
-            format!("{field}version"),
-            format!("must be 1 to {MAX_VERSION_LEN} characters"),
-        ));
-    }
-    Ok(NewEvent {
-        id,
-        event_type: event_type.into_string(),
-        version,
-        data: data.to_owned(),
-        retryable: input.retryable.unwrap_or(true),
-        idempotency_key,
-        created_at: now,
-        only_subscription: None,
-    })
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
@@ -276,14 +214,19 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
 pub async fn publish(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     headers: HeaderMap,
     ApiJson(input): ApiJson<PublishEvent>,
 ) -> Result<(StatusCode, Json<PublishResult>), ApiError> {
-    let key = idempotency_key(&headers)?;
-    let event = prepare(&state, input, key, "", state.clock.now_ms()).await?;
-    let published = state.store.publisher.publish(vec![event]).await?;
-    after_publish(&state, &published);
+    let draft = EventDraft {
+        idempotency_key: idempotency_key(&headers)?,
+        ..input.into()
+    };
+    let event = state
+        .ops
+        .prepare_event(draft, "", state.clock.now_ms())
+        .await?;
+    let published = state.ops.publish(vec![event]).await?;
     let Some(first) = published.first() else {
         tracing::error!("publish returned no result");
         return Err(ApiError::Internal);
@@ -304,7 +247,7 @@ pub async fn publish(
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
 pub async fn publish_batch(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     headers: HeaderMap,
     ApiJson(input): ApiJson<PublishBatch>,
 ) -> Result<(StatusCode, Json<BatchResult>), ApiError> {
@@ -324,10 +267,10 @@ pub async fn publish_batch(
     let now = state.clock.now_ms();
     let mut events = Vec::with_capacity(input.events.len());
     for (index, event) in input.events.into_iter().enumerate() {
-        events.push(prepare(&state, event, None, &format!("events[{index}]."), now).await?);
+        let field = format!("events[{index}].");
+        events.push(state.ops.prepare_event(event.into(), &field, now).await?);
     }
-    let published = state.store.publisher.publish(events).await?;
-    after_publish(&state, &published);
+    let published = state.ops.publish(events).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(BatchResult {
@@ -341,7 +284,7 @@ pub async fn publish_batch(
     params(("id" = String, Path)),
     responses((status = 200, body = EventWithDeliveries), (status = 404, body = ErrorBody)))]
 pub async fn get_one(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<EventWithDeliveries>, ApiError> {
     let row = state
@@ -362,7 +305,7 @@ pub async fn get_one(
     security(("api_key" = [])),
     responses((status = 200, body = PageOf<Event>), (status = 422, body = ErrorBody)))]
 pub async fn list(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     ApiQuery(query): ApiQuery<ListEvents>,
 ) -> Result<Json<PageOf<Event>>, ApiError> {
     let event_type = query

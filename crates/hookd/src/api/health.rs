@@ -1,6 +1,6 @@
 //! Liveness and readiness probes (no authentication).
 
-use super::AppState;
+use super::ApiState;
 use super::error::ApiError;
 use axum::Json;
 use axum::extract::State;
@@ -17,7 +17,7 @@ pub async fn healthz() -> Json<Value> {
     (status = 200, description = "Store reachable"),
     (status = 503, description = "Store unavailable", body = super::error::ErrorBody),
 ))]
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn readyz(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
     state.store.admin.ping().await?;
     Ok(Json(json!({"status": "ready"})))
 }

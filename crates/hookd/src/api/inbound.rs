@@ -6,7 +6,7 @@
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiQuery;
 use super::pagination::{self, PageOf};
-use super::{AppState, rfc3339};
+use super::{ApiState, rfc3339};
 use crate::ids::new_id;
 use crate::store::ReceiptRow;
 use axum::Json;
@@ -95,7 +95,7 @@ fn verify(
     responses((status = 200, body = ReceivedAck), (status = 401, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
 pub async fn receive(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -141,7 +141,7 @@ pub async fn receive(
     params(("id" = String, Path), ListReceipts), security(("api_key" = [])),
     responses((status = 200, body = PageOf<Receipt>), (status = 404, body = ErrorBody)))]
 pub async fn list(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<ListReceipts>,
 ) -> Result<Json<PageOf<Receipt>>, ApiError> {

@@ -1,6 +1,6 @@
 //! Metrics: the original webhook specification's JSON summary and the Prometheus text exposition.
 
-use super::AppState;
+use super::ApiState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiQuery;
 use axum::Json;
@@ -46,7 +46,7 @@ pub struct MetricsQuery {
     security(("api_key" = [])),
     responses((status = 200, body = DeliveryMetrics), (status = 404, body = ErrorBody)))]
 pub async fn summary(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     ApiQuery(query): ApiQuery<MetricsQuery>,
 ) -> Result<Json<DeliveryMetrics>, ApiError> {
     if let Some(id) = &query.webhook
@@ -101,7 +101,7 @@ pub fn prometheus() -> &'static PrometheusHandle {
 
 /// Prometheus text format: events published, attempts by outcome, attempt latency histogram,
 /// deliveries by state (queue depth), requests in flight.
-pub async fn prometheus_text(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+pub async fn prometheus_text(State(state): State<ApiState>) -> Result<impl IntoResponse, ApiError> {
     let stats = state.store.deliveries.delivery_stats(None).await?;
     for (label, value) in [
         ("pending", stats.pending),

@@ -1,7 +1,7 @@
 //! The HTTP API: routing, authentication, and the wire types (request and response bodies).
 //!
-//! Handlers parse input into core types, call the store, and map results to JSON. They hold no SQL and
-//! no business rules beyond input validation.
+//! Handlers parse input, call the use cases (`ops/`) for anything that changes state or the store
+//! for reads, and map results to JSON. They hold no SQL and no business rules.
 
 pub mod actions;
 pub mod deliveries;
@@ -19,6 +19,7 @@ pub mod webhooks;
 
 use crate::auth::Authenticator;
 use crate::ids::DynClock;
+use crate::ops::Ops;
 use crate::store::Store;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -27,37 +28,33 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{delete, get, post};
 use error::ApiError;
-use hookd_core::UrlPolicy;
-use std::sync::Arc;
-use tokio::sync::Notify;
 
-/// Limits and policies the handlers apply.
+/// Limits and policies of the API itself (the operations' own are in [`crate::ops::OpsSettings`]).
 #[derive(Debug, Clone)]
 pub struct ApiSettings {
-    pub url_policy: UrlPolicy,
-    /// Largest `data` of one event, in bytes.
-    pub max_payload_bytes: usize,
     /// Largest request body of `POST /api/events/batch`.
     pub max_batch_bytes: usize,
-    /// Publishing a type missing from the catalog is refused.
-    pub strict_event_types: bool,
     /// Serve the management API (false on worker-only nodes: health and metrics only).
     pub serve_api: bool,
     /// `/metrics` without an API key.
     pub public_metrics: bool,
+    /// Base of absolute portal links (`public_url`); else they are built from the request's host.
+    pub public_url: Option<String>,
+    /// Portal links built from the request's host use `https` (false only in development mode).
+    pub https_links: bool,
 }
 
 /// Everything a handler may touch. Cheap to clone.
 #[derive(Clone)]
-pub struct AppState {
+pub struct ApiState {
+    /// The use cases; everything that changes state goes through them.
+    pub ops: Ops,
+    /// The same store as `ops.store`, for reads.
     pub store: Store,
+    /// The same clock as `ops.clock`.
     pub clock: DynClock,
     pub auth: Authenticator,
     pub settings: ApiSettings,
-    /// Wakes the local delivery worker when work becomes due (publish, retry, redrive, replay).
-    pub waker: Arc<Notify>,
-    /// The dashboard's and portal's look and cookie policy.
-    pub ui: crate::ui::UiSettings,
 }
 
 /// Body limit for management routes (subscriptions, event types).
@@ -65,8 +62,11 @@ const SMALL_BODY_LIMIT: usize = 64 * 1024;
 /// Room for the envelope around an event's `data` on `POST /api/events`.
 const ENVELOPE_ALLOWANCE: usize = 16 * 1024;
 
-pub fn router(state: AppState) -> Router {
+/// The API's routes, with their state. The caller adds the fallbacks ([`route_not_found`],
+/// [`method_not_allowed`]) once every other router is merged in, so that they answer for all.
+pub fn router(state: ApiState) -> Router {
     let settings = state.settings.clone();
+    let max_payload_bytes = state.ops.settings.max_payload_bytes;
     let auth = middleware::from_fn_with_state(state.clone(), require_api_key);
     let metrics_route = match settings.public_metrics {
         true => get(metrics::prometheus_text),
@@ -79,19 +79,19 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::serve));
     if settings.serve_api {
         app = app
-            .nest("/api", management_routes(settings).layer(auth))
+            .nest(
+                "/api",
+                management_routes(&settings, max_payload_bytes).layer(auth),
+            )
             .route(
                 "/webhooks/{id}",
                 post(inbound::receive).layer(DefaultBodyLimit::max(inbound::MAX_INBOUND_BYTES)),
-            )
-            .merge(crate::ui::router(state.clone()));
+            );
     }
-    app.fallback(route_not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+    app.with_state(state)
 }
 
-fn management_routes(settings: ApiSettings) -> Router<AppState> {
+fn management_routes(settings: &ApiSettings, max_payload_bytes: usize) -> Router<ApiState> {
     Router::new()
         .route("/webhooks", post(webhooks::create).get(webhooks::list))
         .route("/webhooks/subscribe", post(webhooks::subscribe))
@@ -133,7 +133,7 @@ fn management_routes(settings: ApiSettings) -> Router<AppState> {
             post(events::publish)
                 .get(events::list)
                 .layer(DefaultBodyLimit::max(
-                    settings.max_payload_bytes + ENVELOPE_ALLOWANCE,
+                    max_payload_bytes + ENVELOPE_ALLOWANCE,
                 )),
         )
         .route(
@@ -145,18 +145,20 @@ fn management_routes(settings: ApiSettings) -> Router<AppState> {
         .fallback(route_not_found)
 }
 
-async fn route_not_found() -> ApiError {
+/// The answer for a path that matches no route.
+pub async fn route_not_found() -> ApiError {
     ApiError::RouteNotFound
 }
 
-async fn method_not_allowed() -> ApiError {
+/// The answer for a known path with the wrong method.
+pub async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
 /// Every `/api/...` request needs `Authorization: Bearer <key>` with a configured or stored,
 /// unrevoked key. Unknown `/api` paths answer 401 too, so that routes are not probed anonymously.
 async fn require_api_key(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
@@ -182,7 +184,7 @@ async fn require_api_key(
 }
 
 async fn authenticate(
-    state: &AppState,
+    state: &ApiState,
     header_value: Option<axum::http::HeaderValue>,
 ) -> Result<(), ApiError> {
     let header_value = header_value.ok_or(ApiError::Unauthorized(

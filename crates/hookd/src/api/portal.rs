@@ -3,13 +3,11 @@
 //! The link carries a random token (only its SHA-256 is stored); `GET /portal/enter?token=…` exchanges
 //! it once for a portal session cookie with the same lifetime (see `ui::session`).
 
-use super::AppState;
+use super::ApiState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiJson;
 use super::rfc3339;
-use super::webhooks::parse_owner;
-use crate::store::ui::SessionKind;
-use crate::ui::session::{self, MAX_PORTAL_TTL_SECONDS};
+use crate::ops::parse_owner;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -60,41 +58,25 @@ fn parse_capabilities(raw: &[String]) -> Result<bool, ApiError> {
     responses((status = 201, body = PortalLink), (status = 401, body = ErrorBody),
               (status = 422, body = ErrorBody)))]
 pub async fn create(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     headers: HeaderMap,
     ApiJson(input): ApiJson<CreatePortalSession>,
 ) -> Result<(StatusCode, Json<PortalLink>), ApiError> {
     let owner = parse_owner(Some(input.owner))?.ok_or(ApiError::Internal)?;
     let manage = parse_capabilities(&input.capabilities)?;
-    let ttl = input.ttl_seconds.unwrap_or(MAX_PORTAL_TTL_SECONDS);
-    if !(1..=MAX_PORTAL_TTL_SECONDS).contains(&ttl) {
-        return Err(ApiError::invalid(
-            "invalid_field",
-            "ttl_seconds",
-            format!("must be 1 to {MAX_PORTAL_TTL_SECONDS}"),
-        ));
-    }
-    let now = state.clock.now_ms();
-    let token = session::new_token();
-    let row = session::session_row(
-        &token,
-        SessionKind::Link,
-        Some(owner.clone()),
-        manage,
-        now,
-        ttl * 1000,
-    );
-    state.store.ui.insert_session(&row).await?;
-    tracing::info!(manage, ttl, "portal link created");
-    let path = format!("/portal/enter?token={token}");
-    let base = match &state.ui.brand.public_url {
+    let link = state
+        .ops
+        .create_portal_link(owner, manage, input.ttl_seconds)
+        .await?;
+    let path = format!("/portal/enter?token={}", link.token);
+    let base = match &state.settings.public_url {
         Some(base) => base.clone(),
         None => headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()))
             .map(|host| {
-                let scheme = if state.ui.cookies.secure {
+                let scheme = if state.settings.https_links {
                     "https"
                 } else {
                     "http"
@@ -112,9 +94,9 @@ pub async fn create(
         Json(PortalLink {
             url: format!("{base}{path}"),
             path,
-            owner,
+            owner: link.row.owner.unwrap_or_default(),
             capabilities,
-            expires_at: rfc3339(row.expires_at),
+            expires_at: rfc3339(link.row.expires_at),
         }),
     ))
 }

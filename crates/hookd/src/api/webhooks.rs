@@ -3,23 +3,17 @@
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiQuery};
 use super::pagination::{self, PageOf};
-use super::{AppState, rfc3339};
-use crate::ids::{new_id, random_bytes};
-use crate::store::{SubscriptionPatch, SubscriptionQuery, SubscriptionRow};
+use super::{ApiState, rfc3339};
+use crate::ops::{SubscriptionChanges, SubscriptionDraft};
+use crate::store::{SubscriptionQuery, SubscriptionRow};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use hookd_core::{EndpointUrl, EventFilter, RetryPolicy, SigningSecret};
+use hookd_core::RetryPolicy;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
-
-pub const MAX_FILTERS: usize = 100;
-pub const MAX_DESCRIPTION_LEN: usize = 1024;
-pub const MAX_METADATA_BYTES: usize = 4 * 1024;
-pub const MIN_TIMEOUT_MS: i64 = 1_000;
-pub const MAX_TIMEOUT_MS: i64 = 60_000;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -167,153 +161,36 @@ impl From<SubscriptionRow> for Webhook {
     }
 }
 
-fn parse_url(state: &AppState, raw: &str) -> Result<String, ApiError> {
-    EndpointUrl::parse(raw, &state.settings.url_policy)
-        .map(|url| url.as_str().to_owned())
-        .map_err(|e| ApiError::invalid("invalid_url", "url", e))
-}
-
-/// Validates filters and returns them normalised (as written, duplicates removed, order kept).
-fn parse_filters(raw: Vec<String>) -> Result<Vec<String>, ApiError> {
-    if raw.is_empty() {
-        return Err(ApiError::invalid(
-            "invalid_event_filter",
-            "events",
-            "must list at least one event type (use \"*\" for all)",
-        ));
-    }
-    if raw.len() > MAX_FILTERS {
-        return Err(ApiError::invalid(
-            "invalid_event_filter",
-            "events",
-            format!("at most {MAX_FILTERS} filters"),
-        ));
-    }
-    let mut filters: Vec<String> = Vec::with_capacity(raw.len());
-    for (index, text) in raw.into_iter().enumerate() {
-        let filter = EventFilter::parse(&text).map_err(|e| {
-            ApiError::invalid("invalid_event_filter", format!("events[{index}]"), e)
-        })?;
-        let normalised = filter.to_string();
-        if !filters.contains(&normalised) {
-            filters.push(normalised);
+impl From<CreateWebhook> for SubscriptionDraft {
+    fn from(input: CreateWebhook) -> Self {
+        Self {
+            url: input.url,
+            events: input.events,
+            description: input.description,
+            secret: input.secret,
+            metadata: input.metadata,
+            retry: input.retry,
+            timeout_ms: input.timeout_ms,
+            headers: input.headers,
+            owner: input.owner,
         }
     }
-    Ok(filters)
 }
 
-fn parse_description(raw: Option<String>) -> Result<Option<String>, ApiError> {
-    match raw {
-        Some(text) if text.chars().count() > MAX_DESCRIPTION_LEN => Err(ApiError::invalid(
-            "invalid_field",
-            "description",
-            format!("must be at most {MAX_DESCRIPTION_LEN} characters"),
-        )),
-        other => Ok(other),
-    }
-}
-
-fn parse_metadata(raw: Option<Value>) -> Result<Option<Value>, ApiError> {
-    match raw {
-        None | Some(Value::Null) => Ok(None),
-        Some(value @ Value::Object(_)) if value.to_string().len() <= MAX_METADATA_BYTES => {
-            Ok(Some(value))
+impl From<UpdateWebhook> for SubscriptionChanges {
+    fn from(input: UpdateWebhook) -> Self {
+        Self {
+            url: input.url,
+            events: input.events,
+            description: input.description,
+            metadata: input.metadata,
+            active: input.active,
+            retry: input.retry,
+            timeout_ms: input.timeout_ms,
+            headers: input.headers,
+            owner: input.owner,
         }
-        Some(Value::Object(_)) => Err(ApiError::invalid(
-            "invalid_field",
-            "metadata",
-            format!("must be at most {MAX_METADATA_BYTES} bytes of JSON"),
-        )),
-        Some(_) => Err(ApiError::invalid(
-            "invalid_field",
-            "metadata",
-            "must be a JSON object",
-        )),
     }
-}
-
-fn parse_secret(raw: Option<String>) -> Result<SigningSecret, ApiError> {
-    match raw {
-        Some(text) => SigningSecret::parse(&text)
-            .map_err(|e| ApiError::invalid("invalid_secret", "secret", e)),
-        None => Ok(SigningSecret::from_key(&random_bytes::<32>())),
-    }
-}
-
-fn parse_retry(raw: Option<RetryPolicy>) -> Result<Option<RetryPolicy>, ApiError> {
-    match raw {
-        Some(policy) => match policy.validate() {
-            Ok(()) => Ok(Some(policy)),
-            Err(e) => Err(ApiError::invalid("invalid_retry_policy", "retry", e)),
-        },
-        None => Ok(None),
-    }
-}
-
-fn parse_timeout(raw: Option<i64>) -> Result<Option<i64>, ApiError> {
-    match raw {
-        Some(ms) if !(MIN_TIMEOUT_MS..=MAX_TIMEOUT_MS).contains(&ms) => Err(ApiError::invalid(
-            "invalid_timeout",
-            "timeout_ms",
-            format!("must be {MIN_TIMEOUT_MS} to {MAX_TIMEOUT_MS}"),
-        )),
-        other => Ok(other),
-    }
-}
-
-pub const MAX_OWNER_LEN: usize = 200;
-
-/// An owner id: 1–200 printable characters without spaces at either end.
-pub fn parse_owner(raw: Option<String>) -> Result<Option<String>, ApiError> {
-    match raw {
-        None => Ok(None),
-        Some(text)
-            if !text.is_empty()
-                && text.chars().count() <= MAX_OWNER_LEN
-                && text.trim() == text
-                && !text.chars().any(char::is_control) =>
-        {
-            Ok(Some(text))
-        }
-        Some(_) => Err(ApiError::invalid(
-            "invalid_owner",
-            "owner",
-            format!(
-                "must be 1 to {MAX_OWNER_LEN} characters, no control characters or outer spaces"
-            ),
-        )),
-    }
-}
-
-fn parse_headers(raw: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ApiError> {
-    hookd_core::headers::parse_custom_headers(&raw)
-        .map_err(|e| ApiError::invalid("invalid_headers", "headers", e))
-}
-
-pub async fn insert_new(
-    state: &AppState,
-    input: CreateWebhook,
-) -> Result<SubscriptionRow, ApiError> {
-    let url = parse_url(state, &input.url)?;
-    let events = parse_filters(input.events)?;
-    let secret = parse_secret(input.secret)?;
-    let now = state.clock.now_ms();
-    let mut row = SubscriptionRow::new(
-        new_id("wh", now),
-        url,
-        events,
-        secret.as_str().to_owned(),
-        now,
-    );
-    row.description = parse_description(input.description)?;
-    row.metadata = parse_metadata(input.metadata)?;
-    row.retry_policy = parse_retry(input.retry)?;
-    row.timeout_ms = parse_timeout(input.timeout_ms)?;
-    row.headers = parse_headers(input.headers.unwrap_or_default())?;
-    row.owner = parse_owner(input.owner)?;
-    state.store.subscriptions.insert_subscription(&row).await?;
-    tracing::info!(webhook = %row.id, "subscription created");
-    Ok(row)
 }
 
 /// Create a subscription; the answer carries its signing secret.
@@ -325,10 +202,10 @@ pub async fn insert_new(
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
     ))]
 pub async fn create(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     ApiJson(input): ApiJson<CreateWebhook>,
 ) -> Result<(StatusCode, Json<WebhookCreated>), ApiError> {
-    let row = insert_new(&state, input).await?;
+    let row = state.ops.create_subscription(input.into()).await?;
     let secret = row.secret.clone();
     Ok((
         StatusCode::CREATED,
@@ -339,15 +216,16 @@ pub async fn create(
     ))
 }
 
-/// The original webhook specification's registration route: same input as `POST /api/webhooks`, answers `{id, secret, message}`.
+/// The original webhook specification's registration route: same input as `POST /api/webhooks`,
+/// answers `{id, secret, message}`.
 #[utoipa::path(post, path = "/api/webhooks/subscribe", tag = "webhooks", request_body = CreateWebhook,
     security(("api_key" = [])),
     responses((status = 201, body = SubscribeResponse), (status = 422, body = ErrorBody)))]
 pub async fn subscribe(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     ApiJson(input): ApiJson<CreateWebhook>,
 ) -> Result<(StatusCode, Json<SubscribeResponse>), ApiError> {
-    let row = insert_new(&state, input).await?;
+    let row = state.ops.create_subscription(input.into()).await?;
     Ok((
         StatusCode::CREATED,
         Json(SubscribeResponse {
@@ -363,7 +241,7 @@ pub async fn subscribe(
     security(("api_key" = [])),
     responses((status = 200, body = PageOf<Webhook>), (status = 422, body = ErrorBody)))]
 pub async fn list(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     ApiQuery(query): ApiQuery<ListWebhooks>,
 ) -> Result<Json<PageOf<Webhook>>, ApiError> {
     let limit = pagination::limit(query.limit)?;
@@ -384,7 +262,7 @@ pub async fn list(
     }))
 }
 
-async fn load(state: &AppState, id: &str) -> Result<SubscriptionRow, ApiError> {
+async fn load(state: &ApiState, id: &str) -> Result<SubscriptionRow, ApiError> {
     state
         .store
         .subscriptions
@@ -398,7 +276,7 @@ async fn load(state: &AppState, id: &str) -> Result<SubscriptionRow, ApiError> {
     params(("id" = String, Path)),
     responses((status = 200, body = Webhook), (status = 404, body = ErrorBody)))]
 pub async fn get_one(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<Webhook>, ApiError> {
     Ok(Json(load(&state, &id).await?.into()))
@@ -409,7 +287,7 @@ pub async fn get_one(
     params(("id" = String, Path)),
     responses((status = 200, body = WebhookSecret), (status = 404, body = ErrorBody)))]
 pub async fn secret(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<WebhookSecret>, ApiError> {
     let row = load(&state, &id).await?;
@@ -422,33 +300,13 @@ pub async fn secret(
     responses((status = 200, body = Webhook), (status = 404, body = ErrorBody),
               (status = 422, body = ErrorBody)))]
 pub async fn update(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<String>,
     ApiJson(input): ApiJson<UpdateWebhook>,
 ) -> Result<Json<Webhook>, ApiError> {
-    let patch = parse_patch(&state, input)?;
-    let row = state
-        .store
-        .subscriptions
-        .update_subscription(&id, patch, state.clock.now_ms())
-        .await?
-        .ok_or(ApiError::NotFound("webhook"))?;
+    let patch = state.ops.parse_changes(input.into())?;
+    let row = state.ops.update_subscription(&id, patch).await?;
     Ok(Json(row.into()))
-}
-
-/// Validates an update into a store patch.
-pub fn parse_patch(state: &AppState, input: UpdateWebhook) -> Result<SubscriptionPatch, ApiError> {
-    Ok(SubscriptionPatch {
-        url: input.url.map(|u| parse_url(state, &u)).transpose()?,
-        events: input.events.map(parse_filters).transpose()?,
-        description: input.description.map(parse_description).transpose()?,
-        metadata: input.metadata.map(parse_metadata).transpose()?,
-        active: input.active,
-        retry_policy: input.retry.map(parse_retry).transpose()?,
-        timeout_ms: input.timeout_ms.map(parse_timeout).transpose()?,
-        headers: input.headers.map(parse_headers).transpose()?,
-        owner: input.owner.map(parse_owner).transpose()?,
-    })
 }
 
 /// Delete a subscription and its deliveries.
@@ -456,7 +314,7 @@ pub fn parse_patch(state: &AppState, input: UpdateWebhook) -> Result<Subscriptio
     params(("id" = String, Path)),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn remove(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     match state.store.subscriptions.delete_subscription(&id).await? {

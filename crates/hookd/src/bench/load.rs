@@ -30,7 +30,7 @@ pub struct LoadResult {
 }
 
 pub fn http_client() -> reqwest::Client {
-    crate::server::install_crypto_provider();
+    crate::runtime::install_crypto_provider();
     reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .no_proxy()

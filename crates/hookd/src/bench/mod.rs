@@ -161,7 +161,7 @@ const API_KEY: &str = "hookd_bench_key";
 
 /// Runs the chosen scenario and returns its report(s).
 pub async fn run(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
-    crate::server::install_crypto_provider();
+    crate::runtime::install_crypto_provider();
     let receiver = Receiver::start().await?;
     let limit = load::limit(
         &receiver.url("/limit"),

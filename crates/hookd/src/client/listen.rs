@@ -35,7 +35,7 @@ struct Listener {
 }
 
 pub async fn run(client: &ClientArgs, args: ListenArgs) -> Result<(), ClientError> {
-    crate::server::install_crypto_provider();
+    crate::runtime::install_crypto_provider();
     let socket = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
         .await
         .map_err(|e| ClientError::Usage(format!("cannot listen on port {}: {e}", args.port)))?;
@@ -79,7 +79,7 @@ pub async fn run(client: &ClientArgs, args: ListenArgs) -> Result<(), ClientErro
         .fallback(axum::routing::post(receive))
         .with_state(state);
     let served = axum::serve(socket, app)
-        .with_graceful_shutdown(crate::cli::shutdown_signal())
+        .with_graceful_shutdown(crate::runtime::shutdown_signal())
         .await;
     if let Some(id) = subscription {
         let _ = api

@@ -54,7 +54,7 @@ pub struct ApiClient {
 
 impl ApiClient {
     pub fn new(args: &ClientArgs) -> Self {
-        crate::server::install_crypto_provider();
+        crate::runtime::install_crypto_provider();
         Self {
             base: args.url.trim_end_matches('/').to_owned(),
             key: args.api_key.clone(),

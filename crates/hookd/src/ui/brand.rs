@@ -1,8 +1,6 @@
 //! Operator-set look of the dashboard and portal (logo, accent colour) and who may frame the portal.
 //! Every value is checked at start, because each ends up in a response header or a stylesheet.
 
-use crate::config::Config;
-
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Brand {
     /// An `https://` URL or a path on this server.
@@ -15,26 +13,27 @@ pub struct Brand {
     pub public_url: Option<String>,
 }
 
+/// The configured values a [`Brand`] is built from, as written (each named after its setting).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BrandSettings<'a> {
+    pub portal_logo_url: Option<&'a str>,
+    pub accent_color: Option<&'a str>,
+    pub portal_frame_ancestors: &'a [String],
+    pub public_url: Option<&'a str>,
+}
+
 impl Brand {
-    pub fn from_config(config: &Config) -> Result<Self, String> {
-        let logo_url = config
-            .portal_logo_url
-            .as_deref()
-            .map(parse_logo_url)
-            .transpose()?;
-        let accent = config
-            .accent_color
-            .as_deref()
-            .map(parse_colour)
-            .transpose()?;
-        let frame_ancestors = config
+    /// Checks each configured value; the error names the setting at fault.
+    pub fn parse(settings: BrandSettings<'_>) -> Result<Self, String> {
+        let logo_url = settings.portal_logo_url.map(parse_logo_url).transpose()?;
+        let accent = settings.accent_color.map(parse_colour).transpose()?;
+        let frame_ancestors = settings
             .portal_frame_ancestors
             .iter()
             .map(|origin| parse_origin(origin).map_err(|e| format!("portal_frame_ancestors: {e}")))
             .collect::<Result<_, _>>()?;
-        let public_url = config
+        let public_url = settings
             .public_url
-            .as_deref()
             .map(|raw| parse_origin(raw).map_err(|e| format!("public_url: {e}")))
             .transpose()?;
         Ok(Self {

@@ -7,7 +7,7 @@
 //! memory: a restart forgets the progress, not the work done (each step is committed), and running
 //! the recovery again picks up what is left.
 
-use crate::api::AppState;
+use crate::ops::Ops;
 use crate::store::UnixMs;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -80,8 +80,8 @@ pub struct RecoveryRequest {
 
 impl Jobs {
     /// Starts a recovery in the background and returns it at once.
-    pub fn start_recovery(&self, state: &AppState, request: RecoveryRequest) -> Arc<Recovery> {
-        let now = state.clock.now_ms();
+    pub fn start_recovery(&self, ops: &Ops, request: RecoveryRequest) -> Arc<Recovery> {
+        let now = ops.clock.now_ms();
         let job = Arc::new(Recovery {
             id: crate::ids::new_id("rcv", now),
             subscription_id: request.subscription_id,
@@ -101,7 +101,7 @@ impl Jobs {
             });
             jobs.insert(job.id.clone(), job.clone());
         }
-        tokio::spawn(run_recovery(state.clone(), job.clone()));
+        tokio::spawn(run_recovery(ops.clone(), job.clone()));
         job
     }
 
@@ -115,14 +115,12 @@ impl Jobs {
 }
 
 /// Re-queues step after step until a step finds nothing left.
-async fn run_recovery(state: AppState, job: Arc<Recovery>) {
+async fn run_recovery(ops: Ops, job: Arc<Recovery>) {
     loop {
         // Re-queued rows get `updated_at = now`; at or after `until` they are out of the job's range.
-        let now = state.clock.now_ms().max(job.until);
-        let step = state
-            .store
-            .ui
-            .recover_some(
+        let now = ops.clock.now_ms().max(job.until);
+        let step = ops
+            .recover_step(
                 &job.subscription_id,
                 job.since,
                 job.until,
@@ -140,7 +138,6 @@ async fn run_recovery(state: AppState, job: Arc<Recovery>) {
                     p.recovered += recovered;
                     p.steps += 1;
                 });
-                state.waker.notify_one();
             }
             Err(error) => {
                 tracing::warn!(%error, job = %job.id, "recovery stopped");

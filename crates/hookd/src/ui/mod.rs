@@ -15,10 +15,11 @@ mod screens;
 pub mod session;
 mod views;
 
-use crate::api::AppState;
-use crate::api::error::ApiError;
-use crate::store::StoreError;
+use crate::auth::Authenticator;
+use crate::ids::DynClock;
+use crate::ops::{Ops, OpsError};
 use crate::store::ui::SessionKind;
+use crate::store::{Store, StoreError};
 use askama::Template;
 use axum::Router;
 use axum::body::Body;
@@ -31,7 +32,22 @@ use brand::Brand;
 use session::{CookiePolicy, Session, Viewer};
 use std::sync::Arc;
 
-/// The UI's configuration, part of [`AppState`].
+/// Everything a screen may touch. Cheap to clone.
+#[derive(Clone)]
+pub struct UiState {
+    /// The use cases; everything that changes state goes through them.
+    pub ops: Ops,
+    /// The same store as `ops.store`, for reads.
+    pub store: Store,
+    /// The same clock as `ops.clock`.
+    pub clock: DynClock,
+    /// Checks the API key an operator signs in with.
+    pub auth: Authenticator,
+    /// The dashboard's and portal's look and cookie policy.
+    pub ui: UiSettings,
+}
+
+/// The UI's configuration, part of [`UiState`].
 #[derive(Debug, Clone)]
 pub struct UiSettings {
     pub brand: Arc<Brand>,
@@ -63,7 +79,8 @@ enum Area {
     Portal,
 }
 
-pub fn router(state: AppState) -> Router<AppState> {
+/// The dashboard's and the portal's routes, with their state.
+pub fn router(state: UiState) -> Router {
     let operator =
         screens::routes()
             .route("/logout", post(logout))
@@ -86,13 +103,17 @@ pub fn router(state: AppState) -> Router<AppState> {
     let portal = Router::new()
         .route("/enter", get(enter_portal))
         .merge(portal)
-        .layer(middleware::from_fn_with_state(state, portal_headers));
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            portal_headers,
+        ));
     // A nested `/` answers `/ui` (no trailing slash); `/ui/` is sent there.
     Router::new()
         .route("/ui/", get(|| async { Redirect::to("/ui") }))
         .route("/portal/", get(|| async { Redirect::to("/portal") }))
         .nest("/ui", operator)
         .nest("/portal", portal)
+        .with_state(state)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -110,12 +131,12 @@ fn content_security_policy(brand: &Brand, frame_ancestors: &str) -> String {
     )
 }
 
-async fn operator_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn operator_headers(State(state): State<UiState>, request: Request, next: Next) -> Response {
     let csp = content_security_policy(&state.ui.brand, "'none'");
     with_security_headers(next.run(request).await, &csp, true)
 }
 
-async fn portal_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn portal_headers(State(state): State<UiState>, request: Request, next: Next) -> Response {
     let ancestors = match state.ui.brand.frame_ancestors.is_empty() {
         true => "'none'".to_owned(),
         false => state.ui.brand.frame_ancestors.join(" "),
@@ -148,7 +169,7 @@ fn with_security_headers(mut response: Response, csp: &str, deny_framing: bool) 
     response
 }
 
-async fn theme_css(State(state): State<AppState>) -> Response {
+async fn theme_css(State(state): State<UiState>) -> Response {
     let accent = state.ui.brand.accent.as_deref().unwrap_or("#2563eb");
     let css = format!(":root {{ --accent: {accent}; }}\n");
     (
@@ -165,15 +186,15 @@ async fn theme_css(State(state): State<AppState>) -> Response {
 // Session guards and CSRF
 // ---------------------------------------------------------------------------------------------
 
-async fn operator_guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn operator_guard(State(state): State<UiState>, request: Request, next: Next) -> Response {
     guard(state, request, next, Area::Operator).await
 }
 
-async fn portal_guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn portal_guard(State(state): State<UiState>, request: Request, next: Next) -> Response {
     guard(state, request, next, Area::Portal).await
 }
 
-async fn guard(state: AppState, request: Request, next: Next, area: Area) -> Response {
+async fn guard(state: UiState, request: Request, next: Next, area: Area) -> Response {
     let (cookie_name, kind) = match area {
         Area::Operator => (session::OPERATOR_COOKIE, SessionKind::Operator),
         Area::Portal => (session::PORTAL_COOKIE, SessionKind::Portal),
@@ -302,14 +323,14 @@ struct LoginPage {
     logo: Option<String>,
 }
 
-async fn login_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn login_page(State(state): State<UiState>, headers: HeaderMap) -> Response {
     let csrf =
         session::cookie(&headers, session::LOGIN_CSRF_COOKIE).unwrap_or_else(session::new_token);
     render_login(&state, csrf, None, StatusCode::OK)
 }
 
 fn render_login(
-    state: &AppState,
+    state: &UiState,
     csrf: String,
     error: Option<String>,
     status: StatusCode,
@@ -335,7 +356,7 @@ struct LoginForm {
 }
 
 async fn login(
-    State(state): State<AppState>,
+    State(state): State<UiState>,
     connect: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     axum::Form(form): axum::Form<LoginForm>,
@@ -400,7 +421,7 @@ async fn login(
 }
 
 async fn logout(
-    State(state): State<AppState>,
+    State(state): State<UiState>,
     axum::Extension(session): axum::Extension<Session>,
 ) -> Result<Response, UiError> {
     state.store.ui.delete_session(&session.token_hash).await?;
@@ -427,7 +448,7 @@ struct EnterQuery {
 /// (not a redirect) that continues to `/portal/` by itself: a `SameSite=Strict` cookie set on a
 /// redirect that another site started would not be sent with the redirected request.
 async fn enter_portal(
-    State(state): State<AppState>,
+    State(state): State<UiState>,
     axum::extract::Query(query): axum::extract::Query<EnterQuery>,
 ) -> Response {
     let Some(token) = query.token.filter(|t| !t.is_empty()) else {
@@ -481,18 +502,31 @@ pub enum UiError {
     Unauthorized(&'static str),
     Forbidden(&'static str),
     NotFound(&'static str),
-    Api(ApiError),
+    /// An operation failed: shown with the status and message the API would answer.
+    Ops(OpsError),
 }
 
 impl From<StoreError> for UiError {
     fn from(error: StoreError) -> Self {
-        Self::Api(ApiError::from(error))
+        Self::Ops(OpsError::from(error))
     }
 }
 
-impl From<ApiError> for UiError {
-    fn from(error: ApiError) -> Self {
-        Self::Api(error)
+impl From<OpsError> for UiError {
+    fn from(error: OpsError) -> Self {
+        Self::Ops(error)
+    }
+}
+
+/// The status an operation's error is shown with (the one the API answers it with).
+pub(crate) fn ops_status(error: &OpsError) -> StatusCode {
+    match error {
+        OpsError::NotFound(_) => StatusCode::NOT_FOUND,
+        OpsError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        OpsError::Conflict { .. } => StatusCode::CONFLICT,
+        OpsError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        OpsError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        OpsError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -511,7 +545,7 @@ impl IntoResponse for UiError {
             Self::Unauthorized(message) => (StatusCode::UNAUTHORIZED, message.to_owned()),
             Self::Forbidden(message) => (StatusCode::FORBIDDEN, message.to_owned()),
             Self::NotFound(what) => (StatusCode::NOT_FOUND, format!("{what} not found")),
-            Self::Api(error) => (error.status(), error.to_string()),
+            Self::Ops(error) => (ops_status(&error), error.to_string()),
         };
         let page = ErrorPage {
             status: status.as_u16(),

@@ -5,11 +5,8 @@
 //! an expiry. The CSRF token is derived from the session token (`SHA-256("hookd-csrf:" + token)`), so
 //! it needs no storage, differs per session, and cannot be computed from anything a page leaks.
 
-use crate::auth::hash_key;
+pub use crate::ops::{MAX_PORTAL_TTL_SECONDS, new_token, session_row};
 use crate::store::SubscriptionRow;
-use crate::store::ui::{SessionKind, SessionRow};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -19,8 +16,6 @@ pub const PORTAL_COOKIE: &str = "hookd_portal";
 pub const LOGIN_CSRF_COOKIE: &str = "hookd_login_csrf";
 /// Operator sessions last 12 hours.
 pub const OPERATOR_SESSION_MS: i64 = 12 * 3600 * 1000;
-/// Longest portal session (and link) the API hands out.
-pub const MAX_PORTAL_TTL_SECONDS: i64 = 3600;
 
 /// What a page may show and do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,14 +72,6 @@ pub struct Session {
     pub token_hash: Vec<u8>,
 }
 
-/// A fresh random token (`hks_` + base64url of 32 bytes).
-pub fn new_token() -> String {
-    format!(
-        "hks_{}",
-        URL_SAFE_NO_PAD.encode(crate::ids::random_bytes::<32>())
-    )
-}
-
 pub fn csrf_for(token: &str) -> String {
     hex::encode(Sha256::digest(format!("hookd-csrf:{token}").as_bytes()))
 }
@@ -92,24 +79,6 @@ pub fn csrf_for(token: &str) -> String {
 /// Constant-time comparison of a presented CSRF token with the expected one.
 pub fn csrf_matches(presented: &str, expected: &str) -> bool {
     presented.len() == expected.len() && bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
-}
-
-pub fn session_row(
-    token: &str,
-    kind: SessionKind,
-    owner: Option<String>,
-    can_manage: bool,
-    now: i64,
-    ttl_ms: i64,
-) -> SessionRow {
-    SessionRow {
-        token_hash: hash_key(token).to_vec(),
-        kind,
-        owner,
-        can_manage,
-        created_at: now,
-        expires_at: now + ttl_ms,
-    }
 }
 
 /// The value of cookie `name` in a request's `Cookie` headers.

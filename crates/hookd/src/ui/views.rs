@@ -1,8 +1,8 @@
 //! What every page template shares ([`Ctx`]) and small formatting helpers.
 
+use super::UiState;
 use super::assets::{AssetUrls, URLS};
 use super::session::Session;
-use crate::api::AppState;
 use crate::store::SubscriptionRow;
 
 /// The layout's inputs: where links point, the CSRF token, what the viewer may do, the brand.
@@ -24,7 +24,7 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(
-        state: &AppState,
+        state: &UiState,
         session: &Session,
         nav: &'static str,
         title: impl Into<String>,
@@ -50,7 +50,7 @@ impl Ctx {
 
 /// `2026-11-29 06:30:12` (UTC).
 pub fn time(ms: i64) -> String {
-    let text = crate::api::rfc3339(ms);
+    let text = hookd_core::time::rfc3339_ms(ms);
     text.get(..19).unwrap_or(&text).replace('T', " ")
 }
 

@@ -95,7 +95,7 @@ pub fn new_owner_id(now_ms: i64) -> String {
 /// (≈ 14,000 sockets in `TIME_WAIT`). The global cap still bounds the connections in use, and idle
 /// ones close after 90 s.
 pub fn http_client(config: &WorkerConfig) -> reqwest::Client {
-    crate::server::install_crypto_provider();
+    crate::runtime::install_crypto_provider();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()

@@ -1,0 +1,155 @@
+//! Events: check and publish them, and send a test event to one subscription.
+
+use super::{Ops, OpsError};
+use crate::ids::new_id;
+use crate::store::{NewEvent, Published, UnixMs};
+use hookd_core::{ClientEventId, EventType};
+
+pub const MAX_VERSION_LEN: usize = 32;
+pub const DEFAULT_VERSION: &str = "1.0";
+
+/// An event to publish as an edge received it; [`Ops::prepare_event`] checks it.
+#[derive(Debug)]
+pub struct EventDraft {
+    pub event_type: String,
+    /// The `data` object as JSON text, delivered byte for byte.
+    pub data: String,
+    /// The publisher's id for the event; generated when absent.
+    pub id: Option<String>,
+    pub version: Option<String>,
+    pub retryable: Option<bool>,
+    pub idempotency_key: Option<String>,
+}
+
+/// What a test event carries.
+#[derive(Debug)]
+pub enum TestPayload {
+    /// `webhook.test` with a message, the subscription's id and the time it was sent.
+    Standard,
+    /// A type and `data` object of the sender's choosing.
+    Custom {
+        event_type: EventType,
+        data: serde_json::Value,
+    },
+}
+
+impl Ops {
+    /// Checks one event to publish at `now`. `field` prefixes the paths of errors (`""` or
+    /// `events[3].`).
+    pub async fn prepare_event(
+        &self,
+        draft: EventDraft,
+        field: &str,
+        now: UnixMs,
+    ) -> Result<NewEvent, OpsError> {
+        let event_type = EventType::parse(&draft.event_type)
+            .map_err(|e| OpsError::invalid("invalid_event_type", format!("{field}event"), e))?;
+        if self.settings.strict_event_types
+            && !self
+                .store
+                .admin
+                .event_type_exists(event_type.as_str())
+                .await?
+        {
+            return Err(OpsError::invalid(
+                "unknown_event_type",
+                format!("{field}event"),
+                format!(
+                    "{event_type:?} is not in the event-type catalog (strict_event_types is on)"
+                ),
+            ));
+        }
+        if !draft.data.trim_start().starts_with('{') {
+            return Err(OpsError::invalid(
+                "invalid_field",
+                format!("{field}data"),
+                "must be a JSON object",
+            ));
+        }
+        if draft.data.len() > self.settings.max_payload_bytes {
+            return Err(OpsError::PayloadTooLarge(format!(
+                "{field}data is {} bytes; the limit is {} bytes",
+                draft.data.len(),
+                self.settings.max_payload_bytes
+            )));
+        }
+        let id = match draft.id {
+            Some(raw) => ClientEventId::parse(&raw)
+                .map_err(|e| OpsError::invalid("invalid_id", format!("{field}id"), e))?
+                .into_string(),
+            None => new_id("evt", now),
+        };
+        let version = draft.version.unwrap_or_else(|| DEFAULT_VERSION.into());
+        if version.is_empty() || version.len() > MAX_VERSION_LEN {
+            return Err(OpsError::invalid(
+                "invalid_field",
+                format!("{field}version"),
+                format!("must be 1 to {MAX_VERSION_LEN} characters"),
+            ));
+        }
+        Ok(NewEvent {
+            id,
+            event_type: event_type.into_string(),
+            version,
+            data: draft.data,
+            retryable: draft.retryable.unwrap_or(true),
+            idempotency_key: draft.idempotency_key,
+            created_at: now,
+            only_subscription: None,
+        })
+    }
+
+    /// Stores events and their deliveries, all or nothing, and counts the new ones.
+    pub async fn publish(&self, events: Vec<NewEvent>) -> Result<Vec<Published>, OpsError> {
+        let published = self.store.publisher.publish(events).await?;
+        let created = published.iter().filter(|p| p.created).count();
+        metrics::counter!("hookd_events_published_total").increment(created as u64);
+        if published.iter().any(|p| p.created && p.deliveries > 0) {
+            self.work_became_due();
+        }
+        Ok(published)
+    }
+
+    /// Publishes a test event to one subscription only, through the normal pipeline. A disabled
+    /// subscription gets no delivery (`deliveries` is 0).
+    pub async fn send_test_event(
+        &self,
+        subscription_id: &str,
+        payload: TestPayload,
+    ) -> Result<Published, OpsError> {
+        let subscription = self
+            .store
+            .subscriptions
+            .get_subscription(subscription_id)
+            .await?
+            .ok_or(OpsError::NotFound("webhook"))?;
+        let now = self.clock.now_ms();
+        let (event_type, data) = match payload {
+            TestPayload::Standard => {
+                let data = serde_json::json!({
+                    "message": "Test event",
+                    "webhook_id": subscription.id,
+                    "sent_at": hookd_core::time::rfc3339_ms(now),
+                });
+                ("webhook.test".to_owned(), data)
+            }
+            TestPayload::Custom { event_type, data } => (event_type.into_string(), data),
+        };
+        let event = NewEvent {
+            id: new_id("evt", now),
+            event_type,
+            version: DEFAULT_VERSION.into(),
+            data: data.to_string(),
+            retryable: true,
+            idempotency_key: None,
+            created_at: now,
+            only_subscription: Some(subscription.id),
+        };
+        let published = self.store.publisher.publish(vec![event]).await?;
+        let first = published.into_iter().next().ok_or(OpsError::Internal)?;
+        if first.deliveries > 0 {
+            self.work_became_due();
+        }
+        Ok(first)
+    }
+}

@@ -1,0 +1,347 @@
+//! Subscriptions: create (validating every field), change, enable (with replay) and disable, rotate
+//! the signing secret, recover failed deliveries.
+
+use super::{Ops, OpsError};
+use crate::ids::{new_id, random_bytes};
+use crate::store::{StoreResult, SubscriptionPatch, SubscriptionRow, UnixMs};
+use hookd_core::{EndpointUrl, EventFilter, RetryPolicy, SigningSecret};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+pub const MAX_FILTERS: usize = 100;
+pub const MAX_DESCRIPTION_LEN: usize = 1024;
+pub const MAX_METADATA_BYTES: usize = 4 * 1024;
+pub const MIN_TIMEOUT_MS: i64 = 1_000;
+pub const MAX_TIMEOUT_MS: i64 = 60_000;
+pub const MAX_OWNER_LEN: usize = 200;
+pub const DEFAULT_OVERLAP_SECONDS: i64 = 24 * 3600;
+pub const MAX_OVERLAP_SECONDS: i64 = 30 * 24 * 3600;
+
+/// A new subscription as an edge received it; [`Ops::create_subscription`] checks every field.
+#[derive(Debug, Default)]
+pub struct SubscriptionDraft {
+    pub url: String,
+    pub events: Vec<String>,
+    pub description: Option<String>,
+    /// A signing secret to use; generated when absent.
+    pub secret: Option<String>,
+    pub metadata: Option<Value>,
+    pub retry: Option<RetryPolicy>,
+    pub timeout_ms: Option<i64>,
+    pub headers: Option<BTreeMap<String, String>>,
+    pub owner: Option<String>,
+}
+
+/// Changes to a subscription: `None` leaves a field as it is; `Some(None)` clears it.
+#[derive(Debug, Default)]
+pub struct SubscriptionChanges {
+    pub url: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub description: Option<Option<String>>,
+    pub metadata: Option<Option<Value>>,
+    pub active: Option<bool>,
+    pub retry: Option<Option<RetryPolicy>>,
+    pub timeout_ms: Option<Option<i64>>,
+    /// Replaces all custom headers.
+    pub headers: Option<BTreeMap<String, String>>,
+    pub owner: Option<Option<String>>,
+}
+
+/// A rotated signing secret.
+#[derive(Debug)]
+pub struct RotatedSecret {
+    pub secret: String,
+    /// Until when the previous secret also signs; `None` without overlap.
+    pub previous_secret_expires_at: Option<UnixMs>,
+}
+
+impl Ops {
+    /// Validates a draft and stores it as a new subscription.
+    pub async fn create_subscription(
+        &self,
+        draft: SubscriptionDraft,
+    ) -> Result<SubscriptionRow, OpsError> {
+        let url = self.parse_url(&draft.url)?;
+        let events = parse_filters(draft.events)?;
+        let secret = parse_secret(draft.secret)?;
+        let now = self.clock.now_ms();
+        let mut row = SubscriptionRow::new(
+            new_id("wh", now),
+            url,
+            events,
+            secret.as_str().to_owned(),
+            now,
+        );
+        row.description = parse_description(draft.description)?;
+        row.metadata = parse_metadata(draft.metadata)?;
+        row.retry_policy = parse_retry(draft.retry)?;
+        row.timeout_ms = parse_timeout(draft.timeout_ms)?;
+        row.headers = parse_headers(draft.headers.unwrap_or_default())?;
+        row.owner = parse_owner(draft.owner)?;
+        self.store.subscriptions.insert_subscription(&row).await?;
+        tracing::info!(webhook = %row.id, "subscription created");
+        Ok(row)
+    }
+
+    /// Validates changes into a store patch (nothing is written).
+    pub fn parse_changes(
+        &self,
+        changes: SubscriptionChanges,
+    ) -> Result<SubscriptionPatch, OpsError> {
+        Ok(SubscriptionPatch {
+            url: changes.url.map(|u| self.parse_url(&u)).transpose()?,
+            events: changes.events.map(parse_filters).transpose()?,
+            description: changes.description.map(parse_description).transpose()?,
+            metadata: changes.metadata.map(parse_metadata).transpose()?,
+            active: changes.active,
+            retry_policy: changes.retry.map(parse_retry).transpose()?,
+            timeout_ms: changes.timeout_ms.map(parse_timeout).transpose()?,
+            headers: changes.headers.map(parse_headers).transpose()?,
+            owner: changes.owner.map(parse_owner).transpose()?,
+        })
+    }
+
+    /// Applies a patch from [`Ops::parse_changes`].
+    pub async fn update_subscription(
+        &self,
+        id: &str,
+        patch: SubscriptionPatch,
+    ) -> Result<SubscriptionRow, OpsError> {
+        self.store
+            .subscriptions
+            .update_subscription(id, patch, self.clock.now_ms())
+            .await?
+            .ok_or(OpsError::NotFound("webhook"))
+    }
+
+    /// Enables a subscription; with `replay`, re-queues the deliveries held while it was disabled.
+    /// Returns the subscription and how many deliveries were re-queued.
+    pub async fn enable_subscription(
+        &self,
+        id: &str,
+        replay: bool,
+    ) -> Result<(SubscriptionRow, u64), OpsError> {
+        let (row, replayed) = self
+            .store
+            .subscriptions
+            .set_subscription_active(id, true, None, replay, self.clock.now_ms())
+            .await?
+            .ok_or(OpsError::NotFound("webhook"))?;
+        if replayed > 0 {
+            self.work_became_due();
+        }
+        Ok((row, replayed))
+    }
+
+    /// Disables a subscription: its queued deliveries, and new matching events, are held.
+    pub async fn disable_subscription(&self, id: &str) -> Result<SubscriptionRow, OpsError> {
+        let reason = Some("disabled by operator".into());
+        let (row, _) = self
+            .store
+            .subscriptions
+            .set_subscription_active(id, false, reason, false, self.clock.now_ms())
+            .await?
+            .ok_or(OpsError::NotFound("webhook"))?;
+        Ok(row)
+    }
+
+    /// Replaces the signing secret; the old one keeps signing for `overlap_seconds` (default a day).
+    pub async fn rotate_secret(
+        &self,
+        id: &str,
+        overlap_seconds: Option<i64>,
+    ) -> Result<RotatedSecret, OpsError> {
+        let overlap = overlap_seconds.unwrap_or(DEFAULT_OVERLAP_SECONDS);
+        if !(0..=MAX_OVERLAP_SECONDS).contains(&overlap) {
+            return Err(OpsError::invalid(
+                "invalid_field",
+                "overlap_seconds",
+                format!("must be 0 to {MAX_OVERLAP_SECONDS}"),
+            ));
+        }
+        let now = self.clock.now_ms();
+        let secret = SigningSecret::from_key(&random_bytes::<32>());
+        let previous_expires_at = (overlap > 0).then(|| now + overlap * 1_000);
+        let row = self
+            .store
+            .subscriptions
+            .rotate_secret(id, secret.as_str(), previous_expires_at, now)
+            .await?
+            .ok_or(OpsError::NotFound("webhook"))?;
+        tracing::info!(webhook = %id, overlap, "secret rotated");
+        Ok(RotatedSecret {
+            secret: row.secret,
+            previous_secret_expires_at: row.previous_secret_expires_at,
+        })
+    }
+
+    /// Re-queues every failed or dead delivery of a subscription that failed in `[since, until)`
+    /// (`until` defaults to now), in one go. Returns how many were re-queued.
+    pub async fn recover(
+        &self,
+        subscription_id: &str,
+        since: UnixMs,
+        until: Option<UnixMs>,
+    ) -> Result<u64, OpsError> {
+        if self
+            .store
+            .subscriptions
+            .get_subscription(subscription_id)
+            .await?
+            .is_none()
+        {
+            return Err(OpsError::NotFound("webhook"));
+        }
+        let recovered = self
+            .store
+            .deliveries
+            .recover(subscription_id, since, until, self.clock.now_ms())
+            .await?;
+        if recovered > 0 {
+            self.work_became_due();
+        }
+        Ok(recovered)
+    }
+
+    /// One step of a recovery run in the background: re-queues at most `limit` deliveries of the
+    /// subscription that failed in `[since, until)`, in one transaction, at `now`.
+    pub async fn recover_step(
+        &self,
+        subscription_id: &str,
+        since: UnixMs,
+        until: UnixMs,
+        limit: u32,
+        now: UnixMs,
+    ) -> StoreResult<u64> {
+        let recovered = self
+            .store
+            .ui
+            .recover_some(subscription_id, since, until, limit, now)
+            .await?;
+        if recovered > 0 {
+            self.work_became_due();
+        }
+        Ok(recovered)
+    }
+
+    fn parse_url(&self, raw: &str) -> Result<String, OpsError> {
+        EndpointUrl::parse(raw, &self.settings.url_policy)
+            .map(|url| url.as_str().to_owned())
+            .map_err(|e| OpsError::invalid("invalid_url", "url", e))
+    }
+}
+
+/// Validates filters and returns them normalised (as written, duplicates removed, order kept).
+fn parse_filters(raw: Vec<String>) -> Result<Vec<String>, OpsError> {
+    if raw.is_empty() {
+        return Err(OpsError::invalid(
+            "invalid_event_filter",
+            "events",
+            "must list at least one event type (use \"*\" for all)",
+        ));
+    }
+    if raw.len() > MAX_FILTERS {
+        return Err(OpsError::invalid(
+            "invalid_event_filter",
+            "events",
+            format!("at most {MAX_FILTERS} filters"),
+        ));
+    }
+    let mut filters: Vec<String> = Vec::with_capacity(raw.len());
+    for (index, text) in raw.into_iter().enumerate() {
+        let filter = EventFilter::parse(&text).map_err(|e| {
+            OpsError::invalid("invalid_event_filter", format!("events[{index}]"), e)
+        })?;
+        let normalised = filter.to_string();
+        if !filters.contains(&normalised) {
+            filters.push(normalised);
+        }
+    }
+    Ok(filters)
+}
+
+fn parse_description(raw: Option<String>) -> Result<Option<String>, OpsError> {
+    match raw {
+        Some(text) if text.chars().count() > MAX_DESCRIPTION_LEN => Err(OpsError::invalid(
+            "invalid_field",
+            "description",
+            format!("must be at most {MAX_DESCRIPTION_LEN} characters"),
+        )),
+        other => Ok(other),
+    }
+}
+
+fn parse_metadata(raw: Option<Value>) -> Result<Option<Value>, OpsError> {
+    match raw {
+        None | Some(Value::Null) => Ok(None),
+        Some(value @ Value::Object(_)) if value.to_string().len() <= MAX_METADATA_BYTES => {
+            Ok(Some(value))
+        }
+        Some(Value::Object(_)) => Err(OpsError::invalid(
+            "invalid_field",
+            "metadata",
+            format!("must be at most {MAX_METADATA_BYTES} bytes of JSON"),
+        )),
+        Some(_) => Err(OpsError::invalid(
+            "invalid_field",
+            "metadata",
+            "must be a JSON object",
+        )),
+    }
+}
+
+fn parse_secret(raw: Option<String>) -> Result<SigningSecret, OpsError> {
+    match raw {
+        Some(text) => SigningSecret::parse(&text)
+            .map_err(|e| OpsError::invalid("invalid_secret", "secret", e)),
+        None => Ok(SigningSecret::from_key(&random_bytes::<32>())),
+    }
+}
+
+fn parse_retry(raw: Option<RetryPolicy>) -> Result<Option<RetryPolicy>, OpsError> {
+    match raw {
+        Some(policy) => match policy.validate() {
+            Ok(()) => Ok(Some(policy)),
+            Err(e) => Err(OpsError::invalid("invalid_retry_policy", "retry", e)),
+        },
+        None => Ok(None),
+    }
+}
+
+fn parse_timeout(raw: Option<i64>) -> Result<Option<i64>, OpsError> {
+    match raw {
+        Some(ms) if !(MIN_TIMEOUT_MS..=MAX_TIMEOUT_MS).contains(&ms) => Err(OpsError::invalid(
+            "invalid_timeout",
+            "timeout_ms",
+            format!("must be {MIN_TIMEOUT_MS} to {MAX_TIMEOUT_MS}"),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// An owner id: 1–200 printable characters without spaces at either end.
+pub fn parse_owner(raw: Option<String>) -> Result<Option<String>, OpsError> {
+    match raw {
+        None => Ok(None),
+        Some(text)
+            if !text.is_empty()
+                && text.chars().count() <= MAX_OWNER_LEN
+                && text.trim() == text
+                && !text.chars().any(char::is_control) =>
+        {
+            Ok(Some(text))
+        }
+        Some(_) => Err(OpsError::invalid(
+            "invalid_owner",
+            "owner",
+            format!(
+                "must be 1 to {MAX_OWNER_LEN} characters, no control characters or outer spaces"
+            ),
+        )),
+    }
+}
+
+fn parse_headers(raw: BTreeMap<String, String>) -> Result<BTreeMap<String, String>, OpsError> {
+    hookd_core::headers::parse_custom_headers(&raw)
+        .map_err(|e| OpsError::invalid("invalid_headers", "headers", e))
+}

@@ -1,0 +1,336 @@
+//! The endpoint list and the endpoint form: create, edit, enable, disable, delete.
+
+use super::{CursorQuery, Page, S, load_subscription, require_manage};
+use crate::ops::{OpsError, SubscriptionChanges, SubscriptionDraft, decode_cursor, encode_cursor};
+use crate::store::{SubscriptionQuery, SubscriptionRow};
+use crate::ui::charts::{self};
+use crate::ui::session::Session;
+use crate::ui::views::{self, Ctx};
+use crate::ui::{UiError, UiState, ops_status, render};
+use askama::Template;
+use axum::extract::{Extension, Form, Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+struct EndpointItem {
+    id: String,
+    url: String,
+    owner: String,
+    state: &'static str,
+    reason: String,
+    sparkline: String,
+    failure_rate: String,
+    last: String,
+}
+
+#[derive(Template)]
+#[template(path = "endpoints.html")]
+struct EndpointsPage {
+    ctx: Ctx,
+    items: Vec<EndpointItem>,
+    next: Option<String>,
+}
+
+pub(super) async fn endpoints(
+    State(state): State<UiState>,
+    Extension(session): S,
+    Query(q): Query<CursorQuery>,
+) -> Page {
+    let after = decode_cursor(q.cursor.as_deref())?;
+    let now = state.clock.now_ms();
+    let page = state
+        .store
+        .subscriptions
+        .list_subscriptions(SubscriptionQuery {
+            owner: session.viewer.owner().map(str::to_owned),
+            after,
+            limit: 50,
+            ..Default::default()
+        })
+        .await?;
+    let samples = state
+        .store
+        .ui
+        .attempt_samples(
+            now - 24 * 3_600_000,
+            session.viewer.owner(),
+            None,
+            charts::MAX_SAMPLES,
+        )
+        .await?;
+    let stats = charts::per_subscription(&samples);
+    let items = page
+        .items
+        .iter()
+        .map(|row| {
+            let (state_label, reason) = views::endpoint_state(row);
+            let (total, failures, last) = stats.get(row.id.as_str()).copied().unwrap_or_default();
+            EndpointItem {
+                id: row.id.clone(),
+                url: row.url.clone(),
+                owner: row.owner.clone().unwrap_or_default(),
+                state: state_label,
+                reason,
+                sparkline: charts::sparkline_points(&samples, &row.id, now),
+                failure_rate: match total {
+                    0 => "—".into(),
+                    n => format!("{:.1}%", failures as f64 * 100.0 / n as f64),
+                },
+                last: match last {
+                    0 => "none in 24 h".into(),
+                    at => views::time(at),
+                },
+            }
+        })
+        .collect();
+    let page = EndpointsPage {
+        ctx: Ctx::new(&state, &session, "endpoints", "Endpoints"),
+        items,
+        next: page.next.as_ref().map(encode_cursor),
+    };
+    Ok(render(&page))
+}
+
+#[derive(Template)]
+#[template(path = "endpoint_form.html")]
+struct EndpointFormPage {
+    ctx: Ctx,
+    /// Empty for a new endpoint.
+    id: String,
+    form: EndpointForm,
+    error: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct EndpointForm {
+    #[serde(default)]
+    url: String,
+    #[serde(default)]
+    events: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    owner: String,
+    #[serde(default)]
+    retry: String,
+    #[serde(default)]
+    timeout_ms: String,
+    #[serde(default)]
+    headers: String,
+}
+
+impl EndpointForm {
+    fn from_row(row: &SubscriptionRow) -> Self {
+        Self {
+            url: row.url.clone(),
+            events: row.events.join(", "),
+            description: row.description.clone().unwrap_or_default(),
+            owner: row.owner.clone().unwrap_or_default(),
+            retry: row
+                .retry_policy
+                .as_ref()
+                .and_then(|p| serde_json::to_string(p).ok())
+                .unwrap_or_default(),
+            timeout_ms: row.timeout_ms.map(|t| t.to_string()).unwrap_or_default(),
+            headers: match row.headers.is_empty() {
+                true => String::new(),
+                false => serde_json::to_string(&row.headers).unwrap_or_default(),
+            },
+        }
+    }
+
+    fn events(&self) -> Vec<String> {
+        self.events
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn opt(text: &str) -> Option<String> {
+        Some(text.trim())
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+    }
+
+    fn retry(&self) -> Result<Option<hookd_core::RetryPolicy>, String> {
+        Self::opt(&self.retry)
+            .map(|t| serde_json::from_str(&t).map_err(|e| format!("retry policy: {e}")))
+            .transpose()
+    }
+
+    fn timeout(&self) -> Result<Option<i64>, String> {
+        Self::opt(&self.timeout_ms)
+            .map(|t| {
+                t.parse()
+                    .map_err(|_| "timeout: not a number of milliseconds".to_owned())
+            })
+            .transpose()
+    }
+
+    fn headers(&self) -> Result<BTreeMap<String, String>, String> {
+        Self::opt(&self.headers)
+            .map(|t| serde_json::from_str(&t).map_err(|e| format!("custom headers: {e}")))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+}
+
+pub(super) async fn new_endpoint(State(state): State<UiState>, Extension(session): S) -> Page {
+    require_manage(&session)?;
+    let page = EndpointFormPage {
+        ctx: Ctx::new(&state, &session, "endpoints", "New endpoint"),
+        id: String::new(),
+        form: EndpointForm {
+            events: "*".into(),
+            ..Default::default()
+        },
+        error: None,
+    };
+    Ok(render(&page))
+}
+
+fn form_error(
+    state: &UiState,
+    session: &Session,
+    id: &str,
+    form: EndpointForm,
+    error: String,
+) -> Response {
+    let title = if id.is_empty() {
+        "New endpoint"
+    } else {
+        "Edit endpoint"
+    };
+    let page = EndpointFormPage {
+        ctx: Ctx::new(state, session, "endpoints", title),
+        id: id.to_owned(),
+        form,
+        error: Some(error),
+    };
+    (axum::http::StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response()
+}
+
+pub(super) async fn create_endpoint(
+    State(state): State<UiState>,
+    Extension(session): S,
+    Form(form): Form<EndpointForm>,
+) -> Page {
+    require_manage(&session)?;
+    let parsed = (|| Ok::<_, String>((form.retry()?, form.timeout()?, form.headers()?)))();
+    let (retry, timeout_ms, headers) = match parsed {
+        Ok(parts) => parts,
+        Err(error) => return Ok(form_error(&state, &session, "", form, error)),
+    };
+    let owner = match session.viewer.owner() {
+        Some(owner) => Some(owner.to_owned()),
+        None => EndpointForm::opt(&form.owner),
+    };
+    let draft = SubscriptionDraft {
+        url: form.url.trim().to_owned(),
+        events: form.events(),
+        description: EndpointForm::opt(&form.description),
+        secret: None,
+        metadata: None,
+        retry,
+        timeout_ms,
+        headers: Some(headers),
+        owner,
+    };
+    match state.ops.create_subscription(draft).await {
+        Ok(row) => Ok(
+            Redirect::to(&format!("{}/endpoints/{}", session.viewer.base(), row.id))
+                .into_response(),
+        ),
+        Err(error) if ops_status(&error).is_client_error() => {
+            Ok(form_error(&state, &session, "", form, error.to_string()))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+pub(super) async fn edit_endpoint(
+    State(state): State<UiState>,
+    Extension(session): S,
+    Path(id): Path<String>,
+) -> Page {
+    let row = load_subscription(&state, &session, &id).await?;
+    require_manage(&session)?;
+    let page = EndpointFormPage {
+        ctx: Ctx::new(&state, &session, "endpoints", "Edit endpoint"),
+        id,
+        form: EndpointForm::from_row(&row),
+        error: None,
+    };
+    Ok(render(&page))
+}
+
+pub(super) async fn update_endpoint(
+    State(state): State<UiState>,
+    Extension(session): S,
+    Path(id): Path<String>,
+    Form(form): Form<EndpointForm>,
+) -> Page {
+    require_manage(&session)?;
+    load_subscription(&state, &session, &id).await?;
+    let parsed = (|| Ok::<_, String>((form.retry()?, form.timeout()?, form.headers()?)))();
+    let (retry, timeout_ms, headers) = match parsed {
+        Ok(parts) => parts,
+        Err(error) => return Ok(form_error(&state, &session, &id, form, error)),
+    };
+    let changes = SubscriptionChanges {
+        url: Some(form.url.trim().to_owned()),
+        events: Some(form.events()),
+        description: Some(EndpointForm::opt(&form.description)),
+        retry: Some(retry),
+        timeout_ms: Some(timeout_ms),
+        headers: Some(headers),
+        // Only operators move a subscription between owners.
+        owner: (!session.viewer.is_portal()).then(|| EndpointForm::opt(&form.owner)),
+        ..Default::default()
+    };
+    let patch = match state.ops.parse_changes(changes) {
+        Ok(patch) => patch,
+        Err(error) => return Ok(form_error(&state, &session, &id, form, error.to_string())),
+    };
+    match state.ops.update_subscription(&id, patch).await {
+        Ok(_) => {}
+        Err(OpsError::NotFound(_)) => return Err(UiError::NotFound("endpoint")),
+        Err(error) => return Err(error.into()),
+    }
+    Ok(Redirect::to(&format!("{}/endpoints/{id}", session.viewer.base())).into_response())
+}
+
+pub(super) async fn enable_endpoint(
+    State(state): State<UiState>,
+    Extension(session): S,
+    Path(id): Path<String>,
+) -> Page {
+    require_manage(&session)?;
+    load_subscription(&state, &session, &id).await?;
+    state.ops.enable_subscription(&id, true).await?;
+    Ok(Redirect::to(&format!("{}/endpoints/{id}", session.viewer.base())).into_response())
+}
+
+pub(super) async fn disable_endpoint(
+    State(state): State<UiState>,
+    Extension(session): S,
+    Path(id): Path<String>,
+) -> Page {
+    require_manage(&session)?;
+    load_subscription(&state, &session, &id).await?;
+    state.ops.disable_subscription(&id).await?;
+    Ok(Redirect::to(&format!("{}/endpoints/{id}", session.viewer.base())).into_response())
+}
+
+pub(super) async fn delete_endpoint(
+    State(state): State<UiState>,
+    Extension(session): S,
+    Path(id): Path<String>,
+) -> Page {
+    require_manage(&session)?;
+    load_subscription(&state, &session, &id).await?;
+    state.store.subscriptions.delete_subscription(&id).await?;
+    Ok(Redirect::to(&format!("{}/endpoints", session.viewer.base())).into_response())
+}

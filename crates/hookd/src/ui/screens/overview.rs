@@ -1,0 +1,68 @@
+//! The overview screen: delivery rates and latency over a range, the backlog, the endpoints failing most.
+
+use super::{Page, S};
+use crate::ui::charts::{self, Range};
+use crate::ui::views::Ctx;
+use crate::ui::{UiState, render};
+use askama::Template;
+use axum::extract::{Extension, Query, State};
+use serde::Deserialize;
+use std::collections::HashMap;
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+struct OverviewPage {
+    ctx: Ctx,
+    range: &'static str,
+    ranges: Vec<&'static str>,
+    summary: charts::Summary,
+    series_json: String,
+    backlog: Vec<(String, i64)>,
+    failing: Vec<(String, String, usize, usize)>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct RangeQuery {
+    range: Option<String>,
+}
+
+pub(super) async fn overview(
+    State(state): State<UiState>,
+    Extension(session): S,
+    Query(q): Query<RangeQuery>,
+) -> Page {
+    let range = Range::parse(q.range.as_deref());
+    let now = state.clock.now_ms();
+    let owner = session.viewer.owner();
+    let ui = state.store.ui.clone();
+    let samples = ui
+        .attempt_samples(now - range.span_ms(), owner, None, charts::MAX_SAMPLES)
+        .await?;
+    let counts: HashMap<String, i64> = ui.backlog(owner).await?.into_iter().collect();
+    let backlog = ["pending", "in_flight", "failed", "dead", "held"]
+        .iter()
+        .map(|s| (s.to_string(), counts.get(*s).copied().unwrap_or(0)))
+        .collect();
+    let mut failing = Vec::new();
+    for (id, failures, total) in charts::failing_most(&samples, 5) {
+        let url = state
+            .store
+            .subscriptions
+            .get_subscription(&id)
+            .await?
+            .map(|s| s.url)
+            .unwrap_or_default();
+        failing.push((id, url, failures, total));
+    }
+    let page = OverviewPage {
+        ctx: Ctx::new(&state, &session, "overview", "Overview"),
+        range: range.label(),
+        ranges: Range::ALL.iter().map(|r| r.label()).collect(),
+        summary: charts::summarize(&samples, range),
+        series_json: serde_json::to_string(&charts::series(&samples, range, now))
+            .unwrap_or_default(),
+        backlog,
+        failing,
+    };
+    Ok(render(&page))
+}
