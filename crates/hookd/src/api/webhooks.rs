@@ -216,8 +216,7 @@ pub async fn create(
     ))
 }
 
-/// The original webhook specification's registration route: same input as `POST /api/webhooks`,
-/// answers `{id, secret, message}`.
+/// The original webhook specification's registration route: same input as `POST /api/webhooks`, answers `{id, secret, message}`.
 #[utoipa::path(post, path = "/api/webhooks/subscribe", tag = "webhooks", request_body = CreateWebhook,
     security(("api_key" = [])),
     responses((status = 201, body = SubscribeResponse), (status = 422, body = ErrorBody)))]
