@@ -2,9 +2,8 @@
 """Prints the import graph between the top-level modules of crates/hookd/src and exits 1 on a cycle.
 
 A top-level module is a single file (`config.rs`) or a folder with its `mod.rs`/`<name>.rs` (`api/`);
-an edge A -> B means some file of A names `crate::B` (in a `use` or a path). Cycles that pass through
-`store` are reported but allowed (its split is separate work); any other cycle fails, and so does
-`store` importing one of its callers (FORBIDDEN). No dependencies.
+an edge A -> B means some file of A names `crate::B` (in a `use` or a path). Any cycle fails, and so
+does `store` importing one of its callers (FORBIDDEN). No dependencies.
 """
 
 import pathlib
@@ -12,8 +11,6 @@ import re
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "crates" / "hookd" / "src"
-# Cycles through these modules are printed but do not fail the check.
-TOLERATED = {"store"}
 # Imports that fail the check even without a cycle: the store never reaches up to its callers.
 FORBIDDEN = {"store": {"api", "app", "ops", "server", "ui", "worker"}}
 ENTRY_FILES = {"lib.rs", "main.rs"}
@@ -98,14 +95,9 @@ def main():
     print("import graph of crates/hookd/src (module -> modules it imports):")
     for module in sorted(graph):
         print(f"  {module:<12} -> {', '.join(sorted(graph[module])) or '(none)'}")
-    failing = []
-    for cycle in cycles(graph):
-        text = " -> ".join(cycle + (cycle[0],))
-        if TOLERATED & set(cycle):
-            print(f"tolerated cycle (through {', '.join(sorted(TOLERATED & set(cycle)))}): {text}")
-        else:
-            failing.append(text)
-    failing = [f"import cycle: {text}" for text in failing]
+    failing = [
+        "import cycle: " + " -> ".join(cycle + (cycle[0],)) for cycle in cycles(graph)
+    ]
     for module, targets in sorted(FORBIDDEN.items()):
         for target in sorted(graph.get(module, set()) & targets):
             failing.append(f"forbidden import: {module} -> {target}")
@@ -113,7 +105,7 @@ def main():
         print(text, file=sys.stderr)
     if failing:
         return 1
-    print("no import cycle outside store, no forbidden import")
+    print("no import cycle, no forbidden import")
     return 0
 
 
