@@ -1,4 +1,4 @@
--- The event-type catalog (mirrors migrations/sqlite/0002_event_types.sql), seeded with the brief's
+-- The event-type catalog (mirrors migrations/sqlite/0002_event_types.sql), seeded with the original webhook specification's
 -- ten standard types and hookd's own test type.
 
 CREATE TABLE event_types (

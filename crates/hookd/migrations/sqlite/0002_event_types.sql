@@ -1,4 +1,4 @@
--- The event-type catalog, seeded with the brief's ten standard types and hookd's own test type.
+-- The event-type catalog, seeded with the original webhook specification's ten standard types and hookd's own test type.
 
 CREATE TABLE event_types (
     name         TEXT PRIMARY KEY,

@@ -154,6 +154,56 @@ async fn seed_first_postgres_migration(config: &Config) -> Vec<i64> {
     MIGRATOR.iter().map(|m| m.version).collect()
 }
 
+/// A database migrated by a release whose migration 2 had other comments (the statements were the
+/// same) still opens: the recorded checksum moves to the current text's, and nothing else changes.
+#[tokio::test]
+async fn a_database_migrated_before_a_migration_comment_was_reworded_still_opens() {
+    let data = TestDir::new();
+    let config = test_config(data.path());
+    let versions = hookd::server::migrate(&config).await.unwrap();
+    let released = |hex_text: &str| hex::decode(hex_text).unwrap();
+    // The checksum as the released text of migration 2 left it, and what the store makes of it.
+    let (current, after) = match backend() {
+        Backend::Sqlite => {
+            let url = format!("sqlite://{}", config.database_path().display());
+            let read = "SELECT checksum FROM _sqlx_migrations WHERE version = 2";
+            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+            let current: Vec<u8> = sqlx::query_scalar(read).fetch_one(&pool).await.unwrap();
+            sqlx::query("UPDATE _sqlx_migrations SET checksum = ?1 WHERE version = 2")
+                .bind(released("b0fd549d2f148e94797da794b6e13d95e7d67c909105b737dec9d4f91165e3243103ca8fc52fe6e2ddcc409fc32517ec"))
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            assert_eq!(hookd::server::migrate(&config).await.unwrap(), versions);
+            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+            let after: Vec<u8> = sqlx::query_scalar(read).fetch_one(&pool).await.unwrap();
+            (current, after)
+        }
+        Backend::Postgres => {
+            let url = config.database_url.clone().unwrap();
+            let read = "SELECT checksum FROM _sqlx_migrations WHERE version = 2";
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            let current: Vec<u8> = sqlx::query_scalar(read).fetch_one(&pool).await.unwrap();
+            sqlx::query("UPDATE _sqlx_migrations SET checksum = $1 WHERE version = 2")
+                .bind(released("e5e4a5ca84488d7e721c1ff2b3f16c4b2a8aa5a25f24fc2e55caa59bcb1f0b9771fc9c909a6637599e12e4a80e190564"))
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            assert_eq!(hookd::server::migrate(&config).await.unwrap(), versions);
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            let after: Vec<u8> = sqlx::query_scalar(read).fetch_one(&pool).await.unwrap();
+            (current, after)
+        }
+    };
+    assert_eq!(after, current);
+    // And the server itself opens it (the same path), with the catalog migration 2 seeded.
+    let app = spawn_on(config.clone()).await;
+    let types = app.get("/api/event-types").await;
+    assert_eq!(types.body["data"].as_array().unwrap().len(), 11);
+}
+
 #[tokio::test]
 async fn migrate_command_migrates_the_configured_database() {
     let data = TestDir::new();

@@ -17,7 +17,10 @@ mod publish;
 mod queue;
 
 use super::group::{PublishJob, PublisherStats};
-use super::sql::{Backend, map_sqlx_error, postgres_text, sqlx_exec, store_by_role};
+use super::sql::{
+    Backend, Reworded, accept_reworded_migrations, map_sqlx_error, postgres_text, sqlx_exec,
+    store_by_role,
+};
 use super::*;
 use async_trait::async_trait;
 use publish::run_publisher;
@@ -29,6 +32,12 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, watch};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Migrations reworded since their release (see [`accept_reworded_migrations`]).
+const REWORDED: &[Reworded] = &[Reworded {
+    version: 2,
+    released_checksum: "e5e4a5ca84488d7e721c1ff2b3f16c4b2a8aa5a25f24fc2e55caa59bcb1f0b9771fc9c909a6637599e12e4a80e190564",
+}];
 
 /// The `NOTIFY` channel on which every write that makes deliveries due announces it.
 pub const WORK_CHANNEL: &str = "hookd_work";
@@ -119,6 +128,7 @@ fn connect_options(url: &str) -> StoreResult<PgConnectOptions> {
 /// which we keep): nodes starting together, or `hookd migrate` racing a starting node, apply each
 /// migration exactly once; the others wait for the lock and then find nothing left to do.
 async fn run_migrations(pool: &PgPool) -> StoreResult<()> {
+    accept_reworded_migrations::<sqlx::Postgres>(pool, &MIGRATOR, REWORDED).await?;
     MIGRATOR
         .run(pool)
         .await
@@ -236,6 +246,7 @@ impl Backend for sqlx::Postgres {
     type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
 
     const FOR_UPDATE: &'static str = " FOR UPDATE";
+    const MIGRATIONS_TABLE: &'static str = "SELECT to_regclass('_sqlx_migrations')::text AS name";
     const FOR_SHARE: &'static str = " FOR SHARE";
     const ANNOUNCE_WORK: Option<&'static str> = Some(ANNOUNCE_WORK);
     const LEASED_HINT: &'static str = "";

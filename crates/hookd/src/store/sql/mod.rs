@@ -90,6 +90,11 @@ impl From<&[u8]> for Arg {
         Self::Bytes(value.to_vec())
     }
 }
+impl From<Vec<u8>> for Arg {
+    fn from(value: Vec<u8>) -> Self {
+        Self::Bytes(value)
+    }
+}
 impl From<&Vec<u8>> for Arg {
     fn from(value: &Vec<u8>) -> Self {
         Self::Bytes(value.clone())
@@ -166,6 +171,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// `[?2, ?3)`, due at `?5`. The pick is dialect-specific (see each backend).
     const RECOVER_SOME: &'static str;
 
+    /// One row naming sqlx's migration table when it exists (`name` NULL, or no row, when not).
+    const MIGRATIONS_TABLE: &'static str;
+
     /// A transaction that will write. SQLite takes the write lock at once (`BEGIN IMMEDIATE`), so
     /// that two writers never deadlock upgrading a read lock.
     async fn begin_write(pool: &Self::Pool) -> StoreResult<Self::Tx>;
@@ -221,6 +229,43 @@ pub(crate) fn map_sqlx_error(
         | sqlx::Error::WorkerCrashed => StoreError::Unavailable(error.to_string()),
         _ => StoreError::Internal(error.to_string()),
     }
+}
+
+/// A released migration whose comments were reworded later (its statements are unchanged): its
+/// version and the SHA-384 of its text as released, in hex.
+pub(crate) struct Reworded {
+    pub version: i64,
+    pub released_checksum: &'static str,
+}
+
+/// Moves the checksum recorded for each reworded migration from its released text to the current
+/// one, so that the migrator (which refuses a recorded checksum that differs) opens a database
+/// migrated before the rewording. A fresh database, or one already moved, is left alone.
+pub(crate) async fn accept_reworded_migrations<B: Backend>(
+    pool: &B::Pool,
+    migrator: &sqlx::migrate::Migrator,
+    reworded: &[Reworded],
+) -> StoreResult<()> {
+    let mut db = pool.clone();
+    let table = db.optional(Sql::new(B::MIGRATIONS_TABLE)).await?;
+    if table.and_then(|row| row.opt_text("name")).is_none() {
+        return Ok(());
+    }
+    for migration in reworded {
+        let Some(current) = migrator.iter().find(|m| m.version == migration.version) else {
+            continue;
+        };
+        let released = hex::decode(migration.released_checksum)
+            .map_err(|e| StoreError::Internal(format!("released checksum: {e}")))?;
+        let update = Sql::new(
+            "UPDATE _sqlx_migrations SET checksum = ?1 WHERE version = ?2 AND checksum = ?3",
+        )
+        .bind(current.checksum.to_vec())
+        .bind(migration.version)
+        .bind(released);
+        db.run(update).await?;
+    }
+    Ok(())
 }
 
 /// The shared roles over one backend's pool.

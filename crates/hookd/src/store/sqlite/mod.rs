@@ -13,7 +13,10 @@ mod writer;
 
 use super::group::{PublishJob, PublisherStats};
 use super::sql::decode::{RowExt, queued_subscriptions};
-use super::sql::{Backend, Exec, Sql, map_sqlx_error, sqlx_exec, store_by_role};
+use super::sql::{
+    Backend, Exec, Reworded, Sql, accept_reworded_migrations, map_sqlx_error, sqlx_exec,
+    store_by_role,
+};
 use super::*;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -30,6 +33,21 @@ use tokio::sync::mpsc;
 use writer::{RecordJob, WriteJob, WriterOptions, spawn_writer, submit};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Migrations reworded since their release (see [`accept_reworded_migrations`]).
+const REWORDED: &[Reworded] = &[Reworded {
+    version: 2,
+    released_checksum: "b0fd549d2f148e94797da794b6e13d95e7d67c909105b737dec9d4f91165e3243103ca8fc52fe6e2ddcc409fc32517ec",
+}];
+
+/// Applies pending migrations (after accepting reworded ones).
+async fn run_migrations(pool: &SqlitePool) -> StoreResult<()> {
+    accept_reworded_migrations::<sqlx::Sqlite>(pool, &MIGRATOR, REWORDED).await?;
+    MIGRATOR
+        .run(pool)
+        .await
+        .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))
+}
 
 /// SQLite's `synchronous` setting: what a committed transaction survives (see RELIABILITY in README).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -78,10 +96,7 @@ impl SqliteStore {
             .connect_with(connect.clone())
             .await
             .map_err(map_err)?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))?;
+        run_migrations(&pool).await?;
         let (writer, jobs) = mpsc::channel(4_096);
         let stats = Arc::new(PublisherStats::default());
         spawn_writer(
@@ -112,10 +127,7 @@ impl SqliteStore {
             .connect_with(connect_options(&options))
             .await
             .map_err(map_err)?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))?;
+        run_migrations(&pool).await?;
         let versions = sqlx::query("SELECT version FROM _sqlx_migrations ORDER BY version")
             .fetch_all(&pool)
             .await
@@ -165,6 +177,8 @@ impl Backend for sqlx::Sqlite {
     type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
 
     const FOR_UPDATE: &'static str = "";
+    const MIGRATIONS_TABLE: &'static str =
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'";
     const FOR_SHARE: &'static str = "";
     const ANNOUNCE_WORK: Option<&'static str> = None;
     /// Left alone, SQLite walks `deliveries_by_time` for the order, through the whole log when few
