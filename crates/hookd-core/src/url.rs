@@ -71,6 +71,15 @@ impl EndpointUrl {
         Ok(Self(parsed))
     }
 
+    /// A URL read back from storage: it passed [`EndpointUrl::parse`] under the policy in force when
+    /// it was registered, so only its syntax is checked again (the policy may have changed since;
+    /// every attempt's addresses are checked again at connect time anyway).
+    pub fn from_stored(raw: &str) -> Result<Self, UrlError> {
+        url::Url::parse(raw)
+            .map(Self)
+            .map_err(|e| UrlError::Malformed(e.to_string()))
+    }
+
     pub fn as_str(&self) -> &str {
         self.0.as_str()
     }

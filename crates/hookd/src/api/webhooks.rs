@@ -143,8 +143,8 @@ impl From<SubscriptionRow> for Webhook {
     fn from(row: SubscriptionRow) -> Self {
         Self {
             id: row.id,
-            url: row.url,
-            events: row.events,
+            url: row.url.to_string(),
+            events: row.events.iter().map(ToString::to_string).collect(),
             description: row.description,
             metadata: row.metadata,
             active: row.active,

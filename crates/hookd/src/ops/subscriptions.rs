@@ -224,15 +224,14 @@ impl Ops {
         Ok(recovered)
     }
 
-    fn parse_url(&self, raw: &str) -> Result<String, OpsError> {
+    fn parse_url(&self, raw: &str) -> Result<EndpointUrl, OpsError> {
         EndpointUrl::parse(raw, &self.settings.url_policy)
-            .map(|url| url.as_str().to_owned())
             .map_err(|e| OpsError::invalid("invalid_url", "url", e))
     }
 }
 
-/// Validates filters and returns them normalised (as written, duplicates removed, order kept).
-fn parse_filters(raw: Vec<String>) -> Result<Vec<String>, OpsError> {
+/// Parses filters, duplicates removed, order kept.
+fn parse_filters(raw: Vec<String>) -> Result<Vec<EventFilter>, OpsError> {
     if raw.is_empty() {
         return Err(OpsError::invalid(
             "invalid_event_filter",
@@ -247,14 +246,13 @@ fn parse_filters(raw: Vec<String>) -> Result<Vec<String>, OpsError> {
             format!("at most {MAX_FILTERS} filters"),
         ));
     }
-    let mut filters: Vec<String> = Vec::with_capacity(raw.len());
+    let mut filters: Vec<EventFilter> = Vec::with_capacity(raw.len());
     for (index, text) in raw.into_iter().enumerate() {
         let filter = EventFilter::parse(&text).map_err(|e| {
             OpsError::invalid("invalid_event_filter", format!("events[{index}]"), e)
         })?;
-        let normalised = filter.to_string();
-        if !filters.contains(&normalised) {
-            filters.push(normalised);
+        if !filters.contains(&filter) {
+            filters.push(filter);
         }
     }
     Ok(filters)

@@ -1,6 +1,6 @@
 //! The store's data: rows as stored, what callers ask for, and what the store answers.
 
-use hookd_core::RetryPolicy;
+use hookd_core::{EndpointUrl, EventFilter, RetryPolicy};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -24,12 +24,13 @@ pub struct NewApiKey {
     pub created_at: UnixMs,
 }
 
-/// A subscription as stored. `events` holds the filter strings; they were validated on the way in.
+/// A subscription as stored, its URL and filters parsed (they were validated on the way in, and are
+/// parsed again once as each row is read).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SubscriptionRow {
     pub id: String,
-    pub url: String,
-    pub events: Vec<String>,
+    pub url: EndpointUrl,
+    pub events: Vec<EventFilter>,
     pub description: Option<String>,
     pub metadata: Option<serde_json::Value>,
     pub secret: String,
@@ -53,7 +54,13 @@ pub struct SubscriptionRow {
 
 impl SubscriptionRow {
     /// A new, active subscription with server defaults for everything optional.
-    pub fn new(id: String, url: String, events: Vec<String>, secret: String, now: UnixMs) -> Self {
+    pub fn new(
+        id: String,
+        url: EndpointUrl,
+        events: Vec<EventFilter>,
+        secret: String,
+        now: UnixMs,
+    ) -> Self {
         Self {
             id,
             url,
@@ -79,8 +86,8 @@ impl SubscriptionRow {
 /// A partial update. `None` leaves a field alone; `Some(None)` clears a nullable field.
 #[derive(Debug, Clone, Default)]
 pub struct SubscriptionPatch {
-    pub url: Option<String>,
-    pub events: Option<Vec<String>>,
+    pub url: Option<EndpointUrl>,
+    pub events: Option<Vec<EventFilter>>,
     pub description: Option<Option<String>>,
     pub metadata: Option<Option<serde_json::Value>>,
     pub active: Option<bool>,

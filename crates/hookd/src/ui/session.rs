@@ -170,7 +170,7 @@ mod tests {
     fn portal_viewers_see_only_their_owner() {
         let mut row = SubscriptionRow::new(
             "wh_1".into(),
-            "https://a.test".into(),
+            hookd_core::EndpointUrl::from_stored("https://a.test").unwrap(),
             vec![],
             "s".into(),
             0,

@@ -263,8 +263,7 @@ impl Worker {
             .map(|ms| Duration::from_millis(ms.max(1) as u64))
             .unwrap_or(self.config.default_timeout);
         let prepared = send::prepare(claimed, attempt_number, started_at).and_then(|request| {
-            let url = reqwest::Url::parse(&request.url)
-                .map_err(|e| format!("stored URL is invalid: {e}"))?;
+            let url = request.url.clone();
             ssrf::check_literal(&url, &self.config.targets).map(|()| (url, request))
         });
         let (response, request_timestamp) = match prepared {

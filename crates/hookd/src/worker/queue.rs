@@ -270,8 +270,8 @@ mod tests {
             },
             subscription: std::sync::Arc::new(SubscriptionRow::new(
                 subscription.into(),
-                "http://127.0.0.1/".into(),
-                vec!["*".into()],
+                hookd_core::EndpointUrl::from_stored("http://127.0.0.1/").unwrap(),
+                vec![hookd_core::EventFilter::All],
                 "whsec_x".into(),
                 0,
             )),

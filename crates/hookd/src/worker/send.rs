@@ -25,7 +25,8 @@ pub fn user_agent() -> String {
 
 /// The request for one attempt: exact body bytes and every header, signatures included.
 pub struct PreparedRequest {
-    pub url: String,
+    /// The subscription's URL, parsed when its row was read.
+    pub url: reqwest::Url,
     pub body: Vec<u8>,
     pub headers: HeaderMap,
     /// The `webhook-timestamp` value (Unix seconds).
@@ -91,7 +92,7 @@ pub fn prepare(
     set("x-webhook-timestamp", timestamp.to_string());
     set("x-webhook-signature", legacy_signature(&current, &body));
     Ok(PreparedRequest {
-        url: subscription.url.clone(),
+        url: subscription.url.as_url().clone(),
         body,
         headers,
         timestamp,
@@ -378,12 +379,12 @@ mod tests {
 
     async fn class_of(url: &str) -> Option<&'static str> {
         let request = PreparedRequest {
-            url: url.to_owned(),
+            url: url.parse().unwrap(),
             body: b"{}".to_vec(),
             headers: HeaderMap::new(),
             timestamp: 0,
         };
-        let url = request.url.parse().unwrap();
+        let url = request.url.clone();
         send(&client(), url, request, Duration::from_millis(500))
             .await
             .error_class
@@ -437,12 +438,12 @@ mod tests {
         ))
         .await;
         let request = PreparedRequest {
-            url: format!("http://{error}/h"),
+            url: format!("http://{error}/h").parse().unwrap(),
             body: b"{}".to_vec(),
             headers: HeaderMap::new(),
             timestamp: 0,
         };
-        let url = request.url.parse().unwrap();
+        let url = request.url.clone();
         let response = send(&client(), url, request, Duration::from_millis(500)).await;
         assert_eq!(response.error_class, Some("http"));
         assert_eq!(response.status, Some(503));

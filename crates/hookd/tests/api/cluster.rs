@@ -12,6 +12,7 @@ use hookd::store::{
     AttemptRow, ClaimRequest, DeliveryOutcome, DeliveryState, NewEvent, Outcome, Store,
     SubscriptionRow,
 };
+use hookd_core::{EndpointUrl, EventFilter};
 use serde_json::json;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -36,8 +37,8 @@ async fn two_nodes() -> (TestDir, Config, Store, Store) {
 async fn add_subscription(store: &Store, id: &str) {
     let row = SubscriptionRow::new(
         id.into(),
-        "http://127.0.0.1:1/h".into(),
-        vec!["*".into()],
+        EndpointUrl::from_stored("http://127.0.0.1:1/h").unwrap(),
+        vec![EventFilter::All],
         "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
         SystemClock.now_ms(),
     );

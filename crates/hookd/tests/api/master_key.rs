@@ -371,8 +371,8 @@ async fn a_secret_sealed_with_a_retired_key_is_refused_by_the_store() {
     let now = hookd::ids::SystemClock.now_ms();
     let mut row = hookd::store::SubscriptionRow::new(
         "wh_stale".into(),
-        "https://example.com/".into(),
-        vec!["*".into()],
+        hookd_core::EndpointUrl::from_stored("https://example.com/").unwrap(),
+        vec![hookd_core::EventFilter::All],
         old.seal("wh_stale", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
             .unwrap(),
         now,

@@ -6,6 +6,7 @@
 
 use crate::common::*;
 use hookd::store::SubscriptionRow;
+use hookd_core::{EndpointUrl, EventFilter};
 use serde_json::json;
 
 #[tokio::test]
@@ -36,8 +37,8 @@ async fn deliveries_to_non_public_addresses_are_blocked() {
     for (id, url) in &targets {
         let row = SubscriptionRow::new(
             (*id).into(),
-            url.clone(),
-            vec!["*".into()],
+            EndpointUrl::from_stored(url).unwrap(),
+            vec![EventFilter::All],
             "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
             now,
         );

@@ -8,6 +8,7 @@ use hookd::store::postgres::PgStore;
 use hookd::store::sqlite::SqliteStore;
 use hookd::store::ui::{DeliverySearch, SessionKind, SessionRow};
 use hookd::store::*;
+use hookd_core::{EndpointUrl, EventFilter};
 
 /// A fresh store of the selected backend, opened directly, and the directory that keeps it alive.
 async fn fresh_store() -> (TestDir, Store) {
@@ -24,10 +25,13 @@ async fn fresh_store() -> (TestDir, Store) {
 }
 
 fn subscription(id: &str, filters: &[&str], created_at: i64) -> SubscriptionRow {
-    let events = filters.iter().map(|f| f.to_string()).collect();
+    let events = filters
+        .iter()
+        .map(|f| EventFilter::parse(f).unwrap())
+        .collect();
     SubscriptionRow::new(
         id.into(),
-        "https://example.com/hook".into(),
+        EndpointUrl::from_stored("https://example.com/hook").unwrap(),
         events,
         "whsec_c2VjcmV0".into(),
         created_at,

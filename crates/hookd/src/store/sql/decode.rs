@@ -3,6 +3,7 @@
 //! pagination, and the fragments of SQL that several statements share.
 
 use super::super::*;
+use hookd_core::{EndpointUrl, EventFilter};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -145,9 +146,15 @@ fn decode_json_column<T: serde::de::DeserializeOwned>(
 pub(crate) fn subscription_from_row(row: &impl RowExt) -> StoreResult<SubscriptionRow> {
     let events: Vec<String> = serde_json::from_str(&row.text("events"))
         .map_err(|e| decode_err("subscription events", e))?;
+    let events = events
+        .iter()
+        .map(|f| EventFilter::parse(f).map_err(|e| decode_err("subscription filter", e)))
+        .collect::<StoreResult<_>>()?;
+    let url = EndpointUrl::from_stored(&row.text("url"))
+        .map_err(|e| decode_err("subscription url", e))?;
     Ok(SubscriptionRow {
         id: row.text("id"),
-        url: row.text("url"),
+        url,
         events,
         description: row.opt_text("description"),
         metadata: row

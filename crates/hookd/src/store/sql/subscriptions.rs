@@ -11,6 +11,7 @@ use super::decode::{
 use super::{Backend, Exec, Sql, SqlStore, announce_work};
 use crate::store::sealed::key_id_of;
 use crate::store::*;
+use hookd_core::EventFilter;
 
 const SELECT_BY_ID: &str = concat!(
     "SELECT ",
@@ -61,8 +62,10 @@ async fn check_sealing_key_in<B: Backend>(
     check_sealing_key(stored.as_deref(), written)
 }
 
-fn events_text(events: &[String]) -> StoreResult<String> {
-    serde_json::to_string(events).map_err(|e| decode_err("events", e))
+/// The filters as stored: a JSON array of their texts.
+fn events_text(events: &[EventFilter]) -> StoreResult<String> {
+    let texts: Vec<String> = events.iter().map(EventFilter::to_string).collect();
+    serde_json::to_string(&texts).map_err(|e| decode_err("events", e))
 }
 
 #[async_trait]
@@ -77,7 +80,7 @@ impl<B: Backend> SubscriptionStore for SqlStore<B> {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         )
         .bind(&row.id)
-        .bind(&row.url)
+        .bind(row.url.as_str())
         .bind(events_text(&row.events)?)
         .bind(&row.description)
         .bind(row.metadata.as_ref().map(json_text))
@@ -150,7 +153,7 @@ impl<B: Backend> SubscriptionStore for SqlStore<B> {
                     retry_policy = ?9, timeout_ms = ?10, headers = ?11, owner = ?12
              WHERE id = ?13",
         )
-        .bind(&sub.url)
+        .bind(sub.url.as_str())
         .bind(events_text(&sub.events)?)
         .bind(&sub.description)
         .bind(sub.metadata.as_ref().map(json_text))

@@ -56,7 +56,7 @@ fn rebuild_request(
         .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
         .collect();
     let body = String::from_utf8_lossy(&prepared.body).into_owned();
-    let mut curl = format!("curl -X POST {}", views::shell_quote(&prepared.url));
+    let mut curl = format!("curl -X POST {}", views::shell_quote(prepared.url.as_str()));
     for (name, value) in &headers {
         curl.push_str(&format!(
             " \\\n  -H {}",

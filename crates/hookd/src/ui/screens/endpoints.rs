@@ -68,7 +68,7 @@ pub(super) async fn endpoints(
             let (total, failures, last) = stats.get(row.id.as_str()).copied().unwrap_or_default();
             EndpointItem {
                 id: row.id.clone(),
-                url: row.url.clone(),
+                url: row.url.to_string(),
                 owner: row.owner.clone().unwrap_or_default(),
                 state: state_label,
                 reason,
@@ -123,8 +123,13 @@ pub(super) struct EndpointForm {
 impl EndpointForm {
     fn from_row(row: &SubscriptionRow) -> Self {
         Self {
-            url: row.url.clone(),
-            events: row.events.join(", "),
+            url: row.url.to_string(),
+            events: row
+                .events
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
             description: row.description.clone().unwrap_or_default(),
             owner: row.owner.clone().unwrap_or_default(),
             retry: row

@@ -40,7 +40,7 @@ pub(super) async fn catalog(State(state): State<UiState>, Extension(session): S)
             endpoints: subs
                 .iter()
                 .filter(|s| matches_type(&s.events, &t.name))
-                .map(|s| (s.id.clone(), s.url.clone()))
+                .map(|s| (s.id.clone(), s.url.to_string()))
                 .collect(),
             name: t.name,
             description: t.description,
@@ -94,7 +94,7 @@ async fn load_event(
             .await?
             && session.viewer.sees(&sub)
         {
-            visible.push((delivery, sub.url));
+            visible.push((delivery, sub.url.to_string()));
         }
     }
     if session.viewer.is_portal() && visible.is_empty() {
@@ -128,7 +128,7 @@ pub(super) async fn event(
         let target = ReplayTarget {
             delivered_before: fanout.iter().any(|(d, _)| d.subscription_id == sub.id),
             id: sub.id,
-            url: sub.url,
+            url: sub.url.to_string(),
         };
         match matches_type(&sub.events, &event.event_type) {
             true => subscribed.push(target),
@@ -193,7 +193,7 @@ async fn replay_to_endpoint(
         }
     };
     let notice = Notice::new(session, true, title)
-        .line("Endpoint", sub.url)
+        .line("Endpoint", sub.url.to_string())
         .line("Delivery", delivery.id);
     Ok(render(&notice))
 }

@@ -177,9 +177,6 @@ struct CursorQuery {
     cursor: Option<String>,
 }
 
-fn matches_type(filters: &[String], event_type: &str) -> bool {
-    filters
-        .iter()
-        .filter_map(|f| EventFilter::parse(f).ok())
-        .any(|f| f.matches(event_type))
+fn matches_type(filters: &[EventFilter], event_type: &str) -> bool {
+    hookd_core::event_type::any_matches(filters, event_type)
 }

@@ -50,7 +50,7 @@ pub(super) async fn overview(
             .subscriptions
             .get_subscription(&id)
             .await?
-            .map(|s| s.url)
+            .map(|s| s.url.to_string())
             .unwrap_or_default();
         failing.push((id, url, failures, total));
     }
