@@ -1,4 +1,4 @@
-//! What the dashboard and the portal need from the store beyond the API's [`Store`] methods: browser
+//! The dashboard's and portal's store role ([`UiStore`]): browser
 //! sessions, the filtered delivery log, and the samples behind the charts.
 //!
 //! Every view query takes an optional `owner`: `None` for operators, the subscriber's id for a portal

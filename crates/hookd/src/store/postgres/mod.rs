@@ -7,7 +7,6 @@
 //! see `HOOKD_TEST_BACKEND`). What differs is how concurrent writers are kept apart: SQLite has one
 //! writer at a time, while here several nodes write at once, so rows are locked where it matters
 //! (`FOR UPDATE`, `SKIP LOCKED`) and idempotency rests on unique indexes (`ON CONFLICT DO NOTHING`).
-
 //!
 //! The statements that mean the same on SQLite are in `super::sql` and run here too (placeholders
 //! rewritten to `$N`); this folder holds what is PostgreSQL's own: the publisher (`publish`), the

@@ -1,7 +1,6 @@
 //! The embedded SQLite backend: WAL mode, `synchronous=FULL` by default, forward-only migrations, and
-//! one writer thread ([`super::sqlite_writer`]) that group-commits every hot-path write: concurrent
+//! one writer thread (`writer`) that group-commits every hot-path write: concurrent
 //! publishes, claims and outcomes share one transaction and one fsync.
-
 //!
 //! The statements that mean the same on PostgreSQL are in `super::sql` and run here on the reader
 //! pool; this folder holds what is SQLite's own: opening the file, the writer thread, and the
