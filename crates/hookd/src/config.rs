@@ -67,6 +67,10 @@ pub struct Config {
     pub poll_interval_ms: u64,
     /// How often expired leases are returned to the queue, in ms.
     pub rescue_interval_ms: u64,
+    /// How often a worker node renews its heartbeat, in ms.
+    pub heartbeat_interval_ms: u64,
+    /// A node whose heartbeat is older than this is dead: its leases return to the queue, in ms.
+    pub node_timeout_ms: u64,
     /// On SIGTERM, how long in-flight deliveries may finish before their leases are released, in ms.
     pub shutdown_grace_ms: u64,
     /// Serve `/metrics` without an API key.
@@ -147,6 +151,8 @@ impl Default for Config {
             lease_margin_ms: 30_000,
             poll_interval_ms: 1_000,
             rescue_interval_ms: 5_000,
+            heartbeat_interval_ms: 2_000,
+            node_timeout_ms: 10_000,
             shutdown_grace_ms: 10_000,
             public_metrics: false,
             allow_targets: Vec::new(),
@@ -187,6 +193,8 @@ const ENV_KEYS: &[&str] = &[
     "lease_margin_ms",
     "poll_interval_ms",
     "rescue_interval_ms",
+    "heartbeat_interval_ms",
+    "node_timeout_ms",
     "shutdown_grace_ms",
     "public_metrics",
     "auth_failures_per_minute",
@@ -250,6 +258,14 @@ impl Config {
         if !(1_000..=60_000).contains(&self.delivery_timeout_ms) {
             return Err("delivery_timeout_ms: must be 1000 to 60000".into());
         }
+        if self.heartbeat_interval_ms < 100 || self.node_timeout_ms < 3 * self.heartbeat_interval_ms
+        {
+            return Err(format!(
+                "node_timeout_ms ({}) must be at least three heartbeat intervals \
+                 (heartbeat_interval_ms: {}, at least 100)",
+                self.node_timeout_ms, self.heartbeat_interval_ms
+            ));
+        }
         if self.max_in_flight == 0 || self.max_in_flight_per_endpoint == 0 {
             return Err("max_in_flight and max_in_flight_per_endpoint must be at least 1".into());
         }
@@ -308,6 +324,9 @@ impl Config {
             lease_margin: ms(self.lease_margin_ms),
             poll_interval: ms(self.poll_interval_ms.max(1)),
             rescue_interval: ms(self.rescue_interval_ms.max(1)),
+            heartbeat_interval: ms(self.heartbeat_interval_ms),
+            node_timeout: ms(self.node_timeout_ms),
+            role: format!("{:?}", self.role).to_lowercase(),
             shutdown_grace: ms(self.shutdown_grace_ms),
             targets: self.target_policy(),
             ..crate::worker::WorkerConfig::new(String::new())

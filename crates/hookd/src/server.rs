@@ -196,13 +196,58 @@ pub fn spawn_worker(
         config.worker_config(owner),
         waker.clone(),
     );
+    // SQLite: one worker per data dir, and it knows it. PostgreSQL nodes tell dead ones apart only
+    // by their heartbeats (they may even share a data dir).
+    let only_worker = match config.database_url {
+        None => worker_lock(&config.data_dir),
+        Some(_) => None,
+    };
     tokio::spawn(async move {
+        if only_worker.is_some() {
+            match worker.release_earlier_runs().await {
+                Ok(0) => {}
+                Ok(released) => tracing::warn!(
+                    released,
+                    "returned the leases of this node's earlier run (it stopped without releasing \
+                     them) to the queue"
+                ),
+                Err(error) => tracing::warn!(%error, "could not release an earlier run's leases"),
+            }
+        }
         if let Err(error) = store.queue.listen_for_work(waker).await {
             // Not fatal: the worker's poll still finds the work, only later.
             tracing::warn!(%error, "cannot listen for work from other nodes");
         }
-        worker.run(shutdown).await
+        worker.run(shutdown).await;
+        drop(only_worker);
     })
+}
+
+/// The data dir's worker lock (`worker.lock`, an advisory lock the OS drops with the process, however
+/// it ends): `Some` when this process is now the data dir's only worker.
+fn worker_lock(data_dir: &std::path::Path) -> Option<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join("worker.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path);
+    let file = match file {
+        Ok(file) => file,
+        Err(error) => {
+            tracing::warn!(%error, path = %path.display(), "cannot open the worker lock");
+            return None;
+        }
+    };
+    match file.try_lock() {
+        Ok(()) => Some(file),
+        Err(error) => {
+            tracing::warn!(%error, path = %path.display(), "another worker holds this data dir");
+            None
+        }
+    }
 }
 
 /// `hookd serve`: the API and/or the delivery worker (per `role`) until `shutdown` completes.

@@ -65,6 +65,7 @@ pub struct Store {
     pub queue: Arc<dyn QueueStore>,
     pub deliveries: Arc<dyn DeliveryStore>,
     pub secrets: Arc<dyn SecretStore>,
+    pub nodes: Arc<dyn NodeStore>,
     /// The dashboard's and portal's queries (sessions, the delivery log, chart samples).
     pub ui: Arc<dyn ui::UiStore>,
 }
@@ -178,9 +179,14 @@ pub trait QueueStore: Send + Sync + 'static {
     ) -> StoreResult<RecordReport>;
     /// Returns `owner`'s leases on these deliveries to the queue, due at once (shutdown, over-claim).
     async fn release_leases(&self, owner: &str, delivery_ids: &[String]) -> StoreResult<u64>;
-    /// Returns every expired lease to the queue (a crashed worker's deliveries). Safe to run
-    /// concurrently on every node.
-    async fn rescue_expired_leases(&self, now: UnixMs) -> StoreResult<u64>;
+    /// Returns the leases `rescue` selects to the queue: those that ran out, and those of nodes
+    /// whose heartbeat stopped (a crashed worker's deliveries). Safe to run concurrently on every
+    /// node.
+    async fn rescue_leases(&self, rescue: Rescue) -> StoreResult<u64>;
+    /// Returns every expired lease to the queue.
+    async fn rescue_expired_leases(&self, now: UnixMs) -> StoreResult<u64> {
+        self.rescue_leases(Rescue::expired(now)).await
+    }
     /// When the earliest pending or failed delivery of an active subscription is due, if any.
     async fn next_due_at(&self) -> StoreResult<Option<UnixMs>>;
 }
@@ -216,6 +222,26 @@ pub trait DeliveryStore: Send + Sync + 'static {
         now: UnixMs,
     ) -> StoreResult<u64>;
     async fn delivery_stats(&self, subscription_id: Option<&str>) -> StoreResult<DeliveryStats>;
+}
+
+/// The nodes whose workers hold leases, and their heartbeats.
+#[async_trait]
+pub trait NodeStore: Send + Sync + 'static {
+    /// Records that node `id` (running `role`, started at `started_at`) is alive at `now`.
+    async fn heartbeat(
+        &self,
+        id: &str,
+        role: &str,
+        started_at: UnixMs,
+        now: UnixMs,
+    ) -> StoreResult<()>;
+    /// Marks a node stopped (a graceful stop, after its leases were released).
+    async fn stop_node(&self, id: &str, now: UnixMs) -> StoreResult<()>;
+    /// The nodes not stopped, and those that stopped after `since`, newest first, with what each
+    /// leases now.
+    async fn list_nodes(&self, since: UnixMs) -> StoreResult<Vec<NodeRow>>;
+    /// Forgets nodes silent since `before` that lease nothing; returns how many.
+    async fn forget_nodes(&self, before: UnixMs) -> StoreResult<u64>;
 }
 
 /// Secrets at rest: which master key seals them, and re-sealing them all.

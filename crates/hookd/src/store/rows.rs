@@ -268,6 +268,47 @@ impl ClaimRequest {
     }
 }
 
+/// Which leases a rescue returns to the queue; each rescued delivery is due at `now` (held if its
+/// subscription was disabled meanwhile).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rescue {
+    pub now: UnixMs,
+    /// Leases that end before this: `now`, or `UnixMs::MAX` when no worker can still hold one (a
+    /// node that knows it is the only worker, starting after a crash).
+    pub expired_before: UnixMs,
+    /// Leases of nodes whose last heartbeat is older than this (`UnixMs::MIN`: none).
+    pub dead_before: UnixMs,
+    /// The rescuing node itself: never taken for dead, whatever its clock says.
+    pub rescuer: Option<String>,
+}
+
+impl Rescue {
+    /// Only leases that ran out.
+    pub fn expired(now: UnixMs) -> Self {
+        Self {
+            now,
+            expired_before: now,
+            dead_before: UnixMs::MIN,
+            rescuer: None,
+        }
+    }
+}
+
+/// A node as its heartbeat describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRow {
+    /// The node's lease owner (`wrk_…`).
+    pub id: String,
+    /// What the process runs: `all` or `worker`.
+    pub role: String,
+    pub started_at: UnixMs,
+    pub heartbeat_at: UnixMs,
+    /// Set by a graceful stop.
+    pub stopped_at: Option<UnixMs>,
+    /// Deliveries it leases now.
+    pub leased: i64,
+}
+
 /// A leased delivery with everything needed to send it.
 #[derive(Debug, Clone)]
 pub struct ClaimedDelivery {

@@ -18,11 +18,12 @@ pub mod ssrf;
 
 use crate::ids::{DynClock, new_id, random_bytes};
 use crate::store::{
-    AttemptRow, ClaimRequest, ClaimedDelivery, DeliveryOutcome, Outcome, Store, StoreError,
+    AttemptRow, ClaimRequest, ClaimedDelivery, DeliveryOutcome, Outcome, Rescue, Store, StoreError,
 };
 use hookd_core::retry::{self, AttemptResult, Decision, RetryPolicy};
 use queue::{Leased, Limits, Queue};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -49,6 +50,12 @@ pub struct WorkerConfig {
     /// Longest sleep between looks at the queue when nothing wakes the worker.
     pub poll_interval: Duration,
     pub rescue_interval: Duration,
+    /// How often this node renews its heartbeat.
+    pub heartbeat_interval: Duration,
+    /// A node whose heartbeat is older than this is dead: any node's rescuer returns its leases.
+    pub node_timeout: Duration,
+    /// What the process runs, as the node list shows it (`all` or `worker`).
+    pub role: String,
     /// On shutdown, how long in-flight requests may take before their leases are released.
     pub shutdown_grace: Duration,
     /// Most deliveries claimed per query.
@@ -73,6 +80,9 @@ impl WorkerConfig {
             lease_margin: Duration::from_secs(30),
             poll_interval: Duration::from_secs(1),
             rescue_interval: Duration::from_secs(5),
+            heartbeat_interval: Duration::from_secs(2),
+            node_timeout: Duration::from_secs(10),
+            role: "worker".into(),
             shutdown_grace: Duration::from_secs(10),
             claim_batch: 256,
             record_batch: 512,
@@ -135,6 +145,13 @@ pub struct Worker {
     slots: Arc<Semaphore>,
     /// Deliveries this process is sending now (to release their leases on a hard stop).
     in_flight: Mutex<HashSet<String>>,
+    /// When this node started (its first heartbeat).
+    started_at: i64,
+    /// The time (this node's clock) of the last heartbeat the store took.
+    last_beat: AtomicI64,
+    /// The last heartbeat failed: with `last_beat` old enough, other nodes may take this one for
+    /// dead, so it starts nothing new (see [`Worker::fenced`]).
+    beat_failing: AtomicBool,
 }
 
 impl Worker {
@@ -148,7 +165,6 @@ impl Worker {
             http: http_client(&config),
             slots: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
             store,
-            clock,
             queue: Mutex::new(Queue::new(Limits {
                 cap: config.max_in_flight_per_subscription,
                 prefetch: config.prefetch,
@@ -161,6 +177,10 @@ impl Worker {
             refill: Notify::new(),
             expired: Mutex::new(Vec::new()),
             in_flight: Mutex::new(HashSet::new()),
+            started_at: clock.now_ms(),
+            last_beat: AtomicI64::new(i64::MIN),
+            beat_failing: AtomicBool::new(false),
+            clock,
         })
     }
 
@@ -224,8 +244,13 @@ impl Worker {
     /// The next delivery to send, if a subscription with waiting work has a free slot. It counts as
     /// in flight from here until [`Worker::finish`].
     fn take(&self) -> Option<ClaimedDelivery> {
+        let now = self.clock.now_ms();
+        if self.fenced(now) {
+            self.give_up_waiting();
+            return None;
+        }
         let mut expired = Vec::new();
-        let next = self.queue().take(self.clock.now_ms(), &mut expired);
+        let next = self.queue().take(now, &mut expired);
         if !expired.is_empty() {
             tracing::debug!(
                 count = expired.len(),
@@ -347,6 +372,7 @@ impl Worker {
     /// attempts it all concurrently, records the outcomes, and reports. The background loop runs
     /// the same steps pipelined.
     pub async fn run_once(self: &Arc<Self>) -> Result<StepReport, StoreError> {
+        self.beat().await;
         self.claim(self.config.claim_batch, false).await?;
         let mut tasks = JoinSet::new();
         while let Some(delivery) = self.take() {
@@ -383,6 +409,8 @@ impl Worker {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let (outcomes_tx, outcomes_rx) = mpsc::channel(self.config.record_batch * 4);
         let recorder = tokio::spawn(self.clone().record_loop(outcomes_rx));
+        self.beat().await;
+        let heart = tokio::spawn(self.clone().heartbeat_loop(shutdown.clone()));
         let rescuer = tokio::spawn(self.clone().rescue_loop(shutdown.clone()));
         let mut tasks = JoinSet::new();
         tracing::info!(owner = %self.config.owner, "delivery worker started");
@@ -405,10 +433,106 @@ impl Worker {
             }
         }
         self.stop(tasks, outcomes_tx, recorder, rescuer).await;
+        let _ = heart.await;
+        if let Err(error) = self
+            .store
+            .nodes
+            .stop_node(&self.config.owner, self.clock.now_ms())
+            .await
+        {
+            tracing::warn!(%error, "could not record this node's stop");
+        }
+    }
+
+    /// Renews this node's heartbeat; returns whether the store took it. A heartbeat that takes
+    /// longer than the interval counts as failed.
+    async fn beat(&self) -> bool {
+        let now = self.clock.now_ms();
+        let beat =
+            self.store
+                .nodes
+                .heartbeat(&self.config.owner, &self.config.role, self.started_at, now);
+        match tokio::time::timeout(self.config.heartbeat_interval, beat).await {
+            Ok(Ok(())) => {
+                self.last_beat.fetch_max(now, Ordering::Relaxed);
+                self.beat_failing.store(false, Ordering::Relaxed);
+                true
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "heartbeat failed");
+                self.beat_failing.store(true, Ordering::Relaxed);
+                false
+            }
+            Err(_) => {
+                tracing::warn!("heartbeat timed out");
+                self.beat_failing.store(true, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Whether other nodes may already take this one for dead: its heartbeats fail and the last one
+    /// the store took is more than half the node timeout old. Such a node starts no request (its
+    /// leases may be handed to another node before it could record an outcome) and gives back what
+    /// waits in its queue; it resumes with its next heartbeat.
+    fn fenced(&self, now: i64) -> bool {
+        let half = self.config.node_timeout.as_millis() as i64 / 2;
+        self.beat_failing.load(Ordering::Relaxed)
+            && now.saturating_sub(self.last_beat.load(Ordering::Relaxed)) > half
+    }
+
+    /// Returns every waiting delivery's lease (released by the dispatch loop; a lease another node
+    /// took meanwhile is left alone).
+    fn give_up_waiting(&self) {
+        let mut waiting = self.queue().drain();
+        if waiting.is_empty() {
+            return;
+        }
+        if let Ok(mut list) = self.expired.lock() {
+            list.append(&mut waiting);
+        }
+        self.refill.notify_one();
+    }
+
+    async fn heartbeat_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        // Nodes silent for a day that lease nothing are forgotten (their rows would only grow).
+        let day_ago = self.clock.now_ms() - 86_400_000;
+        if let Err(error) = self.store.nodes.forget_nodes(day_ago).await {
+            tracing::warn!(%error, "could not forget old nodes");
+        }
+        while !*shutdown.borrow() {
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.heartbeat_interval) => {}
+                _ = shutdown.changed() => return,
+            }
+            if !self.beat().await && self.fenced(self.clock.now_ms()) {
+                tracing::warn!("heartbeats failing: starting no delivery until one succeeds");
+                self.give_up_waiting();
+            }
+        }
+    }
+
+    /// Returns every lease in the store to the queue at once. Only for a node that knows no other
+    /// worker can hold one (SQLite, with the data dir's worker lock): what is leased then was
+    /// leased by an earlier run of this node that crashed.
+    pub async fn release_earlier_runs(&self) -> Result<u64, StoreError> {
+        let now = self.clock.now_ms();
+        self.store
+            .queue
+            .rescue_leases(Rescue {
+                now,
+                expired_before: i64::MAX,
+                dead_before: i64::MIN,
+                rescuer: None,
+            })
+            .await
     }
 
     /// Claims as much as the queue has room for.
     async fn fill(&self) -> Claimed {
+        if self.fenced(self.clock.now_ms()) {
+            return Claimed::Blocked;
+        }
         let room = {
             let queue = self.queue();
             queue
@@ -547,15 +671,20 @@ impl Worker {
 
     async fn rescue_loop(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         while !*shutdown.borrow() {
-            match self
-                .store
-                .queue
-                .rescue_expired_leases(self.clock.now_ms())
-                .await
-            {
+            let now = self.clock.now_ms();
+            let rescue = Rescue {
+                now,
+                expired_before: now,
+                dead_before: now - self.config.node_timeout.as_millis() as i64,
+                rescuer: Some(self.config.owner.clone()),
+            };
+            match self.store.queue.rescue_leases(rescue).await {
                 Ok(0) => {}
                 Ok(rescued) => {
-                    tracing::warn!(rescued, "returned expired leases to the queue");
+                    tracing::warn!(
+                        rescued,
+                        "returned the leases of dead nodes, or leases that ran out, to the queue"
+                    );
                     self.waker.notify_one();
                 }
                 Err(error) => tracing::warn!(%error, "rescuing expired leases failed"),

@@ -15,6 +15,7 @@ mod event_types;
 mod events;
 mod inbound;
 mod master_key;
+mod nodes;
 mod openapi;
 mod persistence;
 mod ssrf;

@@ -643,3 +643,93 @@ async fn secrets_sealed_with_another_key_are_refused_after_a_rotation() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn the_leases_of_a_node_whose_heartbeat_stopped_return_to_the_queue() {
+    let (_dir, store) = fresh_store().await;
+    let row = subscription("wh_1", &["*"], 1);
+    store.subscriptions.insert_subscription(&row).await.unwrap();
+    let events = (0..2)
+        .map(|i| event(&format!("evt_{i}"), "a.b", 10 + i))
+        .collect();
+    store.publisher.publish(events).await.unwrap();
+    store
+        .nodes
+        .heartbeat("wrk_dead", "all", 50, 100)
+        .await
+        .unwrap();
+    store
+        .nodes
+        .heartbeat("wrk_live", "worker", 60, 900)
+        .await
+        .unwrap();
+    // Leases that last long past the test: only a heartbeat can end them early.
+    let long = |owner: &str| ClaimRequest {
+        limit: 1,
+        lease_margin_ms: 1_000_000,
+        ..claim(owner, 200)
+    };
+    let dead = store.queue.claim_due(long("wrk_dead")).await.unwrap();
+    let live = store.queue.claim_due(long("wrk_live")).await.unwrap();
+    assert_eq!((dead.len(), live.len()), (1, 1));
+    let nodes = store.nodes.list_nodes(0).await.unwrap();
+    let leased: Vec<_> = nodes.iter().map(|n| (n.id.as_str(), n.leased)).collect();
+    assert_eq!(leased, [("wrk_live", 1), ("wrk_dead", 1)]);
+    assert_eq!(nodes[0].role, "worker");
+
+    let rescue = |dead_before: i64, rescuer: Option<&str>| Rescue {
+        now: 1_000,
+        expired_before: 1_000,
+        dead_before,
+        rescuer: rescuer.map(str::to_owned),
+    };
+    // A rescuer never takes itself for dead, whatever its clock says.
+    assert_eq!(
+        store
+            .queue
+            .rescue_leases(rescue(500, Some("wrk_dead")))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .queue
+            .rescue_leases(rescue(500, Some("wrk_live")))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        state_of(&store, &dead[0].delivery_id).await,
+        DeliveryState::Pending
+    );
+    assert_eq!(
+        state_of(&store, &live[0].delivery_id).await,
+        DeliveryState::InFlight
+    );
+    // No heartbeat is older than this: nothing more is rescued.
+    assert_eq!(
+        store.queue.rescue_leases(rescue(100, None)).await.unwrap(),
+        0
+    );
+    // A node that knows it is the only worker returns every lease.
+    let everything = Rescue {
+        expired_before: i64::MAX,
+        ..Rescue::expired(1_000)
+    };
+    assert_eq!(store.queue.rescue_leases(everything).await.unwrap(), 1);
+
+    store.nodes.stop_node("wrk_live", 1_100).await.unwrap();
+    assert_eq!(store.nodes.list_nodes(1_200).await.unwrap().len(), 1);
+    assert_eq!(store.nodes.forget_nodes(1_000).await.unwrap(), 1);
+    let left: Vec<_> = store
+        .nodes
+        .list_nodes(0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(left, ["wrk_live"]);
+}

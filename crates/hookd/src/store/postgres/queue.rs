@@ -185,7 +185,7 @@ impl QueueStore for PgStore {
         Ok(released)
     }
 
-    async fn rescue_expired_leases(&self, now: UnixMs) -> StoreResult<u64> {
+    async fn rescue_leases(&self, rescue: Rescue) -> StoreResult<u64> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         // Every node runs this. `SKIP LOCKED` leaves rows that another rescuer (or a late recorder)
         // holds to that one instead of waiting for it; each expired row is rescued once. A row goes
@@ -195,7 +195,11 @@ impl QueueStore for PgStore {
         let rescued = sqlx::query(
             "WITH expired AS MATERIALIZED (
                  SELECT id, subscription_id FROM deliveries
-                  WHERE state = 'in_flight' AND lease_expires_at < $1
+                  WHERE state = 'in_flight'
+                    AND (lease_expires_at < $2
+                         OR lease_owner IN (SELECT n.id FROM nodes n
+                                             WHERE n.heartbeat_at < $3
+                                               AND n.id IS DISTINCT FROM $4))
                     FOR UPDATE SKIP LOCKED),
              subs AS MATERIALIZED (
                  SELECT s.id, s.active FROM subscriptions s
@@ -208,7 +212,10 @@ impl QueueStore for PgStore {
                FROM expired JOIN subs ON subs.id = expired.subscription_id
               WHERE d.id = expired.id",
         )
-        .bind(now)
+        .bind(rescue.now)
+        .bind(rescue.expired_before)
+        .bind(rescue.dead_before)
+        .bind(rescue.rescuer)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?

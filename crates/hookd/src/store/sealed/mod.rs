@@ -286,8 +286,8 @@ impl QueueStore for SealedQueue {
         self.inner.release_leases(owner, delivery_ids).await
     }
 
-    async fn rescue_expired_leases(&self, now: UnixMs) -> StoreResult<u64> {
-        self.inner.rescue_expired_leases(now).await
+    async fn rescue_leases(&self, rescue: Rescue) -> StoreResult<u64> {
+        self.inner.rescue_leases(rescue).await
     }
 
     async fn next_due_at(&self) -> StoreResult<Option<UnixMs>> {

@@ -14,6 +14,7 @@
 mod admin;
 pub(crate) mod decode;
 mod deliveries;
+mod nodes;
 mod secrets;
 pub(crate) mod subscriptions;
 pub(crate) mod ui;
@@ -204,6 +205,7 @@ where
         queue: engine,
         deliveries: shared.clone(),
         secrets: shared.clone(),
+        nodes: shared.clone(),
         ui: shared,
     }
 }

@@ -252,8 +252,8 @@ impl QueueStore for SqliteStore {
         .await
     }
 
-    async fn rescue_expired_leases(&self, now: UnixMs) -> StoreResult<u64> {
-        submit(&self.writer, |reply| WriteJob::Rescue { now, reply }).await
+    async fn rescue_leases(&self, rescue: Rescue) -> StoreResult<u64> {
+        submit(&self.writer, |reply| WriteJob::Rescue { rescue, reply }).await
     }
 
     /// The first due row of each subscription with queued work, found as the claim finds them (a

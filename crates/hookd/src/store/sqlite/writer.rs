@@ -55,7 +55,7 @@ pub(crate) enum WriteJob {
         reply: Reply<u64>,
     },
     Rescue {
-        now: UnixMs,
+        rescue: Rescue,
         reply: Reply<u64>,
     },
 }
@@ -316,7 +316,7 @@ fn run(
         WriteJob::Release { owner, ids, .. } => {
             queue::release(conn, owner, ids).map(Output::Changed)
         }
-        WriteJob::Rescue { now, .. } => queue::rescue(conn, *now).map(Output::Changed),
+        WriteJob::Rescue { rescue, .. } => queue::rescue(conn, rescue).map(Output::Changed),
     }
 }
 

@@ -186,7 +186,7 @@ pub(super) fn release(conn: &Connection, owner: &str, ids: &[String]) -> StoreRe
     )
 }
 
-pub(super) fn rescue(conn: &Connection, now: UnixMs) -> StoreResult<u64> {
+pub(super) fn rescue(conn: &Connection, rescue: &Rescue) -> StoreResult<u64> {
     // Held instead of pending when the subscription was disabled meanwhile (as in `release`).
     sql::execute(
         conn,
@@ -198,9 +198,15 @@ pub(super) fn rescue(conn: &Connection, now: UnixMs) -> StoreResult<u64> {
                                               WHERE s.id = deliveries.subscription_id) = 0
                                        THEN NULL ELSE ?1 END,
                 lease_owner = NULL, lease_expires_at = NULL, updated_at = ?1
-          WHERE state = 'in_flight' AND lease_expires_at < ?1",
+          WHERE state = 'in_flight'
+            AND (lease_expires_at < ?2
+                 OR lease_owner IN (SELECT n.id FROM nodes n
+                                     WHERE n.heartbeat_at < ?3 AND n.id IS NOT ?4))",
         |q| {
-            q.bind(now);
+            q.bind(rescue.now)
+                .bind(rescue.expired_before)
+                .bind(rescue.dead_before)
+                .bind(&rescue.rescuer);
         },
     )
 }
