@@ -113,6 +113,13 @@ pub async fn prometheus_text(State(state): State<ApiState>) -> Result<impl IntoR
     ] {
         metrics::gauge!("hookd_deliveries", "state" => label).set(value as f64);
     }
+    // The nodes of the last hour: how old each one's heartbeat is, and what it leases.
+    let now = state.clock.now_ms();
+    for node in state.store.nodes.list_nodes(now - 3_600_000).await? {
+        let age = (now - node.heartbeat_at).max(0) as f64 / 1000.0;
+        metrics::gauge!("hookd_node_heartbeat_age_seconds", "node" => node.id.clone()).set(age);
+        metrics::gauge!("hookd_node_leased_deliveries", "node" => node.id).set(node.leased as f64);
+    }
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         prometheus().render(),

@@ -138,3 +138,44 @@ async fn sqlite_only_a_restarted_node_returns_its_earlier_runs_leases_at_once() 
         started - crashed_at
     );
 }
+
+/// Every worker node shows in the operators' overview and in `/metrics` with the age of its
+/// heartbeat and what it leases; a portal viewer sees no nodes.
+#[tokio::test]
+async fn nodes_show_in_the_overview_and_the_metrics() {
+    let app = spawn_app_with(|config| config.heartbeat_interval_ms = 100).await;
+    let node = wait::until(Duration::from_secs(10), async || {
+        let nodes = app.store.nodes.list_nodes(0).await.unwrap();
+        nodes
+            .into_iter()
+            .find(|n| n.stopped_at.is_none())
+            .ok_or_else(|| "no node has beaten yet".to_owned())
+    })
+    .await;
+    let mut browser = crate::common::browser::Browser::operator(&app).await;
+    let page = browser.get("/ui").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Worker nodes"), "{}", page.body);
+    assert!(page.body.contains(&node.id));
+    let metrics = app.get("/metrics").await;
+    let text = metrics.body.as_str().unwrap_or_default().to_owned();
+    for name in [
+        "hookd_node_heartbeat_age_seconds",
+        "hookd_node_leased_deliveries",
+    ] {
+        assert!(
+            text.contains(&format!("{name}{{node=\"{}\"}}", node.id)),
+            "{name} for {} missing from:\n{text}",
+            node.id
+        );
+    }
+    app.subscribe("https://example.com/hook", &["*"]).await;
+    let link = crate::common::browser::portal_link(&app, "cus_1", &["read"]).await;
+    let mut portal = crate::common::browser::Browser::new(&app);
+    let entered = portal.enter(&link).await;
+    assert_eq!(entered.status, 200, "{}", entered.body);
+    let page = portal.get("/portal").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Backlog"), "{}", page.body);
+    assert!(!page.body.contains("Worker nodes"));
+}

@@ -2,7 +2,7 @@
 
 use super::{Page, S};
 use crate::ui::charts::{self, Range};
-use crate::ui::views::Ctx;
+use crate::ui::views::{self, Ctx};
 use crate::ui::{UiState, render};
 use askama::Template;
 use axum::extract::{Extension, Query, State};
@@ -19,6 +19,38 @@ struct OverviewPage {
     series_json: String,
     backlog: Vec<(String, i64)>,
     failing: Vec<(String, String, usize, usize)>,
+    /// Operators only: the worker nodes of the last hour.
+    nodes: Vec<NodeLine>,
+}
+
+/// One worker node as the overview lists it.
+struct NodeLine {
+    id: String,
+    role: String,
+    started: String,
+    /// "alive", "silent" (no heartbeat for a while: its leases are being returned) or "stopped".
+    state: &'static str,
+    heartbeat: String,
+    leased: i64,
+}
+
+impl NodeLine {
+    fn new(node: crate::store::NodeRow, now: i64) -> Self {
+        let age_s = (now - node.heartbeat_at).max(0) / 1000;
+        let state = match node.stopped_at {
+            Some(_) => "stopped",
+            None if age_s >= 10 => "silent",
+            None => "alive",
+        };
+        Self {
+            id: node.id,
+            role: node.role,
+            started: views::time(node.started_at),
+            state,
+            heartbeat: format!("{age_s} s ago"),
+            leased: node.leased,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -54,6 +86,17 @@ pub(super) async fn overview(
             .unwrap_or_default();
         failing.push((id, url, failures, total));
     }
+    let nodes = match session.viewer.is_portal() {
+        true => Vec::new(),
+        false => state
+            .store
+            .nodes
+            .list_nodes(now - 3_600_000)
+            .await?
+            .into_iter()
+            .map(|node| NodeLine::new(node, now))
+            .collect(),
+    };
     let page = OverviewPage {
         ctx: Ctx::new(&state, &session, "overview", "Overview"),
         range: range.label(),
@@ -63,6 +106,7 @@ pub(super) async fn overview(
             .unwrap_or_default(),
         backlog,
         failing,
+        nodes,
     };
     Ok(render(&page))
 }
