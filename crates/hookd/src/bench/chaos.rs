@@ -7,7 +7,7 @@
 
 use super::node::{Node, NodeSpec};
 use super::receiver::{Behaviour, Receiver, unix_us};
-use super::{API_KEY, BenchArgs, Deployment, Report, load, round};
+use super::{API_KEY, BenchArgs, Deployment, Latency, Report, load, round};
 use hookd_core::EventFilter;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
@@ -22,9 +22,16 @@ const FAST_RECOVERY: &[(&str, &str)] = &[
     ("HOOKD_DELIVERY_TIMEOUT_MS", "5000"),
     ("HOOKD_LEASE_MARGIN_MS", "10000"),
     ("HOOKD_RESCUE_INTERVAL_MS", "500"),
+    ("HOOKD_HEARTBEAT_INTERVAL_MS", "500"),
+    ("HOOKD_NODE_TIMEOUT_MS", "2000"),
     ("HOOKD_POLL_INTERVAL_MS", "200"),
     ("HOOKD_SHUTDOWN_GRACE_MS", "1000"),
 ];
+/// Longest publish→receipt time allowed for any delivery, a killed node's included: the node
+/// timeout (2 s) plus one rescue interval (0.5 s), plus slack for what comes before the kill (the
+/// publish, the claim) and after the rescue (the next claim, the request) on a loaded machine.
+/// The lease is 15 s: a delivery that waited for its lease to run out fails the check.
+const REDELIVERY_BOUND_MS: f64 = 5_000.0;
 /// How long after a kill a request the killed node had already written may still arrive.
 const KILL_SLACK_US: u64 = 500_000;
 /// What a killed node can have sent without recording it: its requests in flight (256) plus the
@@ -329,6 +336,14 @@ fn chaos_report(
             "{duplicates} duplicates exceed the in-flight bound {bound}"
         ));
     }
+    let (latencies, _, _) = receiver.take_latencies();
+    let latency = Latency::from_sorted_us(&latencies);
+    if latency.max > REDELIVERY_BOUND_MS {
+        failed.push(format!(
+            "a delivery took {} ms from publish to receipt (bound {REDELIVERY_BOUND_MS} ms)",
+            latency.max
+        ));
+    }
     if stuck.0 != 0 || stuck.1 != 0 {
         failed.push(format!(
             "left behind: {} in flight, {} pending",
@@ -345,9 +360,11 @@ fn chaos_report(
         deliveries: delivered,
         deliveries_per_sec: round(delivered as f64 / drain_seconds.max(1e-9)),
         drain_seconds: round(drain_seconds),
+        latency_ms: latency,
         lost,
         duplicates,
         extra: json!({
+            "redelivery_bound_ms": REDELIVERY_BOUND_MS,
             "kills": kills.len(),
             "publish_requests_refused_during_kills": publish_failures,
             "duplicates_explained_by_kills": duplicates - unexplained,
@@ -375,23 +392,30 @@ pub async fn cluster(args: &BenchArgs, receiver: &Arc<Receiver>) -> anyhow::Resu
     let mut cluster = Cluster::start(&deployment, 3, "all").await?;
     let urls = Arc::new(cluster.urls());
     let subscriptions = subscribe_all(&urls[0], receiver, 24).await?;
-    let total = args.events.unwrap_or(3_000) as usize;
+    let kill_count = args.kills.unwrap_or(1).max(1);
+    let rate = args.rate.unwrap_or(1_000.0);
+    let total = args
+        .events
+        .unwrap_or((rate * (kill_count as f64 + 3.0)) as u64) as usize;
     let started_us = unix_us();
     let run = format!("c{}", started_us % 1_000_000);
     let publishing = tokio::spawn(publish_all(
         urls.clone(),
         total,
         args.publishers,
-        args.rate,
+        Some(rate),
         run,
     ));
-    // Kill node 2 once about half the events are out.
+    // Kill node 2 (`--kills` times, 1 by default) from 1.5 s into the publishing, restarting it at
+    // once each time.
     let mut kills = Vec::new();
-    let half = Duration::from_secs_f64((total as f64 / args.rate.unwrap_or(1_000.0)) / 2.0);
-    tokio::time::sleep(half.max(Duration::from_millis(500))).await;
-    kills.push(cluster.kill(1).await);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    cluster.restart(1).await?;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    for _ in 0..kill_count {
+        kills.push(cluster.kill(1).await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        cluster.restart(1).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let (acknowledged, failures) = publishing.await?;
     let expected = expected_deliveries(&acknowledged, &subscriptions);
     wait_for(receiver, &expected, args.drain_timeout).await;
@@ -425,7 +449,7 @@ pub async fn crash(args: &BenchArgs, receiver: &Arc<Receiver>) -> anyhow::Result
     let cluster = Arc::new(Mutex::new(Cluster::start(&deployment, 1, "all").await?));
     let urls = Arc::new(cluster.lock().await.urls());
     let subscriptions = subscribe_all(&urls[0], receiver, 6).await?;
-    let kill_count = args.kills.max(10);
+    let kill_count = args.kills.unwrap_or(10).max(10);
     let rate = args.rate.unwrap_or(300.0);
     let total = args
         .events

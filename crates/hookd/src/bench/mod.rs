@@ -73,12 +73,12 @@ pub struct BenchArgs {
     /// Extra `KEY=VALUE` environment for the hookd nodes (e.g. HOOKD_MAX_IN_FLIGHT=512).
     #[arg(long = "node-env")]
     pub node_env: Vec<String>,
-    /// Events to publish in the chaos scenarios (`cluster`: 3,000; `crash`: enough for the kills).
+    /// Events to publish in the chaos scenarios (default: enough for the kills).
     #[arg(long)]
     pub events: Option<u64>,
-    /// Kills in the `crash` scenario (at least 10).
-    #[arg(long, default_value_t = 10)]
-    pub kills: usize,
+    /// Kills in the chaos scenarios (`crash`: at least 10, the default; `cluster`: 1 by default).
+    #[arg(long)]
+    pub kills: Option<usize>,
 }
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {

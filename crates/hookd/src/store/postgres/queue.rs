@@ -187,35 +187,53 @@ impl QueueStore for PgStore {
 
     async fn rescue_leases(&self, rescue: Rescue) -> StoreResult<u64> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        // Every node runs this. `SKIP LOCKED` leaves rows that another rescuer (or a late recorder)
-        // holds to that one instead of waiting for it; each expired row is rescued once. A row goes
-        // to `held` instead of `pending` when its subscription was disabled meanwhile; the share
-        // lock orders this against a concurrent disable (as in `release_leases`), and skips a
-        // subscription being written now: its rows are rescued on a later pass, never waited for.
-        let rescued = sqlx::query(
-            "WITH expired AS MATERIALIZED (
-                 SELECT id, subscription_id FROM deliveries
-                  WHERE state = 'in_flight'
-                    AND (lease_expires_at < $2
-                         OR lease_owner IN (SELECT n.id FROM nodes n
-                                             WHERE n.heartbeat_at < $3
-                                               AND n.id IS DISTINCT FROM $4))
-                    FOR UPDATE SKIP LOCKED),
-             subs AS MATERIALIZED (
-                 SELECT s.id, s.active FROM subscriptions s
-                  WHERE s.id IN (SELECT subscription_id FROM expired)
-                    FOR SHARE SKIP LOCKED)
-             UPDATE deliveries d
-                SET state = CASE WHEN subs.active THEN 'pending' ELSE 'held' END,
-                    next_attempt_at = CASE WHEN subs.active THEN $1 END,
-                    lease_owner = NULL, lease_expires_at = NULL, updated_at = $1
-               FROM expired JOIN subs ON subs.id = expired.subscription_id
-              WHERE d.id = expired.id",
-        )
+        // Every node runs this. First the subscriptions of the rows to rescue are share-locked, in
+        // id order, *waiting* for any recorder or disable that holds them: a row goes to `held`
+        // instead of `pending` when its subscription was disabled meanwhile, and the lock orders
+        // this against a concurrent disable (as in `release_leases`). Skipping locked
+        // subscriptions instead starved the rescue under load: recorders lock the subscriptions
+        // of every batch they write, so a busy subscription was nearly always locked, and a dead
+        // node's deliveries waited for passes that kept skipping them (for 10–25 s in the
+        // `cluster` benchmark, whatever the node timeout). Then the rows themselves: `SKIP LOCKED`
+        // leaves a row that another rescuer (or a late recorder) holds to that one; each is
+        // rescued once.
+        let rescuable = "state = 'in_flight'
+            AND (lease_expires_at < $2
+                 OR lease_owner IN (SELECT n.id FROM nodes n
+                                     WHERE n.heartbeat_at < $3 AND n.id IS DISTINCT FROM $4))";
+        let locked: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT s.id FROM subscriptions s
+              WHERE s.id IN (SELECT d.subscription_id FROM deliveries d WHERE {rescuable})
+              ORDER BY s.id
+                FOR SHARE"
+        )))
         .bind(rescue.now)
         .bind(rescue.expired_before)
         .bind(rescue.dead_before)
-        .bind(rescue.rescuer)
+        .bind(&rescue.rescuer)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if locked.is_empty() {
+            return Ok(0);
+        }
+        let rescued = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "WITH expired AS MATERIALIZED (
+                 SELECT id, subscription_id FROM deliveries
+                  WHERE {rescuable} AND subscription_id = ANY($5)
+                    FOR UPDATE SKIP LOCKED)
+             UPDATE deliveries d
+                SET state = CASE WHEN s.active THEN 'pending' ELSE 'held' END,
+                    next_attempt_at = CASE WHEN s.active THEN $1 END,
+                    lease_owner = NULL, lease_expires_at = NULL, updated_at = $1
+               FROM expired JOIN subscriptions s ON s.id = expired.subscription_id
+              WHERE d.id = expired.id"
+        )))
+        .bind(rescue.now)
+        .bind(rescue.expired_before)
+        .bind(rescue.dead_before)
+        .bind(&rescue.rescuer)
+        .bind(&locked)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?
