@@ -102,6 +102,8 @@ mod tests {
             ("a", Outcome::Delivered),
             ("a", Outcome::Dead),
             ("b", Outcome::Gone),
+            ("c", Outcome::Dead),
+            ("c", Outcome::Dead),
         ];
         let tally = FailureEffects::tally(outcomes.into_iter());
         assert_eq!(
@@ -121,6 +123,14 @@ mod tests {
                         reset: false,
                         dead: 0,
                         gone: true
+                    }
+                ),
+                (
+                    "c",
+                    FailureEffects {
+                        reset: false,
+                        dead: 2,
+                        gone: false
                     }
                 ),
             ]
