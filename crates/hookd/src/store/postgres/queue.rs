@@ -5,7 +5,8 @@
 use super::{PgStore, connect_listener, map_err, notify_work, relay_work_notifications};
 use crate::store::outcomes::{applied_effects, failure_count_update};
 use crate::store::sql::decode::{
-    ClaimDecoder, prefixed_subscription_columns, queued_subscriptions, response_headers_text,
+    ClaimDecoder, prefixed_subscription_columns, queued_subscriptions, rescuable,
+    response_headers_text,
 };
 use crate::store::sql::postgres_text;
 use crate::store::sql::subscriptions::{DISABLE_SUBSCRIPTION, HOLD_QUEUED};
@@ -197,15 +198,11 @@ impl QueueStore for PgStore {
         // `cluster` benchmark, whatever the node timeout). Then the rows themselves: `SKIP LOCKED`
         // leaves a row that another rescuer (or a late recorder) holds to that one; each is
         // rescued once.
-        let rescuable = "state = 'in_flight'
-            AND (lease_expires_at < $2
-                 OR lease_owner IN (SELECT n.id FROM nodes n
-                                     WHERE n.heartbeat_at < $3 AND n.id IS DISTINCT FROM $4))";
-        let locked: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        let locked: Vec<String> = sqlx::query_scalar(postgres_text(concat!(
             "SELECT s.id FROM subscriptions s
-              WHERE s.id IN (SELECT d.subscription_id FROM deliveries d WHERE {rescuable})
-              ORDER BY s.id
-                FOR SHARE"
+              WHERE s.id IN (SELECT d.subscription_id FROM deliveries d WHERE ",
+            rescuable!(),
+            ") ORDER BY s.id FOR SHARE"
         )))
         .bind(rescue.now)
         .bind(rescue.expired_before)
@@ -217,15 +214,17 @@ impl QueueStore for PgStore {
         if locked.is_empty() {
             return Ok(0);
         }
-        let rescued = sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rescued = sqlx::query(postgres_text(concat!(
             "WITH expired AS MATERIALIZED (
                  SELECT id, subscription_id FROM deliveries
-                  WHERE {rescuable} AND subscription_id = ANY($5)
+                  WHERE ",
+            rescuable!(),
+            " AND subscription_id = ANY(?5)
                     FOR UPDATE SKIP LOCKED)
              UPDATE deliveries d
                 SET state = CASE WHEN s.active THEN 'pending' ELSE 'held' END,
-                    next_attempt_at = CASE WHEN s.active THEN $1 END,
-                    lease_owner = NULL, lease_expires_at = NULL, updated_at = $1
+                    next_attempt_at = CASE WHEN s.active THEN ?1 END,
+                    lease_owner = NULL, lease_expires_at = NULL, updated_at = ?1
                FROM expired JOIN subscriptions s ON s.id = expired.subscription_id
               WHERE d.id = expired.id"
         )))

@@ -60,6 +60,19 @@ pub(crate) use queued_subscriptions;
 
 pub(crate) const SUBSCRIPTION_COLUMNS: &str = subscription_columns!();
 
+/// The deliveries a rescue returns to the queue (a condition on `deliveries`; `?2` leases that end
+/// before, `?3` heartbeats older than, `?4` the rescuer, never taken for dead): leased ones whose
+/// lease ran out, or whose node stopped renewing its heartbeat. Both backends' rescues use it.
+macro_rules! rescuable {
+    () => {
+        "state = 'in_flight'
+            AND (lease_expires_at < ?2
+                 OR lease_owner IN (SELECT n.id FROM nodes n
+                                     WHERE n.heartbeat_at < ?3 AND n.id IS DISTINCT FROM ?4))"
+    };
+}
+pub(crate) use rescuable;
+
 /// The delivery columns, optionally prefixed by a table alias (`delivery_columns!("d.")`), each
 /// named as in the table so that [`delivery_from_row`] reads them either way.
 macro_rules! delivery_columns {

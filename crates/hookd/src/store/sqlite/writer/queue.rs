@@ -5,7 +5,7 @@ use super::RecordJob;
 use super::sql::{self, MultiRow};
 use crate::store::outcomes::{applied_effects, failure_count_update};
 use crate::store::sql::decode::{
-    RowExt, SUBSCRIPTION_COLUMNS, claimed_from_row, encode_json, queued_subscriptions,
+    RowExt, SUBSCRIPTION_COLUMNS, claimed_from_row, encode_json, queued_subscriptions, rescuable,
     response_headers_text, subscription_from_row,
 };
 use crate::store::sql::subscriptions::{DISABLE_SUBSCRIPTION, HOLD_QUEUED};
@@ -190,18 +190,18 @@ pub(super) fn rescue(conn: &Connection, rescue: &Rescue) -> StoreResult<u64> {
     // Held instead of pending when the subscription was disabled meanwhile (as in `release`).
     sql::execute(
         conn,
-        "UPDATE deliveries INDEXED BY deliveries_leased
-            SET state = CASE WHEN (SELECT active FROM subscriptions s
-                                    WHERE s.id = deliveries.subscription_id) = 0
-                             THEN 'held' ELSE 'pending' END,
-                next_attempt_at = CASE WHEN (SELECT active FROM subscriptions s
-                                              WHERE s.id = deliveries.subscription_id) = 0
-                                       THEN NULL ELSE ?1 END,
-                lease_owner = NULL, lease_expires_at = NULL, updated_at = ?1
-          WHERE state = 'in_flight'
-            AND (lease_expires_at < ?2
-                 OR lease_owner IN (SELECT n.id FROM nodes n
-                                     WHERE n.heartbeat_at < ?3 AND n.id IS NOT ?4))",
+        concat!(
+            "UPDATE deliveries INDEXED BY deliveries_leased
+                SET state = CASE WHEN (SELECT active FROM subscriptions s
+                                        WHERE s.id = deliveries.subscription_id) = 0
+                                 THEN 'held' ELSE 'pending' END,
+                    next_attempt_at = CASE WHEN (SELECT active FROM subscriptions s
+                                                  WHERE s.id = deliveries.subscription_id) = 0
+                                           THEN NULL ELSE ?1 END,
+                    lease_owner = NULL, lease_expires_at = NULL, updated_at = ?1
+              WHERE ",
+            rescuable!()
+        ),
         |q| {
             q.bind(rescue.now)
                 .bind(rescue.expired_before)
