@@ -189,19 +189,16 @@ pub fn spawn_worker(
     waker: Arc<Notify>,
     shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    let owner = crate::worker::new_owner_id(clock.now_ms());
-    let worker = Worker::new(
-        store.clone(),
-        clock,
-        config.worker_config(owner),
-        waker.clone(),
-    );
     // SQLite: one worker per data dir, and it knows it. PostgreSQL nodes tell dead ones apart only
     // by their heartbeats (they may even share a data dir).
     let only_worker = match config.database_url {
         None => worker_lock(&config.data_dir),
         Some(_) => None,
     };
+    let owner = crate::worker::new_owner_id(clock.now_ms());
+    let mut worker_config = config.worker_config(owner);
+    worker_config.sole_worker = only_worker.is_some();
+    let worker = Worker::new(store.clone(), clock, worker_config, waker.clone());
     tokio::spawn(async move {
         if only_worker.is_some() {
             match worker.release_earlier_runs().await {
