@@ -88,6 +88,19 @@ fn outcome(claimed: &ClaimedDelivery, outcome: Outcome, at: i64) -> DeliveryOutc
     }
 }
 
+/// A fresh store with one catch-all subscription `wh_1` and `events` events of type `a.b`
+/// (`evt_0`, `evt_1`, …) published to it.
+async fn store_with_events(events: i64) -> (TestDir, Store) {
+    let (dir, store) = fresh_store().await;
+    let row = subscription("wh_1", &["*"], 1);
+    store.subscriptions.insert_subscription(&row).await.unwrap();
+    let events = (0..events)
+        .map(|i| event(&format!("evt_{i}"), "a.b", 10 + i))
+        .collect();
+    store.publisher.publish(events).await.unwrap();
+    (dir, store)
+}
+
 async fn state_of(store: &Store, delivery_id: &str) -> DeliveryState {
     let delivery = store.deliveries.get_delivery(delivery_id).await.unwrap();
     delivery.unwrap().state
@@ -249,13 +262,7 @@ async fn publishing_fans_out_by_filter_holds_for_disabled_and_is_idempotent() {
 
 #[tokio::test]
 async fn outcomes_count_failures_and_disable_at_the_threshold() {
-    let (_dir, store) = fresh_store().await;
-    let row = subscription("wh_1", &["*"], 1);
-    store.subscriptions.insert_subscription(&row).await.unwrap();
-    let events = (0..4)
-        .map(|i| event(&format!("evt_{i}"), "a.b", 10 + i))
-        .collect();
-    store.publisher.publish(events).await.unwrap();
+    let (_dir, store) = store_with_events(4).await;
     let claimed = store.queue.claim_due(claim("wrk", 100)).await.unwrap();
     assert_eq!(claimed.len(), 4);
     assert_eq!(
@@ -346,13 +353,7 @@ async fn outcomes_count_failures_and_disable_at_the_threshold() {
 
 #[tokio::test]
 async fn leases_are_released_and_rescued() {
-    let (_dir, store) = fresh_store().await;
-    let row = subscription("wh_1", &["*"], 1);
-    store.subscriptions.insert_subscription(&row).await.unwrap();
-    let events = (0..2)
-        .map(|i| event(&format!("evt_{i}"), "a.b", 10 + i))
-        .collect();
-    store.publisher.publish(events).await.unwrap();
+    let (_dir, store) = store_with_events(2).await;
     let claimed = store.queue.claim_due(claim("wrk", 100)).await.unwrap();
     let ids: Vec<String> = claimed.iter().map(|c| c.delivery_id.clone()).collect();
     assert_eq!(
@@ -646,13 +647,7 @@ async fn secrets_sealed_with_another_key_are_refused_after_a_rotation() {
 
 #[tokio::test]
 async fn the_leases_of_a_node_whose_heartbeat_stopped_return_to_the_queue() {
-    let (_dir, store) = fresh_store().await;
-    let row = subscription("wh_1", &["*"], 1);
-    store.subscriptions.insert_subscription(&row).await.unwrap();
-    let events = (0..2)
-        .map(|i| event(&format!("evt_{i}"), "a.b", 10 + i))
-        .collect();
-    store.publisher.publish(events).await.unwrap();
+    let (_dir, store) = store_with_events(2).await;
     store
         .nodes
         .heartbeat("wrk_dead", "all", 50, 100)
