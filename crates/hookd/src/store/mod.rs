@@ -237,8 +237,7 @@ pub trait NodeStore: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// Marks a node stopped (a graceful stop, after its leases were released).
     async fn stop_node(&self, id: &str, now: UnixMs) -> StoreResult<()>;
-    /// The nodes not stopped, and those that stopped after `since`, newest first, with what each
-    /// leases now.
+    /// The nodes heard from since `since` (a stop counts), newest first, with what each leases now.
     async fn list_nodes(&self, since: UnixMs) -> StoreResult<Vec<NodeRow>>;
     /// Forgets nodes silent since `before` that lease nothing; returns how many.
     async fn forget_nodes(&self, before: UnixMs) -> StoreResult<u64>;

@@ -716,7 +716,7 @@ async fn the_leases_of_a_node_whose_heartbeat_stopped_return_to_the_queue() {
     assert_eq!(store.queue.rescue_leases(everything).await.unwrap(), 1);
 
     store.nodes.stop_node("wrk_live", 1_100).await.unwrap();
-    assert_eq!(store.nodes.list_nodes(1_200).await.unwrap().len(), 1);
+    assert_eq!(store.nodes.list_nodes(1_050).await.unwrap().len(), 1);
     assert_eq!(store.nodes.forget_nodes(1_000).await.unwrap(), 1);
     let left: Vec<_> = store
         .nodes

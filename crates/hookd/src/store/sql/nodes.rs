@@ -39,7 +39,7 @@ impl<B: Backend> NodeStore for SqlStore<B> {
                     (SELECT COUNT(*) FROM deliveries d
                       WHERE d.state = 'in_flight' AND d.lease_owner = n.id) AS leased
                FROM nodes n
-              WHERE n.stopped_at IS NULL OR n.stopped_at >= ?1
+              WHERE n.heartbeat_at >= ?1
               ORDER BY n.started_at DESC, n.id",
         )
         .bind(since);
