@@ -87,9 +87,10 @@ async fn pg_only_a_dead_nodes_deliveries_return_when_its_heartbeat_stops() {
         "sent {} ms after the last heartbeat, before the node counted as dead",
         started - last_beat
     );
-    // The bound plus one rescue interval, and scheduling slack for a loaded test machine.
+    // The bound plus one rescue interval, and slack for a loaded test machine (the lease would
+    // have lasted ten minutes).
     assert!(
-        started <= last_beat + bound + 1_500,
+        started <= last_beat + bound + 3_000,
         "sent {} ms after the last heartbeat (bound {bound} ms)",
         started - last_beat
     );
@@ -126,7 +127,7 @@ async fn sqlite_only_a_restarted_node_returns_its_earlier_runs_leases_at_once() 
         .await
         .unwrap();
     let restarted = spawn_on(config.clone()).await;
-    let arrived = tokio::time::timeout(Duration::from_secs(5), receiver.wait_for("/dead", 1)).await;
+    let arrived = tokio::time::timeout(Duration::from_secs(8), receiver.wait_for("/dead", 1)).await;
     assert!(
         arrived.is_ok(),
         "the earlier run's lease was not returned at once"
