@@ -2,7 +2,7 @@
 //! run checks that every acknowledged event reached every matching subscription, that duplicates are
 //! only the deliveries in flight at a kill, and that nothing stays leased.
 //!
-//! - `cluster`: three nodes on one PostgreSQL database; one is killed mid-way and restarted.
+//! - `cluster`: two nodes on one PostgreSQL database; one is killed and restarted (`--kills` times).
 //! - `crash`: one node (SQLite or PostgreSQL) killed at random moments, at least 10 times.
 
 use super::node::{Node, NodeSpec};
@@ -439,7 +439,8 @@ fn chaos_report(
     }
 }
 
-/// Three nodes on one PostgreSQL database; node 2 is SIGKILLed half-way through and restarted.
+/// Two nodes on one PostgreSQL database under a steady load; node 2 is SIGKILLed and restarted at
+/// once, `--kills` times (1 by default).
 pub async fn cluster(args: &BenchArgs, receiver: &Arc<Receiver>) -> anyhow::Result<Report> {
     anyhow::ensure!(
         args.database.is_some(),
@@ -448,7 +449,7 @@ pub async fn cluster(args: &BenchArgs, receiver: &Arc<Receiver>) -> anyhow::Resu
     receiver.reset();
     receiver.keep_arrivals.store(true, Ordering::Relaxed);
     let deployment = Deployment::new(args, "cluster").await?;
-    let mut cluster = Cluster::start(&deployment, 3, "all").await?;
+    let mut cluster = Cluster::start(&deployment, 2, "all").await?;
     let urls = Arc::new(cluster.urls());
     let subscriptions = subscribe_all(&urls[0], receiver, 24).await?;
     let kill_count = args.kills.unwrap_or(1).max(1);

@@ -33,7 +33,7 @@ pub enum Scenario {
     Isolation,
     /// Half the first attempts fail with 500 and are retried.
     RetryStorm,
-    /// Three nodes on one PostgreSQL database, one killed and restarted mid-way (needs --database).
+    /// Two nodes on one PostgreSQL database, one killed and restarted `--kills` times (needs --database).
     Cluster,
     /// One node killed with SIGKILL at random moments, at least 10 times, under steady load.
     Crash,
