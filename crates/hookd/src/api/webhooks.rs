@@ -316,11 +316,6 @@ pub async fn remove(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    match state.store.subscriptions.delete_subscription(&id).await? {
-        true => {
-            tracing::info!(webhook = %id, "subscription deleted");
-            Ok(StatusCode::NO_CONTENT)
-        }
-        false => Err(ApiError::NotFound("webhook")),
-    }
+    state.ops.delete_subscription(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

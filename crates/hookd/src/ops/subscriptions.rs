@@ -145,6 +145,15 @@ impl Ops {
         Ok(row)
     }
 
+    /// Deletes a subscription and its deliveries.
+    pub async fn delete_subscription(&self, id: &str) -> Result<(), OpsError> {
+        if !self.store.subscriptions.delete_subscription(id).await? {
+            return Err(OpsError::NotFound("webhook"));
+        }
+        tracing::info!(webhook = %id, "subscription deleted");
+        Ok(())
+    }
+
     /// Replaces the signing secret; the old one keeps signing for `overlap_seconds` (default a day).
     pub async fn rotate_secret(
         &self,

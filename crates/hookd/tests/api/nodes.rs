@@ -108,12 +108,7 @@ async fn pg_only_a_dead_nodes_deliveries_return_when_its_heartbeat_stops() {
 /// the leases or the old run's heartbeat would have ended.
 #[tokio::test]
 async fn sqlite_only_a_restarted_node_returns_its_earlier_runs_leases_at_once() {
-    if backend() != Backend::Sqlite {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped: nodes::sqlite_only_… needs HOOKD_TEST_BACKEND=sqlite"
-        );
+    if !sqlite_or_skip() {
         return;
     }
     let data = TestDir::new();

@@ -336,6 +336,6 @@ pub(super) async fn delete_endpoint(
 ) -> Page {
     require_manage(&session)?;
     load_subscription(&state, &session, &id).await?;
-    state.store.subscriptions.delete_subscription(&id).await?;
+    state.ops.delete_subscription(&id).await?;
     Ok(Redirect::to(&format!("{}/endpoints", session.viewer.base())).into_response())
 }

@@ -71,15 +71,25 @@ pub fn backend() -> Backend {
 /// the run's stderr (past the test harness's output capture, so the skip shows even though the
 /// test is counted as passed), and the test returns at once.
 pub fn postgres_or_skip() -> bool {
-    if backend() == Backend::Postgres {
+    runs_on(Backend::Postgres, "postgres")
+}
+
+/// The same for `sqlite_only_…` tests (properties of a data dir only one process uses).
+pub fn sqlite_or_skip() -> bool {
+    runs_on(Backend::Sqlite, "sqlite")
+}
+
+/// True on `wanted`; otherwise says on stderr (shown without `--nocapture`) that the test is skipped.
+fn runs_on(wanted: Backend, name: &str) -> bool {
+    if backend() == wanted {
         return true;
     }
     let thread = std::thread::current();
-    let test = thread.name().unwrap_or("a pg_only_ test");
+    let test = thread.name().unwrap_or("a backend-specific test");
     use std::io::Write;
     let _ = writeln!(
         std::io::stderr(),
-        "skipped: {test} needs HOOKD_TEST_BACKEND=postgres"
+        "skipped: {test} needs HOOKD_TEST_BACKEND={name}"
     );
     false
 }
