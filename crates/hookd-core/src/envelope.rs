@@ -62,11 +62,56 @@ pub fn signature_header(
         .join(" ")
 }
 
-/// The original webhook specification's `X-Webhook-Signature`: hex HMAC-SHA256 of the body keyed
-/// with the secret text exactly as the subscriber received it, so that specification's receiver
-/// code verifies it unchanged.
-pub fn legacy_signature(secret: &SigningSecret, body: &[u8]) -> String {
-    hookd_verify::sign_hex(secret.as_str(), body)
+/// What the original webhook specification's `X-Webhook-Signature` signs, chosen per subscription.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LegacySignature {
+    /// The body as sent: its Node receiver's `JSON.stringify(req.body)`, since hookd sends the
+    /// canonical text `JSON.stringify` writes.
+    #[default]
+    Body,
+    /// Its Python receiver's `json.dumps(request.json, sort_keys=True)` of the body.
+    PythonSorted,
+}
+
+impl LegacySignature {
+    pub const NAMES: [&'static str; 2] = ["body", "python_sorted"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Body => "body",
+            Self::PythonSorted => "python_sorted",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "body" => Some(Self::Body),
+            "python_sorted" => Some(Self::PythonSorted),
+            _ => None,
+        }
+    }
+}
+
+/// The original webhook specification's `X-Webhook-Signature`: hex HMAC-SHA256 keyed with the
+/// secret text exactly as the subscriber received it (its UTF-8 bytes), over the body as sent or
+/// over Python's sorted re-serialization of it, so that specification's receiver code verifies it
+/// unchanged. Fails only for a body that is not JSON (hookd never sends one).
+pub fn legacy_signature(
+    secret: &SigningSecret,
+    form: LegacySignature,
+    body: &[u8],
+) -> Result<String, crate::canonical::JsonError> {
+    match form {
+        LegacySignature::Body => Ok(hookd_verify::sign_hex(secret.as_str(), body)),
+        LegacySignature::PythonSorted => {
+            let text = std::str::from_utf8(body).map_err(|_| crate::canonical::JsonError {
+                path: String::new(),
+                kind: crate::canonical::JsonErrorKind::Syntax("not UTF-8"),
+            })?;
+            let sorted = crate::canonical::python_sorted(text)?;
+            Ok(hookd_verify::sign_hex(secret.as_str(), sorted.as_bytes()))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -143,10 +188,33 @@ mod tests {
     fn legacy_signature_matches_the_original_specifications_hmac() {
         // Node: crypto.createHmac('sha256', secret).update(body).digest('hex'), computed with Python's hmac.
         let secret = SigningSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
-        let hex = legacy_signature(&secret, br#"{"test": 2432232314}"#);
+        let hex =
+            legacy_signature(&secret, LegacySignature::Body, br#"{"test": 2432232314}"#).unwrap();
         assert_eq!(hex.len(), 64);
         assert!(
             hookd_verify::verify_hex(secret.as_str(), &hex, br#"{"test": 2432232314}"#).is_ok()
+        );
+    }
+
+    #[test]
+    fn python_sorted_legacy_signature_signs_what_json_dumps_writes() {
+        // Computed with Python 3: hmac.new(secret.encode(), json.dumps(json.loads(body),
+        // sort_keys=True).encode(), hashlib.sha256).hexdigest().
+        let secret = SigningSecret::parse("a-secret-of-the-subscribers-own").unwrap();
+        let body = envelope(r#"{"name":"Zoë","amount":1.5,"2":[1e+21],"1":null}"#).encode();
+        let hex = legacy_signature(&secret, LegacySignature::PythonSorted, &body).unwrap();
+        assert_eq!(
+            hex,
+            "5d95520158d325e889883a9ff4b40f810c557297de68f1c5b898aa2175ce0b97"
+        );
+        let sorted = crate::canonical::python_sorted(std::str::from_utf8(&body).unwrap()).unwrap();
+        assert_eq!(
+            sorted,
+            r#"{"attempt": 2, "data": {"1": null, "2": [1e+21], "amount": 1.5, "name": "Zo\u00eb"}, "event": "order.created", "id": "evt_1", "retryable": true, "timestamp": "2025-01-15T10:30:00.000Z", "version": "1.0"}"#
+        );
+        assert_ne!(
+            hex,
+            legacy_signature(&secret, LegacySignature::Body, &body).unwrap()
         );
     }
 }
@@ -172,7 +240,8 @@ mod properties {
             let mut tampered = body.clone();
             tampered.push(b' ');
             prop_assert!(hookd_verify::verify(secret.as_str(), &headers, &tampered, timestamp).is_err());
-            prop_assert!(hookd_verify::verify_hex(secret.as_str(), &legacy_signature(&secret, &body), &body).is_ok());
+            let legacy = legacy_signature(&secret, LegacySignature::Body, &body).unwrap();
+            prop_assert!(hookd_verify::verify_hex(secret.as_str(), &legacy, &body).is_ok());
         }
     }
 }

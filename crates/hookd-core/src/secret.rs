@@ -1,4 +1,6 @@
-//! Signing secrets: `whsec_` followed by the base64 of the key bytes (the Standard Webhooks format).
+//! Signing secrets: `whsec_` followed by the base64 of the key bytes (the Standard Webhooks format),
+//! or any other string of 16 to 256 visible characters (the original webhook specification lets a
+//! subscriber choose one), whose UTF-8 bytes are then the key.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -8,21 +10,28 @@ pub const SECRET_PREFIX: &str = "whsec_";
 /// Key sizes accepted from callers who bring their own secret (Standard Webhooks: 24 to 64 bytes).
 pub const MIN_KEY_BYTES: usize = 24;
 pub const MAX_KEY_BYTES: usize = 64;
+/// Length bounds, in characters, of a secret that does not start with `whsec_`.
+pub const MIN_TEXT_CHARS: usize = 16;
+pub const MAX_TEXT_CHARS: usize = 256;
 
 /// A subscription's signing secret. The string form is exactly what the subscriber received; the key
 /// bytes are what HMAC uses for the Standard Webhooks signature. `Debug` never prints the secret.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SigningSecret {
-    /// `whsec_<base64>`, as handed to the subscriber.
+    /// `whsec_<base64>` or the subscriber's own string, as handed to the subscriber.
     text: String,
-    /// The decoded key bytes (24 to 64 of them).
+    /// The decoded key bytes (24 to 64 of them) of a `whsec_` secret, else the text's UTF-8 bytes.
     key: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SecretError {
-    #[error("must start with '{SECRET_PREFIX}'")]
-    MissingPrefix,
+    #[error(
+        "must be '{SECRET_PREFIX}' and base64, or {MIN_TEXT_CHARS} to {MAX_TEXT_CHARS} characters"
+    )]
+    WrongTextLength,
+    #[error("must not contain control characters")]
+    ControlCharacter,
     #[error("the part after '{SECRET_PREFIX}' must be standard base64")]
     NotBase64,
     #[error("must encode {MIN_KEY_BYTES} to {MAX_KEY_BYTES} bytes of key material")]
@@ -40,9 +49,18 @@ impl SigningSecret {
 
     /// Parses a secret supplied by a caller or read back from storage.
     pub fn parse(raw: &str) -> Result<Self, SecretError> {
-        let encoded = raw
-            .strip_prefix(SECRET_PREFIX)
-            .ok_or(SecretError::MissingPrefix)?;
+        if raw.chars().any(char::is_control) {
+            return Err(SecretError::ControlCharacter);
+        }
+        let Some(encoded) = raw.strip_prefix(SECRET_PREFIX) else {
+            if !(MIN_TEXT_CHARS..=MAX_TEXT_CHARS).contains(&raw.chars().count()) {
+                return Err(SecretError::WrongTextLength);
+            }
+            return Ok(Self {
+                text: raw.to_owned(),
+                key: raw.as_bytes().to_vec(),
+            });
+        };
         let key = STANDARD
             .decode(encoded)
             .map_err(|_| SecretError::NotBase64)?;
@@ -88,12 +106,16 @@ mod tests {
         let ok = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
         assert_eq!(SigningSecret::parse(ok).unwrap().key_bytes().len(), 24);
         let cases = [
-            (
-                "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-                SecretError::MissingPrefix,
-            ),
             ("whsec_!!!notbase64", SecretError::NotBase64),
             ("whsec_c2hvcnQ=", SecretError::WrongLength),
+            ("fifteen-chars-x", SecretError::WrongTextLength),
+            ("", SecretError::WrongTextLength),
+            ("sixteen-chars-ok\n", SecretError::ControlCharacter),
+            ("with a tab\tinside it", SecretError::ControlCharacter),
+            (
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\u{7f}",
+                SecretError::ControlCharacter,
+            ),
         ];
         for (raw, expected) in cases {
             assert_eq!(SigningSecret::parse(raw), Err(expected), "{raw}");
@@ -102,6 +124,29 @@ mod tests {
         assert_eq!(
             SigningSecret::parse(&too_long),
             Err(SecretError::WrongLength)
+        );
+    }
+
+    #[test]
+    fn any_visible_text_is_a_secret_keyed_by_its_utf8_bytes() {
+        // The original specification's default: 64 hex characters from randomBytes(32).
+        let hex = "a".repeat(64);
+        let cases = [
+            "sixteen-chars-ok".to_owned(),
+            hex,
+            "é".repeat(MAX_TEXT_CHARS),
+            "a secret with spaces and ünïcode ✓".to_owned(),
+            "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned(),
+        ];
+        for text in cases {
+            let secret = SigningSecret::parse(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(secret.as_str(), text);
+            assert_eq!(secret.key_bytes(), text.as_bytes());
+        }
+        let too_long = "x".repeat(MAX_TEXT_CHARS + 1);
+        assert_eq!(
+            SigningSecret::parse(&too_long),
+            Err(SecretError::WrongTextLength)
         );
     }
 

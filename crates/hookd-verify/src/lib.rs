@@ -24,8 +24,12 @@
 //!
 //! [Standard Webhooks]: https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md
 
+mod asymmetric;
 mod headers;
 
+pub use asymmetric::{
+    KeyError, PUBLIC_KEY_PREFIX, SIGNING_KEY_PREFIX, SigningKeyPair, decode_public_key,
+};
 pub use headers::Headers;
 
 use base64::Engine as _;
@@ -55,6 +59,8 @@ pub enum VerifyError {
     NoMatchingSignature,
     #[error("secret is empty or not valid base64 (expected `whsec_<base64>` or bare base64)")]
     InvalidSecret,
+    #[error("public key is not a base64 Ed25519 key (expected `whpk_<base64 of 32 bytes>`)")]
+    InvalidPublicKey,
 }
 
 /// What a successful verification vouches for: the sender's message id and signing time.
@@ -114,11 +120,14 @@ pub fn verify(
     Verifier::new(secret)?.verify(headers, body, now_unix)
 }
 
-/// A reusable Standard Webhooks verifier: secrets decoded once, any of them may match.
+/// A reusable Standard Webhooks verifier: secrets and public keys decoded once, any of them may
+/// match (`v1` signatures against the secrets, `v1a` against the public keys).
 #[derive(Clone)]
 pub struct Verifier {
-    /// Decoded HMAC keys, never empty; during rotation both the old and the new secret are here.
+    /// Decoded HMAC keys; during rotation both the old and the new secret are here.
     keys: Vec<Vec<u8>>,
+    /// Ed25519 public keys for `v1a`. This and `keys` are never both empty.
+    public_keys: Vec<ed25519_dalek::VerifyingKey>,
     /// Allowed clock difference in seconds, never negative.
     tolerance_secs: i64,
 }
@@ -129,8 +138,24 @@ impl Verifier {
         let keys = vec![decode_secret(secret)?];
         Ok(Self {
             keys,
+            public_keys: Vec::new(),
             tolerance_secs: DEFAULT_TOLERANCE_SECS,
         })
+    }
+
+    /// A verifier of `v1a` signatures by the Ed25519 public key `whpk_<base64>`, holding no secret.
+    pub fn from_public_key(public_key: &str) -> Result<Self, VerifyError> {
+        Ok(Self {
+            keys: Vec::new(),
+            public_keys: vec![decode_public_key(public_key)?],
+            tolerance_secs: DEFAULT_TOLERANCE_SECS,
+        })
+    }
+
+    /// Also accepts `v1a` signatures by `public_key` (several during a key rotation).
+    pub fn with_public_key(mut self, public_key: &str) -> Result<Self, VerifyError> {
+        self.public_keys.push(decode_public_key(public_key)?);
+        Ok(self)
     }
 
     /// Also accepts signatures made with `secret`, so senders can rotate without failed deliveries.
@@ -159,7 +184,10 @@ impl Verifier {
         self.check_timestamp(timestamp, now_unix)?;
         let signed_by =
             |key: &Vec<u8>| any_v1_matches(&v1_tag(key, msg_id, timestamp, body), signatures);
-        if !self.keys.iter().any(signed_by) {
+        let signed_by_pair = |key: &ed25519_dalek::VerifyingKey| {
+            asymmetric::any_v1a_matches(key, msg_id, timestamp, body, signatures)
+        };
+        if !self.keys.iter().any(signed_by) && !self.public_keys.iter().any(signed_by_pair) {
             return Err(VerifyError::NoMatchingSignature);
         }
         let msg_id = msg_id.to_owned();
@@ -184,6 +212,7 @@ impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Verifier")
             .field("keys", &format_args!("[{} redacted]", self.keys.len()))
+            .field("public_keys", &self.public_keys.len())
             .field("tolerance_secs", &self.tolerance_secs)
             .finish()
     }

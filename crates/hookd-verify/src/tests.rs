@@ -143,7 +143,7 @@ fn verifier_debug_redacts_keys() {
     let debug = format!("{:?}", Verifier::new(SECRET).unwrap());
     assert_eq!(
         debug,
-        "Verifier { keys: [1 redacted], tolerance_secs: 300 }"
+        "Verifier { keys: [1 redacted], public_keys: 0, tolerance_secs: 300 }"
     );
 }
 
@@ -223,4 +223,132 @@ fn http_header_map_verifies() {
     }
     assert_eq!(map.header("Webhook-Id"), Some(ID));
     assert_eq!(verify(SECRET, &map, BODY, TS).map(|v| v.timestamp), Ok(TS));
+}
+
+// `v1a`: computed independently with Python's `cryptography` (Ed25519PrivateKey.from_private_bytes
+// of the seed 0, 1, ..., 31, signing `{ID}.{TS}.{BODY}`).
+const WHSK: &str =
+    "whsk_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8DoQe/884Qvh1w3RjnS8CZZ+TWMJulDV8d3IZkElUxuA==";
+const WHPK: &str = "whpk_A6EHv/POEL4dcN0Y50vAmWfk1jCbpQ1fHdyGZBJVMbg=";
+const SIG_V1A: &str =
+    "v1a,yoUrgEkc12aGqm0n4Sydmdz55xJfTz4AsAgieHFjmkR7LJtqVCZOQYzvvHjI5kAey+r4iaBGxTFRrl2iBQxtDQ==";
+
+#[test]
+fn v1a_matches_an_independent_ed25519_implementation() {
+    let seed: [u8; 32] = std::array::from_fn(|i| i as u8);
+    let pair = SigningKeyPair::from_seed(&seed);
+    assert_eq!(pair.to_text(), WHSK);
+    assert_eq!(pair.public_key(), WHPK);
+    assert_eq!(pair.sign_v1a(ID, TS, BODY), SIG_V1A);
+    assert_eq!(SigningKeyPair::parse(WHSK).unwrap().public_key(), WHPK);
+    // The 32-byte seed alone is a key too.
+    let seed_only = format!("whsk_{}", STANDARD.encode(seed));
+    assert_eq!(
+        SigningKeyPair::parse(&seed_only).unwrap().public_key(),
+        WHPK
+    );
+    assert!(!format!("{pair:?}").contains(&WHSK[5..20]));
+}
+
+#[test]
+fn v1a_verification() {
+    let verifier = Verifier::from_public_key(WHPK).unwrap();
+    let other = SigningKeyPair::from_seed(&[9; 32]);
+    let cases: Vec<(&str, String, &[u8], Result<&str, VerifyError>)> = vec![
+        ("valid", SIG_V1A.to_owned(), BODY, Ok(ID)),
+        (
+            "among others",
+            format!("v1,AAAA {} v1a,AAAA", SIG_V1A),
+            BODY,
+            Ok(ID),
+        ),
+        (
+            "tampered body",
+            SIG_V1A.to_owned(),
+            b"{}",
+            Err(VerifyError::NoMatchingSignature),
+        ),
+        (
+            "other key",
+            other.sign_v1a(ID, TS, BODY),
+            BODY,
+            Err(VerifyError::NoMatchingSignature),
+        ),
+        (
+            "as v1",
+            SIG_V1A.replacen("v1a,", "v1,", 1),
+            BODY,
+            Err(VerifyError::NoMatchingSignature),
+        ),
+        (
+            "not base64",
+            "v1a,***".to_owned(),
+            BODY,
+            Err(VerifyError::NoMatchingSignature),
+        ),
+        (
+            "short",
+            "v1a,AAAA".to_owned(),
+            BODY,
+            Err(VerifyError::NoMatchingSignature),
+        ),
+    ];
+    let ts = TS.to_string();
+    for (name, signature, body, expected) in cases {
+        let headers = [
+            ("webhook-id", ID),
+            ("webhook-timestamp", ts.as_str()),
+            ("webhook-signature", signature.as_str()),
+        ];
+        let got = verifier.verify(&headers, body, TS).map(|v| v.msg_id);
+        assert_eq!(got.as_deref().map_err(Clone::clone), expected, "{name}");
+    }
+    // Rotation: either key verifies; an HMAC secret and a public key together accept both kinds.
+    let rotated = Verifier::from_public_key(&other.public_key())
+        .unwrap()
+        .with_public_key(WHPK)
+        .unwrap();
+    let both = Verifier::new(SECRET)
+        .unwrap()
+        .with_public_key(WHPK)
+        .unwrap();
+    for signature in [SIG_V1A, SIG] {
+        let headers = [
+            ("webhook-id", ID),
+            ("webhook-timestamp", ts.as_str()),
+            ("webhook-signature", signature),
+        ];
+        assert!(both.verify(&headers, BODY, TS).is_ok(), "{signature}");
+        assert_eq!(
+            rotated.verify(&headers, BODY, TS).is_ok(),
+            signature == SIG_V1A
+        );
+    }
+}
+
+#[test]
+fn malformed_keys_are_refused() {
+    let wrong_half = {
+        let mut bytes = STANDARD.decode(&WHSK[5..]).unwrap();
+        bytes[40] ^= 1;
+        format!("whsk_{}", STANDARD.encode(bytes))
+    };
+    let cases = [
+        (
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            KeyError::MissingPrefix,
+        ),
+        ("whsk_***", KeyError::NotBase64),
+        ("whsk_AAECAwQ=", KeyError::WrongLength),
+        (wrong_half.as_str(), KeyError::MismatchedPublicKey),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(SigningKeyPair::parse(text).unwrap_err(), expected, "{text}");
+    }
+    for bad in ["whpk_***", "whpk_AAAA", ""] {
+        assert_eq!(
+            Verifier::from_public_key(bad).unwrap_err(),
+            VerifyError::InvalidPublicKey
+        );
+    }
 }

@@ -24,9 +24,9 @@ pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 pub struct PublishEvent {
     /// The event type, e.g. `order.created`.
     pub event: String,
-    /// Any JSON object; delivered byte for byte.
+    /// Any JSON object. Stored and delivered as `JSON.stringify(JSON.parse(data))` would write it
+    /// (integers beyond 2^53 kept as written); a duplicate key or a lone surrogate escape is refused.
     #[schema(value_type = Object)]
-    #[serde(deserialize_with = "strict_json")]
     pub data: Box<RawValue>,
     /// Your id for the event (`[A-Za-z0-9_-]`, 1–64): publishing the same id again is a no-op.
     pub id: Option<String>,
@@ -34,21 +34,6 @@ pub struct PublishEvent {
     pub version: Option<String>,
     /// `false`: attempt once, never retry (default `true`).
     pub retryable: Option<bool>,
-}
-
-/// `data` as the exact text it arrived as, refused if a strict parser would refuse it. The syntax
-/// check of `parse_json` does not decode numbers or escapes; receivers' parsers do, so numbers
-/// beyond f64 and lone surrogates would otherwise be stored and delivered, and fail, forever.
-fn strict_json<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Box<RawValue>, D::Error> {
-    let raw = Box::<RawValue>::deserialize(deserializer)?;
-    match serde_json::from_str::<serde_json::Value>(raw.get()) {
-        Ok(_) => Ok(raw),
-        Err(error) => Err(serde::de::Error::custom(format!(
-            "not strictly valid JSON: {error}"
-        ))),
-    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

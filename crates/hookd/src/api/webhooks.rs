@@ -23,7 +23,9 @@ pub struct CreateWebhook {
     /// Event types to receive: exact names, `*`, or prefixes such as `order.*`.
     pub events: Vec<String>,
     pub description: Option<String>,
-    /// A signing secret to use (`whsec_` + base64 of 24–64 bytes); generated when absent.
+    /// A signing secret to use, generated when absent: `whsec_` + base64 of 24–64 bytes (the
+    /// Standard Webhooks form), or any other string of 16–256 characters without control characters,
+    /// whose UTF-8 bytes are then the HMAC key of both signatures.
     pub secret: Option<String>,
     /// Free-form JSON object kept with the subscription.
     pub metadata: Option<Value>,
@@ -38,6 +40,11 @@ pub struct CreateWebhook {
     /// The subscriber's id in your system (1–200 characters); portal sessions for this owner see and
     /// manage this subscription.
     pub owner: Option<String>,
+    /// What `X-Webhook-Signature` signs: `body` (the default; the body as sent, which is what
+    /// `JSON.stringify(req.body)` gives back) or `python_sorted` (Python's
+    /// `json.dumps(body, sort_keys=True)`).
+    #[schema(value_type = Option<String>)]
+    pub legacy_signature: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -68,6 +75,8 @@ pub struct UpdateWebhook {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub owner: Option<Option<String>>,
+    /// `body` or `python_sorted`.
+    pub legacy_signature: Option<String>,
 }
 
 /// Distinguishes a field sent as `null` (`Some(None)`) from one left out (`None`).
@@ -99,6 +108,8 @@ pub struct Webhook {
     pub headers: BTreeMap<String, String>,
     /// The subscriber's id in your system, if set.
     pub owner: Option<String>,
+    /// What `X-Webhook-Signature` signs: `body` or `python_sorted`.
+    pub legacy_signature: String,
     /// While a rotated-out secret still signs: until when.
     pub previous_secret_expires_at: Option<String>,
     pub created_at: String,
@@ -154,6 +165,7 @@ impl From<SubscriptionRow> for Webhook {
             timeout_ms: row.timeout_ms,
             headers: row.headers,
             owner: row.owner,
+            legacy_signature: row.legacy_signature.as_str().to_owned(),
             previous_secret_expires_at: row.previous_secret_expires_at.map(rfc3339),
             created_at: rfc3339(row.created_at),
             updated_at: rfc3339(row.updated_at),
@@ -173,6 +185,7 @@ impl From<CreateWebhook> for SubscriptionDraft {
             timeout_ms: input.timeout_ms,
             headers: input.headers,
             owner: input.owner,
+            legacy_signature: input.legacy_signature,
         }
     }
 }
@@ -189,6 +202,7 @@ impl From<UpdateWebhook> for SubscriptionChanges {
             timeout_ms: input.timeout_ms,
             headers: input.headers,
             owner: input.owner,
+            legacy_signature: input.legacy_signature,
         }
     }
 }

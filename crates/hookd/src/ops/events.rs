@@ -3,6 +3,7 @@
 use super::{Ops, OpsError};
 use crate::ids::new_id;
 use crate::store::{NewEvent, Published, UnixMs};
+use hookd_core::canonical::{self, JsonErrorKind};
 use hookd_core::{ClientEventId, EventType};
 
 pub const MAX_VERSION_LEN: usize = 32;
@@ -12,7 +13,8 @@ pub const DEFAULT_VERSION: &str = "1.0";
 #[derive(Debug)]
 pub struct EventDraft {
     pub event_type: String,
-    /// The `data` object as JSON text, delivered byte for byte.
+    /// The `data` object as JSON text; stored and delivered in its canonical form
+    /// ([`hookd_core::canonical`]).
     pub data: String,
     /// The publisher's id for the event; generated when absent.
     pub id: Option<String>,
@@ -31,6 +33,19 @@ pub enum TestPayload {
         event_type: EventType,
         data: serde_json::Value,
     },
+}
+
+/// `data` in its canonical form (what `JSON.stringify(JSON.parse(data))` returns), or 422 naming
+/// the offending value's path below `{field}data`.
+pub fn canonical_data(data: &str, field: &str) -> Result<String, OpsError> {
+    canonical::canonicalize(data).map_err(|error| {
+        let code = match error.kind {
+            JsonErrorKind::DuplicateKey => "duplicate_key",
+            JsonErrorKind::LoneSurrogate => "invalid_unicode",
+            _ => "invalid_field",
+        };
+        OpsError::invalid(code, format!("{field}data{}", error.path), error.kind)
+    })
 }
 
 impl Ops {
@@ -73,6 +88,7 @@ impl Ops {
                 self.settings.max_payload_bytes
             )));
         }
+        let data = canonical_data(&draft.data, field)?;
         let id = match draft.id {
             Some(raw) => ClientEventId::parse(&raw)
                 .map_err(|e| OpsError::invalid("invalid_id", format!("{field}id"), e))?
@@ -91,7 +107,7 @@ impl Ops {
             id,
             event_type: event_type.into_string(),
             version,
-            data: draft.data,
+            data,
             retryable: draft.retryable.unwrap_or(true),
             idempotency_key: draft.idempotency_key,
             created_at: now,
@@ -135,11 +151,12 @@ impl Ops {
             }
             TestPayload::Custom { event_type, data } => (event_type.into_string(), data),
         };
+        let data = canonical_data(&data.to_string(), "")?;
         let event = NewEvent {
             id: new_id("evt", now),
             event_type,
             version: DEFAULT_VERSION.into(),
-            data: data.to_string(),
+            data,
             retryable: true,
             idempotency_key: None,
             created_at: now,

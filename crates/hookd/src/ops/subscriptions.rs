@@ -4,7 +4,7 @@
 use super::{Ops, OpsError};
 use crate::ids::{new_id, random_bytes};
 use crate::store::{StoreResult, SubscriptionPatch, SubscriptionRow, UnixMs};
-use hookd_core::{EndpointUrl, EventFilter, RetryPolicy, SigningSecret};
+use hookd_core::{EndpointUrl, EventFilter, LegacySignature, RetryPolicy, SigningSecret};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -30,6 +30,8 @@ pub struct SubscriptionDraft {
     pub timeout_ms: Option<i64>,
     pub headers: Option<BTreeMap<String, String>>,
     pub owner: Option<String>,
+    /// What `X-Webhook-Signature` signs: `body` (default) or `python_sorted`.
+    pub legacy_signature: Option<String>,
 }
 
 /// Changes to a subscription: `None` leaves a field as it is; `Some(None)` clears it.
@@ -45,6 +47,7 @@ pub struct SubscriptionChanges {
     /// Replaces all custom headers.
     pub headers: Option<BTreeMap<String, String>>,
     pub owner: Option<Option<String>>,
+    pub legacy_signature: Option<String>,
 }
 
 /// A rotated signing secret.
@@ -78,6 +81,9 @@ impl Ops {
         row.timeout_ms = parse_timeout(draft.timeout_ms)?;
         row.headers = parse_headers(draft.headers.unwrap_or_default())?;
         row.owner = parse_owner(draft.owner)?;
+        if let Some(form) = draft.legacy_signature {
+            row.legacy_signature = parse_legacy_signature(&form)?;
+        }
         self.store.subscriptions.insert_subscription(&row).await?;
         tracing::info!(webhook = %row.id, "subscription created");
         Ok(row)
@@ -98,6 +104,10 @@ impl Ops {
             timeout_ms: changes.timeout_ms.map(parse_timeout).transpose()?,
             headers: changes.headers.map(parse_headers).transpose()?,
             owner: changes.owner.map(parse_owner).transpose()?,
+            legacy_signature: changes
+                .legacy_signature
+                .map(|form| parse_legacy_signature(&form))
+                .transpose()?,
         })
     }
 
@@ -303,6 +313,16 @@ fn parse_secret(raw: Option<String>) -> Result<SigningSecret, OpsError> {
             .map_err(|e| OpsError::invalid("invalid_secret", "secret", e)),
         None => Ok(SigningSecret::from_key(&random_bytes::<32>())),
     }
+}
+
+fn parse_legacy_signature(raw: &str) -> Result<LegacySignature, OpsError> {
+    LegacySignature::parse(raw).ok_or_else(|| {
+        OpsError::invalid(
+            "invalid_legacy_signature",
+            "legacy_signature",
+            format!("must be one of {:?}", LegacySignature::NAMES),
+        )
+    })
 }
 
 fn parse_retry(raw: Option<RetryPolicy>) -> Result<Option<RetryPolicy>, OpsError> {

@@ -1,6 +1,6 @@
 //! The store's data: rows as stored, what callers ask for, and what the store answers.
 
-use hookd_core::{EndpointUrl, EventFilter, RetryPolicy};
+use hookd_core::{EndpointUrl, EventFilter, LegacySignature, RetryPolicy};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -50,6 +50,8 @@ pub struct SubscriptionRow {
     pub previous_secret_expires_at: Option<UnixMs>,
     /// The subscriber's id in the operator's system: who may see it in the portal.
     pub owner: Option<String>,
+    /// What `X-Webhook-Signature` signs.
+    pub legacy_signature: LegacySignature,
 }
 
 impl SubscriptionRow {
@@ -79,6 +81,7 @@ impl SubscriptionRow {
             previous_secret: None,
             previous_secret_expires_at: None,
             owner: None,
+            legacy_signature: LegacySignature::Body,
         }
     }
 }
@@ -95,6 +98,7 @@ pub struct SubscriptionPatch {
     pub timeout_ms: Option<Option<i64>>,
     pub headers: Option<BTreeMap<String, String>>,
     pub owner: Option<Option<String>>,
+    pub legacy_signature: Option<LegacySignature>,
 }
 
 /// An event ready to be published: ids assigned, fields validated, `data` as the exact JSON text.

@@ -90,7 +90,9 @@ pub fn prepare(
     set("x-webhook-id", event.id.clone());
     set("x-webhook-attempt", attempt.to_string());
     set("x-webhook-timestamp", timestamp.to_string());
-    set("x-webhook-signature", legacy_signature(&current, &body));
+    let legacy = legacy_signature(&current, subscription.legacy_signature, &body)
+        .map_err(|e| format!("body cannot be signed: {e}"))?;
+    set("x-webhook-signature", legacy);
     Ok(PreparedRequest {
         url: subscription.url.as_url().clone(),
         body,

@@ -18,6 +18,7 @@ mod master_key;
 mod nodes;
 mod openapi;
 mod persistence;
+mod signatures;
 mod ssrf;
 mod store_contract;
 mod ui;

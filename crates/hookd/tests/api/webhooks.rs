@@ -77,13 +77,27 @@ async fn caller_supplied_secret_is_kept_and_validated() {
         )
         .await;
     assert_eq!(reply.body["secret"], secret);
-    for bad in ["plaintext-secret", "whsec_***", "whsec_c2hvcnQ="] {
+    let too_long = "x".repeat(257);
+    for bad in [
+        "fifteen-chars-x",
+        "whsec_***",
+        "whsec_c2hvcnQ=",
+        "sixteen chars\nwith a newline",
+        too_long.as_str(),
+    ] {
         app.post(
             "/api/webhooks",
             json!({"url": "http://127.0.0.1:1/h", "events": ["*"], "secret": bad}),
         )
         .await
         .assert_error(422, "invalid_secret");
+        let reply = app
+            .post(
+                "/api/webhooks",
+                json!({"url": "http://127.0.0.1:1/h", "events": ["*"], "secret": bad}),
+            )
+            .await;
+        assert_eq!(reply.body["field"], "secret", "{bad}");
     }
 }
 

@@ -3,7 +3,7 @@
 //! pagination, and the fragments of SQL that several statements share.
 
 use super::super::*;
-use hookd_core::{EndpointUrl, EventFilter};
+use hookd_core::{EndpointUrl, EventFilter, LegacySignature};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -30,7 +30,7 @@ macro_rules! subscription_columns {
     () => {
         "id, url, events, description, metadata, secret, active, disabled_reason, failure_count, \
          created_at, updated_at, retry_policy, timeout_ms, headers, previous_secret, \
-         previous_secret_expires_at, owner"
+         previous_secret_expires_at, owner, legacy_signature"
     };
 }
 pub(crate) use subscription_columns;
@@ -187,6 +187,14 @@ pub(crate) fn subscription_from_row(row: &impl RowExt) -> StoreResult<Subscripti
         previous_secret: row.opt_text("previous_secret"),
         previous_secret_expires_at: row.opt_int("previous_secret_expires_at"),
         owner: row.opt_text("owner"),
+        legacy_signature: LegacySignature::parse(&row.text("legacy_signature")).ok_or_else(
+            || {
+                decode_err(
+                    "subscription legacy_signature",
+                    row.text("legacy_signature"),
+                )
+            },
+        )?,
     })
 }
 
@@ -414,6 +422,9 @@ pub(crate) fn apply_patch(sub: &mut SubscriptionRow, patch: SubscriptionPatch, n
     }
     if let Some(owner) = patch.owner {
         sub.owner = owner;
+    }
+    if let Some(legacy_signature) = patch.legacy_signature {
+        sub.legacy_signature = legacy_signature;
     }
     match patch.active {
         Some(true) if !sub.active => {

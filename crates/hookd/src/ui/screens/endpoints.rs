@@ -242,6 +242,7 @@ pub(super) async fn create_endpoint(
         timeout_ms,
         headers: Some(headers),
         owner,
+        legacy_signature: None,
     };
     match state.ops.create_subscription(draft).await {
         Ok(row) => Ok(
