@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Interop check: the official Standard Webhooks library (Python `standardwebhooks`) must accept the
-# signatures hookd puts on real deliveries. Builds hookd, sets up a venv under target/, runs
-# .ci/interop.py (loopback only; it starts and always stops its own hookd).
+# Interop checks: the official Standard Webhooks library (Python `standardwebhooks`) must accept the
+# signatures hookd puts on real deliveries (.ci/interop.py), and the original webhook specification's
+# own Node and Python receivers must accept its X-Webhook-Signature on payloads published with
+# Python's `requests` (.ci/spec_receivers.py, .ci/spec_receiver.js). Builds hookd, sets up a venv
+# under target/ (loopback only; each script starts and always stops its own hookd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 STANDARDWEBHOOKS_VERSION=1.1.0
+REQUESTS_VERSION=2.34.2
 venv=target/interop-venv
 hookd="${CARGO_TARGET_DIR:-target}/debug/hookd"
 
@@ -23,5 +26,14 @@ if [ "$installed" != "$STANDARDWEBHOOKS_VERSION" ]; then
     "standardwebhooks==$STANDARDWEBHOOKS_VERSION"
 fi
 
+installed=$("$venv/bin/python" -c 'import requests; print(requests.__version__)' 2>/dev/null || true)
+if [ "$installed" != "$REQUESTS_VERSION" ]; then
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "requests==$REQUESTS_VERSION"
+fi
+
 echo "== interop: standardwebhooks verifies hookd's deliveries"
 "$venv/bin/python" .ci/interop.py --hookd "$hookd"
+
+echo "== interop: the original specification's Node ($(node --version)) and Python receivers verify"
+"$venv/bin/python" .ci/spec_receivers.py --hookd "$hookd"
