@@ -1,10 +1,12 @@
 //! `POST /api/events` bodies: arbitrary bytes through the same `parse_json` the `ApiJson` extractor
 //! uses, as a single event and as a batch.
 //!
-//! Properties: parsing never panics; an accepted body is valid JSON throughout and every event's
-//! `data` is valid JSON text on its own (it is stored and delivered byte for byte); a refused body
-//! gets one of the three parse errors (400 `malformed_json`/`json_too_deep`, 422 `invalid_field`),
-//! never another status.
+//! Properties: parsing never panics; a refused body gets one of the three parse errors (400
+//! `malformed_json`/`json_too_deep`, 422 `invalid_field`), never another status. An accepted
+//! event's `data` then goes through `hookd_core::canonical::canonicalize` (as `Ops::prepare_event`
+//! does): it either refuses it (422 naming the path) without panicking, or returns text that is
+//! valid JSON on its own and is its own canonical form (it is stored and delivered as is); when every
+//! `data` of a body is accepted, the body is valid JSON throughout.
 //!
 //! "Valid JSON" is strict: numbers within f64 and no lone UTF-16 surrogates, as `serde_json::Value`
 //! (and receivers' parsers) require; the corpus keeps one input of each kind hookd once accepted
@@ -14,6 +16,7 @@
 use hookd::api::error::ApiError;
 use hookd::api::events::{PublishBatch, PublishEvent};
 use hookd::api::extract::parse_json;
+use hookd_core::canonical::canonicalize;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &[u8]| {
@@ -28,14 +31,23 @@ fuzz_target!(|body: &[u8]| {
 });
 
 fn check_accepted(body: &[u8], events: &[PublishEvent]) {
-    if let Err(error) = serde_json::from_slice::<serde_json::Value>(body) {
-        panic!("an accepted body is not valid JSON: {error}");
-    }
+    let mut all_canonical = true;
     for event in events {
-        let data = event.data.get();
-        if let Err(error) = serde_json::from_str::<serde_json::Value>(data) {
-            panic!("accepted `data` is not valid JSON ({error}): {data:?}");
+        let Ok(canonical) = canonicalize(event.data.get()) else {
+            all_canonical = false;
+            continue;
+        };
+        if let Err(error) = serde_json::from_str::<serde_json::Value>(&canonical) {
+            panic!("canonical `data` is not valid JSON ({error}): {canonical:?}");
         }
+        assert_eq!(
+            canonicalize(&canonical).as_deref(),
+            Ok(canonical.as_str()),
+            "canonical text is not a fixed point"
+        );
+    }
+    if all_canonical && let Err(error) = serde_json::from_slice::<serde_json::Value>(body) {
+        panic!("an accepted body is not valid JSON: {error}");
     }
 }
 
