@@ -4,6 +4,7 @@
 //! Functions that need the time or random bytes take them as arguments, so that the server crate owns
 //! every side effect and tests can drive these functions with fixed inputs.
 
+pub mod content_filter;
 pub mod envelope;
 pub mod event_type;
 pub mod headers;
@@ -14,6 +15,7 @@ pub mod secret;
 pub mod time;
 pub mod url;
 
+pub use content_filter::{ContentFilter, FilterError, FilterInput};
 pub use envelope::Envelope;
 pub use event_type::{EventFilter, EventType};
 pub use ids::ClientEventId;

@@ -38,6 +38,12 @@ pub struct CreateWebhook {
     /// The subscriber's id in your system (1–200 characters); portal sessions for this owner see and
     /// manage this subscription.
     pub owner: Option<String>,
+    /// A content filter: only events whose envelope it matches are delivered, e.g.
+    /// `{"data.amount": {"$gte": 100}, "data.region": {"$in": ["eu", "uk"]}}`. Paths start with
+    /// `data`, `event`, `version` or `id`; operators `$eq`, `$ne`, `$gt`, `$gte`, `$lt`, `$lte`,
+    /// `$in`, `$nin`, `$exists`, `$and`, `$or`, `$not`; at most 32 levels and 100 conditions.
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -68,6 +74,10 @@ pub struct UpdateWebhook {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub owner: Option<Option<String>>,
+    /// A content filter (see `CreateWebhook`); `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<Option<Value>>,
 }
 
 /// Distinguishes a field sent as `null` (`Some(None)`) from one left out (`None`).
@@ -99,6 +109,9 @@ pub struct Webhook {
     pub headers: BTreeMap<String, String>,
     /// The subscriber's id in your system, if set.
     pub owner: Option<String>,
+    /// The content filter, if any.
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<Value>,
     /// While a rotated-out secret still signs: until when.
     pub previous_secret_expires_at: Option<String>,
     pub created_at: String,
@@ -154,6 +167,10 @@ impl From<SubscriptionRow> for Webhook {
             timeout_ms: row.timeout_ms,
             headers: row.headers,
             owner: row.owner,
+            filter: row
+                .filter
+                .as_deref()
+                .and_then(|text| serde_json::from_str(text).ok()),
             previous_secret_expires_at: row.previous_secret_expires_at.map(rfc3339),
             created_at: rfc3339(row.created_at),
             updated_at: rfc3339(row.updated_at),
@@ -173,6 +190,7 @@ impl From<CreateWebhook> for SubscriptionDraft {
             timeout_ms: input.timeout_ms,
             headers: input.headers,
             owner: input.owner,
+            filter: input.filter,
         }
     }
 }
@@ -189,6 +207,7 @@ impl From<UpdateWebhook> for SubscriptionChanges {
             timeout_ms: input.timeout_ms,
             headers: input.headers,
             owner: input.owner,
+            filter: input.filter,
         }
     }
 }

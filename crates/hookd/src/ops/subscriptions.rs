@@ -4,7 +4,7 @@
 use super::{Ops, OpsError};
 use crate::ids::{new_id, random_bytes};
 use crate::store::{StoreResult, SubscriptionPatch, SubscriptionRow, UnixMs};
-use hookd_core::{EndpointUrl, EventFilter, RetryPolicy, SigningSecret};
+use hookd_core::{ContentFilter, EndpointUrl, EventFilter, RetryPolicy, SigningSecret};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -30,6 +30,8 @@ pub struct SubscriptionDraft {
     pub timeout_ms: Option<i64>,
     pub headers: Option<BTreeMap<String, String>>,
     pub owner: Option<String>,
+    /// A content filter over the envelope (see `hookd_core::content_filter`).
+    pub filter: Option<Value>,
 }
 
 /// Changes to a subscription: `None` leaves a field as it is; `Some(None)` clears it.
@@ -45,6 +47,8 @@ pub struct SubscriptionChanges {
     /// Replaces all custom headers.
     pub headers: Option<BTreeMap<String, String>>,
     pub owner: Option<Option<String>>,
+    /// `Some(None)` removes the content filter.
+    pub filter: Option<Option<Value>>,
 }
 
 /// A rotated signing secret.
@@ -78,6 +82,7 @@ impl Ops {
         row.timeout_ms = parse_timeout(draft.timeout_ms)?;
         row.headers = parse_headers(draft.headers.unwrap_or_default())?;
         row.owner = parse_owner(draft.owner)?;
+        row.filter = parse_content_filter(draft.filter)?;
         self.store.subscriptions.insert_subscription(&row).await?;
         tracing::info!(webhook = %row.id, "subscription created");
         Ok(row)
@@ -98,6 +103,7 @@ impl Ops {
             timeout_ms: changes.timeout_ms.map(parse_timeout).transpose()?,
             headers: changes.headers.map(parse_headers).transpose()?,
             owner: changes.owner.map(parse_owner).transpose()?,
+            filter: changes.filter.map(parse_content_filter).transpose()?,
         })
     }
 
@@ -265,6 +271,17 @@ fn parse_filters(raw: Vec<String>) -> Result<Vec<EventFilter>, OpsError> {
         }
     }
     Ok(filters)
+}
+
+/// Checks a content filter and returns the JSON text to store; `null` means none.
+pub fn parse_content_filter(raw: Option<Value>) -> Result<Option<String>, OpsError> {
+    match raw {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => match ContentFilter::parse(&value) {
+            Ok(_) => Ok(Some(value.to_string())),
+            Err(e) => Err(OpsError::invalid("invalid_filter", e.path, e.message)),
+        },
+    }
 }
 
 fn parse_description(raw: Option<String>) -> Result<Option<String>, OpsError> {

@@ -76,8 +76,8 @@ impl<B: Backend> SubscriptionStore for SqlStore<B> {
         let sql = Sql::new(
             "INSERT INTO subscriptions (id, url, events, description, metadata, secret, active,
                                         disabled_reason, failure_count, created_at, updated_at,
-                                        retry_policy, timeout_ms, headers, owner)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                                        retry_policy, timeout_ms, headers, owner, filter)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         )
         .bind(&row.id)
         .bind(row.url.as_str())
@@ -93,7 +93,8 @@ impl<B: Backend> SubscriptionStore for SqlStore<B> {
         .bind(row.retry_policy.as_ref().map(encode_json).transpose()?)
         .bind(row.timeout_ms)
         .bind(headers_text(&row.headers)?)
-        .bind(&row.owner);
+        .bind(&row.owner)
+        .bind(&row.filter);
         tx.run(sql).await?;
         B::commit(tx).await
     }
@@ -150,7 +151,8 @@ impl<B: Backend> SubscriptionStore for SqlStore<B> {
         let update = Sql::new(
             "UPDATE subscriptions SET url = ?1, events = ?2, description = ?3, metadata = ?4,
                     active = ?5, disabled_reason = ?6, failure_count = ?7, updated_at = ?8,
-                    retry_policy = ?9, timeout_ms = ?10, headers = ?11, owner = ?12
+                    retry_policy = ?9, timeout_ms = ?10, headers = ?11, owner = ?12,
+                    filter = ?14
              WHERE id = ?13",
         )
         .bind(sub.url.as_str())
@@ -165,7 +167,8 @@ impl<B: Backend> SubscriptionStore for SqlStore<B> {
         .bind(sub.timeout_ms)
         .bind(headers_text(&sub.headers)?)
         .bind(&sub.owner)
-        .bind(id);
+        .bind(id)
+        .bind(&sub.filter);
         tx.run(update).await?;
         if was_active && !sub.active {
             tx.run(Sql::new(HOLD_QUEUED).bind(id).bind(now)).await?;
