@@ -5,6 +5,7 @@
 //! every side effect and tests can drive these functions with fixed inputs.
 
 pub mod canonical;
+pub mod content_filter;
 pub mod envelope;
 pub mod event_type;
 pub mod headers;
@@ -16,6 +17,7 @@ pub mod time;
 pub mod url;
 
 pub use envelope::{Envelope, LegacySignature};
+pub use content_filter::{ContentFilter, FilterError, FilterInput};
 pub use event_type::{EventFilter, EventType};
 pub use ids::ClientEventId;
 pub use outcome::{FailureEffects, Outcome};

@@ -47,6 +47,13 @@ pub enum ApiError {
         field: String,
         message: String,
     },
+    /// 422: an event's `data` does not match its type's schema; `violations` lists each failing
+    /// path and keyword.
+    #[error("{field} does not match the event type's schema")]
+    SchemaMismatch {
+        field: String,
+        violations: Vec<SchemaViolation>,
+    },
     /// 429: too many failed authentications from one address.
     #[error("{0}")]
     TooManyRequests(&'static str),
@@ -68,6 +75,20 @@ pub struct ErrorBody {
     /// For validation errors: the field at fault.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// For `schema_mismatch`: each way the event's `data` fails its schema.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub violations: Option<Vec<SchemaViolation>>,
+}
+
+/// One way an event's `data` fails its type's schema.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SchemaViolation {
+    /// Where in `data`, as a JSON pointer (`""` is `data` itself).
+    pub path: String,
+    /// The schema keyword that failed (`type`, `required`, `minimum`...).
+    pub keyword: String,
+    /// Where in the schema, as a JSON pointer.
+    pub schema_path: String,
 }
 
 impl ApiError {
@@ -88,7 +109,7 @@ impl ApiError {
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Invalid { .. } | Self::SchemaMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -100,6 +121,7 @@ impl ApiError {
             Self::MalformedJson(_) => "malformed_json",
             Self::BadRequest { code, .. } | Self::Conflict { code, .. } => code,
             Self::Invalid { code, .. } => code,
+            Self::SchemaMismatch { .. } => "schema_mismatch",
             Self::Unauthorized(_) => "unauthorized",
             Self::SignatureInvalid(_) => "invalid_signature",
             Self::NotFound(_) => "not_found",
@@ -127,6 +149,17 @@ impl From<OpsError> for ApiError {
                 field,
                 message,
             },
+            OpsError::SchemaMismatch { field, violations } => Self::SchemaMismatch {
+                field,
+                violations: violations
+                    .into_iter()
+                    .map(|v| SchemaViolation {
+                        path: v.path,
+                        keyword: v.keyword,
+                        schema_path: v.schema_path,
+                    })
+                    .collect(),
+            },
             OpsError::Conflict { code, message } => Self::Conflict { code, message },
             OpsError::PayloadTooLarge(message) => Self::PayloadTooLarge(message),
             OpsError::Unavailable => Self::Unavailable,
@@ -146,13 +179,18 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let field = match &self {
-            Self::Invalid { field, .. } => Some(field.clone()),
+            Self::Invalid { field, .. } | Self::SchemaMismatch { field, .. } => Some(field.clone()),
+            _ => None,
+        };
+        let violations = match &self {
+            Self::SchemaMismatch { violations, .. } => Some(violations.clone()),
             _ => None,
         };
         let body = ErrorBody {
             error: self.to_string(),
             code: self.code().to_owned(),
             field,
+            violations,
         };
         let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();

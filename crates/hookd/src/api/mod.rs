@@ -13,6 +13,7 @@ pub mod health;
 pub mod inbound;
 pub mod metrics;
 pub mod openapi;
+pub mod openapi_webhooks;
 pub mod pagination;
 pub mod portal;
 pub mod webhooks;
@@ -26,7 +27,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use error::ApiError;
 
 /// Limits and policies of the API itself (the operations' own are in [`crate::ops::OpsSettings`]).
@@ -126,7 +127,12 @@ fn management_routes(settings: &ApiSettings, max_payload_bytes: usize) -> Router
             "/event-types",
             get(event_types::list).post(event_types::create),
         )
-        .route("/event-types/{name}", delete(event_types::archive))
+        .route(
+            "/event-types/{name}",
+            get(event_types::get_one)
+                .patch(event_types::update)
+                .delete(event_types::archive),
+        )
         .layer(DefaultBodyLimit::max(SMALL_BODY_LIMIT))
         .route(
             "/events",

@@ -45,6 +45,12 @@ pub struct CreateWebhook {
     /// `json.dumps(body, sort_keys=True)`).
     #[schema(value_type = Option<String>)]
     pub legacy_signature: Option<String>,
+    /// A content filter: only events whose envelope it matches are delivered, e.g.
+    /// `{"data.amount": {"$gte": 100}, "data.region": {"$in": ["eu", "uk"]}}`. Paths start with
+    /// `data`, `event`, `version` or `id`; operators `$eq`, `$ne`, `$gt`, `$gte`, `$lt`, `$lte`,
+    /// `$in`, `$nin`, `$exists`, `$and`, `$or`, `$not`; at most 32 levels and 100 conditions.
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -77,6 +83,10 @@ pub struct UpdateWebhook {
     pub owner: Option<Option<String>>,
     /// `body` or `python_sorted`.
     pub legacy_signature: Option<String>,
+    /// A content filter (see `CreateWebhook`); `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<Option<Value>>,
 }
 
 /// Distinguishes a field sent as `null` (`Some(None)`) from one left out (`None`).
@@ -110,6 +120,9 @@ pub struct Webhook {
     pub owner: Option<String>,
     /// What `X-Webhook-Signature` signs: `body` or `python_sorted`.
     pub legacy_signature: String,
+    /// The content filter, if any.
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<Value>,
     /// While a rotated-out secret still signs: until when.
     pub previous_secret_expires_at: Option<String>,
     pub created_at: String,
@@ -166,6 +179,10 @@ impl From<SubscriptionRow> for Webhook {
             headers: row.headers,
             owner: row.owner,
             legacy_signature: row.legacy_signature.as_str().to_owned(),
+            filter: row
+                .filter
+                .as_deref()
+                .and_then(|text| serde_json::from_str(text).ok()),
             previous_secret_expires_at: row.previous_secret_expires_at.map(rfc3339),
             created_at: rfc3339(row.created_at),
             updated_at: rfc3339(row.updated_at),
@@ -186,6 +203,7 @@ impl From<CreateWebhook> for SubscriptionDraft {
             headers: input.headers,
             owner: input.owner,
             legacy_signature: input.legacy_signature,
+            filter: input.filter,
         }
     }
 }
@@ -203,6 +221,7 @@ impl From<UpdateWebhook> for SubscriptionChanges {
             headers: input.headers,
             owner: input.owner,
             legacy_signature: input.legacy_signature,
+            filter: input.filter,
         }
     }
 }

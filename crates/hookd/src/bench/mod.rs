@@ -79,6 +79,14 @@ pub struct BenchArgs {
     /// Kills in the chaos scenarios (`crash`: at least 10, the default; `cluster`: 1 by default).
     #[arg(long)]
     pub kills: Option<usize>,
+    /// Steady scenarios: give the published type a 10-property JSON Schema with `validate:
+    /// enforce`, so every event is validated.
+    #[arg(long)]
+    pub schema: bool,
+    /// Steady scenarios: add this many subscriptions to the type, each with a content filter that
+    /// no bench event passes (each is evaluated per event; none gets a delivery).
+    #[arg(long, default_value_t = 0)]
+    pub filtered_subscriptions: usize,
 }
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -306,6 +314,55 @@ async fn subscribe(
     Ok(paths)
 }
 
+/// The 10-property schema `--schema` enforces on `bench.event` (the bench's events carry
+/// `sent_us` and `pad`; the other eight are optional and typed).
+fn bench_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["sent_us", "pad"],
+        "properties": {
+            "sent_us": {"type": "integer", "minimum": 0},
+            "pad": {"type": "string", "pattern": "^x*$"},
+            "order_id": {"type": "string", "pattern": "^ORD-[0-9]+$"},
+            "amount": {"type": "number", "minimum": 0},
+            "currency": {"enum": ["EUR", "USD", "GBP"]},
+            "region": {"type": "string", "maxLength": 8},
+            "customer": {"type": "object", "required": ["id"]},
+            "lines": {"type": "array", "maxItems": 100},
+            "paid": {"type": "boolean"},
+            "note": {"type": ["string", "null"]}
+        }
+    })
+}
+
+/// `--schema` and `--filtered-subscriptions`: the catalog and content-filter load of a steady run.
+async fn catalog_load(args: &BenchArgs, node: &Node, receiver: &Receiver) -> anyhow::Result<()> {
+    if args.schema {
+        let body = json!({"name": "bench.event", "schema": bench_schema(), "validate": "enforce"});
+        let response = load::http_client()
+            .post(format!("{}/api/event-types", node.url()))
+            .bearer_auth(API_KEY)
+            .json_body(&body)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "setting the schema failed: {}",
+            response.status()
+        );
+    }
+    if args.filtered_subscriptions > 0 {
+        // The bench's events have `sent_us` > 0 and no `region`: neither branch passes.
+        let filter = json!({"filter": {"$or": [
+            {"data.sent_us": {"$lt": 0}},
+            {"data.region": {"$in": ["eu", "us"]}, "data.amount": {"$gte": 100}}
+        ]}});
+        let count = args.filtered_subscriptions;
+        subscribe(node, receiver, "filtered", count, Behaviour::Ok, filter).await?;
+    }
+    Ok(())
+}
+
 trait JsonBody {
     fn json_body(self, body: &Value) -> Self;
 }
@@ -370,6 +427,7 @@ async fn steady(
         _ => json!({}),
     };
     let paths = subscribe(&node, receiver, name, fanout, behaviour, retry).await?;
+    catalog_load(args, &node, receiver).await?;
     let cpu_before = node.cpu_seconds();
     let started_us = receiver::unix_us();
     let result = load::publish(&node.url(), API_KEY, &load_spec(args, rate)).await;

@@ -236,10 +236,72 @@ pub enum EventTypesCommand {
         name: String,
         #[arg(long)]
         description: Option<String>,
+        #[command(flatten)]
+        schema: SchemaArgs,
+    },
+    /// Change a type's description, schema (from a file), examples or validation mode.
+    Set {
+        name: String,
+        #[arg(long)]
+        description: Option<String>,
+        #[command(flatten)]
+        schema: SchemaArgs,
+        /// Remove the type's schema.
+        #[arg(long, conflicts_with = "schema")]
+        clear_schema: bool,
+    },
+    /// Show one type with its schemas and examples.
+    Get {
+        name: String,
     },
     Archive {
         name: String,
     },
+}
+
+/// A type's schema and examples, read from files, and its validation mode.
+#[derive(Debug, clap::Args)]
+pub struct SchemaArgs {
+    /// A file holding the JSON Schema (draft 2020-12) of the events' `data` (`-` for stdin).
+    #[arg(long, value_name = "FILE")]
+    pub schema: Option<std::path::PathBuf>,
+    /// A file holding a JSON array of example `data` objects.
+    #[arg(long, value_name = "FILE")]
+    pub examples: Option<std::path::PathBuf>,
+    /// off, warn or enforce.
+    #[arg(long)]
+    pub validate: Option<String>,
+}
+
+impl SchemaArgs {
+    /// Adds the given fields to a request body.
+    fn apply(self, body: &mut Value) -> Result<(), ClientError> {
+        set(
+            body,
+            "schema",
+            self.schema
+                .map(|p| read_json_file("schema", &p))
+                .transpose()?,
+        );
+        set(
+            body,
+            "examples",
+            self.examples
+                .map(|p| read_json_file("examples", &p))
+                .transpose()?,
+        );
+        set(body, "validate", self.validate.map(Value::from));
+        Ok(())
+    }
+}
+
+fn read_json_file(flag: &str, path: &std::path::Path) -> Result<Value, ClientError> {
+    let text = match path.as_os_str() == "-" {
+        true => std::io::read_to_string(std::io::stdin()),
+        false => std::fs::read_to_string(path),
+    }
+    .map_err(|e| ClientError::Usage(format!("--{flag} {}: {e}", path.display())))?;
+    parse_json(flag, &text)
 }
 
 fn parse_json(flag: &str, text: &str) -> Result<Value, ClientError> {
@@ -650,11 +712,36 @@ pub async fn event_types(args: &ClientArgs, command: EventTypesCommand) -> Resul
                 )
             });
         }
-        EventTypesCommand::Add { name, description } => {
+        EventTypesCommand::Add {
+            name,
+            description,
+            schema,
+        } => {
             let mut body = json!({"name": name});
             set(&mut body, "description", description.map(Value::from));
+            schema.apply(&mut body)?;
             let added = api.post("/api/event-types", &body).await?;
             output::print(json, &added, output::record);
+        }
+        EventTypesCommand::Set {
+            name,
+            description,
+            schema,
+            clear_schema,
+        } => {
+            let mut body = json!({});
+            set(&mut body, "description", description.map(Value::from));
+            schema.apply(&mut body)?;
+            if clear_schema {
+                body["schema"] = Value::Null;
+            }
+            let path = format!("/api/event-types/{name}");
+            let updated = api.call(Method::PATCH, &path, Some(&body), &[]).await?;
+            output::print(json, &updated, output::record);
+        }
+        EventTypesCommand::Get { name } => {
+            let found = api.get(&format!("/api/event-types/{name}")).await?;
+            output::print(json, &found, output::record);
         }
         EventTypesCommand::Archive { name } => {
             api.call(

@@ -14,6 +14,12 @@ pub enum OpsError {
         field: String,
         message: String,
     },
+    /// An event's `data` does not match its type's schema (validation `enforce`).
+    #[error("{field} does not match the event type's schema ({} violations)", violations.len())]
+    SchemaMismatch {
+        field: String,
+        violations: Vec<super::schemas::Violation>,
+    },
     /// The request conflicts with the current state (a delivery in flight, a row that exists).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },

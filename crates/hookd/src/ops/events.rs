@@ -103,6 +103,8 @@ impl Ops {
                 format!("must be 1 to {MAX_VERSION_LEN} characters"),
             ));
         }
+        self.check_schema(event_type.as_str(), &version, &draft.data, field, now)
+            .await?;
         Ok(NewEvent {
             id,
             event_type: event_type.into_string(),

@@ -7,8 +7,10 @@
 mod cursor;
 mod deliveries;
 mod error;
+mod event_types;
 mod events;
 mod portal;
+pub mod schemas;
 mod subscriptions;
 #[cfg(test)]
 mod tests;
@@ -16,12 +18,16 @@ mod tests;
 pub use cursor::{decode_cursor, encode_cursor};
 pub use deliveries::ReplayOutcome;
 pub use error::OpsError;
+pub use event_types::{
+    EventTypeChanges, EventTypeDraft, MAX_EXAMPLES, MAX_SCHEMA_BYTES, MAX_TYPE_DESCRIPTION_LEN,
+    TypeDocs,
+};
 pub use events::{DEFAULT_VERSION, EventDraft, MAX_VERSION_LEN, TestPayload};
 pub use portal::{MAX_PORTAL_TTL_SECONDS, PortalLinkCreated, new_token, session_row};
 pub use subscriptions::{
     DEFAULT_OVERLAP_SECONDS, MAX_DESCRIPTION_LEN, MAX_FILTERS, MAX_METADATA_BYTES,
     MAX_OVERLAP_SECONDS, MAX_OWNER_LEN, MAX_TIMEOUT_MS, MIN_TIMEOUT_MS, RotatedSecret,
-    SubscriptionChanges, SubscriptionDraft, parse_owner,
+    SubscriptionChanges, SubscriptionDraft, parse_content_filter, parse_owner,
 };
 
 use crate::ids::DynClock;
@@ -47,6 +53,8 @@ pub struct Ops {
     pub store: Store,
     pub clock: DynClock,
     pub settings: OpsSettings,
+    /// The event types' compiled schemas on this node.
+    schemas: Arc<schemas::SchemaCache>,
     /// Wakes the local delivery worker; notified only by [`Ops::work_became_due`].
     waker: Arc<Notify>,
 }
@@ -57,6 +65,7 @@ impl Ops {
             store,
             clock,
             settings,
+            schemas: Arc::default(),
             waker,
         }
     }

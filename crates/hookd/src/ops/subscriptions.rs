@@ -4,7 +4,9 @@
 use super::{Ops, OpsError};
 use crate::ids::{new_id, random_bytes};
 use crate::store::{StoreResult, SubscriptionPatch, SubscriptionRow, UnixMs};
-use hookd_core::{EndpointUrl, EventFilter, LegacySignature, RetryPolicy, SigningSecret};
+use hookd_core::{
+    ContentFilter, EndpointUrl, EventFilter, LegacySignature, RetryPolicy, SigningSecret,
+};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -32,6 +34,8 @@ pub struct SubscriptionDraft {
     pub owner: Option<String>,
     /// What `X-Webhook-Signature` signs: `body` (default) or `python_sorted`.
     pub legacy_signature: Option<String>,
+    /// A content filter over the envelope (see `hookd_core::content_filter`).
+    pub filter: Option<Value>,
 }
 
 /// Changes to a subscription: `None` leaves a field as it is; `Some(None)` clears it.
@@ -48,6 +52,8 @@ pub struct SubscriptionChanges {
     pub headers: Option<BTreeMap<String, String>>,
     pub owner: Option<Option<String>>,
     pub legacy_signature: Option<String>,
+    /// `Some(None)` removes the content filter.
+    pub filter: Option<Option<Value>>,
 }
 
 /// A rotated signing secret.
@@ -84,6 +90,7 @@ impl Ops {
         if let Some(form) = draft.legacy_signature {
             row.legacy_signature = parse_legacy_signature(&form)?;
         }
+        row.filter = parse_content_filter(draft.filter)?;
         self.store.subscriptions.insert_subscription(&row).await?;
         tracing::info!(webhook = %row.id, "subscription created");
         Ok(row)
@@ -108,6 +115,7 @@ impl Ops {
                 .legacy_signature
                 .map(|form| parse_legacy_signature(&form))
                 .transpose()?,
+            filter: changes.filter.map(parse_content_filter).transpose()?,
         })
     }
 
@@ -275,6 +283,17 @@ fn parse_filters(raw: Vec<String>) -> Result<Vec<EventFilter>, OpsError> {
         }
     }
     Ok(filters)
+}
+
+/// Checks a content filter and returns the JSON text to store; `null` means none.
+pub fn parse_content_filter(raw: Option<Value>) -> Result<Option<String>, OpsError> {
+    match raw {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => match ContentFilter::parse(&value) {
+            Ok(_) => Ok(Some(value.to_string())),
+            Err(e) => Err(OpsError::invalid("invalid_filter", e.path, e.message)),
+        },
+    }
 }
 
 fn parse_description(raw: Option<String>) -> Result<Option<String>, OpsError> {

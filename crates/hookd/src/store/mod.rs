@@ -90,6 +90,15 @@ pub trait AdminStore: Send + Sync + 'static {
     async fn archive_event_type(&self, name: &str, now: UnixMs) -> StoreResult<bool>;
     /// True when the type is in the catalog and not archived.
     async fn event_type_exists(&self, name: &str) -> StoreResult<bool>;
+    /// The type with this name, archived or not.
+    async fn get_event_type(&self, name: &str) -> StoreResult<Option<EventTypeRow>>;
+    /// Writes a type's description, schemas, examples and validation mode, if its `updated_at`
+    /// is still `expected_updated_at` (no concurrent change); false otherwise.
+    async fn update_event_type(
+        &self,
+        row: &EventTypeRow,
+        expected_updated_at: UnixMs,
+    ) -> StoreResult<bool>;
 
     /// Records a receipt; false (and nothing written) when this `webhook_id` was already recorded for
     /// the subscription.

@@ -52,6 +52,9 @@ pub struct SubscriptionRow {
     pub owner: Option<String>,
     /// What `X-Webhook-Signature` signs.
     pub legacy_signature: LegacySignature,
+    /// The content filter as JSON text (checked by `hookd_core::ContentFilter` before it is
+    /// stored); `None`: every event its event-type filters select.
+    pub filter: Option<String>,
 }
 
 impl SubscriptionRow {
@@ -82,6 +85,7 @@ impl SubscriptionRow {
             previous_secret_expires_at: None,
             owner: None,
             legacy_signature: LegacySignature::Body,
+            filter: None,
         }
     }
 }
@@ -99,6 +103,8 @@ pub struct SubscriptionPatch {
     pub headers: Option<BTreeMap<String, String>>,
     pub owner: Option<Option<String>>,
     pub legacy_signature: Option<LegacySignature>,
+    /// A checked content filter's JSON text; `Some(None)` removes it.
+    pub filter: Option<Option<String>>,
 }
 
 /// An event ready to be published: ids assigned, fields validated, `data` as the exact JSON text.
@@ -196,6 +202,15 @@ pub struct EventTypeRow {
     pub description: String,
     pub created_at: UnixMs,
     pub archived_at: Option<UnixMs>,
+    /// JSON Schemas of `data` as a JSON object keyed by envelope version (`"*"`: every other
+    /// version), each checked when it was set; `None` without any.
+    pub schemas: Option<String>,
+    /// A JSON array of example `data` objects, each valid against its schema; `None` without any.
+    pub examples: Option<String>,
+    /// `off`, `warn` or `enforce`.
+    pub validate: String,
+    /// Changes with every write of the type (a node's compiled schemas compare it).
+    pub updated_at: UnixMs,
 }
 
 /// Position in a newest-first listing: the `(created_at, id)` of the last row of the previous page.

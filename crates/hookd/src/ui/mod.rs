@@ -522,7 +522,9 @@ impl From<OpsError> for UiError {
 pub(crate) fn ops_status(error: &OpsError) -> StatusCode {
     match error {
         OpsError::NotFound(_) => StatusCode::NOT_FOUND,
-        OpsError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        OpsError::Invalid { .. } | OpsError::SchemaMismatch { .. } => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
         OpsError::Conflict { .. } => StatusCode::CONFLICT,
         OpsError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         OpsError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

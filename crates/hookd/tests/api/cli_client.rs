@@ -302,6 +302,79 @@ async fn event_type_commands() {
 }
 
 #[tokio::test]
+async fn event_types_get_a_schema_from_a_file() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("schema.json");
+    let schema_json = json!({"type": "object", "required": ["plan"]});
+    std::fs::write(&schema, schema_json.to_string()).unwrap();
+    let examples = dir.path().join("examples.json");
+    std::fs::write(&examples, r#"[{"plan": "pro"}]"#).unwrap();
+    let schema_path = schema.to_str().unwrap();
+    let examples_path = examples.to_str().unwrap();
+    let added = hookd_json(
+        &app,
+        &[
+            "event-types",
+            "add",
+            "plan.changed",
+            "--schema",
+            schema_path,
+        ],
+    )
+    .await;
+    assert_eq!(added["schema"], schema_json);
+    assert_eq!(added["validate"], "off");
+    let set = hookd_json(
+        &app,
+        &[
+            "event-types",
+            "set",
+            "plan.changed",
+            "--examples",
+            examples_path,
+            "--validate",
+            "enforce",
+        ],
+    )
+    .await;
+    assert_eq!(set["validate"], "enforce");
+    assert_eq!(set["examples"], json!([{"plan": "pro"}]));
+    assert_eq!(set["schema"], schema_json, "set keeps what it is not given");
+    let refused = app
+        .post("/api/events", json!({"event": "plan.changed", "data": {}}))
+        .await;
+    refused.assert_error(422, "schema_mismatch");
+
+    std::fs::write(&schema, r#"{"type": "object", "required": ["sku"]}"#).unwrap();
+    let output = hookd(
+        &app,
+        &[
+            "event-types",
+            "set",
+            "plan.changed",
+            "--schema",
+            schema_path,
+        ],
+    )
+    .await;
+    assert!(
+        !output.ok && output.stderr.contains("invalid_example"),
+        "the example no longer fits: {}",
+        output.stderr
+    );
+    let cleared = hookd_json(
+        &app,
+        &["event-types", "set", "plan.changed", "--clear-schema"],
+    )
+    .await;
+    assert_eq!(cleared["schema"], Value::Null);
+    let shown = hookd_json(&app, &["event-types", "get", "plan.changed"]).await;
+    assert_eq!(shown["schema"], Value::Null);
+    assert_eq!(shown["validate"], "enforce");
+}
+
+#[tokio::test]
 async fn client_errors_are_clear() {
     let app = spawn_app().await;
     let mut wrong_key = command(&app);

@@ -493,6 +493,10 @@ async fn catalog_keys_receipts_and_sessions() {
         description: "shipped".into(),
         created_at: 1,
         archived_at: None,
+        schemas: Some(r#"{"*":{"type":"object"}}"#.into()),
+        examples: Some(r#"[{"a":1}]"#.into()),
+        validate: "warn".into(),
+        updated_at: 1,
     };
     store.admin.add_event_type(type_row.clone()).await.unwrap();
     let again = store.admin.add_event_type(type_row.clone()).await;
@@ -511,7 +515,7 @@ async fn catalog_keys_receipts_and_sessions() {
             .await
             .unwrap()
     );
-    store.admin.add_event_type(type_row).await.unwrap();
+    let revived = store.admin.add_event_type(type_row.clone()).await.unwrap();
     assert!(
         store
             .admin
@@ -519,6 +523,34 @@ async fn catalog_keys_receipts_and_sessions() {
             .await
             .unwrap()
     );
+    assert!(
+        revived.updated_at > 1,
+        "bringing a type back changes its version"
+    );
+    assert_eq!(revived.schemas, type_row.schemas);
+
+    // A change applies only over the version it was read at.
+    let mut changed = revived.clone();
+    changed.validate = "enforce".into();
+    changed.schemas = None;
+    changed.updated_at = revived.updated_at + 5;
+    assert!(
+        !store
+            .admin
+            .update_event_type(&changed, revived.updated_at - 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .admin
+            .update_event_type(&changed, revived.updated_at)
+            .await
+            .unwrap()
+    );
+    let stored = store.admin.get_event_type("order.shipped").await.unwrap();
+    assert_eq!(stored, Some(changed));
+    assert_eq!(store.admin.get_event_type("nope").await.unwrap(), None);
 
     let key = NewApiKey {
         id: "key_1".into(),

@@ -3,7 +3,7 @@
 
 use super::{map_err, notify_work};
 use crate::ids::new_id;
-use crate::store::fanout::FanoutTarget;
+use crate::store::fanout::{FanoutEvent, FanoutTarget, FilterCache};
 use crate::store::group::{
     PublishJob, PublisherStats, answer_group, fail_group, group_event_count, next_group,
 };
@@ -28,8 +28,9 @@ pub(super) async fn run_publisher(
     mut jobs: mpsc::Receiver<PublishJob>,
     stats: Arc<PublisherStats>,
 ) {
+    let mut filters = FilterCache::default();
     while let Some(group) = next_group(&mut jobs).await {
-        match commit_group(&pool, &group).await {
+        match commit_group(&pool, &group, &mut filters).await {
             Ok(results) => answer_group(group, results, &stats),
             Err(error) => {
                 let events = group_event_count(&group);
@@ -43,9 +44,10 @@ pub(super) async fn run_publisher(
 async fn commit_group(
     pool: &PgPool,
     group: &[PublishJob],
+    filters: &mut FilterCache,
 ) -> StoreResult<Vec<StoreResult<Vec<Published>>>> {
     let mut tx = pool.begin().await.map_err(map_err)?;
-    let targets = load_fanout_targets(&mut tx).await?;
+    let targets = load_fanout_targets(&mut tx, filters).await?;
     let mut results = Vec::with_capacity(group.len());
     let mut queued_work = false;
     for job in group {
@@ -69,14 +71,30 @@ async fn commit_group(
     Ok(results)
 }
 
-async fn load_fanout_targets(conn: &mut PgConnection) -> StoreResult<Vec<FanoutTarget>> {
-    let rows = sqlx::query("SELECT id, events, active FROM subscriptions")
+async fn load_fanout_targets(
+    conn: &mut PgConnection,
+    cache: &mut FilterCache,
+) -> StoreResult<Vec<FanoutTarget>> {
+    let rows = sqlx::query("SELECT id, events, filter, active FROM subscriptions")
         .fetch_all(&mut *conn)
         .await
         .map_err(map_err)?;
-    rows.iter()
-        .map(|row| FanoutTarget::parse(row.text("id"), &row.text("events"), row.flag("active")))
-        .collect()
+    cache.begin_round();
+    let targets = rows
+        .iter()
+        .map(|row| {
+            let (id, events) = (row.text("id"), row.text("events"));
+            FanoutTarget::parse(
+                id,
+                &events,
+                row.opt_text("filter"),
+                row.flag("active"),
+                cache,
+            )
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    cache.end_round();
+    Ok(targets)
 }
 
 /// Publishes a request's events with a fixed number of statements: one multi-row insert of the
@@ -96,7 +114,8 @@ async fn publish_job(
     for event in events {
         let new = inserted.contains(event.id.as_str()) && fresh.insert(event.id.as_str());
         if new {
-            for target in targets.iter().filter(|target| target.selects(event)) {
+            let fanout = FanoutEvent::new(event);
+            for target in targets.iter().filter(|target| target.selects(&fanout)) {
                 rows.push(event, &target.id);
             }
         }

@@ -50,8 +50,9 @@ impl<B: Backend> AdminStore for SqlStore<B> {
 
     async fn list_event_types(&self, include_archived: bool) -> StoreResult<Vec<EventTypeRow>> {
         let sql = Sql::new(
-            "SELECT name, description, created_at, archived_at FROM event_types
-             WHERE ?1 OR archived_at IS NULL ORDER BY name",
+            "SELECT name, description, created_at, archived_at, schemas, examples, validate,
+                    updated_at
+               FROM event_types WHERE ?1 OR archived_at IS NULL ORDER BY name",
         )
         .bind(include_archived);
         let rows = self.db().all(sql).await?;
@@ -60,16 +61,27 @@ impl<B: Backend> AdminStore for SqlStore<B> {
 
     async fn add_event_type(&self, row: EventTypeRow) -> StoreResult<EventTypeRow> {
         let sql = Sql::new(
-            "INSERT INTO event_types (name, description, created_at) VALUES (?1, ?2, ?3)
+            "INSERT INTO event_types (name, description, created_at, schemas, examples, validate,
+                                      updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT (name) DO UPDATE
                 SET description = excluded.description, archived_at = NULL,
-                    created_at = excluded.created_at
+                    created_at = excluded.created_at, schemas = excluded.schemas,
+                    examples = excluded.examples, validate = excluded.validate,
+                    updated_at = CASE WHEN excluded.updated_at > event_types.updated_at
+                                      THEN excluded.updated_at
+                                      ELSE event_types.updated_at + 1 END
                 WHERE event_types.archived_at IS NOT NULL
-             RETURNING name, description, created_at, archived_at",
+             RETURNING name, description, created_at, archived_at, schemas, examples, validate,
+                       updated_at",
         )
         .bind(&row.name)
         .bind(&row.description)
-        .bind(row.created_at);
+        .bind(row.created_at)
+        .bind(&row.schemas)
+        .bind(&row.examples)
+        .bind(&row.validate)
+        .bind(row.updated_at);
         match self.db().optional(sql).await? {
             Some(stored) => Ok(event_type_from_row(&stored)),
             None => Err(StoreError::Conflict(format!(
@@ -92,6 +104,41 @@ impl<B: Backend> AdminStore for SqlStore<B> {
         let sql = Sql::new("SELECT name FROM event_types WHERE name = ?1 AND archived_at IS NULL")
             .bind(name);
         Ok(self.db().optional(sql).await?.is_some())
+    }
+
+    async fn get_event_type(&self, name: &str) -> StoreResult<Option<EventTypeRow>> {
+        let sql = Sql::new(
+            "SELECT name, description, created_at, archived_at, schemas, examples, validate,
+                    updated_at
+               FROM event_types WHERE name = ?1",
+        )
+        .bind(name);
+        Ok(self
+            .db()
+            .optional(sql)
+            .await?
+            .as_ref()
+            .map(event_type_from_row))
+    }
+
+    async fn update_event_type(
+        &self,
+        row: &EventTypeRow,
+        expected_updated_at: UnixMs,
+    ) -> StoreResult<bool> {
+        let sql = Sql::new(
+            "UPDATE event_types
+                SET description = ?2, schemas = ?3, examples = ?4, validate = ?5, updated_at = ?6
+              WHERE name = ?1 AND updated_at = ?7",
+        )
+        .bind(&row.name)
+        .bind(&row.description)
+        .bind(&row.schemas)
+        .bind(&row.examples)
+        .bind(&row.validate)
+        .bind(row.updated_at)
+        .bind(expected_updated_at);
+        Ok(self.db().run(sql).await? == 1)
     }
 
     async fn record_receipt(&self, receipt: ReceiptRow) -> StoreResult<bool> {

@@ -30,7 +30,7 @@ macro_rules! subscription_columns {
     () => {
         "id, url, events, description, metadata, secret, active, disabled_reason, failure_count, \
          created_at, updated_at, retry_policy, timeout_ms, headers, previous_secret, \
-         previous_secret_expires_at, owner, legacy_signature"
+         previous_secret_expires_at, owner, legacy_signature, filter"
     };
 }
 pub(crate) use subscription_columns;
@@ -195,6 +195,7 @@ pub(crate) fn subscription_from_row(row: &impl RowExt) -> StoreResult<Subscripti
                 )
             },
         )?,
+        filter: row.opt_text("filter"),
     })
 }
 
@@ -284,6 +285,10 @@ pub(crate) fn event_type_from_row(row: &impl RowExt) -> EventTypeRow {
         description: row.text("description"),
         created_at: row.int("created_at"),
         archived_at: row.opt_int("archived_at"),
+        schemas: row.opt_text("schemas"),
+        examples: row.opt_text("examples"),
+        validate: row.text("validate"),
+        updated_at: row.int("updated_at"),
     }
 }
 
@@ -425,6 +430,9 @@ pub(crate) fn apply_patch(sub: &mut SubscriptionRow, patch: SubscriptionPatch, n
     }
     if let Some(legacy_signature) = patch.legacy_signature {
         sub.legacy_signature = legacy_signature;
+    }
+    if let Some(filter) = patch.filter {
+        sub.filter = filter;
     }
     match patch.active {
         Some(true) if !sub.active => {

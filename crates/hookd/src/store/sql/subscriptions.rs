@@ -77,8 +77,8 @@ impl<B: Backend> SubscriptionStore for SqlStore<B> {
             "INSERT INTO subscriptions (id, url, events, description, metadata, secret, active,
                                         disabled_reason, failure_count, created_at, updated_at,
                                         retry_policy, timeout_ms, headers, owner,
-                                        legacy_signature)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                                        legacy_signature, filter)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         )
         .bind(&row.id)
         .bind(row.url.as_str())
@@ -95,7 +95,8 @@ impl<B: Backend> SubscriptionStore for SqlStore<B> {
         .bind(row.timeout_ms)
         .bind(headers_text(&row.headers)?)
         .bind(&row.owner)
-        .bind(row.legacy_signature.as_str());
+        .bind(row.legacy_signature.as_str())
+        .bind(&row.filter);
         tx.run(sql).await?;
         B::commit(tx).await
     }
@@ -153,7 +154,7 @@ impl<B: Backend> SubscriptionStore for SqlStore<B> {
             "UPDATE subscriptions SET url = ?1, events = ?2, description = ?3, metadata = ?4,
                     active = ?5, disabled_reason = ?6, failure_count = ?7, updated_at = ?8,
                     retry_policy = ?9, timeout_ms = ?10, headers = ?11, owner = ?12,
-                    legacy_signature = ?14
+                    legacy_signature = ?14, filter = ?15
              WHERE id = ?13",
         )
         .bind(sub.url.as_str())
@@ -169,7 +170,8 @@ impl<B: Backend> SubscriptionStore for SqlStore<B> {
         .bind(headers_text(&sub.headers)?)
         .bind(&sub.owner)
         .bind(id)
-        .bind(sub.legacy_signature.as_str());
+        .bind(sub.legacy_signature.as_str())
+        .bind(&sub.filter);
         tx.run(update).await?;
         if was_active && !sub.active {
             tx.run(Sql::new(HOLD_QUEUED).bind(id).bind(now)).await?;

@@ -24,7 +24,7 @@ mod publish;
 mod queue;
 mod sql;
 
-use crate::store::fanout::FanoutTarget;
+use crate::store::fanout::{FanoutTarget, FilterCache};
 use crate::store::group::{MAX_GROUP_EVENTS, PublishJob, PublisherStats};
 use crate::store::*;
 use rusqlite::{Connection, TransactionBehavior};
@@ -135,6 +135,7 @@ fn run_writer(
     let mut connection: Option<Connection> = None;
     let mut level: Option<&'static str> = None;
     let checkpointer = checkpoint::spawn(options.path.clone(), options.busy_timeout);
+    let mut filters = FilterCache::default();
     while let Some(group) = next_group(&mut jobs) {
         // Two transactions per round: queue bookkeeping first, without an fsync, then the
         // publishes at the durable level. A claim must not wait for the publishes' fsync: under a
@@ -155,7 +156,7 @@ fn run_writer(
                 false => 0,
             };
             let result = match prepare(&mut connection, &options, &mut level, wanted) {
-                Ok(conn) => commit_group(conn, part),
+                Ok(conn) => commit_group(conn, part, &mut filters),
                 Err(error) => Err((error, part.into_iter().map(abandon).collect())),
             };
             match result {
@@ -243,11 +244,12 @@ enum GroupError {
 fn commit_group(
     conn: &mut Connection,
     group: Vec<WriteJob>,
+    filters: &mut FilterCache,
 ) -> Result<Vec<Answer>, (StoreError, Vec<Answer>)> {
-    let attempt = match run_group(conn, &group, false) {
+    let attempt = match run_group(conn, &group, false, filters) {
         // The rollback undid exactly the lone job's writes: its error is its answer.
         Err(GroupError::Job(error)) if group.len() == 1 => Ok(vec![Err(error)]),
-        Err(GroupError::Job(_)) => run_group(conn, &group, true),
+        Err(GroupError::Job(_)) => run_group(conn, &group, true, filters),
         other => other,
     };
     match attempt {
@@ -266,6 +268,7 @@ fn run_group(
     conn: &mut Connection,
     group: &[WriteJob],
     isolate: bool,
+    filters: &mut FilterCache,
 ) -> Result<Vec<StoreResult<Output>>, GroupError> {
     let transaction = |e| GroupError::Transaction(sql::map_err(e));
     let mut tx = conn
@@ -275,14 +278,14 @@ fn run_group(
     let mut outputs = Vec::with_capacity(group.len());
     for job in group {
         let output = match isolate {
-            false => match run(&tx, job, &mut targets) {
+            false => match run(&tx, job, &mut targets, filters) {
                 Ok(output) => Ok(output),
                 // Dropping `tx` rolls it back.
                 Err(error) => return Err(GroupError::Job(error)),
             },
             true => {
                 let savepoint = tx.savepoint().map_err(transaction)?;
-                let output = run(&savepoint, job, &mut targets);
+                let output = run(&savepoint, job, &mut targets, filters);
                 match output.is_ok() {
                     true => savepoint.commit().map_err(transaction)?,
                     // Rolls back to the savepoint and releases it.
@@ -302,12 +305,13 @@ fn run(
     conn: &Connection,
     job: &WriteJob,
     targets: &mut Option<Vec<FanoutTarget>>,
+    filters: &mut FilterCache,
 ) -> StoreResult<Output> {
     match job {
         WriteJob::Publish(job) => {
             let targets = match targets {
                 Some(targets) => &*targets,
-                None => &*targets.insert(publish::load_fanout_targets(conn)?),
+                None => &*targets.insert(publish::load_fanout_targets(conn, filters)?),
             };
             publish::publish_job(conn, targets, &job.events).map(Output::Published)
         }
@@ -464,8 +468,12 @@ mod tests {
         let (first, first_answer) = publish("evt_2");
         let (bad, bad_answer) = conflicting_record();
         let (last, last_answer) = publish("evt_3");
-        let answers = commit_group(&mut conn, vec![first, bad, last])
-            .unwrap_or_else(|(error, _)| panic!("{error}"));
+        let answers = commit_group(
+            &mut conn,
+            vec![first, bad, last],
+            &mut FilterCache::default(),
+        )
+        .unwrap_or_else(|(error, _)| panic!("{error}"));
         let mut answers = answers.into_iter();
         let first = answered(answers.next().into_iter().collect(), first_answer);
         let bad = answered(answers.next().into_iter().collect(), bad_answer);
@@ -492,12 +500,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = database(dir.path()).await;
         let (bad, bad_answer) = conflicting_record();
-        let answers = commit_group(&mut conn, vec![bad]).unwrap_or_else(|(e, _)| panic!("{e}"));
+        let answers = commit_group(&mut conn, vec![bad], &mut FilterCache::default())
+            .unwrap_or_else(|(e, _)| panic!("{e}"));
         let bad = answered(answers, bad_answer);
         assert!(matches!(bad, Err(StoreError::Conflict(_))), "{bad:?}");
         assert_eq!(count(&conn, "SELECT COUNT(*) FROM attempts"), 1);
         let (good, good_answer) = publish("evt_2");
-        let answers = commit_group(&mut conn, vec![good]).unwrap_or_else(|(e, _)| panic!("{e}"));
+        let answers = commit_group(&mut conn, vec![good], &mut FilterCache::default())
+            .unwrap_or_else(|(e, _)| panic!("{e}"));
         assert!(answered(answers, good_answer).is_ok());
         assert_eq!(count(&conn, "SELECT COUNT(*) FROM events"), 2);
     }

@@ -137,8 +137,8 @@ pub(super) async fn rotate_secret(
 
 #[derive(Deserialize)]
 pub(super) struct TestForm {
-    event_type: String,
-    payload: String,
+    pub(super) event_type: String,
+    pub(super) payload: String,
 }
 
 pub(super) async fn send_test(

@@ -100,6 +100,8 @@ struct EndpointFormPage {
     id: String,
     form: EndpointForm,
     error: Option<String>,
+    /// The example `data` the filter test starts from.
+    example: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -118,6 +120,9 @@ pub(super) struct EndpointForm {
     timeout_ms: String,
     #[serde(default)]
     headers: String,
+    /// The content filter as JSON text; empty for none.
+    #[serde(default)]
+    filter: String,
 }
 
 impl EndpointForm {
@@ -142,7 +147,19 @@ impl EndpointForm {
                 true => String::new(),
                 false => serde_json::to_string(&row.headers).unwrap_or_default(),
             },
+            filter: row
+                .filter
+                .as_deref()
+                .map(views::pretty_json)
+                .unwrap_or_default(),
         }
+    }
+
+    /// The content filter; `None` when the field is empty.
+    fn filter(&self) -> Result<Option<serde_json::Value>, String> {
+        Self::opt(&self.filter)
+            .map(|t| serde_json::from_str(&t).map_err(|e| format!("content filter: {e}")))
+            .transpose()
     }
 
     fn events(&self) -> Vec<String> {
@@ -192,6 +209,7 @@ pub(super) async fn new_endpoint(State(state): State<UiState>, Extension(session
             ..Default::default()
         },
         error: None,
+        example: views::example_payload("order.created"),
     };
     Ok(render(&page))
 }
@@ -213,6 +231,7 @@ fn form_error(
         id: id.to_owned(),
         form,
         error: Some(error),
+        example: views::example_payload("order.created"),
     };
     (axum::http::StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response()
 }
@@ -223,8 +242,15 @@ pub(super) async fn create_endpoint(
     Form(form): Form<EndpointForm>,
 ) -> Page {
     require_manage(&session)?;
-    let parsed = (|| Ok::<_, String>((form.retry()?, form.timeout()?, form.headers()?)))();
-    let (retry, timeout_ms, headers) = match parsed {
+    let parsed = (|| {
+        Ok::<_, String>((
+            form.retry()?,
+            form.timeout()?,
+            form.headers()?,
+            form.filter()?,
+        ))
+    })();
+    let (retry, timeout_ms, headers, filter) = match parsed {
         Ok(parts) => parts,
         Err(error) => return Ok(form_error(&state, &session, "", form, error)),
     };
@@ -243,6 +269,7 @@ pub(super) async fn create_endpoint(
         headers: Some(headers),
         owner,
         legacy_signature: None,
+        filter,
     };
     match state.ops.create_subscription(draft).await {
         Ok(row) => Ok(
@@ -268,6 +295,7 @@ pub(super) async fn edit_endpoint(
         id,
         form: EndpointForm::from_row(&row),
         error: None,
+        example: views::example_payload("order.created"),
     };
     Ok(render(&page))
 }
@@ -280,8 +308,15 @@ pub(super) async fn update_endpoint(
 ) -> Page {
     require_manage(&session)?;
     load_subscription(&state, &session, &id).await?;
-    let parsed = (|| Ok::<_, String>((form.retry()?, form.timeout()?, form.headers()?)))();
-    let (retry, timeout_ms, headers) = match parsed {
+    let parsed = (|| {
+        Ok::<_, String>((
+            form.retry()?,
+            form.timeout()?,
+            form.headers()?,
+            form.filter()?,
+        ))
+    })();
+    let (retry, timeout_ms, headers, filter) = match parsed {
         Ok(parts) => parts,
         Err(error) => return Ok(form_error(&state, &session, &id, form, error)),
     };
@@ -292,6 +327,7 @@ pub(super) async fn update_endpoint(
         retry: Some(retry),
         timeout_ms: Some(timeout_ms),
         headers: Some(headers),
+        filter: Some(filter),
         // Only operators move a subscription between owners.
         owner: (!session.viewer.is_portal()).then(|| EndpointForm::opt(&form.owner)),
         ..Default::default()
@@ -306,6 +342,60 @@ pub(super) async fn update_endpoint(
         Err(error) => return Err(error.into()),
     }
     Ok(Redirect::to(&format!("{}/endpoints/{id}", session.viewer.base())).into_response())
+}
+
+#[derive(Deserialize)]
+pub(super) struct FilterTestForm {
+    #[serde(default)]
+    filter: String,
+    #[serde(default)]
+    test_event: String,
+    #[serde(default)]
+    test_data: String,
+}
+
+#[derive(Template)]
+#[template(path = "filter_test.html")]
+struct FilterTestResult {
+    passes: bool,
+    message: String,
+}
+
+/// "Test against an example": whether an example event passes the content filter as typed (nothing
+/// is stored or sent).
+pub(super) async fn test_filter(Form(form): Form<FilterTestForm>) -> Page {
+    let outcome = (|| {
+        let filter = match EndpointForm::opt(&form.filter) {
+            None => {
+                return Ok((
+                    true,
+                    "No content filter: every event of the types passes.".into(),
+                ));
+            }
+            Some(text) => hookd_core::ContentFilter::parse_text(&text)
+                .map_err(|e| format!("content filter: {e}"))?,
+        };
+        let data: serde_json::Value = serde_json::from_str(&form.test_data)
+            .map_err(|e| format!("example data is not JSON: {e}"))?;
+        let input = hookd_core::FilterInput {
+            id: "evt_example",
+            event: form.test_event.trim(),
+            version: crate::ops::DEFAULT_VERSION,
+            data: &data,
+        };
+        Ok::<_, String>(match filter.matches(&input) {
+            true => (
+                true,
+                "The example passes the filter: it would be delivered.".into(),
+            ),
+            false => (
+                false,
+                "The example does not pass the filter: no delivery.".into(),
+            ),
+        })
+    })();
+    let (passes, message) = outcome.unwrap_or_else(|error| (false, error));
+    Ok(render(&FilterTestResult { passes, message }))
 }
 
 pub(super) async fn enable_endpoint(

@@ -1,10 +1,11 @@
 //! The event catalog and one event: its envelope, its fan-out, and replaying it.
 
+use super::endpoint::TestForm;
 use super::{
     Notice, Page, S, load_subscription, matches_type, non_empty, require_manage,
     visible_subscriptions,
 };
-use crate::ops::ReplayOutcome;
+use crate::ops::{ReplayOutcome, TypeDocs};
 use crate::store::DeliveryRow;
 use crate::ui::session::Session;
 use crate::ui::views::{self, Ctx};
@@ -16,7 +17,13 @@ use serde::Deserialize;
 struct CatalogItem {
     name: String,
     description: String,
+    /// The type's first example, else a stand-in (pretty JSON).
     example: String,
+    /// The schema of `data`, pretty JSON; empty without one.
+    schema: String,
+    /// Per-version schemas: (version, pretty JSON).
+    version_schemas: Vec<(String, String)>,
+    validate: String,
     endpoints: Vec<(String, String)>,
 }
 
@@ -35,15 +42,30 @@ pub(super) async fn catalog(State(state): State<UiState>, Extension(session): S)
         .list_event_types(false)
         .await?
         .into_iter()
-        .map(|t| CatalogItem {
-            example: views::example_payload(&t.name),
-            endpoints: subs
-                .iter()
-                .filter(|s| matches_type(&s.events, &t.name))
-                .map(|s| (s.id.clone(), s.url.to_string()))
-                .collect(),
-            name: t.name,
-            description: t.description,
+        .map(|t| {
+            let docs = TypeDocs::of(&t);
+            let pretty =
+                |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+            CatalogItem {
+                example: match docs.examples.first() {
+                    Some(example) => pretty(example),
+                    None => views::example_payload(&t.name),
+                },
+                schema: docs.schema.as_ref().map(pretty).unwrap_or_default(),
+                version_schemas: docs
+                    .version_schemas
+                    .iter()
+                    .map(|(version, schema)| (version.clone(), pretty(schema)))
+                    .collect(),
+                validate: t.validate.clone(),
+                endpoints: subs
+                    .iter()
+                    .filter(|s| matches_type(&s.events, &t.name))
+                    .map(|s| (s.id.clone(), s.url.to_string()))
+                    .collect(),
+                name: t.name,
+                description: t.description,
+            }
         })
         .collect();
     let page = CatalogPage {
@@ -51,6 +73,33 @@ pub(super) async fn catalog(State(state): State<UiState>, Extension(session): S)
         items,
     };
     Ok(render(&page))
+}
+
+#[derive(Deserialize)]
+pub(super) struct SendExampleForm {
+    endpoint: String,
+    payload: String,
+}
+
+/// "Send example": a test event of this type with the example as `data`, to one endpoint (as the
+/// endpoint page's test form sends it).
+pub(super) async fn send_example(
+    State(state): State<UiState>,
+    Extension(session): S,
+    Path(name): Path<String>,
+    Form(form): Form<SendExampleForm>,
+) -> Page {
+    let test = TestForm {
+        event_type: name,
+        payload: form.payload,
+    };
+    super::endpoint::send_test(
+        State(state),
+        Extension(session),
+        Path(form.endpoint),
+        Form(test),
+    )
+    .await
 }
 
 #[derive(Template)]

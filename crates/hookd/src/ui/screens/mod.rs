@@ -29,6 +29,7 @@ pub fn routes() -> Router<UiState> {
             get(endpoints::endpoints).post(endpoints::create_endpoint),
         )
         .route("/endpoints/new", get(endpoints::new_endpoint))
+        .route("/endpoints/filter-test", post(endpoints::test_filter))
         .route(
             "/endpoints/{id}",
             get(endpoint::endpoint).post(endpoints::update_endpoint),
@@ -52,6 +53,10 @@ pub fn routes() -> Router<UiState> {
             get(dead_letters::recovery_progress),
         )
         .route("/events", get(events::catalog))
+        .route(
+            "/events/types/{name}/send-example",
+            post(events::send_example),
+        )
         .route("/events/{id}", get(events::event))
         .route("/events/{id}/replay", post(events::replay))
 }

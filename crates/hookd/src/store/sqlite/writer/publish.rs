@@ -2,20 +2,35 @@
 
 use super::sql::{self, MultiRow};
 use crate::ids::new_id;
-use crate::store::fanout::FanoutTarget;
+use crate::store::fanout::{FanoutEvent, FanoutTarget, FilterCache};
 use crate::store::sql::decode::{RowExt, encode_json, event_from_row, event_row_from_new};
 use crate::store::{DeliveryState, EventRow, NewEvent, Published, StoreResult};
 use rusqlite::Connection;
 use std::collections::HashMap;
 
 /// Every subscription with its filters, read once per round that publishes.
-pub(super) fn load_fanout_targets(conn: &Connection) -> StoreResult<Vec<FanoutTarget>> {
-    sql::query(
+pub(super) fn load_fanout_targets(
+    conn: &Connection,
+    cache: &mut FilterCache,
+) -> StoreResult<Vec<FanoutTarget>> {
+    cache.begin_round();
+    let targets = sql::query(
         conn,
-        "SELECT id, events, active FROM subscriptions",
+        "SELECT id, events, filter, active FROM subscriptions",
         |_| {},
-        |row| FanoutTarget::parse(row.text("id"), &row.text("events"), row.flag("active")),
-    )
+        |row| {
+            let (id, events) = (row.text("id"), row.text("events"));
+            FanoutTarget::parse(
+                id,
+                &events,
+                row.opt_text("filter"),
+                row.flag("active"),
+                cache,
+            )
+        },
+    )?;
+    cache.end_round();
+    Ok(targets)
 }
 
 static EVENTS: MultiRow = MultiRow::new(
@@ -71,7 +86,8 @@ pub(super) fn publish_job(
             continue;
         }
         let mut deliveries = 0;
-        for target in targets.iter().filter(|target| target.selects(event)) {
+        let fanout = FanoutEvent::new(event);
+        for target in targets.iter().filter(|target| target.selects(&fanout)) {
             let (state, next_attempt_at) = match target.active {
                 true => (DeliveryState::Pending, Some(event.created_at)),
                 false => (DeliveryState::Held, None),
