@@ -80,6 +80,12 @@ impl SigningSecret {
     pub fn key_bytes(&self) -> &[u8] {
         &self.key
     }
+
+    /// What a Standard Webhooks library must be given to verify with this secret: `whsec_` + base64
+    /// of the key bytes (for a `whsec_` secret, the same key as the secret itself).
+    pub fn standard_webhooks_form(&self) -> String {
+        format!("{SECRET_PREFIX}{}", STANDARD.encode(&self.key))
+    }
 }
 
 impl fmt::Debug for SigningSecret {
@@ -142,6 +148,8 @@ mod tests {
             let secret = SigningSecret::parse(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(secret.as_str(), text);
             assert_eq!(secret.key_bytes(), text.as_bytes());
+            let standard = hookd_verify::decode_secret(&secret.standard_webhooks_form()).unwrap();
+            assert_eq!(standard, text.as_bytes());
         }
         let too_long = "x".repeat(MAX_TEXT_CHARS + 1);
         assert_eq!(

@@ -13,6 +13,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
+use hookd_core::SigningSecret;
 use hookd_verify::{Verifier, VerifyError};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -57,10 +58,15 @@ fn verify(
     now_ms: i64,
 ) -> Result<String, ApiError> {
     if headers.contains_key("webhook-signature") || headers.contains_key("webhook-id") {
+        // A secret of the subscriber's own (not `whsec_`) keys the HMAC with its UTF-8 bytes.
+        let keyed = |text: &str| match SigningSecret::parse(text) {
+            Ok(secret) => secret.standard_webhooks_form(),
+            Err(_) => text.to_owned(),
+        };
         let (first, rest) = secrets.split_first().ok_or(ApiError::Internal)?;
-        let mut verifier = Verifier::new(first).map_err(unauthorized)?;
+        let mut verifier = Verifier::new(&keyed(first)).map_err(unauthorized)?;
         for secret in rest {
-            verifier = verifier.with_secret(secret).map_err(unauthorized)?;
+            verifier = verifier.with_secret(&keyed(secret)).map_err(unauthorized)?;
         }
         let verified = verifier
             .verify(headers, body, now_ms.div_euclid(1_000))

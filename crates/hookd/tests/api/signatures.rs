@@ -150,3 +150,24 @@ async fn an_unknown_legacy_signature_form_is_refused() {
         .await;
     reply.assert_error(422, "invalid_legacy_signature");
 }
+
+#[tokio::test]
+async fn the_inbound_endpoint_verifies_with_a_secret_of_the_subscribers_choosing() {
+    let app = spawn_app().await;
+    let secret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let sub = app
+        .subscribe_with(json!({"url": "http://127.0.0.1:1/h", "events": ["*"], "secret": secret}))
+        .await;
+    let id = id_of(&sub);
+    let own_url = app.url(&format!("/webhooks/{id}"));
+    let patched = app
+        .patch(&format!("/api/webhooks/{id}"), json!({"url": own_url}))
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    let event_id = app
+        .publish(json!({"event": "order.created", "data": {"n": 1}}))
+        .await;
+    app.wait_for_delivery_state(&event_id, "delivered").await;
+    let received = app.get(&format!("/api/webhooks/{id}/received")).await;
+    assert_eq!(received.body["data"][0]["webhook_id"], event_id.as_str());
+}
