@@ -51,7 +51,9 @@ impl Modify for BearerAuth {
 pub fn document() -> String {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    doc.to_pretty_json().unwrap_or_default()
+    let mut value = serde_json::to_value(&doc).unwrap_or_default();
+    super::contract::apply(&mut value);
+    serde_json::to_string_pretty(&value).unwrap_or_default()
 }
 
 pub async fn serve() -> Json<serde_json::Value> {

@@ -90,6 +90,9 @@ pub trait AdminStore: Send + Sync + 'static {
     async fn archive_event_type(&self, name: &str, now: UnixMs) -> StoreResult<bool>;
     /// True when the type is in the catalog and not archived.
     async fn event_type_exists(&self, name: &str) -> StoreResult<bool>;
+    /// Dates the catalog's built-in types, which a migration seeds with `created_at` 0: they get
+    /// `now` (the first start that sees them). Returns how many were dated; 0 ever after.
+    async fn date_builtin_event_types(&self, now: UnixMs) -> StoreResult<u64>;
 
     /// Records a receipt; false (and nothing written) when this `webhook_id` was already recorded for
     /// the subscription.

@@ -13,6 +13,7 @@ mod delivery_ops;
 mod errors;
 mod event_types;
 mod events;
+mod hardening;
 mod inbound;
 mod master_key;
 mod nodes;
