@@ -330,6 +330,8 @@ try {
     const p = await portal.newPage();
     watch(p);
     await p.goto(link.body.url);
+    // The link's page spends nothing until the subscriber continues (link previews leave it alone).
+    await p.click("#continue");
     await p.waitForURL(`${base}/portal`);
     const cookie = (await portal.cookies()).find((c) => c.name === "hookd_portal");
     assert.ok(cookie && cookie.httpOnly && cookie.sameSite === "Strict");

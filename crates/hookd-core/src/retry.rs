@@ -21,8 +21,11 @@ pub const STANDARD_WEBHOOKS_SCHEDULE_MS: [u64; 9] = [
 /// How a subscription retries. The wire form is one of
 /// `{"max_attempts", "base_delay_ms", "max_delay_ms"}`, `{"schedule_ms": [...]}` or
 /// `{"preset": "standard_webhooks"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged, deny_unknown_fields)]
+///
+/// Deserializing names the accepted shapes when none matches (an untagged enum's own message
+/// would name the Rust type).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
 pub enum RetryPolicy {
     /// Delays double from `base_delay_ms`, capped at `max_delay_ms`; `max_attempts` in total.
     Exponential {
@@ -42,6 +45,63 @@ pub enum RetryPolicy {
 pub enum Preset {
     /// [`STANDARD_WEBHOOKS_SCHEDULE_MS`]: 10 attempts over about three days.
     StandardWebhooks,
+}
+
+/// Every key of every shape, each optional; [`RetryPolicy::try_from`] picks the shape.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetryPolicyWire {
+    max_attempts: Option<u32>,
+    base_delay_ms: Option<u64>,
+    max_delay_ms: Option<u64>,
+    schedule_ms: Option<Vec<u64>>,
+    preset: Option<Preset>,
+}
+
+/// What a `retry` object must look like, for messages.
+const RETRY_SHAPES: &str = "expected {\"max_attempts\", \"base_delay_ms\", optional \"max_delay_ms\"}, \
+     {\"schedule_ms\": [...]} or {\"preset\": \"standard_webhooks\"}";
+
+impl TryFrom<RetryPolicyWire> for RetryPolicy {
+    type Error = String;
+
+    fn try_from(wire: RetryPolicyWire) -> Result<Self, String> {
+        match wire {
+            RetryPolicyWire {
+                max_attempts: Some(max_attempts),
+                base_delay_ms: Some(base_delay_ms),
+                max_delay_ms,
+                schedule_ms: None,
+                preset: None,
+            } => Ok(Self::Exponential {
+                max_attempts,
+                base_delay_ms,
+                max_delay_ms: max_delay_ms.unwrap_or_else(default_max_delay_ms),
+            }),
+            RetryPolicyWire {
+                max_attempts: None,
+                base_delay_ms: None,
+                max_delay_ms: None,
+                schedule_ms: Some(schedule_ms),
+                preset: None,
+            } => Ok(Self::Schedule { schedule_ms }),
+            RetryPolicyWire {
+                max_attempts: None,
+                base_delay_ms: None,
+                max_delay_ms: None,
+                schedule_ms: None,
+                preset: Some(preset),
+            } => Ok(Self::Preset { preset }),
+            _ => Err(RETRY_SHAPES.to_owned()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RetryPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = RetryPolicyWire::deserialize(deserializer)?;
+        Self::try_from(wire).map_err(serde::de::Error::custom)
+    }
 }
 
 fn default_max_delay_ms() -> u64 {
@@ -134,14 +194,21 @@ impl RetryPolicy {
         }
     }
 
-    /// The shortest and longest delay this policy uses; `Retry-After` is clamped into this range.
+    /// The range `Retry-After` is clamped into: from the shortest delay this policy uses to its
+    /// longest allowed delay (`max_delay_ms` for an exponential policy, even when its few attempts
+    /// never reach it; the longest step of a schedule).
     pub fn bounds_ms(&self) -> (u64, u64) {
         let delays: Vec<u64> = (1..self.max_attempts())
             .filter_map(|n| self.base_delay_ms(n))
             .collect();
         let min = delays.iter().copied().min().unwrap_or(0);
-        let max = delays.iter().copied().max().unwrap_or(0);
-        (min, max)
+        let max = match self {
+            Self::Exponential { max_delay_ms, .. } => *max_delay_ms,
+            Self::Schedule { .. } | Self::Preset { .. } => {
+                delays.iter().copied().max().unwrap_or(0)
+            }
+        };
+        (min, max.max(min))
     }
 }
 
@@ -289,7 +356,27 @@ mod tests {
         assert_eq!(preset.max_attempts(), 10);
         assert_eq!(schedule.max_attempts(), 4);
         assert_eq!(schedule.bounds_ms(), (50, 300));
-        assert_eq!(RetryPolicy::default().bounds_ms(), (2_000, 16_000));
+        // Up to `max_delay_ms`, not only to the longest delay the few attempts reach (16 s).
+        assert_eq!(RetryPolicy::default().bounds_ms(), (2_000, 3_600_000));
+        let short = RetryPolicy::Exponential {
+            max_attempts: 4,
+            base_delay_ms: 50,
+            max_delay_ms: 5_000,
+        };
+        assert_eq!(
+            decide(
+                &short,
+                1,
+                AttemptResult::Failure {
+                    retry_after_ms: Some(1_000)
+                },
+                true,
+                0,
+                0.0
+            ),
+            Decision::RetryAt(1_000),
+            "Retry-After: 1 is honoured although the policy's own delays stop at 200 ms"
+        );
         // Huge attempt counts do not overflow.
         assert_eq!(
             exponential(50, 1_000, 60_000).base_delay_ms(49),
@@ -344,7 +431,7 @@ mod tests {
                     retry_after_ms: Some(999_999_999),
                 },
                 true,
-                Decision::RetryAt(now + 16_000),
+                Decision::RetryAt(now + 3_600_000),
             ),
             (
                 5,

@@ -63,6 +63,25 @@ impl FailedAuthLimiter {
     }
 }
 
+/// Shortest configured key (`api_key` / `HOOKD_API_KEY`) taken without a warning outside `--dev`.
+/// Generated keys carry 256 random bits; a key this short or this uniform can be guessed.
+pub const MIN_CONFIGURED_KEY_LEN: usize = 32;
+
+/// Why a configured API key is weak, or `None`. A weak key is accepted (existing deployments keep
+/// working) but `hookd serve` warns about it at every start outside `--dev`.
+pub fn weak_key_reason(key: &str) -> Option<String> {
+    if key.chars().count() < MIN_CONFIGURED_KEY_LEN {
+        return Some(format!(
+            "it is shorter than {MIN_CONFIGURED_KEY_LEN} characters"
+        ));
+    }
+    let distinct: std::collections::BTreeSet<char> = key.chars().collect();
+    if distinct.len() < 8 {
+        return Some("it uses fewer than 8 distinct characters".into());
+    }
+    None
+}
+
 /// Checks presented keys against the configured key (if any) and the stored, unrevoked ones.
 #[derive(Clone)]
 pub struct Authenticator {
@@ -112,6 +131,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn short_or_uniform_configured_keys_are_weak() {
+        assert!(weak_key_reason("abc").is_some());
+        assert!(weak_key_reason(&"a".repeat(64)).is_some());
+        assert!(weak_key_reason("dev-key-change-me").is_some());
+        assert_eq!(weak_key_reason("hk_3f9a1c7e5b2d8f4a6c0e9b1d7f3a5c8e"), None);
+    }
+
+    #[test]
     fn failures_are_limited_per_address() {
         let limiter = FailedAuthLimiter::new(3);
         let a: std::net::IpAddr = "10.0.0.1".parse().unwrap();
@@ -130,6 +157,7 @@ mod tests {
     #[test]
     fn generated_keys_are_unique_and_hashed() {
         let (key_a, row_a) = generate_api_key("a", 1);
+        assert_eq!(weak_key_reason(&key_a), None, "generated keys are strong");
         let (key_b, _) = generate_api_key("b", 1);
         assert_ne!(key_a, key_b);
         assert!(key_a.starts_with(KEY_PREFIX));

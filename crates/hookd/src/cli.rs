@@ -53,6 +53,7 @@ pub enum Command {
     EventTypes(commands::EventTypesCommand),
     /// Delivery metrics (overall or `--webhook ID`).
     Metrics {
+        /// Only this subscription's metrics.
         #[arg(long)]
         webhook: Option<String>,
     },
@@ -113,6 +114,7 @@ pub enum ApiKeysCommand {
     Revoke {
         #[command(flatten)]
         store: StoreArgs,
+        /// The key's id (from `hookd api-keys list`).
         id: String,
     },
 }
@@ -202,9 +204,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Verify(args) => {
-            let verdict = verify::run(&args).map_err(|e| anyhow::anyhow!(e))?;
-            println!("{verdict}");
-            Ok(())
+            verify::print(&args, cli.client.json).map_err(|e| anyhow::anyhow!(e))
         }
     }
 }
@@ -341,4 +341,37 @@ fn rotation_report(rotated: &Rotated) -> String {
         }
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every command and subcommand says what it does, and every option and argument has help.
+    #[test]
+    fn every_command_and_option_has_help() {
+        let mut missing = Vec::new();
+        check_help(&Cli::command(), "hookd", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "without help text:\n{}",
+            missing.join("\n")
+        );
+    }
+
+    fn check_help(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        if command.get_about().is_none() && path != "hookd help" {
+            missing.push(format!("{path} (command)"));
+        }
+        for arg in command.get_arguments() {
+            let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+            if !builtin && !arg.is_hide_set() && arg.get_help().is_none() {
+                missing.push(format!("{path} {}", arg.get_id()));
+            }
+        }
+        for sub in command.get_subcommands() {
+            check_help(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
 }

@@ -90,6 +90,15 @@ pub struct Config {
     pub accent_color: Option<String>,
     /// Where users reach hookd (`https://hooks.example.com`): the base of absolute portal links.
     pub public_url: Option<String>,
+    /// Open client connections at most (capped at half the open-file limit); beyond it a new
+    /// connection is answered 503 and closed.
+    pub http_max_connections: usize,
+    /// A request's headers must arrive within this time of the connection being ready for them, in ms.
+    pub http_header_timeout_ms: u64,
+    /// A connection that moves no byte for this long is closed (after its request, if any), in ms.
+    pub http_idle_timeout_ms: u64,
+    /// A request's body must arrive within this time of its headers, in ms (408 otherwise).
+    pub http_body_timeout_ms: u64,
 }
 
 /// Which parts of hookd a process runs.
@@ -162,6 +171,10 @@ impl Default for Config {
             portal_logo_url: None,
             accent_color: None,
             public_url: None,
+            http_max_connections: 1024,
+            http_header_timeout_ms: 10_000,
+            http_idle_timeout_ms: 5_000,
+            http_body_timeout_ms: 60_000,
         }
     }
 }
@@ -202,6 +215,10 @@ const ENV_KEYS: &[&str] = &[
     "portal_logo_url",
     "accent_color",
     "public_url",
+    "http_max_connections",
+    "http_header_timeout_ms",
+    "http_idle_timeout_ms",
+    "http_body_timeout_ms",
 ];
 
 /// Values given as command-line flags; `None` means "not given".
@@ -281,6 +298,18 @@ impl Config {
             return Err("database_max_connections: must be at least 1".into());
         }
         self.brand()?;
+        if self.http_max_connections == 0 {
+            return Err("http_max_connections: must be at least 1".into());
+        }
+        for (key, value) in [
+            ("http_header_timeout_ms", self.http_header_timeout_ms),
+            ("http_idle_timeout_ms", self.http_idle_timeout_ms),
+            ("http_body_timeout_ms", self.http_body_timeout_ms),
+        ] {
+            if !(100..=3_600_000).contains(&value) {
+                return Err(format!("{key}: must be 100 to 3600000"));
+            }
+        }
         Ok(())
     }
 
@@ -307,6 +336,17 @@ impl Config {
     /// The server-wide default retry policy.
     pub fn retry_policy(&self) -> RetryPolicy {
         self.retry.clone().unwrap_or_default()
+    }
+
+    /// The HTTP listener's limits on connections (before the cap to the open-file limit).
+    pub fn connection_limits(&self) -> crate::listener::ConnectionLimits {
+        let ms = std::time::Duration::from_millis;
+        crate::listener::ConnectionLimits {
+            max_connections: self.http_max_connections,
+            header_read_timeout: ms(self.http_header_timeout_ms),
+            idle_timeout: ms(self.http_idle_timeout_ms),
+            request_body_timeout: ms(self.http_body_timeout_ms),
+        }
     }
 
     /// The delivery worker's settings.

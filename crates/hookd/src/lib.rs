@@ -8,6 +8,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod ids;
+pub mod listener;
 pub mod master_key;
 pub mod ops;
 pub mod runtime;

@@ -4,7 +4,8 @@ use crate::api::{ApiSettings, ApiState};
 use crate::app::{self, AppState};
 use crate::auth::{Authenticator, generate_api_key};
 use crate::config::{Config, check_database_url};
-use crate::ids::{DynClock, SystemClock};
+use crate::ids::{Clock, DynClock, SystemClock};
+use crate::listener::{self, ConnectionLimits};
 use crate::ops::{Ops, OpsSettings};
 use crate::store::Store;
 use crate::store::postgres::PgStore;
@@ -18,6 +19,7 @@ use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
+use tower_http::timeout::RequestBodyDeadlineLayer;
 
 /// Re-exported where the integration tests have always found it.
 pub use crate::runtime::install_crypto_provider;
@@ -30,6 +32,11 @@ const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 /// master keys of [`key_source`].
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let store = open_backend(config).await?;
+    let now = SystemClock.now_ms();
+    if let Err(error) = store.admin.date_builtin_event_types(now).await {
+        // Cosmetic (the catalog's dates): never a reason not to start.
+        tracing::warn!(%error, "cannot date the built-in event types");
+    }
     let source = key_source(config)?;
     sealed::seal(store, source)
         .await
@@ -150,7 +157,6 @@ pub fn app_state(config: &Config, store: Store, clock: DynClock, waker: Arc<Noti
             serve_api: config.role.runs_api(),
             public_metrics: config.public_metrics,
             public_url: ui_settings.brand.public_url.clone(),
-            https_links: ui_settings.cookies.secure,
         },
     };
     let ui = UiState {
@@ -163,21 +169,29 @@ pub fn app_state(config: &Config, store: Store, clock: DynClock, waker: Arc<Noti
     AppState { api, ui }
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then drains open requests.
+/// Serves the API on `listener` with the default connection limits until `shutdown` completes,
+/// then drains open requests.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let app = app::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
-    // Client addresses reach the handlers (failed authentication is limited per address).
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("HTTP server failed")
+    serve_with(listener, state, ConnectionLimits::default(), shutdown).await
+}
+
+/// Serves the API on `listener` with `limits` until `shutdown` completes, then drains open requests.
+pub async fn serve_with(
+    listener: TcpListener,
+    state: AppState,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = app::router(state)
+        .layer(axum::middleware::from_fn(crate::api::limit_headers))
+        .layer(RequestBodyDeadlineLayer::new(limits.request_body_timeout))
+        .layer(tower_http::trace::TraceLayer::new_for_http());
+    listener::serve(listener, app, limits, shutdown).await;
+    Ok(())
 }
 
 /// Starts the delivery worker in the background; it stops when `shutdown` flips to true. Work made
@@ -258,6 +272,19 @@ pub async fn run(
              Do not run production traffic with --dev."
         );
     }
+    if !config.dev
+        && let Some(reason) = config
+            .api_key
+            .as_deref()
+            .and_then(crate::auth::weak_key_reason)
+    {
+        tracing::warn!(
+            "the configured api_key (HOOKD_API_KEY) is weak: {reason}. Anyone who can reach the \
+             API may guess it; use a random key of at least {} characters or `hookd api-keys \
+             create`",
+            crate::auth::MIN_CONFIGURED_KEY_LEN
+        );
+    }
     install_crypto_provider();
     crate::api::metrics::prometheus();
     let clock: DynClock = Arc::new(SystemClock);
@@ -270,6 +297,21 @@ pub async fn run(
             "Created an admin API key. It is shown only this once; store it now:\n\n    {key}\n"
         );
     }
+    let file_limit = listener::raise_open_file_limit();
+    let limits = config.connection_limits();
+    let capped = listener::cap_to_file_limit(limits.max_connections);
+    if capped < limits.max_connections {
+        tracing::warn!(
+            http_max_connections = limits.max_connections,
+            open_file_limit = file_limit,
+            capped,
+            "http_max_connections lowered to half the open-file limit"
+        );
+    }
+    let limits = ConnectionLimits {
+        max_connections: capped,
+        ..limits
+    };
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -288,7 +330,7 @@ pub async fn run(
     });
     let state = app_state(&config, store, clock, waker);
     let mut api_stopped = stopped.clone();
-    let api = tokio::spawn(serve(listener, state, async move {
+    let api = tokio::spawn(serve_with(listener, state, limits, async move {
         let _ = api_stopped.wait_for(|stop| *stop).await;
     }));
     shutdown.await;

@@ -102,7 +102,8 @@ struct Item {
 #[derive(Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Order {
-    /// `ORD-<n>`, counted from 1 at every start (so ids repeat across restarts: see README).
+    /// `ORD-<ULID>`: unique across restarts without a database (time-ordered, 80 random bits), so
+    /// the event id built from it never repeats either.
     id: String,
     customer_id: String,
     amount: f64,
@@ -113,16 +114,13 @@ struct Order {
 
 #[derive(Default)]
 struct OrderBook {
-    /// The number in the last `ORD-<n>` handed out, 0 before the first.
-    last_number: u64,
     orders: HashMap<String, Order>,
 }
 
 impl OrderBook {
     fn create(&mut self, request: CreateOrder) -> Order {
-        self.last_number += 1;
         let order = Order {
-            id: format!("ORD-{}", self.last_number),
+            id: format!("ORD-{}", ulid::Ulid::generate()),
             customer_id: request.customer_id,
             amount: request.amount,
             currency: request.currency,
@@ -241,8 +239,8 @@ impl Hookd {
             bail!("hookd answered {status}: {detail}");
         }
         match response.json::<PublishResult>().await {
-            // Only a retry should meet an earlier event; for a new order it means the id was reused,
-            // e.g. this service restarted (ids restart at ORD-1) while hookd kept its data.
+            // Only a retry of this same publish meets an earlier event (order ids never repeat;
+            // an id reused with other data would be a 409 `idempotency_conflict`).
             Ok(result) if result.duplicate => tracing::warn!(
                 "hookd already had event {}; subscribers were not notified of this order",
                 result.id

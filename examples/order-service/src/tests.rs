@@ -85,9 +85,11 @@ async fn creating_an_order_publishes_order_created_once() {
     let (status, order) = send(&app, "POST", "/api/orders", Some(valid_order())).await;
 
     assert_eq!(status, StatusCode::CREATED);
+    let id = order["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("ORD-") && id.len() == 30, "ORD-<ULID>: {id}");
     let items = json!([{"productId": "SKU-1", "quantity": 2, "price": 49.995}]);
     let expected_order = json!({
-        "id": "ORD-1", "customerId": "CUST-7", "amount": 99.99, "currency": "USD",
+        "id": id, "customerId": "CUST-7", "amount": 99.99, "currency": "USD",
         "items": items, "status": "pending",
     });
     assert_eq!(order, expected_order);
@@ -99,9 +101,9 @@ async fn creating_an_order_publishes_order_created_once() {
     );
     let expected_event = json!({
         "event": "order.created",
-        "id": "order-created-ORD-1",
+        "id": format!("order-created-{id}"),
         "data": {
-            "orderId": "ORD-1", "customerId": "CUST-7", "amount": 99.99, "currency": "USD",
+            "orderId": id, "customerId": "CUST-7", "amount": 99.99, "currency": "USD",
             "items": items, "status": "pending",
         },
     });
@@ -113,10 +115,11 @@ async fn created_orders_can_be_read_back() {
     let (hookd_url, _published) = fake_hookd(StatusCode::ACCEPTED).await;
     let app = order_service(&hookd_url);
     let (_, created) = send(&app, "POST", "/api/orders", Some(valid_order())).await;
+    let id = created["id"].as_str().unwrap();
 
-    let (status, order) = send(&app, "GET", "/api/orders/ORD-1", None).await;
-    assert_eq!((status, order), (StatusCode::OK, created));
-    let (status, error) = send(&app, "GET", "/api/orders/ORD-2", None).await;
+    let (status, order) = send(&app, "GET", &format!("/api/orders/{id}"), None).await;
+    assert_eq!((status, order), (StatusCode::OK, created.clone()));
+    let (status, error) = send(&app, "GET", "/api/orders/ORD-1", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error, json!({"error": "order not found"}));
 }
@@ -159,19 +162,35 @@ async fn a_failed_publish_answers_502_and_keeps_no_order() {
     drop(listener);
 
     for hookd_url in [refusing_hookd, unreachable_hookd] {
-        let app = order_service(&hookd_url);
+        let state = AppState::new(Hookd::new(&hookd_url, API_KEY.into()).unwrap());
+        let app = app(state.clone());
         let (status, error) = send(&app, "POST", "/api/orders", Some(valid_order())).await;
         assert_eq!(status, StatusCode::BAD_GATEWAY, "{hookd_url}");
         assert!(
             error["error"].as_str().unwrap().contains("hookd"),
             "{error}"
         );
-        let (status, _) = send(&app, "GET", "/api/orders/ORD-1", None).await;
-        assert_eq!(status, StatusCode::NOT_FOUND, "{hookd_url}");
+        assert!(
+            state.orders().orders.is_empty(),
+            "{hookd_url}: no order kept"
+        );
     }
     assert_eq!(
         published.lock().unwrap().len(),
         1,
         "the refusing hookd saw the attempt"
     );
+}
+
+#[tokio::test]
+async fn order_ids_do_not_repeat_across_restarts() {
+    let (hookd_url, published) = fake_hookd(StatusCode::ACCEPTED).await;
+    // Two instances stand for the service before and after a restart (the order book is in memory).
+    let first = order_service(&hookd_url);
+    let (_, before) = send(&first, "POST", "/api/orders", Some(valid_order())).await;
+    let restarted = order_service(&hookd_url);
+    let (_, after) = send(&restarted, "POST", "/api/orders", Some(valid_order())).await;
+    assert_ne!(before["id"], after["id"]);
+    let published = published.lock().unwrap();
+    assert_ne!(published[0].body["id"], published[1].body["id"]);
 }

@@ -48,6 +48,7 @@ pub struct DeliveryDetail {
     #[serde(flatten)]
     pub delivery: Delivery,
     pub event: Event,
+    /// Every attempt, oldest first (`attempt_count` counts those of the current run).
     pub attempts: Vec<Attempt>,
 }
 

@@ -34,6 +34,12 @@ pub enum ApiError {
     /// 409: the resource already exists.
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// 408: the request body did not arrive within the body deadline.
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
+    /// 431: the request's headers are over their limit (the message states it).
+    #[error("{0}")]
+    HeadersTooLarge(String),
     /// 413: body or payload over its limit.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -107,7 +113,9 @@ impl ApiError {
             Self::NotFound(_) | Self::RouteNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid { .. } | Self::SchemaMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -127,7 +135,9 @@ impl ApiError {
             Self::NotFound(_) => "not_found",
             Self::RouteNotFound => "route_not_found",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::RequestTimeout => "request_timeout",
             Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::HeadersTooLarge(_) => "headers_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::TooManyRequests(_) => "too_many_requests",
             Self::Unavailable => "store_unavailable",

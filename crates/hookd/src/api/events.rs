@@ -69,7 +69,8 @@ pub struct Delivery {
     pub webhook_id: String,
     /// pending, in_flight, delivered, failed, dead or held.
     pub state: String,
-    pub attempts: i64,
+    /// Attempts made so far in the delivery's current run (a retry or redrive starts a new run).
+    pub attempt_count: i64,
     pub next_attempt_at: Option<String>,
     pub last_status: Option<i64>,
     pub last_error: Option<String>,
@@ -118,7 +119,7 @@ impl From<DeliveryRow> for Delivery {
             event_id: row.event_id,
             webhook_id: row.subscription_id,
             state: row.state.as_str().to_owned(),
-            attempts: row.attempts,
+            attempt_count: row.attempts,
             next_attempt_at: row.next_attempt_at.map(rfc3339),
             last_status: row.last_status,
             last_error: row.last_error,

@@ -22,20 +22,45 @@ where
         if !has_json_content_type(request.headers()) {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let bytes =
-            Bytes::from_request(request, state)
-                .await
-                .map_err(|rejection| match rejection.status() {
-                    StatusCode::PAYLOAD_TOO_LARGE => {
-                        ApiError::PayloadTooLarge("request body is over the size limit".into())
-                    }
-                    _ => ApiError::BadRequest {
-                        code: "unreadable_body",
-                        message: rejection.body_text(),
-                    },
-                })?;
+        let bytes = read_body(request, state).await?;
         parse_json(&bytes).map(ApiJson)
     }
+}
+
+/// The body limit of a route (the value given to `DefaultBodyLimit`), for the 413 message.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// The whole body: 413 stating the route's limit, 408 when it does not arrive within the body
+/// deadline (`http_body_timeout_ms`), 400 when it cannot be read.
+pub async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    let limit = request.extensions().get::<BodyLimit>().copied();
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(match limit {
+                Some(BodyLimit(bytes)) => {
+                    format!("request body is over its limit of {bytes} bytes")
+                }
+                None => "request body is over the size limit".into(),
+            }),
+            _ if caused_by_timeout(&rejection) => ApiError::RequestTimeout,
+            _ => ApiError::BadRequest {
+                code: "unreadable_body",
+                message: "the request body could not be read".into(),
+            },
+        })
+}
+
+fn caused_by_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// Like [`ApiJson`], for actions whose body is optional: an empty body means `T::default()`.
@@ -50,9 +75,7 @@ where
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
         let json_declared = has_json_content_type(request.headers());
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|_| ApiError::PayloadTooLarge("request body is over the size limit".into()))?;
+        let bytes = read_body(request, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(T::default()));
         }
@@ -95,13 +118,46 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 "." => missing_field_name(&inner).unwrap_or_else(|| "body".into()),
                 _ => path,
             };
+            let code = field_code(&field);
             Err(ApiError::invalid(
-                "invalid_field",
+                code,
                 field,
-                strip_position(&inner),
+                plain_message(&strip_position(&inner)),
             ))
         }
     }
+}
+
+/// The error code of a field that has its own (the same code as its semantic check), else
+/// `invalid_field`.
+fn field_code(field: &str) -> &'static str {
+    match field.split('.').any(|segment| segment == "retry") {
+        true => "invalid_retry_policy",
+        false => "invalid_field",
+    }
+}
+
+/// serde's message in the API's terms: JSON types instead of Rust ones (`struct PublishEvent`,
+/// `u32`, `untagged enum RetryPolicy`).
+pub fn plain_message(message: &str) -> String {
+    if message.starts_with("data did not match any variant of untagged enum") {
+        return "does not match any accepted shape".into();
+    }
+    let Some((before, expected)) = message.rsplit_once("expected ") else {
+        return message.to_owned();
+    };
+    let plain = match expected.trim_end_matches('.') {
+        e if e.starts_with("struct variant") || e.starts_with("tuple variant") => "a JSON object",
+        e if e.starts_with("struct ") || e.starts_with("map") => "a JSON object",
+        e if e.starts_with("tuple struct") || e.starts_with("tuple") => "a JSON array",
+        e if e.starts_with("enum ") => "one of the documented values",
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a non-negative integer",
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "an integer",
+        "f32" | "f64" => "a number",
+        "unit" => "null",
+        _ => return message.to_owned(),
+    };
+    format!("{before}expected {plain}")
 }
 
 /// 400 `malformed_json` unless `bytes` is one JSON value.
@@ -197,6 +253,36 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_never_name_rust_types() {
+        let cases = [
+            (
+                "invalid type: string \"x\", expected struct PublishEvent",
+                "invalid type: string \"x\", expected a JSON object",
+            ),
+            (
+                "invalid value: integer `-1`, expected u32",
+                "invalid value: integer `-1`, expected a non-negative integer",
+            ),
+            (
+                "invalid type: string \"1\", expected i64",
+                "invalid type: string \"1\", expected an integer",
+            ),
+            (
+                "data did not match any variant of untagged enum RetryPolicy",
+                "does not match any accepted shape",
+            ),
+            ("missing field `url`", "missing field `url`"),
+            (
+                "unknown variant `x`, expected `standard_webhooks`",
+                "unknown variant `x`, expected `standard_webhooks`",
+            ),
+        ];
+        for (serde, plain) in cases {
+            assert_eq!(plain_message(serde), plain, "{serde}");
+        }
+    }
 
     #[test]
     fn nesting_depth_ignores_strings() {

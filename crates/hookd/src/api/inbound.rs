@@ -31,8 +31,9 @@ pub struct ReceivedAck {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Receipt {
     pub id: String,
-    /// The sender's `webhook-id` (for hookd senders: the event id).
-    pub webhook_id: String,
+    /// The sender's message id, its `webhook-id` header (for a hookd sender: the event id).
+    /// Named `message_id` because `webhook_id` means a subscription everywhere else in the API.
+    pub message_id: String,
     pub event_type: Option<String>,
     pub received_at: String,
 }
@@ -169,7 +170,7 @@ pub async fn list(
             .into_iter()
             .map(|r| Receipt {
                 id: r.id,
-                webhook_id: r.webhook_id,
+                message_id: r.webhook_id,
                 event_type: r.event_type,
                 received_at: rfc3339(r.received_at),
             })

@@ -4,6 +4,7 @@
 //! for reads, and map results to JSON. They hold no SQL and no business rules.
 
 pub mod actions;
+mod contract;
 pub mod deliveries;
 pub mod error;
 pub mod event_types;
@@ -26,8 +27,8 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
-use axum::response::Response;
-use axum::routing::{get, post};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
 use error::ApiError;
 
 /// Limits and policies of the API itself (the operations' own are in [`crate::ops::OpsSettings`]).
@@ -41,8 +42,6 @@ pub struct ApiSettings {
     pub public_metrics: bool,
     /// Base of absolute portal links (`public_url`); else they are built from the request's host.
     pub public_url: Option<String>,
-    /// Portal links built from the request's host use `https` (false only in development mode).
-    pub https_links: bool,
 }
 
 /// Everything a handler may touch. Cheap to clone.
@@ -86,7 +85,7 @@ pub fn router(state: ApiState) -> Router {
             )
             .route(
                 "/webhooks/{id}",
-                post(inbound::receive).layer(DefaultBodyLimit::max(inbound::MAX_INBOUND_BYTES)),
+                post(inbound::receive).layer(body_limit(inbound::MAX_INBOUND_BYTES)),
             );
     }
     app.with_state(state)
@@ -133,22 +132,67 @@ fn management_routes(settings: &ApiSettings, max_payload_bytes: usize) -> Router
                 .patch(event_types::update)
                 .delete(event_types::archive),
         )
-        .layer(DefaultBodyLimit::max(SMALL_BODY_LIMIT))
+        .layer(body_limit(SMALL_BODY_LIMIT))
         .route(
             "/events",
             post(events::publish)
                 .get(events::list)
-                .layer(DefaultBodyLimit::max(
-                    max_payload_bytes + ENVELOPE_ALLOWANCE,
-                )),
+                .layer(body_limit(max_payload_bytes + ENVELOPE_ALLOWANCE)),
         )
         .route(
             "/events/batch",
-            post(events::publish_batch).layer(DefaultBodyLimit::max(settings.max_batch_bytes)),
+            post(events::publish_batch).layer(body_limit(settings.max_batch_bytes)),
         )
         .route("/events/{id}", get(events::get_one))
         .route("/portal/sessions", post(portal::create))
         .fallback(route_not_found)
+}
+
+/// The credentials of `Authorization: Bearer <key>`; the scheme's name is case-insensitive
+/// (RFC 9110, section 11.1), so `bearer` and `BEARER` are accepted too.
+pub fn bearer_token(header_value: &str) -> Option<&str> {
+    let (scheme, rest) = header_value.trim_start().split_once(' ')?;
+    match scheme.eq_ignore_ascii_case("bearer") {
+        true => Some(rest.trim()),
+        false => None,
+    }
+}
+
+/// A route's body limit, and the limit's value for its 413 message ([`extract::BodyLimit`]).
+fn body_limit(
+    bytes: usize,
+) -> tower::layer::util::Stack<
+    axum::Extension<extract::BodyLimit>,
+    tower::layer::util::Stack<DefaultBodyLimit, tower::layer::util::Identity>,
+> {
+    tower::ServiceBuilder::new()
+        .layer(DefaultBodyLimit::max(bytes))
+        .layer(axum::Extension(extract::BodyLimit(bytes)))
+        .into_inner()
+}
+
+/// Most header fields in one request (the listener's parser allows more, so that a request over
+/// this limit gets a JSON answer).
+pub const MAX_HEADER_FIELDS: usize = 100;
+/// Most bytes of header names and values in one request.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// 431 with the API's error body for a request whose headers are over [`MAX_HEADER_FIELDS`] or
+/// [`MAX_HEADER_BYTES`].
+pub async fn limit_headers(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if headers.len() > MAX_HEADER_FIELDS || bytes > MAX_HEADER_BYTES {
+        return ApiError::HeadersTooLarge(format!(
+            "request headers are over their limit of {MAX_HEADER_FIELDS} fields \
+             and {MAX_HEADER_BYTES} bytes"
+        ))
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// The answer for a path that matches no route.
@@ -199,8 +243,7 @@ async fn authenticate(
     let presented = header_value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(bearer_token)
         .filter(|key| !key.is_empty())
         .ok_or(ApiError::Unauthorized(
             "malformed Authorization header: expected Bearer <key>",

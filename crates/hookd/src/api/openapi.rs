@@ -133,7 +133,9 @@ impl Modify for BearerAuth {
 pub fn document() -> String {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    doc.to_pretty_json().unwrap_or_default()
+    let mut value = serde_json::to_value(&doc).unwrap_or_default();
+    super::contract::apply(&mut value);
+    serde_json::to_string_pretty(&value).unwrap_or_default()
 }
 
 /// The document with its `webhooks` section built from the current catalog

@@ -10,7 +10,7 @@ use super::rfc3339;
 use crate::ops::parse_owner;
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -27,14 +27,30 @@ pub struct CreatePortalSession {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PortalLink {
-    /// Open this once in a browser (absolute when `public_url` is configured or the request named
-    /// its host).
+    /// Open this in a browser; it shows a page whose "continue" button spends the link. Absolute:
+    /// `public_url` when configured, else the scheme and `Host` this request used (relative when
+    /// the `Host` is not a plain `host[:port]`).
     pub url: String,
     /// The same link relative to hookd's address.
     pub path: String,
     pub owner: String,
     pub capabilities: Vec<String>,
     pub expires_at: String,
+}
+
+/// The origin this request reached, for links when `public_url` is not configured: the request's
+/// own scheme (hookd serves plain HTTP, so `http` unless the request line named another) and its
+/// `Host`, taken only when it is a plain `host[:port]` (no user info, path or stray characters).
+/// `None` without a usable host: the link is then relative. Behind a proxy or a TLS terminator,
+/// configure `public_url`.
+fn request_origin(uri: &Uri, headers: &HeaderMap) -> Option<String> {
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    let authority: axum::http::uri::Authority = host.parse().ok()?;
+    if authority.as_str().contains('@') || authority.as_str() != host {
+        return None;
+    }
+    let scheme = uri.scheme_str().unwrap_or("http");
+    Some(format!("{scheme}://{authority}"))
 }
 
 /// `["read"]` → read-only, `["read", "manage"]` (any order) → manage; anything else is refused.
@@ -59,6 +75,7 @@ fn parse_capabilities(raw: &[String]) -> Result<bool, ApiError> {
               (status = 422, body = ErrorBody)))]
 pub async fn create(
     State(state): State<ApiState>,
+    uri: Uri,
     headers: HeaderMap,
     ApiJson(input): ApiJson<CreatePortalSession>,
 ) -> Result<(StatusCode, Json<PortalLink>), ApiError> {
@@ -71,19 +88,7 @@ pub async fn create(
     let path = format!("/portal/enter?token={}", link.token);
     let base = match &state.settings.public_url {
         Some(base) => base.clone(),
-        None => headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()))
-            .map(|host| {
-                let scheme = if state.settings.https_links {
-                    "https"
-                } else {
-                    "http"
-                };
-                format!("{scheme}://{host}")
-            })
-            .unwrap_or_default(),
+        None => request_origin(&uri, &headers).unwrap_or_default(),
     };
     let capabilities = match manage {
         true => vec!["read".into(), "manage".into()],
@@ -104,6 +109,24 @@ pub async fn create(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_use_the_requests_own_scheme_and_a_plain_host_only() {
+        let origin = |uri: &str, host: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::HOST, host.parse().unwrap());
+            request_origin(&uri.parse().unwrap(), &headers)
+        };
+        let plain = Some("http://hooks.local:8080".to_owned());
+        assert_eq!(origin("/api/portal/sessions", "hooks.local:8080"), plain);
+        assert_eq!(
+            origin("/api/portal/sessions", "[::1]:80").as_deref(),
+            Some("http://[::1]:80")
+        );
+        for bad in ["evil.example/x", "user@evil.example", "a b", ""] {
+            assert_eq!(origin("/api/portal/sessions", bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn capabilities() {

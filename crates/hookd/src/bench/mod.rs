@@ -41,6 +41,7 @@ pub enum Scenario {
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
+    /// What to measure (each scenario is described in BENCHMARKS.md).
     #[arg(long, value_enum, default_value = "throughput")]
     pub scenario: Scenario,
     /// How long to publish (e.g. 60s, 500ms, 2m).

@@ -25,7 +25,7 @@ const DELIVERY_COLUMNS: &[Column] = &[
     ("EVENT", "event_id"),
     ("WEBHOOK", "webhook_id"),
     ("STATE", "state"),
-    ("ATTEMPTS", "attempts"),
+    ("ATTEMPTS", "attempt_count"),
     ("LAST STATUS", "last_status"),
     ("NEXT ATTEMPT", "next_attempt_at"),
 ];
@@ -34,7 +34,7 @@ const DEAD_LETTER_COLUMNS: &[Column] = &[
     ("EVENT", "event_id"),
     ("TYPE", "event"),
     ("WEBHOOK", "webhook_id"),
-    ("ATTEMPTS", "attempts"),
+    ("ATTEMPTS", "attempt_count"),
     ("LAST ERROR", "last_error"),
     ("FAILED AT", "failed_at"),
 ];
@@ -55,6 +55,7 @@ pub enum WebhooksCommand {
         /// Event types, comma-separated (`order.created,payment.*` or `*`).
         #[arg(long, value_delimiter = ',', required = true)]
         events: Vec<String>,
+        /// A description shown in the dashboard and the portal.
         #[arg(long)]
         description: Option<String>,
         /// Bring your own secret (`whsec_...`); generated otherwise.
@@ -66,59 +67,82 @@ pub enum WebhooksCommand {
         /// Retry policy as JSON, e.g. '{"preset":"standard_webhooks"}'.
         #[arg(long)]
         retry: Option<String>,
+        /// Per-attempt timeout in ms (1,000 to 60,000; default: the server's).
         #[arg(long)]
         timeout_ms: Option<i64>,
         /// A custom header `Name: value` (repeatable).
         #[arg(long = "header")]
         headers: Vec<String>,
     },
+    /// List subscriptions, newest first.
     List {
+        /// Only active (true) or only disabled (false) subscriptions.
         #[arg(long)]
         active: Option<bool>,
+        /// Page size, 1 to 250.
         #[arg(long)]
         limit: Option<u32>,
+        /// `next_cursor` from the previous page.
         #[arg(long)]
         cursor: Option<String>,
     },
+    /// Show one subscription.
     Get {
+        /// The subscription id (`wh_...`).
         id: String,
     },
     /// Change an endpoint's settings.
     Update {
+        /// The subscription id (`wh_...`).
         id: String,
         /// New endpoint URL.
         #[arg(long)]
         endpoint: Option<String>,
+        /// New event types, comma-separated (replaces the old ones).
         #[arg(long, value_delimiter = ',')]
         events: Option<Vec<String>>,
+        /// New description.
         #[arg(long)]
         description: Option<String>,
+        /// New metadata as a JSON object.
         #[arg(long)]
         metadata: Option<String>,
+        /// Enable (true) or disable (false) the subscription.
         #[arg(long)]
         active: Option<bool>,
+        /// New retry policy as JSON.
         #[arg(long)]
         retry: Option<String>,
+        /// New per-attempt timeout in ms (1,000 to 60,000).
         #[arg(long)]
         timeout_ms: Option<i64>,
     },
+    /// Delete a subscription and its deliveries.
     Delete {
+        /// The subscription id (`wh_...`).
         id: String,
     },
+    /// Enable a disabled subscription.
     Enable {
+        /// The subscription id (`wh_...`).
         id: String,
         /// Re-queue the deliveries held while it was disabled.
         #[arg(long)]
         replay: bool,
     },
+    /// Disable a subscription: matching events are held, not sent.
     Disable {
+        /// The subscription id (`wh_...`).
         id: String,
     },
     /// Show the signing secret.
     Secret {
+        /// The subscription id (`wh_...`).
         id: String,
     },
+    /// Replace the signing secret; the old one keeps signing during the overlap.
     RotateSecret {
+        /// The subscription id (`wh_...`).
         id: String,
         /// How long the old secret keeps signing too.
         #[arg(long)]
@@ -126,24 +150,30 @@ pub enum WebhooksCommand {
     },
     /// Send a `webhook.test` event to this endpoint.
     Test {
+        /// The subscription id (`wh_...`).
         id: String,
     },
     /// Re-queue failed and dead deliveries since a time.
     Recover {
+        /// The subscription id (`wh_...`).
         id: String,
+        /// RFC 3339: deliveries that failed at or after this time.
         #[arg(long)]
         since: String,
+        /// RFC 3339: and before this time (default: now).
         #[arg(long)]
         until: Option<String>,
     },
     /// What the inbound endpoint received for this subscription.
     Received {
+        /// The subscription id (`wh_...`).
         id: String,
     },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum EventsCommand {
+    /// Publish one event.
     Publish {
         /// The event type.
         #[arg(long = "type")]
@@ -154,26 +184,36 @@ pub enum EventsCommand {
         /// Your idempotent id for the event.
         #[arg(long)]
         id: Option<String>,
+        /// Schema version of `data` (default `1.0`).
         #[arg(long)]
         version: Option<String>,
         /// Attempt once, never retry.
         #[arg(long)]
         no_retry: bool,
+        /// Sent as the `Idempotency-Key` header: a retry of this publish returns the original.
         #[arg(long)]
         idempotency_key: Option<String>,
     },
+    /// Show an event and its deliveries.
     Get {
+        /// The event id.
         id: String,
     },
+    /// List events, newest first.
     List {
+        /// Only events of this type.
         #[arg(long = "type")]
         event_type: Option<String>,
+        /// RFC 3339: only events at or after this time.
         #[arg(long)]
         since: Option<String>,
+        /// RFC 3339: only events before this time.
         #[arg(long)]
         until: Option<String>,
+        /// Page size, 1 to 250.
         #[arg(long)]
         limit: Option<u32>,
+        /// `next_cursor` from the previous page.
         #[arg(long)]
         cursor: Option<String>,
     },
@@ -183,44 +223,65 @@ pub enum EventsCommand {
 pub enum DeliveriesCommand {
     /// A subscription's deliveries.
     List {
+        /// The subscription id (`wh_...`).
         #[arg(long)]
         webhook: String,
+        /// Only this state: pending, in_flight, delivered, failed, dead or held.
         #[arg(long)]
         state: Option<String>,
+        /// Page size, 1 to 250.
         #[arg(long)]
         limit: Option<u32>,
+        /// `next_cursor` from the previous page.
         #[arg(long)]
         cursor: Option<String>,
     },
     /// A delivery and its attempts.
-    Get { id: String },
+    Get {
+        /// The delivery id (`dlv_...`).
+        id: String,
+    },
     /// Re-queue a delivery now.
-    Retry { id: String },
+    Retry {
+        /// The delivery id (`dlv_...`).
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum DeadLettersCommand {
+    /// List dead deliveries, newest first.
     List {
+        /// Only this subscription's.
         #[arg(long)]
         webhook: Option<String>,
+        /// Only this event type's.
         #[arg(long)]
         event_type: Option<String>,
+        /// RFC 3339: died at or after this time.
         #[arg(long)]
         since: Option<String>,
+        /// RFC 3339: died before this time.
         #[arg(long)]
         until: Option<String>,
+        /// Page size, 1 to 250.
         #[arg(long)]
         limit: Option<u32>,
     },
     /// Re-queue one dead letter (by id) or all matching the filters.
     Redrive {
+        /// The dead delivery's id (`dlv_...`); without it, every one matching the filters.
         id: Option<String>,
+        /// Only this subscription's.
         #[arg(long)]
         webhook: Option<String>,
+        /// Only this event type's.
         #[arg(long)]
         event_type: Option<String>,
+        /// RFC 3339: died at or after this time.
         #[arg(long)]
         since: Option<String>,
+        /// RFC 3339: died before this time.
         #[arg(long)]
         until: Option<String>,
     },
@@ -228,12 +289,17 @@ pub enum DeadLettersCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum EventTypesCommand {
+    /// List the event-type catalog.
     List {
+        /// Include archived types.
         #[arg(long)]
         include_archived: bool,
     },
+    /// Add a type to the catalog (or bring back an archived one).
     Add {
+        /// The type's name (`[a-zA-Z0-9_.-]`, up to 128 characters).
         name: String,
+        /// What the event means.
         #[arg(long)]
         description: Option<String>,
         #[command(flatten)]
@@ -254,7 +320,9 @@ pub enum EventTypesCommand {
     Get {
         name: String,
     },
+    /// Archive a type: it leaves the catalog's list, its events stay.
     Archive {
+        /// The type's name.
         name: String,
     },
 }
@@ -432,7 +500,10 @@ pub async fn webhooks(args: &ClientArgs, command: WebhooksCommand) -> Result<(),
                 .post(&format!("/api/webhooks/{id}/enable"), &body)
                 .await?;
             output::print(json, &enabled, |v| {
-                format!("enabled {id}; {} held deliveries replayed", v["replayed"])
+                format!(
+                    "enabled {id}; {} replayed",
+                    output::count(&v["replayed"], "held delivery", "held deliveries")
+                )
             });
         }
         WebhooksCommand::Disable { id } => {
@@ -475,7 +546,10 @@ pub async fn webhooks(args: &ClientArgs, command: WebhooksCommand) -> Result<(),
                 .post(&format!("/api/webhooks/{id}/recover"), &body)
                 .await?;
             output::print(json, &recovered, |v| {
-                format!("{} deliveries re-queued", v["recovered"])
+                format!(
+                    "{} re-queued",
+                    output::count(&v["recovered"], "delivery", "deliveries")
+                )
             });
         }
         WebhooksCommand::Received { id } => {
@@ -484,7 +558,7 @@ pub async fn webhooks(args: &ClientArgs, command: WebhooksCommand) -> Result<(),
                 output::page(
                     p,
                     &[
-                        ("WEBHOOK-ID", "webhook_id"),
+                        ("MESSAGE-ID", "message_id"),
                         ("TYPE", "event_type"),
                         ("RECEIVED", "received_at"),
                     ],
@@ -533,10 +607,10 @@ pub async fn events(args: &ClientArgs, command: EventsCommand) -> Result<(), Cli
                     _ => "published",
                 };
                 format!(
-                    "{verb} {} ({}): {} deliveries queued",
+                    "{verb} {} ({}): {} queued",
                     cell(&v["id"]),
                     cell(&v["event"]),
-                    v["deliveries"]
+                    output::count(&v["deliveries"], "delivery", "deliveries")
                 )
             });
         }
@@ -684,7 +758,10 @@ pub async fn dead_letters(
             set(&mut body, "until", until.map(Value::from));
             let done = api.post("/api/dead-letters/redrive", &body).await?;
             output::print(json, &done, |v| {
-                format!("{} dead letters re-queued", v["redriven"])
+                format!(
+                    "{} re-queued",
+                    output::count(&v["redriven"], "dead letter", "dead letters")
+                )
             });
         }
     }

@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use hookd_verify::Verifier;
 use serde_json::{Value, json};
+use std::io::Write;
 use std::sync::Arc;
 
 #[derive(Debug, clap::Args)]
@@ -79,7 +80,8 @@ pub async fn run(client: &ClientArgs, args: ListenArgs) -> Result<(), ClientErro
         .fallback(axum::routing::post(receive))
         .with_state(state);
     let served = axum::serve(socket, app)
-        .with_graceful_shutdown(crate::runtime::shutdown_signal())
+        // SIGHUP too: closing the terminal must not leave the subscription behind.
+        .with_graceful_shutdown(crate::runtime::shutdown_or_hangup_signal())
         .await;
     if let Some(id) = subscription {
         let _ = api
@@ -90,7 +92,8 @@ pub async fn run(client: &ClientArgs, args: ListenArgs) -> Result<(), ClientErro
                 &[],
             )
             .await;
-        println!("Unsubscribed {id}");
+        // After a hangup the terminal is gone: a failed write must not stop the clean-up.
+        let _ = writeln!(std::io::stdout(), "Unsubscribed {id}");
     }
     served.map_err(|e| ClientError::Usage(e.to_string()))
 }
@@ -117,13 +120,12 @@ async fn receive(
         Ok(_) => "verified".to_owned(),
         Err(error) => format!("INVALID: {error}"),
     };
-    println!(
-        "--> {event_type} {} attempt {} [{label}]",
+    // Written without `println!`, which panics once the terminal is gone (after a hangup).
+    let _ = writeln!(
+        std::io::stdout(),
+        "--> {event_type} {} attempt {} [{label}]\n{}",
         header("webhook-id"),
-        header("x-webhook-attempt")
-    );
-    println!(
-        "{}",
+        header("x-webhook-attempt"),
         serde_json::to_string_pretty(&parsed)
             .unwrap_or_else(|_| String::from_utf8_lossy(&body).into())
     );
@@ -149,7 +151,7 @@ async fn receive(
     match request.send().await {
         Ok(response) => {
             let status = response.status();
-            println!("<-- {} from {target}", status.as_u16());
+            let _ = writeln!(std::io::stdout(), "<-- {} from {target}", status.as_u16());
             let text = response.text().await.unwrap_or_default();
             (
                 StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
@@ -157,7 +159,10 @@ async fn receive(
             )
         }
         Err(error) => {
-            println!("<-- forwarding to {target} failed: {error}");
+            let _ = writeln!(
+                std::io::stdout(),
+                "<-- forwarding to {target} failed: {error}"
+            );
             (
                 StatusCode::BAD_GATEWAY,
                 r#"{"error":"forward failed"}"#.into(),

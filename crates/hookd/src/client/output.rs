@@ -69,6 +69,22 @@ pub fn record(value: &Value) -> String {
 }
 
 /// Prints `value` as pretty JSON, or through `human` otherwise.
+/// `1 delivery`, `2 deliveries`, `0 deliveries`: a count from the server with its noun.
+pub fn count(n: &Value, one: &str, many: &str) -> String {
+    match n.as_u64() {
+        Some(1) => format!("1 {one}"),
+        Some(n) => format!("{n} {many}"),
+        None => format!("{} {many}", cell_text(n)),
+    }
+}
+
+fn cell_text(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
 pub fn print(json: bool, value: &Value, human: impl FnOnce(&Value) -> String) {
     match json {
         true => println!(
@@ -92,6 +108,14 @@ pub fn page(value: &Value, columns: &[Column]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_agree_with_their_nouns() {
+        let count = |n: Value| count(&n, "delivery", "deliveries");
+        assert_eq!(count(serde_json::json!(1)), "1 delivery");
+        assert_eq!(count(serde_json::json!(0)), "0 deliveries");
+        assert_eq!(count(serde_json::json!(2)), "2 deliveries");
+    }
     use serde_json::json;
 
     #[test]

@@ -24,6 +24,46 @@ pub struct VerifyArgs {
     pub now: Option<i64>,
 }
 
+/// What `hookd verify` prints: a line, or with `--json` an object
+/// (`{"valid": true, "scheme", "webhook_id", "timestamp"}` or `{"valid": false, "error"}`).
+pub fn print(args: &VerifyArgs, json: bool) -> Result<(), ClientError> {
+    let verdict = run(args);
+    if !json {
+        let line = verdict?;
+        println!("{line}");
+        return Ok(());
+    }
+    let (object, result) = match &verdict {
+        Ok(line) => (verdict_json(line), Ok(())),
+        Err(error) => {
+            let message = error.to_string();
+            let reason = message.strip_prefix("invalid: ").unwrap_or(&message);
+            (
+                serde_json::json!({"valid": false, "error": reason}),
+                Err(ClientError::Usage(message.clone())),
+            )
+        }
+    };
+    println!("{object}");
+    result
+}
+
+/// The JSON form of a successful verdict line from [`run`].
+fn verdict_json(line: &str) -> serde_json::Value {
+    match line
+        .strip_prefix("valid: webhook-id ")
+        .and_then(|rest| rest.split_once(" signed at "))
+    {
+        Some((id, timestamp)) => serde_json::json!({
+            "valid": true,
+            "scheme": "standard-webhooks",
+            "webhook_id": id,
+            "timestamp": timestamp.parse::<i64>().ok(),
+        }),
+        None => serde_json::json!({"valid": true, "scheme": "x-webhook-signature"}),
+    }
+}
+
 /// Verifies and returns a one-line verdict; `Err` carries the reason it failed.
 pub fn run(args: &VerifyArgs) -> Result<String, ClientError> {
     let mut headers = Vec::new();

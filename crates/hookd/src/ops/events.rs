@@ -118,8 +118,37 @@ impl Ops {
     }
 
     /// Stores events and their deliveries, all or nothing, and counts the new ones.
+    ///
+    /// An event whose id (or `Idempotency-Key`) was published before with a different type or
+    /// different `data` is a 409 `idempotency_conflict`; the same event again is a duplicate. In a
+    /// batch, the other events were stored by then (re-sending them is a duplicate).
     pub async fn publish(&self, events: Vec<NewEvent>) -> Result<Vec<Published>, OpsError> {
+        let requested: Vec<(String, String)> = events
+            .iter()
+            .map(|event| (event.event_type.clone(), event.data.clone()))
+            .collect();
+        let batch = events.len() > 1;
         let published = self.store.publisher.publish(events).await?;
+        for (index, (result, (event_type, data))) in published.iter().zip(&requested).enumerate() {
+            if !result.created && !same_event(&result.event, event_type, data) {
+                let field = match batch {
+                    true => format!("events[{index}]: "),
+                    false => String::new(),
+                };
+                let rest = match batch {
+                    true => "; the batch's other events were stored",
+                    false => "",
+                };
+                return Err(OpsError::Conflict {
+                    code: "idempotency_conflict",
+                    message: format!(
+                        "{field}event {} was already published with a different type or data \
+                         (use a new id for a new event){rest}",
+                        result.event.id
+                    ),
+                });
+            }
+        }
         let created = published.iter().filter(|p| p.created).count();
         metrics::counter!("hookd_events_published_total").increment(created as u64);
         if published.iter().any(|p| p.created && p.deliveries > 0) {
@@ -129,7 +158,7 @@ impl Ops {
     }
 
     /// Publishes a test event to one subscription only, through the normal pipeline. A disabled
-    /// subscription gets no delivery (`deliveries` is 0).
+    /// subscription is refused (409 `subscription_disabled`): nothing would be sent.
     pub async fn send_test_event(
         &self,
         subscription_id: &str,
@@ -141,6 +170,14 @@ impl Ops {
             .get_subscription(subscription_id)
             .await?
             .ok_or(OpsError::NotFound("webhook"))?;
+        if !subscription.active {
+            return Err(OpsError::Conflict {
+                code: "subscription_disabled",
+                message: "the webhook is disabled, so a test event would not be sent; \
+                          enable it first"
+                    .into(),
+            });
+        }
         let now = self.clock.now_ms();
         let (event_type, data) = match payload {
             TestPayload::Standard => {
@@ -170,5 +207,21 @@ impl Ops {
             self.work_became_due();
         }
         Ok(first)
+    }
+}
+
+/// Whether a stored event is the one requested again: the same type and the same `data` (as JSON
+/// values: key order and spacing may differ between two sends of one event).
+fn same_event(stored: &crate::store::EventRow, event_type: &str, data: &str) -> bool {
+    if stored.event_type != event_type {
+        return false;
+    }
+    if stored.data == data {
+        return true;
+    }
+    let parse = |text: &str| serde_json::from_str::<serde_json::Value>(text).ok();
+    match (parse(&stored.data), parse(data)) {
+        (Some(stored), Some(requested)) => stored == requested,
+        _ => false,
     }
 }

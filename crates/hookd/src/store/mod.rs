@@ -99,6 +99,9 @@ pub trait AdminStore: Send + Sync + 'static {
         row: &EventTypeRow,
         expected_updated_at: UnixMs,
     ) -> StoreResult<bool>;
+    /// Dates the catalog's built-in types, which a migration seeds with `created_at` 0: they get
+    /// `now` (the first start that sees them). Returns how many were dated; 0 ever after.
+    async fn date_builtin_event_types(&self, now: UnixMs) -> StoreResult<u64>;
 
     /// Records a receipt; false (and nothing written) when this `webhook_id` was already recorded for
     /// the subscription.

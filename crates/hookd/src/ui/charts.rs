@@ -180,16 +180,21 @@ pub fn sparkline_points(samples: &[AttemptSample], subscription_id: &str, now: i
             hours[slot].1 += usize::from(sample.ok);
         }
     }
-    hours
+    let points: Vec<(usize, f64)> = hours
         .iter()
         .enumerate()
         .filter(|(_, (total, _))| *total > 0)
-        .map(|(i, (total, ok))| {
-            let y = 20.0 - 18.0 * (*ok as f64 / *total as f64);
-            format!("{},{:.1}", i * 4, y + 1.0)
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+        .map(|(i, (total, ok))| (i * 4, 21.0 - 18.0 * (*ok as f64 / *total as f64)))
+        .collect();
+    match points.as_slice() {
+        // A polyline of one point draws nothing: one hour of data is a segment across its hour.
+        [(x, y)] => format!("{x},{y:.1} {},{y:.1}", x + 4),
+        _ => points
+            .iter()
+            .map(|(x, y)| format!("{x},{y:.1}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
 }
 
 #[cfg(test)]
@@ -250,7 +255,13 @@ mod tests {
             sample(now - 10, 5, true, "a"),
             sample(now - 10, 5, false, "a"),
         ];
-        assert_eq!(sparkline_points(&samples, "a", now), "92,12.0");
+        // Under an hour of data still draws: a segment across the current hour.
+        assert_eq!(sparkline_points(&samples, "a", now), "92,12.0 96,12.0");
         assert_eq!(sparkline_points(&samples, "b", now), "");
+        let two_hours = vec![
+            sample(now - 10, 5, true, "a"),
+            sample(now - 3_600_000 - 10, 5, false, "a"),
+        ];
+        assert_eq!(sparkline_points(&two_hours, "a", now), "88,21.0 92,3.0");
     }
 }

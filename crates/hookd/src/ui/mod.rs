@@ -101,7 +101,7 @@ pub fn router(state: UiState) -> Router {
             operator_headers,
         ));
     let portal = Router::new()
-        .route("/enter", get(enter_portal))
+        .route("/enter", get(enter_portal_page).post(enter_portal))
         .merge(portal)
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -439,19 +439,47 @@ struct EnterPage {
     assets: &'static assets::AssetUrls,
 }
 
+#[derive(Template)]
+#[template(path = "enter_continue.html")]
+struct ContinuePage {
+    assets: &'static assets::AssetUrls,
+    token: String,
+}
+
 #[derive(serde::Deserialize)]
 struct EnterQuery {
     token: Option<String>,
 }
 
-/// `GET /portal/enter?token=…`: exchanges a one-time link for a portal session. The answer is a page
-/// (not a redirect) that continues to `/portal/` by itself: a `SameSite=Strict` cookie set on a
-/// redirect that another site started would not be sent with the redirected request.
-async fn enter_portal(
-    State(state): State<UiState>,
+/// `GET /portal/enter?token=…`: a page with a "continue" button that posts the token. The GET
+/// spends nothing, so a mail scanner or a chat's link preview that fetches the link leaves it for
+/// the subscriber.
+async fn enter_portal_page(
     axum::extract::Query(query): axum::extract::Query<EnterQuery>,
 ) -> Response {
-    let Some(token) = query.token.filter(|t| !t.is_empty()) else {
+    let Some(token) = query.token.filter(|t| !t.is_empty() && t.len() <= 256) else {
+        return UiError::Unauthorized("this page needs a portal link").into_response();
+    };
+    let page = ContinuePage {
+        assets: &assets::URLS,
+        token,
+    };
+    render(&page).into_response()
+}
+
+/// `POST /portal/enter` (the continue page's form): exchanges the one-time link for a portal
+/// session. The answer is a page (not a redirect) that continues to `/portal/` by itself: a
+/// `SameSite=Strict` cookie set on a redirect that another site started would not be sent with
+/// the redirected request.
+async fn enter_portal(
+    State(state): State<UiState>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<EnterQuery>,
+) -> Response {
+    if !same_origin(&headers) {
+        return UiError::Forbidden("open the portal link itself, then continue").into_response();
+    }
+    let Some(token) = form.token.filter(|t| !t.is_empty()) else {
         return UiError::Unauthorized("this page needs a portal link").into_response();
     };
     let now = state.clock.now_ms();

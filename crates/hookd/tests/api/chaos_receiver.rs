@@ -439,10 +439,10 @@ fn check_delivery(
             "hookd logged attempts {logged:?}, the receiver saw {numbers:?}"
         ));
     }
-    if delivery["attempts"] != attempts.len() {
+    if delivery["attempt_count"] != attempts.len() {
         return Err(format!(
-            "attempts = {} but {} logged",
-            delivery["attempts"],
+            "attempt_count = {} but {} logged",
+            delivery["attempt_count"],
             attempts.len()
         ));
     }

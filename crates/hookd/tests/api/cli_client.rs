@@ -207,13 +207,14 @@ async fn event_delivery_and_dead_letter_commands() {
             "--type",
             "order.created",
             "--data",
-            "{}",
+            r#"{"orderId":"ORD-1"}"#,
             "--id",
             "ord-1",
         ],
     )
     .await;
     assert!(again.contains("already published"), "{again}");
+    assert!(again.contains("1 delivery queued"), "{again}");
     let bad = hookd(
         &app,
         &[
@@ -487,6 +488,105 @@ async fn listen_verifies_prints_and_forwards() {
     let _ = child.wait().await;
     let remaining = app.get("/api/webhooks").await.body;
     assert_eq!(remaining["data"], json!([]));
+}
+
+#[tokio::test]
+async fn listen_unsubscribes_when_its_terminal_closes() {
+    let app = spawn_app().await;
+    let port = {
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        socket.local_addr().unwrap().port()
+    };
+    let mut child = command(&app)
+        .args(["listen", "--port", &port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("Ready") {
+                return;
+            }
+        }
+        panic!("listen exited before it was ready");
+    })
+    .await
+    .expect("listen did not get ready");
+    let subscribed = app.get("/api/webhooks").await.body;
+    assert_eq!(subscribed["data"].as_array().unwrap().len(), 1);
+
+    // The terminal goes away: its output is gone, and the process gets SIGHUP.
+    drop(lines);
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("listen did not exit on SIGHUP")
+        .unwrap();
+    assert!(
+        status.code().is_some(),
+        "listen exited by itself, not killed by the signal"
+    );
+    let remaining = app.get("/api/webhooks").await.body;
+    assert_eq!(remaining["data"], json!([]), "the subscription was removed");
+}
+
+#[tokio::test]
+async fn verify_prints_json_with_the_json_flag() {
+    let run = |extra: &'static str| async move {
+        let mut args = vec![
+            "--json",
+            "verify",
+            "--secret",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        ];
+        args.extend([
+            "-H",
+            "webhook-id: msg_p5jXN8AQM9LWM0D4loKWxJek",
+            "-H",
+            "webhook-timestamp: 1614265330",
+            "-H",
+            "webhook-signature: v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+            "--now",
+            "1614265330",
+        ]);
+        let mut child = Command::new(BIN)
+            .env_clear()
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(format!(r#"{{"test": 243223231{extra}}}"#).as_bytes())
+            .await
+            .unwrap();
+        drop(stdin);
+        let output = child.wait_with_output().await.unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let json: Value =
+            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+        (output.status.success(), json)
+    };
+    let (ok, valid) = run("4").await;
+    assert!(ok);
+    assert_eq!(valid["valid"], true);
+    assert_eq!(valid["webhook_id"], "msg_p5jXN8AQM9LWM0D4loKWxJek");
+    assert_eq!(valid["timestamp"], 1614265330);
+    let (ok, invalid) = run("5").await;
+    assert!(!ok, "an invalid signature still exits non-zero");
+    assert_eq!(invalid["valid"], false);
+    assert!(
+        invalid["error"].as_str().unwrap().contains("no signature"),
+        "{invalid}"
+    );
 }
 
 #[tokio::test]

@@ -176,7 +176,7 @@ async fn gone_disables_the_subscription_and_holds_its_deliveries() {
 }
 
 #[tokio::test]
-async fn retry_after_is_honoured_within_the_schedule_bounds() {
+async fn retry_after_is_honoured_up_to_the_policys_max_delay() {
     let (app, worker, clock) = spawn_stepped(|c| {
         c.retry = Some(hookd_core::RetryPolicy::Exponential {
             max_attempts: 5,
@@ -189,7 +189,8 @@ async fn retry_after_is_honoured_within_the_schedule_bounds() {
     receiver.script(
         "/busy",
         [
-            Answer::WithHeaders(429, vec![("retry-after", "7".into())]),
+            // Longer than any delay the policy's five attempts use (8 s), under its max_delay_ms.
+            Answer::WithHeaders(429, vec![("retry-after", "30".into())]),
             Answer::WithHeaders(503, vec![("retry-after", "3600".into())]),
             Answer::WithHeaders(500, vec![("retry-after", "30".into())]),
         ],
@@ -216,20 +217,25 @@ async fn retry_after_is_honoured_within_the_schedule_bounds() {
     let start = clock.now_ms();
     let (state, at) = next_attempt().await;
     assert_eq!(state, hookd::store::DeliveryState::Failed);
-    assert_eq!(at - start, 7_000, "429 Retry-After: 7 s");
-
-    assert_eq!(worker.run_once().await.unwrap().attempted, 0, "not due yet");
-    clock.advance_ms(7_000);
-    worker.run_once().await.unwrap();
-    let (_, at) = next_attempt().await;
-    // The schedule's delays are 1, 2, 4 and 8 s: Retry-After is clamped into that range.
     assert_eq!(
-        at - clock.now_ms(),
-        8_000,
-        "503 Retry-After: 1 h, clamped to 8 s"
+        at - start,
+        30_000,
+        "429 Retry-After: 30 s, honoured in full"
     );
 
-    clock.advance_ms(8_000);
+    assert_eq!(worker.run_once().await.unwrap().attempted, 0, "not due yet");
+    clock.advance_ms(30_000);
+    worker.run_once().await.unwrap();
+    let (_, at) = next_attempt().await;
+    // Retry-After is clamped to the policy's max_delay_ms (60 s), not to the 8 s its own
+    // delays happen to reach.
+    assert_eq!(
+        at - clock.now_ms(),
+        60_000,
+        "503 Retry-After: 1 h, clamped to max_delay_ms"
+    );
+
+    clock.advance_ms(60_000);
     worker.run_once().await.unwrap();
     let (_, at) = next_attempt().await;
     let delay = at - clock.now_ms();

@@ -57,7 +57,9 @@ async fn hookd_delivers_to_its_own_inbound_endpoint() {
             b["data"].as_array().is_some_and(|d| !d.is_empty())
         })
         .await;
-    assert_eq!(received["data"][0]["webhook_id"], event_id);
+    // `message_id`: `webhook_id` names a subscription everywhere else in the API.
+    assert_eq!(received["data"][0]["message_id"], event_id);
+    assert!(received["data"][0].get("webhook_id").is_none());
     assert_eq!(received["data"][0]["event_type"], "order.created");
     app.wait_for_delivery_state(&event_id, "delivered").await;
 }

@@ -15,6 +15,7 @@ mod errors;
 mod event_schemas;
 mod event_types;
 mod events;
+mod hardening;
 mod inbound;
 mod master_key;
 mod nodes;

@@ -141,6 +141,11 @@ impl<B: Backend> AdminStore for SqlStore<B> {
         Ok(self.db().run(sql).await? == 1)
     }
 
+    async fn date_builtin_event_types(&self, now: UnixMs) -> StoreResult<u64> {
+        let sql = Sql::new("UPDATE event_types SET created_at = ?1 WHERE created_at = 0").bind(now);
+        self.db().run(sql).await
+    }
+
     async fn record_receipt(&self, receipt: ReceiptRow) -> StoreResult<bool> {
         let sql = Sql::new(
             "INSERT INTO received (id, subscription_id, webhook_id, event_type, received_at)

@@ -109,9 +109,20 @@ impl Browser {
             .await
     }
 
-    /// Opens a portal link (path from `POST /api/portal/sessions`).
+    /// Opens a portal link (path from `POST /api/portal/sessions`) and continues, as a subscriber
+    /// does: the GET shows a page whose form posts the token; the POST spends it.
     pub async fn enter(&mut self, path: &str) -> Page {
-        self.get(path).await
+        let shown = self.get(path).await;
+        if shown.status != 200 {
+            return shown;
+        }
+        assert!(
+            shown.body.contains(r#"action="/portal/enter""#),
+            "{}",
+            shown.body
+        );
+        let token = path.split_once("token=").map(|(_, t)| t).unwrap_or("");
+        self.post("/portal/enter", &[("token", token)]).await
     }
 }
 

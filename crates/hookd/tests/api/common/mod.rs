@@ -221,8 +221,9 @@ async fn spawn_api(config: Config, store: Store, clock: DynClock) -> TestApp {
     let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
+    let limits = config.connection_limits();
     let server = tokio::spawn(async move {
-        hookd::server::serve(listener, state, async {
+        hookd::server::serve_with(listener, state, limits, async {
             let _ = stopped.await;
         })
         .await
