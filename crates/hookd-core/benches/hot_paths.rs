@@ -14,7 +14,7 @@
 //! Run with `cargo bench -p hookd-core`; BENCHMARKS.md records the figures.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use hookd_core::envelope::{Envelope, legacy_signature, signature_header};
+use hookd_core::envelope::{Envelope, LegacySignature, legacy_signature, signature_header};
 use hookd_core::event_type::any_matches;
 use hookd_core::retry::{self, AttemptResult, Preset, RetryPolicy};
 use hookd_core::time::rfc3339_ms;
@@ -62,7 +62,8 @@ fn prepare_attempt(data_json: &str, stored_secrets: &[&str]) -> (Vec<u8>, String
         .collect();
     let refs: Vec<&SigningSecret> = secrets.iter().collect();
     let signature = signature_header(&refs, EVENT_ID, NOW_MS.div_euclid(1_000), &body);
-    let legacy = legacy_signature(&secrets[0], &body);
+    let legacy =
+        legacy_signature(&secrets[0], LegacySignature::Body, &body).expect("the body is JSON");
     (body, signature, legacy)
 }
 
@@ -108,7 +109,7 @@ fn envelope_and_signatures(c: &mut Criterion) {
         });
     }
     group.bench_function("legacy_hex_1kb", |b| {
-        b.iter(|| legacy_signature(black_box(&current), black_box(&body)))
+        b.iter(|| legacy_signature(black_box(&current), LegacySignature::Body, black_box(&body)))
     });
     group.finish();
 }

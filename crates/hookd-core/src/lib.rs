@@ -16,8 +16,8 @@ pub mod secret;
 pub mod time;
 pub mod url;
 
-pub use envelope::{Envelope, LegacySignature};
 pub use content_filter::{ContentFilter, FilterError, FilterInput};
+pub use envelope::{Envelope, LegacySignature};
 pub use event_type::{EventFilter, EventType};
 pub use ids::ClientEventId;
 pub use outcome::{FailureEffects, Outcome};

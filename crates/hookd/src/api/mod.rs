@@ -28,7 +28,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use error::ApiError;
 
 /// Limits and policies of the API itself (the operations' own are in [`crate::ops::OpsSettings`]).

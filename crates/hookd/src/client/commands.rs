@@ -307,7 +307,9 @@ pub enum EventTypesCommand {
     },
     /// Change a type's description, schema (from a file), examples or validation mode.
     Set {
+        /// The type's name.
         name: String,
+        /// What the event means.
         #[arg(long)]
         description: Option<String>,
         #[command(flatten)]
@@ -318,6 +320,7 @@ pub enum EventTypesCommand {
     },
     /// Show one type with its schemas and examples.
     Get {
+        /// The type's name.
         name: String,
     },
     /// Archive a type: it leaves the catalog's list, its events stay.

@@ -604,7 +604,7 @@ async fn custom_headers_are_sent_but_cannot_override_signatures() {
             json!({"retry": {"schedule_ms": [1]}}),
             "invalid_retry_policy",
         ),
-        (json!({"retry": {"forever": true}}), "invalid_field"),
+        (json!({"retry": {"forever": true}}), "invalid_retry_policy"),
     ] {
         app.patch(&format!("/api/webhooks/{id}"), body.clone())
             .await

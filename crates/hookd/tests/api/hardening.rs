@@ -364,6 +364,15 @@ fn codes_in(source: &str, codes: &mut std::collections::BTreeSet<String>) {
             candidates.push(rest.split('"').next().unwrap_or(""));
         }
     }
+    // Codes chosen by the kind of a JSON error (`JsonErrorKind::DuplicateKey => "duplicate_key"`).
+    for line in source.lines() {
+        let line = line.trim_start();
+        if line.starts_with("JsonErrorKind::") {
+            if let Some((_, rest)) = line.split_once("=> \"") {
+                candidates.push(rest.split('"').next().unwrap_or(""));
+            }
+        }
+    }
     if let Some(body) = code_fn {
         candidates.extend(
             body.split("=> \"")

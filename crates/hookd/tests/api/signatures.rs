@@ -169,5 +169,5 @@ async fn the_inbound_endpoint_verifies_with_a_secret_of_the_subscribers_choosing
         .await;
     app.wait_for_delivery_state(&event_id, "delivered").await;
     let received = app.get(&format!("/api/webhooks/{id}/received")).await;
-    assert_eq!(received.body["data"][0]["webhook_id"], event_id.as_str());
+    assert_eq!(received.body["data"][0]["message_id"], event_id.as_str());
 }
