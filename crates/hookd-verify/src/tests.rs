@@ -250,11 +250,14 @@ fn v1a_matches_an_independent_ed25519_implementation() {
     assert!(!format!("{pair:?}").contains(&WHSK[5..20]));
 }
 
+/// A case of `v1a_verification`: name, `webhook-signature` value, body, expected result.
+type V1aCase<'a> = (&'a str, String, &'a [u8], Result<&'a str, VerifyError>);
+
 #[test]
 fn v1a_verification() {
     let verifier = Verifier::from_public_key(WHPK).unwrap();
     let other = SigningKeyPair::from_seed(&[9; 32]);
-    let cases: Vec<(&str, String, &[u8], Result<&str, VerifyError>)> = vec![
+    let cases: Vec<V1aCase> = vec![
         ("valid", SIG_V1A.to_owned(), BODY, Ok(ID)),
         (
             "among others",

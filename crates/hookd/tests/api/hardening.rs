@@ -367,10 +367,10 @@ fn codes_in(source: &str, codes: &mut std::collections::BTreeSet<String>) {
     // Codes chosen by the kind of a JSON error (`JsonErrorKind::DuplicateKey => "duplicate_key"`).
     for line in source.lines() {
         let line = line.trim_start();
-        if line.starts_with("JsonErrorKind::") {
-            if let Some((_, rest)) = line.split_once("=> \"") {
-                candidates.push(rest.split('"').next().unwrap_or(""));
-            }
+        if line.starts_with("JsonErrorKind::")
+            && let Some((_, rest)) = line.split_once("=> \"")
+        {
+            candidates.push(rest.split('"').next().unwrap_or(""));
         }
     }
     if let Some(body) = code_fn {
