@@ -192,7 +192,7 @@ try {
     await page.fill("#events", "order.*, webhook.test");
     await page.fill("#description", "Order service");
     await page.fill("#owner", "acme");
-    await page.click("#endpoint-form button[type=submit]");
+    await page.click("#endpoint-form button[type=submit]:not(#test-filter)");
     await page.waitForURL(/\/ui\/endpoints\/wh_/);
     okEndpoint = page.url().split("/").pop();
     assert.equal(await page.textContent("#endpoint-state"), "active");
@@ -347,7 +347,8 @@ try {
     assert.ok(!(await p.textContent("main")).includes(deadDelivery));
     // The link was used up.
     const again = await (await browser.newContext()).newPage();
-    const reused = await again.goto(link.body.url);
+    await again.goto(link.body.url);
+    const [reused] = await Promise.all([again.waitForNavigation(), again.click("#continue")]);
     assert.equal(reused.status(), 401);
     // The operator's cookie is not valid in the portal and vice versa.
     const fresh = await browser.newContext();
@@ -371,6 +372,8 @@ try {
     const page = await context.newPage();
     watch(page);
     await page.goto(`${allowed}/?src=${encodeURIComponent(await link())}`);
+    const entry = await eventually("the link's page in the frame", () => page.frames().find((f) => f.url().startsWith(`${framed.base}/portal/enter`)));
+    await entry.click("#continue");
     const frame = await eventually("the portal in the frame", () => page.frames().find((f) => f.url() === `${framed.base}/portal`));
     await frame.waitForSelector("main h1");
     const cookie = (await context.cookies()).find((c) => c.name === "hookd_portal");
