@@ -1,8 +1,9 @@
 //! `POST /api/events` bodies: arbitrary bytes through the same `parse_json` the `ApiJson` extractor
 //! uses, as a single event and as a batch.
 //!
-//! Properties: parsing never panics; a refused body gets one of the three parse errors (400
-//! `malformed_json`/`json_too_deep`, 422 `invalid_field`), never another status. An accepted
+//! Properties: parsing never panics; a refused body gets one of the parse errors (400
+//! `malformed_json`/`json_too_deep`, 422 `invalid_field`, or 422 `invalid_retry_policy` for a
+//! field named `retry`), never another status. An accepted
 //! event's `data` then goes through `hookd_core::canonical::canonicalize` (as `Ops::prepare_event`
 //! does): it either refuses it (422 naming the path) without panicking, or returns text that is
 //! valid JSON on its own and is its own canonical form (it is stored and delivered as is); when every
@@ -54,7 +55,10 @@ fn check_accepted(body: &[u8], events: &[PublishEvent]) {
 fn check_refused(error: &ApiError) {
     let expected = matches!(
         (error.status().as_u16(), error.code()),
-        (400, "malformed_json") | (400, "json_too_deep") | (422, "invalid_field")
+        (400, "malformed_json")
+            | (400, "json_too_deep")
+            | (422, "invalid_field")
+            | (422, "invalid_retry_policy")
     );
     assert!(expected, "unexpected parse error {error:?}");
     // The message goes into the response body; formatting it must not panic either.
