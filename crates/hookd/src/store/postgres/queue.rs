@@ -130,11 +130,13 @@ impl QueueStore for PgStore {
         now: UnixMs,
     ) -> StoreResult<RecordReport> {
         // Subscription by subscription (a stable sort keeps each one's outcomes in order). The
-        // subscription rows are locked first, in one statement and in id order, so that two nodes
-        // recording at once (or a disable) cannot deadlock with this transaction.
+        // subscription rows this may write are locked first, in one statement and in id order, so
+        // that two nodes recording at once (or a disable) cannot deadlock with this transaction.
+        // Healthy subscriptions (only successes, no failures counted) are not locked at all: nodes
+        // delivering to the same endpoints record side by side.
         outcomes.sort_by(|a, b| a.subscription_id.cmp(&b.subscription_id));
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        lock_subscriptions(&mut tx, &outcomes).await?;
+        let locked = lock_subscriptions(&mut tx, &outcomes).await?;
         insert_attempts(&mut tx, &outcomes).await?;
         let applied: HashSet<String> = apply_outcomes(&mut tx, owner, &outcomes, now)
             .await?
@@ -142,8 +144,10 @@ impl QueueStore for PgStore {
             .collect();
         let (mut report, effects) = applied_effects(&outcomes, &applied);
         for (subscription, effect) in effects {
-            if apply_failure_effect(&mut tx, subscription, &effect, disable_after_failures, now)
-                .await?
+            // One that was not locked had only successes and a count of zero: nothing to write.
+            if locked.contains(subscription)
+                && apply_failure_effect(&mut tx, subscription, &effect, disable_after_failures, now)
+                    .await?
             {
                 report.disabled.push(subscription.to_owned());
             }
@@ -263,7 +267,9 @@ impl QueueStore for PgStore {
     }
 }
 
-/// Locks the subscription rows of a batch of outcomes, in id order, before anything else is written.
+/// Locks, in id order and before anything else is written, the rows of the batch's subscriptions
+/// that recording may write: those with a retry, a dead delivery or a `410 Gone` among their
+/// outcomes, and those with failures counted (a success resets the count). Returns their ids.
 ///
 /// Without it a retry (`failed`) could be written while another transaction disables the
 /// subscription: the disable's `hold_queued` does not see the uncommitted row, and the outcome's
@@ -271,30 +277,41 @@ impl QueueStore for PgStore {
 /// would then wait forever on a disabled subscription. With the lock, a disable (which updates the
 /// subscription row before holding its queue) either waits for this transaction, so that
 /// `hold_queued` sees its `failed` rows, or commits first, so that the outcomes, written by later
-/// statements, read `active = false` and write `held`.
+/// statements, read `active = false` and write `held`. A success needs no such order (`delivered`
+/// is final either way), so a subscription with only successes and a zero count is not locked; if
+/// another recorder counts a failure on it meanwhile, that count stands (the two were concurrent).
 ///
 /// `FOR NO KEY UPDATE` rather than `FOR SHARE` (as `release_leases` takes): this transaction may
 /// update the row itself (failure count, auto-disable), and two recorders upgrading share locks on
 /// the same row would deadlock. Rows are locked in id order, as every other transaction that locks
-/// several subscriptions does, and before any delivery row, as the disable paths lock them.
-/// Publishing is not blocked: its foreign-key checks take `FOR KEY SHARE`, which does not conflict.
+/// several subscriptions does, and before any delivery row, as the disable paths lock them; no row
+/// is locked later in the transaction. Publishing is not blocked: its foreign-key checks take
+/// `FOR KEY SHARE`, which does not conflict.
 async fn lock_subscriptions(
     conn: &mut PgConnection,
     outcomes: &[DeliveryOutcome],
-) -> StoreResult<()> {
-    let mut ids: Vec<&str> = outcomes
+) -> StoreResult<HashSet<String>> {
+    let mut all: Vec<&str> = outcomes
         .iter()
         .map(|o| o.subscription_id.as_str())
         .collect();
-    ids.dedup();
-    sqlx::query(
-        "SELECT id FROM subscriptions WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE",
+    all.dedup();
+    let failing: Vec<&str> = outcomes
+        .iter()
+        .filter(|o| o.outcome != Outcome::Delivered)
+        .map(|o| o.subscription_id.as_str())
+        .collect();
+    sqlx::query_scalar(
+        "SELECT id FROM subscriptions
+          WHERE id = ANY($1::text[]) AND (id = ANY($2::text[]) OR failure_count <> 0)
+          ORDER BY id FOR NO KEY UPDATE",
     )
-    .bind(ids)
-    .execute(&mut *conn)
+    .bind(all)
+    .bind(failing)
+    .fetch_all(&mut *conn)
     .await
-    .map_err(map_err)?;
-    Ok(())
+    .map(|ids: Vec<String>| ids.into_iter().collect())
+    .map_err(map_err)
 }
 
 /// Logs every attempt in one statement, one array per column (attempts of deliveries deleted
