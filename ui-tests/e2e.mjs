@@ -10,6 +10,7 @@
 import { chromium } from "playwright-core";
 import { spawn } from "node:child_process";
 import { createServer } from "node:http";
+import { createHmac } from "node:crypto";
 import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname, resolve } from "node:path";
@@ -23,7 +24,7 @@ const shots = join(target, "screenshots");
 mkdirSync(shots, { recursive: true });
 const KEY = "hookd_e2e_key_" + Math.random().toString(36).slice(2);
 
-// ---- the test receiver: /ok answers 200; /flaky answers 500 until told to recover ----
+// ---- the test receiver: /flaky answers 500 until told to recover; every other path answers 200 ----
 let flakyFails = true;
 const received = [];
 const receiver = createServer((req, res) => {
@@ -95,6 +96,15 @@ async function embedder(host) {
   embedders.push(server);
   return `http://${host}:${embedPort}`;
 }
+/** Whether a received request carries a Standard Webhooks `v1` signature made with `secret`. */
+function signedWith(request, secret) {
+  const key = Buffer.from(secret.replace(/^whsec_/, ""), "base64");
+  const { "webhook-id": id, "webhook-timestamp": timestamp, "webhook-signature": signatures = "" } = request.headers;
+  const expected = createHmac("sha256", key).update(`${id}.${timestamp}.${request.body}`).digest("base64");
+  return signatures.split(" ").includes(`v1,${expected}`);
+}
+/** The requests that reached the receiver at `path` with the event `id`. */
+const arrivals = (path, id) => received.filter((r) => r.path === path && JSON.parse(r.body).id === id);
 async function eventually(what, check, ms = 20000) {
   const end = Date.now() + ms;
   for (;;) {
@@ -136,13 +146,94 @@ async function shoot(context, name, url) {
   }
 }
 
+// ---- the catalog type the catalog and content-filter checks use ----
+const invoicePaid = {
+  name: "invoice.paid",
+  description: "An invoice was paid in full.",
+  schema: {
+    $schema: "https://json-schema.org/draft/2020-12/schema",
+    type: "object",
+    required: ["invoiceId", "amount", "currency"],
+    properties: {
+      invoiceId: { type: "string", pattern: "^INV-[0-9]+$" },
+      amount: { type: "number", minimum: 0 },
+      currency: { enum: ["EUR", "USD"] },
+    },
+    additionalProperties: false,
+  },
+  examples: [{ invoiceId: "INV-2001", amount: 250, currency: "EUR" }],
+  validate: "enforce",
+};
+const invoiceExample = invoicePaid.examples[0];
+
+/** Checks the catalog's card of `invoice.paid` on the current page (dashboard or portal): its
+ *  description, its schema pretty-printed under its validation mode, and its example. */
+async function checkInvoiceCard(page) {
+  const card = page.locator('[id="type-invoice.paid"]');
+  assert.equal((await card.locator("h2").textContent()).trim(), "invoice.paid");
+  assert.equal((await card.locator("p").first().textContent()).trim(), invoicePaid.description);
+  const schema = card.locator("details.schema");
+  assert.equal(await schema.count(), 1);
+  assert.match(await schema.locator("summary").textContent(), /Schema of data \(validation: enforce\)/);
+  await schema.locator("summary").click();
+  assert.ok(await schema.locator("pre").isVisible(), "the schema opens");
+  const schemaText = await schema.locator("pre").textContent();
+  assert.deepEqual(JSON.parse(schemaText), invoicePaid.schema);
+  assert.match(schemaText, /^ {2}"properties": \{\n {4}"amount": \{\n {6}"minimum": 0,$/m, "indented, one key a line");
+  const example = card.locator("details:not(.schema)");
+  assert.match(await example.locator("summary").textContent(), /Example payload/);
+  await example.locator("summary").click();
+  assert.deepEqual(JSON.parse(await example.locator("pre").textContent()), invoiceExample);
+  return card;
+}
+
+/** Sends the example from the catalog card to `endpoint` and returns what the receiver got at `path`. */
+async function sendExample(card, endpoint, path) {
+  const before = received.length;
+  await card.locator("select[name=endpoint]").selectOption(endpoint);
+  await card.locator("form.send-example button[type=submit]").click();
+  const result = card.locator('[id^="send-result-"] .notice');
+  await result.waitFor({ timeout: 20000 });
+  assert.match(await result.textContent(), /Delivered[\s\S]*200/);
+  const got = received.slice(before).filter((r) => r.path === path);
+  assert.equal(got.length, 1, "exactly one request reached the endpoint");
+  return got[0];
+}
+
+/** On an endpoint form: runs "Test filter" and waits for the outcome that contains `expected`,
+ *  settled (htmx keeps the previous outcome's attributes on the new one until it settles). */
+async function testFilter(page, expected) {
+  await page.click("#test-filter");
+  await page.waitForFunction((text) => {
+    const outcome = document.querySelector("#filter-test-outcome");
+    return outcome?.textContent.includes(text) && !outcome.classList.contains("htmx-added");
+  }, expected);
+  return page.locator("#filter-test-outcome");
+}
+
+/** Publishes a matching and a non-matching event; only the first reaches `endpoint` (at `path`),
+ *  the other gets no delivery there. Returns the two event ids. */
+async function onlyMatchingDelivered(endpoint, path, matching, other) {
+  const skipped = await api("POST", "/api/events", { event: "invoice.paid", data: other });
+  const passed = await api("POST", "/api/events", { event: "invoice.paid", data: matching });
+  assert.equal(skipped.status, 202);
+  assert.equal(passed.status, 202);
+  const [got] = await eventually("the matching event arrives", () => arrivals(path, passed.body.id).length && arrivals(path, passed.body.id));
+  assert.deepEqual(JSON.parse(got.body).data, matching);
+  const deliveries = async (id) => (await api("GET", `/api/events/${id}`)).body.deliveries.map((d) => d.webhook_id);
+  assert.ok((await deliveries(passed.body.id)).includes(endpoint));
+  assert.ok(!(await deliveries(skipped.body.id)).includes(endpoint), "no delivery of the filtered-out event");
+  assert.equal(arrivals(path, skipped.body.id).length, 0);
+  return [passed.body.id, skipped.body.id];
+}
+
 let exitCode = 0;
 try {
   ({ base, api } = await startHookd());
   const operator = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await operator.newPage();
   watch(page);
-  let okEndpoint, flakyEndpoint, deadDelivery, testEvent;
+  let okEndpoint, flakyEndpoint, deadDelivery, testEvent, invoiceEndpoint, invoiceSecret, globexInvoices;
 
   await step("sign in with an API key: HttpOnly, SameSite=Strict session cookie", async () => {
     await page.goto(`${base}/ui`);
@@ -308,11 +399,94 @@ try {
     assert.equal(await page.evaluate(() => document.getElementById("help").open), true);
   });
 
+  await step("event catalog: a type created through the API shows its description, schema and example", async () => {
+    const created = await api("POST", "/api/event-types", invoicePaid);
+    assert.equal(created.status, 201);
+    assert.equal(created.body.validate, "enforce");
+    const endpoint = await api("POST", "/api/webhooks", { url: `${receiverUrl}/invoices`, events: ["invoice.paid"], description: "Billing", owner: "acme" });
+    assert.equal(endpoint.status, 201);
+    ({ id: invoiceEndpoint, secret: invoiceSecret } = endpoint.body);
+    const other = await api("POST", "/api/webhooks", { url: `${receiverUrl}/globex-invoices`, events: ["invoice.*"], owner: "globex" });
+    assert.equal(other.status, 201);
+    globexInvoices = other.body.id;
+    // The schema is enforced: a payload it refuses is not published.
+    const refused = await api("POST", "/api/events", { event: "invoice.paid", data: { invoiceId: "INV-1", amount: -5, currency: "EUR" } });
+    assert.equal(refused.status, 422);
+    assert.equal(refused.body.code, "schema_mismatch");
+    await page.keyboard.press("Escape"); // the shortcuts dialog the previous step opened
+    await page.click("nav >> text=Event catalog");
+    await page.waitForURL(`${base}/ui/events`);
+    const card = await checkInvoiceCard(page);
+    const subscribed = await card.locator("p", { hasText: "Subscribed endpoints" }).textContent();
+    assert.ok(subscribed.includes(`${receiverUrl}/invoices`) && subscribed.includes(`${receiverUrl}/globex-invoices`));
+  });
+
+  await step("event catalog: \"send example\" delivers the example, signed, to the chosen endpoint", async () => {
+    const card = page.locator('[id="type-invoice.paid"]');
+    const options = await card.locator("select[name=endpoint] option").evaluateAll((o) => o.map((e) => e.value).sort());
+    assert.deepEqual(options, [invoiceEndpoint, globexInvoices].sort());
+    const got = await sendExample(card, invoiceEndpoint, "/invoices");
+    const envelope = JSON.parse(got.body);
+    assert.equal(envelope.event, "invoice.paid");
+    assert.deepEqual(envelope.data, invoiceExample);
+    assert.ok(signedWith(got, invoiceSecret), "signed with the endpoint's secret");
+    assert.ok(!received.some((r) => r.path === "/globex-invoices"), "the other subscriber got nothing");
+    await card.screenshot({ path: join(shots, "catalog-send-example-light.png") });
+  });
+
+  await step("endpoint form: a content filter, tested against the catalog example, saved; only matching events are delivered", async () => {
+    await page.goto(`${base}/ui/endpoints/${invoiceEndpoint}`);
+    assert.match(await page.textContent("#settings"), /Content filter\s*none/);
+    await page.click(`a[href="/ui/endpoints/${invoiceEndpoint}/edit"]`);
+    await page.waitForURL(`${base}/ui/endpoints/${invoiceEndpoint}/edit`);
+    await page.click("#filter-test summary");
+    // The test starts from the catalog's example of the endpoint's event type.
+    assert.equal(await page.inputValue("#test_event"), "invoice.paid");
+    assert.deepEqual(JSON.parse(await page.inputValue("#test_data")), invoiceExample);
+    await page.fill("#filter", '{"data.amount": {"$gte": 100}}');
+    const passes = await testFilter(page, "The example passes the filter: it would be delivered.");
+    assert.equal(await passes.getAttribute("class"), "ok");
+    await page.fill("#test_data", JSON.stringify({ ...invoiceExample, amount: 99.5 }));
+    const fails = await testFilter(page, "The example does not pass the filter: no delivery.");
+    assert.equal(await fails.getAttribute("class"), "error");
+    await page.locator("#endpoint-form").screenshot({ path: join(shots, "filter-test-light.png") });
+    assert.equal((await api("GET", `/api/webhooks/${invoiceEndpoint}`)).body.filter, null, "testing saves nothing");
+    await page.click("#endpoint-form button[type=submit]:not(#test-filter)");
+    await page.waitForURL(`${base}/ui/endpoints/${invoiceEndpoint}`);
+    assert.deepEqual(JSON.parse(await page.textContent("#endpoint-filter")), { "data.amount": { $gte: 100 } });
+    assert.deepEqual((await api("GET", `/api/webhooks/${invoiceEndpoint}`)).body.filter, { "data.amount": { $gte: 100 } });
+    await onlyMatchingDelivered(invoiceEndpoint, "/invoices",
+      { invoiceId: "INV-2003", amount: 180, currency: "USD" },
+      { invoiceId: "INV-2002", amount: 20, currency: "EUR" });
+  });
+
+  await step("endpoint form: an invalid content filter is refused with its path, in the test and on save", async () => {
+    await page.goto(`${base}/ui/endpoints/${invoiceEndpoint}/edit`);
+    assert.deepEqual(JSON.parse(await page.inputValue("#filter")), { "data.amount": { $gte: 100 } });
+    const wrong = '{"data.amount": {"$between": [1, 500]}}';
+    await page.fill("#filter", wrong);
+    await page.click("#filter-test summary");
+    const outcome = await testFilter(page, "filter.data.amount.$between");
+    assert.match(await outcome.textContent(), /^content filter: filter\.data\.amount\.\$between: unknown operator "\$between"/);
+    assert.equal(await outcome.getAttribute("class"), "error");
+    const [response] = await Promise.all([
+      page.waitForNavigation(),
+      page.click("#endpoint-form button[type=submit]:not(#test-filter)"),
+    ]);
+    assert.equal(response.status(), 422);
+    assert.match(await page.textContent("#form-error"), /^filter\.data\.amount\.\$between: unknown operator "\$between"/);
+    assert.equal(await page.inputValue("#filter"), wrong, "the form keeps what was typed");
+    await page.screenshot({ path: join(shots, "endpoint-form-filter-error-light.png"), fullPage: true });
+    assert.deepEqual((await api("GET", `/api/webhooks/${invoiceEndpoint}`)).body.filter, { "data.amount": { $gte: 100 } }, "nothing changed");
+  });
+
   await step("screenshots of every operator screen, light and dark", async () => {
     await shoot(operator, "overview", `${base}/ui?range=1h`);
     await shoot(operator, "endpoints", `${base}/ui/endpoints`);
     await shoot(operator, "endpoint", `${base}/ui/endpoints/${okEndpoint}`);
     await shoot(operator, "endpoint-form", `${base}/ui/endpoints/${okEndpoint}/edit`);
+    await shoot(operator, "endpoint-filtered", `${base}/ui/endpoints/${invoiceEndpoint}`);
+    await shoot(operator, "endpoint-form-filter", `${base}/ui/endpoints/${invoiceEndpoint}/edit`);
     await shoot(operator, "deliveries", `${base}/ui/deliveries`);
     await shoot(operator, "delivery", `${base}/ui/deliveries/${deadDelivery}`);
     await shoot(operator, "dead-letters", `${base}/ui/dead-letters`);
@@ -358,6 +532,65 @@ try {
     await shoot(portal, "portal-endpoint", `${base}/portal/endpoints/${okEndpoint}`);
     await shoot(portal, "portal-deliveries", `${base}/portal/deliveries`);
     await shoot(portal, "portal-dead-letters", `${base}/portal/dead-letters`);
+    await portal.close();
+  });
+
+  await step("portal: the catalog and content-filter editing, within its owner", async () => {
+    const link = await api("POST", "/api/portal/sessions", { owner: "acme", capabilities: ["read", "manage"], ttl_seconds: 600 });
+    const portal = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const p = await portal.newPage();
+    watch(p);
+    await p.goto(link.body.url);
+    await p.click("#continue");
+    await p.waitForURL(`${base}/portal`);
+    await p.click("nav >> text=Event catalog");
+    await p.waitForURL(`${base}/portal/events`);
+    const card = await checkInvoiceCard(p);
+    // Only the owner's endpoints are listed and offered.
+    const subscribed = await card.locator("p", { hasText: "Subscribed endpoints" }).textContent();
+    assert.ok(subscribed.includes(`${receiverUrl}/invoices`) && !subscribed.includes("globex-invoices"));
+    const options = await card.locator("select[name=endpoint] option").evaluateAll((o) => o.map((e) => e.value));
+    assert.deepEqual(options, [invoiceEndpoint]);
+    const got = await sendExample(card, invoiceEndpoint, "/invoices");
+    assert.deepEqual(JSON.parse(got.body).data, invoiceExample);
+    assert.ok(signedWith(got, invoiceSecret));
+    // Another owner's endpoint: no example sent to it, and no form to edit its filter.
+    const refused = await p.evaluate(async (id) => (await fetch(`/portal/events/types/invoice.paid/send-example`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", "x-csrf-token": document.querySelector("input[name=_csrf]").value },
+      body: new URLSearchParams({ endpoint: id, payload: "{}" }),
+    })).status, globexInvoices);
+    assert.equal(refused, 404);
+    assert.ok(!received.some((r) => r.path === "/globex-invoices" && JSON.parse(r.body).data.invoiceId === "INV-2001"));
+    assert.equal((await p.goto(`${base}/portal/endpoints/${globexInvoices}/edit`)).status(), 404);
+    // The filter the operator saved, edited here: tested against the catalog example, then saved.
+    await p.goto(`${base}/portal/endpoints/${invoiceEndpoint}`);
+    assert.deepEqual(JSON.parse(await p.textContent("#endpoint-filter")), { "data.amount": { $gte: 100 } });
+    await p.click(`a[href="/portal/endpoints/${invoiceEndpoint}/edit"]`);
+    await p.waitForURL(`${base}/portal/endpoints/${invoiceEndpoint}/edit`);
+    assert.equal(await p.locator("#owner").count(), 0, "the portal cannot move an endpoint to another owner");
+    assert.deepEqual(JSON.parse(await p.inputValue("#filter")), { "data.amount": { $gte: 100 } });
+    await p.fill("#filter", '{"data.currency": {"$in": ["EUR"]}, "data.amount": {"$gt": 0}}');
+    await p.click("#filter-test summary");
+    assert.deepEqual(JSON.parse(await p.inputValue("#test_data")), invoiceExample);
+    assert.equal(await (await testFilter(p, "passes the filter")).getAttribute("class"), "ok");
+    await p.fill("#test_data", JSON.stringify({ ...invoiceExample, currency: "USD" }));
+    assert.equal(await (await testFilter(p, "does not pass the filter")).getAttribute("class"), "error");
+    await p.fill("#filter", '{"data.currency": {"$in": "EUR"}}');
+    assert.match(await (await testFilter(p, "filter.data.currency.$in")).textContent(), /filter\.data\.currency\.\$in: must be an array of values/);
+    await p.fill("#filter", '{"data.currency": {"$in": ["EUR"]}, "data.amount": {"$gt": 0}}');
+    await p.click("#endpoint-form button[type=submit]:not(#test-filter)");
+    await p.waitForURL(`${base}/portal/endpoints/${invoiceEndpoint}`);
+    const saved = { "data.currency": { $in: ["EUR"] }, "data.amount": { $gt: 0 } };
+    assert.deepEqual(JSON.parse(await p.textContent("#endpoint-filter")), saved);
+    assert.deepEqual((await api("GET", `/api/webhooks/${invoiceEndpoint}`)).body.filter, saved);
+    assert.equal((await api("GET", `/api/webhooks/${invoiceEndpoint}`)).body.owner, "acme");
+    await onlyMatchingDelivered(invoiceEndpoint, "/invoices",
+      { invoiceId: "INV-2005", amount: 15, currency: "EUR" },
+      { invoiceId: "INV-2004", amount: 900, currency: "USD" });
+    await shoot(portal, "portal-catalog", `${base}/portal/events`);
+    await shoot(portal, "portal-endpoint-filtered", `${base}/portal/endpoints/${invoiceEndpoint}`);
+    await shoot(portal, "portal-endpoint-form-filter", `${base}/portal/endpoints/${invoiceEndpoint}/edit`);
     await portal.close();
   });
 

@@ -1,6 +1,6 @@
 //! Dashboard screens over real HTTP, beyond sign-in and scoping (`ui.rs`): what the delivery detail
-//! shows of each attempt, replaying an event to an endpoint, recovery with progress, and the
-//! portal's framing headers. Both backends.
+//! shows of each attempt, replaying an event to an endpoint, recovery with progress, the catalog
+//! example the endpoint forms start from, and the portal's framing headers. Both backends.
 
 use crate::common::browser::{Browser, portal_link};
 use crate::common::*;
@@ -184,6 +184,61 @@ async fn an_event_replays_to_any_chosen_endpoint_even_one_without_a_delivery() {
         .await;
     assert_eq!(stolen.status, 404);
     assert!(receiver.received("/foreign").is_empty());
+}
+
+#[tokio::test]
+async fn endpoint_forms_start_from_the_catalog_example_and_the_page_shows_the_content_filter() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    let example = json!({"invoiceId": "INV-7", "amount": 250});
+    let created = app
+        .post(
+            "/api/event-types",
+            json!({"name": "invoice.paid", "examples": [example]}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let filter = json!({"data.amount": {"$gte": 100}});
+    let sub = app
+        .subscribe_with(
+            json!({"url": receiver.url("/x"), "events": ["invoice.*"], "filter": filter}),
+        )
+        .await;
+    let id = id_of(&sub);
+    let mut browser = Browser::operator(&app).await;
+    let value_of = |body: &str, input: &str| {
+        let tag = &body[body.find(&format!(r#"id="{input}""#)).unwrap()..];
+        tag[..tag.find('>').unwrap()].to_owned()
+    };
+    let after = |body: &str, marker: &str| {
+        let rest = &body[body.find(marker).unwrap() + marker.len()..];
+        rest[..rest.find('<').unwrap()].to_owned()
+    };
+
+    // invoice.issued (a standard type without examples) sorts first; the catalogued example wins.
+    let form = browser.get(&format!("/ui/endpoints/{id}/edit")).await;
+    assert!(value_of(&form.body, "test_event").ends_with(r#"value="invoice.paid""#));
+    assert!(
+        after(
+            &form.body,
+            r#"<textarea id="test_data" name="test_data" rows="4" spellcheck="false">"#
+        )
+        .contains("INV-7")
+    );
+    let page = browser.get(&format!("/ui/endpoints/{id}")).await;
+    assert!(value_of(&page.body, "event_type").contains(r#"value="invoice.paid""#));
+    assert!(
+        after(
+            &page.body,
+            r#"<textarea id="payload" name="payload" rows="6" spellcheck="false">"#
+        )
+        .contains("INV-7")
+    );
+    let shown = after(&page.body, r#"<code id="endpoint-filter">"#);
+    assert!(
+        shown.contains("data.amount") && shown.contains("$gte"),
+        "{shown}"
+    );
 }
 
 /// Publishes `count` events to `webhook` and kills every delivery at once through the store (as a

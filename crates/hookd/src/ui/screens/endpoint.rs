@@ -1,6 +1,6 @@
 //! One endpoint: its detail page, revealing and rotating its secret, sending it a test event.
 
-use super::{Notice, Page, S, load_subscription, matches_type, require_manage};
+use super::{Notice, Page, S, catalog_example, load_subscription, matches_type, require_manage};
 use crate::ops::TestPayload;
 use crate::store::SubscriptionRow;
 use crate::store::ui::{DeliveryListRow, DeliverySearch};
@@ -28,6 +28,8 @@ struct EndpointPage {
     summary: charts::Summary,
     deliveries: Vec<DeliveryListRow>,
     event_types: Vec<String>,
+    /// The test form's event type and `data` to start from (a catalog example when there is one).
+    example_type: String,
     example: String,
     /// While a rotated-out secret still signs.
     previous_until: Option<String>,
@@ -56,17 +58,15 @@ pub(super) async fn endpoint(
         })
         .await?
         .items;
-    let event_types: Vec<String> = state
-        .store
-        .admin
-        .list_event_types(false)
-        .await?
-        .into_iter()
-        .map(|t| t.name)
+    let types = state.store.admin.list_event_types(false).await?;
+    let event_types: Vec<String> = types
+        .iter()
+        .map(|t| t.name.clone())
         .filter(|name| matches_type(&sub.events, name))
         .collect();
     let (state_label, reason) = views::endpoint_state(&sub);
-    let example = views::example_payload(event_types.first().map(String::as_str).unwrap_or(""));
+    let (example_type, example) = catalog_example(&types, &sub.events)
+        .unwrap_or_else(|| ("webhook.test".into(), views::example_payload("")));
     let page = EndpointPage {
         ctx: Ctx::new(&state, &session, "endpoints", format!("Endpoint {id}")),
         state_label,
@@ -85,6 +85,7 @@ pub(super) async fn endpoint(
         summary: charts::summarize(&samples, range),
         deliveries,
         event_types,
+        example_type,
         example,
         previous_until: sub
             .previous_secret_expires_at

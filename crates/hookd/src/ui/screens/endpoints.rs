@@ -1,6 +1,6 @@
 //! The endpoint list and the endpoint form: create, edit, enable, disable, delete.
 
-use super::{CursorQuery, Page, S, load_subscription, require_manage};
+use super::{CursorQuery, Page, S, catalog_example, load_subscription, require_manage};
 use crate::ops::{OpsError, SubscriptionChanges, SubscriptionDraft, decode_cursor, encode_cursor};
 use crate::store::{SubscriptionQuery, SubscriptionRow};
 use crate::ui::charts::{self};
@@ -9,7 +9,9 @@ use crate::ui::views::{self, Ctx};
 use crate::ui::{UiError, UiState, ops_status, render};
 use askama::Template;
 use axum::extract::{Extension, Form, Path, Query, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect};
+use hookd_core::EventFilter;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -100,7 +102,8 @@ struct EndpointFormPage {
     id: String,
     form: EndpointForm,
     error: Option<String>,
-    /// The example `data` the filter test starts from.
+    /// The event type and example `data` the filter test starts from.
+    example_type: String,
     example: String,
 }
 
@@ -201,39 +204,49 @@ impl EndpointForm {
 
 pub(super) async fn new_endpoint(State(state): State<UiState>, Extension(session): S) -> Page {
     require_manage(&session)?;
-    let page = EndpointFormPage {
-        ctx: Ctx::new(&state, &session, "endpoints", "New endpoint"),
-        id: String::new(),
-        form: EndpointForm {
-            events: "*".into(),
-            ..Default::default()
-        },
-        error: None,
-        example: views::example_payload("order.created"),
+    let form = EndpointForm {
+        events: "*".into(),
+        ..Default::default()
     };
-    Ok(render(&page))
+    form_page(&state, &session, "", form, None).await
 }
 
-fn form_error(
+/// The endpoint form (new when `id` is empty), with the error that refused it if any (then 422).
+/// Its filter test starts from the catalog's example of a type the form's event filters name.
+async fn form_page(
     state: &UiState,
     session: &Session,
     id: &str,
     form: EndpointForm,
-    error: String,
-) -> Response {
-    let title = if id.is_empty() {
-        "New endpoint"
-    } else {
-        "Edit endpoint"
+    error: Option<String>,
+) -> Page {
+    let title = match id.is_empty() {
+        true => "New endpoint",
+        false => "Edit endpoint",
+    };
+    let filters: Vec<EventFilter> = form
+        .events()
+        .iter()
+        .filter_map(|text| EventFilter::parse(text).ok())
+        .collect();
+    let types = state.store.admin.list_event_types(false).await?;
+    let (example_type, example) = catalog_example(&types, &filters).unwrap_or_else(|| {
+        let name = "order.created";
+        (name.into(), views::example_payload(name))
+    });
+    let status = match error {
+        Some(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        None => StatusCode::OK,
     };
     let page = EndpointFormPage {
         ctx: Ctx::new(state, session, "endpoints", title),
         id: id.to_owned(),
         form,
-        error: Some(error),
-        example: views::example_payload("order.created"),
+        error,
+        example_type,
+        example,
     };
-    (axum::http::StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response()
+    Ok((status, render(&page)).into_response())
 }
 
 pub(super) async fn create_endpoint(
@@ -252,7 +265,7 @@ pub(super) async fn create_endpoint(
     })();
     let (retry, timeout_ms, headers, filter) = match parsed {
         Ok(parts) => parts,
-        Err(error) => return Ok(form_error(&state, &session, "", form, error)),
+        Err(error) => return form_page(&state, &session, "", form, Some(error)).await,
     };
     let owner = match session.viewer.owner() {
         Some(owner) => Some(owner.to_owned()),
@@ -277,7 +290,7 @@ pub(super) async fn create_endpoint(
                 .into_response(),
         ),
         Err(error) if ops_status(&error).is_client_error() => {
-            Ok(form_error(&state, &session, "", form, error.to_string()))
+            form_page(&state, &session, "", form, Some(error.to_string())).await
         }
         Err(error) => Err(error.into()),
     }
@@ -290,14 +303,7 @@ pub(super) async fn edit_endpoint(
 ) -> Page {
     let row = load_subscription(&state, &session, &id).await?;
     require_manage(&session)?;
-    let page = EndpointFormPage {
-        ctx: Ctx::new(&state, &session, "endpoints", "Edit endpoint"),
-        id,
-        form: EndpointForm::from_row(&row),
-        error: None,
-        example: views::example_payload("order.created"),
-    };
-    Ok(render(&page))
+    form_page(&state, &session, &id, EndpointForm::from_row(&row), None).await
 }
 
 pub(super) async fn update_endpoint(
@@ -318,7 +324,7 @@ pub(super) async fn update_endpoint(
     })();
     let (retry, timeout_ms, headers, filter) = match parsed {
         Ok(parts) => parts,
-        Err(error) => return Ok(form_error(&state, &session, &id, form, error)),
+        Err(error) => return form_page(&state, &session, &id, form, Some(error)).await,
     };
     let changes = SubscriptionChanges {
         url: Some(form.url.trim().to_owned()),
@@ -334,7 +340,9 @@ pub(super) async fn update_endpoint(
     };
     let patch = match state.ops.parse_changes(changes) {
         Ok(patch) => patch,
-        Err(error) => return Ok(form_error(&state, &session, &id, form, error.to_string())),
+        Err(error) => {
+            return form_page(&state, &session, &id, form, Some(error.to_string())).await;
+        }
     };
     match state.ops.update_subscription(&id, patch).await {
         Ok(_) => {}

@@ -2,7 +2,7 @@
 
 use super::endpoint::TestForm;
 use super::{
-    Notice, Page, S, load_subscription, matches_type, non_empty, require_manage,
+    Notice, Page, S, load_subscription, matches_type, non_empty, require_manage, type_example,
     visible_subscriptions,
 };
 use crate::ops::{ReplayOutcome, TypeDocs};
@@ -47,10 +47,7 @@ pub(super) async fn catalog(State(state): State<UiState>, Extension(session): S)
             let pretty =
                 |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
             CatalogItem {
-                example: match docs.examples.first() {
-                    Some(example) => pretty(example),
-                    None => views::example_payload(&t.name),
-                },
+                example: type_example(&t),
                 schema: docs.schema.as_ref().map(pretty).unwrap_or_default(),
                 version_schemas: docs
                     .version_schemas

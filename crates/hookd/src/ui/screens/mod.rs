@@ -11,8 +11,10 @@ mod events;
 mod overview;
 
 use super::session::Session;
+use super::views;
 use super::{UiError, UiState};
-use crate::store::{DeliveryRow, SubscriptionQuery, SubscriptionRow};
+use crate::ops::TypeDocs;
+use crate::store::{DeliveryRow, EventTypeRow, SubscriptionQuery, SubscriptionRow};
 use askama::Template;
 use axum::Router;
 use axum::extract::Extension;
@@ -184,4 +186,22 @@ struct CursorQuery {
 
 fn matches_type(filters: &[EventFilter], event_type: &str) -> bool {
     hookd_core::event_type::any_matches(filters, event_type)
+}
+
+/// A type's example `data` as pretty JSON: its first catalog example, else a stand-in.
+fn type_example(row: &EventTypeRow) -> String {
+    match TypeDocs::of(row).examples.first() {
+        Some(example) => serde_json::to_string_pretty(example).unwrap_or_default(),
+        None => views::example_payload(&row.name),
+    }
+}
+
+/// What an endpoint's test forms start from: the first catalog type its filters subscribe to
+/// (preferring one with a catalog example) and that type's example `data`.
+fn catalog_example(types: &[EventTypeRow], filters: &[EventFilter]) -> Option<(String, String)> {
+    types
+        .iter()
+        .filter(|t| matches_type(filters, &t.name))
+        .min_by_key(|t| TypeDocs::of(t).examples.is_empty())
+        .map(|t| (t.name.clone(), type_example(t)))
 }
