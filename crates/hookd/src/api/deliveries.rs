@@ -48,7 +48,7 @@ pub struct DeliveryDetail {
     #[serde(flatten)]
     pub delivery: Delivery,
     pub event: Event,
-    /// Every attempt, oldest first (`attempt_count` counts those of the current run).
+    /// Every attempt, oldest first (as many as `attempt_count`).
     pub attempts: Vec<Attempt>,
 }
 

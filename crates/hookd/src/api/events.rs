@@ -69,7 +69,8 @@ pub struct Delivery {
     pub webhook_id: String,
     /// pending, in_flight, delivered, failed, dead or held.
     pub state: String,
-    /// Attempts made so far in the delivery's current run (a retry or redrive starts a new run).
+    /// Attempts made so far, over every run: a retry or redrive starts a new retry schedule, and
+    /// the attempt numbers continue.
     pub attempt_count: i64,
     pub next_attempt_at: Option<String>,
     pub last_status: Option<i64>,
@@ -119,7 +120,7 @@ impl From<DeliveryRow> for Delivery {
             event_id: row.event_id,
             webhook_id: row.subscription_id,
             state: row.state.as_str().to_owned(),
-            attempt_count: row.attempts,
+            attempt_count: row.attempts_before + row.attempts,
             next_attempt_at: row.next_attempt_at.map(rfc3339),
             last_status: row.last_status,
             last_error: row.last_error,

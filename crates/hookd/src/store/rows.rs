@@ -188,7 +188,10 @@ pub struct DeliveryRow {
     pub event_id: String,
     pub subscription_id: String,
     pub state: DeliveryState,
+    /// Attempts in the current run (its retry schedule); a redrive starts a new run.
     pub attempts: i64,
+    /// Attempts of earlier runs: the attempt log numbers on from `attempts_before + attempts`.
+    pub attempts_before: i64,
     pub next_attempt_at: Option<UnixMs>,
     pub last_status: Option<i64>,
     pub last_error: Option<String>,
@@ -332,8 +335,11 @@ pub struct NodeRow {
 #[derive(Debug, Clone)]
 pub struct ClaimedDelivery {
     pub delivery_id: String,
-    /// Attempts already made in this run; the next is `attempts + 1`.
+    /// Attempts already made in this run; the next is `attempts + 1` in the retry schedule.
     pub attempts: i64,
+    /// Attempts of earlier runs; the next is logged (and sent) as number
+    /// `attempts_before + attempts + 1`.
+    pub attempts_before: i64,
     pub event: EventRow,
     /// Shared by every delivery of the same subscription in one claim: decoded (and its secrets
     /// opened) once per claim, not once per row.

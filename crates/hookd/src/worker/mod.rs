@@ -284,14 +284,18 @@ impl Worker {
 
     /// Makes one attempt and decides what follows. Never touches the store.
     pub async fn attempt(&self, claimed: &ClaimedDelivery) -> DeliveryOutcome {
-        let attempt_number = (claimed.attempts + 1).clamp(1, i64::from(u32::MAX)) as u32;
+        // The retry schedule counts this run's attempts; the log, the envelope and the headers
+        // number on across runs (a redrive continues at 4 after 3, with a fresh schedule).
+        let as_number = |n: i64| n.clamp(1, i64::from(u32::MAX)) as u32;
+        let attempt_number = as_number(claimed.attempts + 1);
+        let logged_number = as_number(claimed.attempts_before + claimed.attempts + 1);
         let started_at = self.clock.now_ms();
         let timeout = claimed
             .subscription
             .timeout_ms
             .map(|ms| Duration::from_millis(ms.max(1) as u64))
             .unwrap_or(self.config.default_timeout);
-        let prepared = send::prepare(claimed, attempt_number, started_at).and_then(|request| {
+        let prepared = send::prepare(claimed, logged_number, started_at).and_then(|request| {
             let url = request.url.clone();
             ssrf::check_literal(&url, &self.config.targets).map(|()| (url, request))
         });
@@ -359,7 +363,7 @@ impl Worker {
             attempt: AttemptRow {
                 id: new_id("att", started_at),
                 delivery_id: claimed.delivery_id.clone(),
-                attempt: i64::from(attempt_number),
+                attempt: i64::from(logged_number),
                 started_at,
                 duration_ms: response.duration.as_millis() as i64,
                 request_timestamp,

@@ -259,6 +259,7 @@ mod tests {
         ClaimedDelivery {
             delivery_id: format!("{subscription}-{n}"),
             attempts: 0,
+            attempts_before: 0,
             event: EventRow {
                 id: "evt".into(),
                 event_type: "a.b".into(),

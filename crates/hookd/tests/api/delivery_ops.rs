@@ -51,10 +51,15 @@ async fn redrive_one_and_many_after_the_receiver_recovers() {
         .post(&format!("/api/dead-letters/{one_id}/redrive"), json!({}))
         .await;
     assert_eq!(redriven.status, 202, "{}", redriven.body);
-    app.eventually(&format!("/api/deliveries/{one_id}"), |b| {
-        b["state"] == "delivered"
-    })
-    .await;
+    let detail = app
+        .eventually(&format!("/api/deliveries/{one_id}"), |b| {
+            b["state"] == "delivered"
+        })
+        .await;
+    // The redrive had a fresh schedule (one attempt) and was logged as the second attempt.
+    assert_eq!(detail["attempt_count"], 2);
+    assert_eq!(detail["attempts"][1]["attempt"], 2);
+    assert_eq!(detail["attempts"][1]["status"], 200);
     app.post(&format!("/api/dead-letters/{one_id}/redrive"), json!({}))
         .await
         .assert_error(404, "not_found");
@@ -151,11 +156,25 @@ async fn manual_retry_resends_a_delivered_event_through_both_routes() {
     assert_eq!(again.status, 202);
     let requests = receiver.wait_for("/h", 3).await;
     assert!(requests.iter().all(|r| r.header("webhook-id") == event));
-    assert!(
-        requests
-            .iter()
-            .all(|r| r.header("x-webhook-attempt") == "1")
-    );
+    // Each retry starts a new schedule, and the attempt numbers continue.
+    let numbers: Vec<&str> = requests
+        .iter()
+        .map(|r| r.header("x-webhook-attempt"))
+        .collect();
+    assert_eq!(numbers, ["1", "2", "3"]);
+    assert_eq!(requests[2].json()["attempt"], 3);
+    let detail = app
+        .eventually(&format!("/api/deliveries/{delivery}"), |b| {
+            b["state"] == "delivered" && b["attempt_count"] == 3
+        })
+        .await;
+    let logged: Vec<&Value> = detail["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["attempt"])
+        .collect();
+    assert_eq!(logged, [&json!(1), &json!(2), &json!(3)]);
     app.post("/api/deliveries/dlv_nope/retry", json!({}))
         .await
         .assert_error(404, "not_found");

@@ -254,8 +254,8 @@ impl Backend for sqlx::Postgres {
     /// outer conditions repeat the inner ones: a row that a worker claimed between the pick and the
     /// update is rechecked on its new version and left alone.
     const RECOVER_SOME: &'static str =
-        "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?5,
-                updated_at = ?5
+        "UPDATE deliveries SET state = 'pending', attempts_before = attempts_before + attempts, attempts = 0,
+                    next_attempt_at = ?5, updated_at = ?5
           WHERE id = ANY(ARRAY(SELECT id FROM deliveries
                                 WHERE subscription_id = ?1 AND state IN ('failed', 'dead')
                                   AND updated_at >= ?2 AND updated_at < ?3

@@ -62,8 +62,9 @@ static CLAIM_DUE: LazyLock<String> = LazyLock::new(|| {
                         (SELECT s.timeout_ms FROM subscriptions s
                           WHERE s.id = deliveries.subscription_id), $4)
               WHERE id IN (SELECT id FROM picked)
-             RETURNING id, attempts, event_id, subscription_id, next_attempt_at)
+             RETURNING id, attempts, attempts_before, event_id, subscription_id, next_attempt_at)
          SELECT c.id AS delivery_id, c.attempts AS delivery_attempts,
+                c.attempts_before AS delivery_attempts_before,
                 e.id AS event_id, e.event_type, e.version, e.data, e.retryable,
                 e.idempotency_key, e.created_at AS event_created_at,
                 {}

@@ -92,6 +92,8 @@ macro_rules! delivery_columns {
             $p,
             "attempts AS attempts, ",
             $p,
+            "attempts_before AS attempts_before, ",
+            $p,
             "next_attempt_at AS next_attempt_at, ",
             $p,
             "last_status AS last_status, ",
@@ -219,6 +221,7 @@ pub(crate) fn delivery_from_row(row: &impl RowExt) -> StoreResult<DeliveryRow> {
         subscription_id: row.text("subscription_id"),
         state: DeliveryState::parse(&state).ok_or_else(|| decode_err("delivery state", &state))?,
         attempts: row.int("attempts"),
+        attempts_before: row.int("attempts_before"),
         next_attempt_at: row.opt_int("next_attempt_at"),
         last_status: row.opt_int("last_status"),
         last_error: row.opt_text("last_error"),
@@ -235,7 +238,7 @@ pub(crate) fn dead_letter_from_row(row: &impl RowExt) -> StoreResult<DeadLetterR
     })
 }
 
-/// Decodes the rows of one claim: `delivery_id`, `delivery_attempts`, the event's columns (its id
+/// Decodes the rows of one claim: `delivery_id`, `delivery_attempts`, `delivery_attempts_before`, the event's columns (its id
 /// as `event_id`, its time as `event_created_at`) and the subscription's columns. Each
 /// subscription is decoded once per claim and shared by its rows (a claim of a busy endpoint is
 /// hundreds of rows of the same subscription, and decoding one parses three JSON columns).
@@ -266,6 +269,7 @@ pub(crate) fn claimed_from_row(
     Ok(ClaimedDelivery {
         delivery_id: row.text("delivery_id"),
         attempts: row.int("delivery_attempts"),
+        attempts_before: row.int("delivery_attempts_before"),
         event: EventRow {
             id: row.text("event_id"),
             event_type: row.text("event_type"),

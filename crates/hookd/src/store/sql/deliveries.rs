@@ -117,8 +117,8 @@ impl<B: Backend> DeliveryStore for SqlStore<B> {
     async fn retry_delivery(&self, id: &str, now: UnixMs) -> StoreResult<RetryResult> {
         let mut tx = B::begin_write(&self.pool).await?;
         let sql = Sql::new(concat!(
-            "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?2,
-                    updated_at = ?2
+            "UPDATE deliveries SET state = 'pending', attempts_before = attempts_before + attempts, attempts = 0,
+                    next_attempt_at = ?2, updated_at = ?2
               WHERE id = ?1 AND state <> 'in_flight'
              RETURNING ",
             delivery_columns!()
@@ -186,8 +186,8 @@ impl<B: Backend> DeliveryStore for SqlStore<B> {
         now: UnixMs,
     ) -> StoreResult<u64> {
         let sql = Sql::new(concat!(
-            "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?5,
-                    updated_at = ?5",
+            "UPDATE deliveries SET state = 'pending', attempts_before = attempts_before + attempts, attempts = 0,
+                    next_attempt_at = ?5, updated_at = ?5",
             redrivable_where!()
         ))
         .bind(filter.subscription_id)
@@ -206,8 +206,8 @@ impl<B: Backend> DeliveryStore for SqlStore<B> {
         now: UnixMs,
     ) -> StoreResult<u64> {
         let sql = Sql::new(
-            "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?4,
-                    updated_at = ?4
+            "UPDATE deliveries SET state = 'pending', attempts_before = attempts_before + attempts, attempts = 0,
+                    next_attempt_at = ?4, updated_at = ?4
               WHERE subscription_id = ?1 AND state IN ('failed', 'dead')
                 AND updated_at >= ?2 AND (?3 IS NULL OR updated_at < ?3)",
         )

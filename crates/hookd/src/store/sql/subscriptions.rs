@@ -213,8 +213,8 @@ impl<B: Backend> SubscriptionStore for SqlStore<B> {
         let mut replayed = 0;
         if active && replay {
             let requeue = Sql::new(
-                "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?2,
-                        updated_at = ?2
+                "UPDATE deliveries SET state = 'pending', attempts_before = attempts_before + attempts, attempts = 0,
+                    next_attempt_at = ?2, updated_at = ?2
                   WHERE subscription_id = ?1 AND state = 'held'",
             )
             .bind(id)

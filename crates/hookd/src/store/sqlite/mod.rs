@@ -184,8 +184,8 @@ impl Backend for sqlx::Sqlite {
     /// rows are in flight, where the leased rows (as many as the leases) are quickly sorted.
     const LEASED_HINT: &'static str = "INDEXED BY deliveries_leased";
     const RECOVER_SOME: &'static str =
-        "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?5,
-            updated_at = ?5
+        "UPDATE deliveries SET state = 'pending', attempts_before = attempts_before + attempts, attempts = 0,
+                    next_attempt_at = ?5, updated_at = ?5
       WHERE id IN (SELECT id FROM deliveries
                     WHERE subscription_id = ?1 AND state IN ('failed', 'dead')
                       AND updated_at >= ?2 AND updated_at < ?3

@@ -41,6 +41,7 @@ fn rebuild_request(
     let claimed = ClaimedDelivery {
         delivery_id: attempt.delivery_id.clone(),
         attempts: attempt.attempt - 1,
+        attempts_before: 0,
         event: event.clone(),
         subscription: std::sync::Arc::new(sub.clone()),
     };

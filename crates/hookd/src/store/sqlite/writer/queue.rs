@@ -67,6 +67,7 @@ pub(super) fn bind_claim(q: &mut sql::Binder<'_, '_>, request: &ClaimRequest, ro
 /// What a claimed delivery is sent with, in claim order: the delivery and its event. Subscriptions
 /// are read once per claim ([`claimed_subscriptions`]), not joined to every row.
 const CLAIMED_ROWS: &str = "SELECT d.id AS delivery_id, d.attempts AS delivery_attempts,
+        d.attempts_before AS delivery_attempts_before,
         d.subscription_id, e.id AS event_id, e.event_type, e.version, e.data, e.retryable,
         e.idempotency_key, e.created_at AS event_created_at
    FROM deliveries d
