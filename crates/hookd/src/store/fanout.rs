@@ -4,6 +4,7 @@
 use super::sql::decode::decode_err;
 use super::{NewEvent, StoreResult};
 use hookd_core::{ContentFilter, EventFilter, FilterInput};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::OnceLock;
@@ -32,9 +33,7 @@ impl FanoutTarget {
             .iter()
             .map(|f| EventFilter::parse(f).map_err(|e| decode_err("subscription filter", e)))
             .collect::<StoreResult<_>>()?;
-        let content = content_json
-            .map(|text| cache.compiled(&id, text))
-            .transpose()?;
+        let content = content_json.map(|text| cache.compiled(text)).transpose()?;
         Ok(Self {
             id,
             filters,
@@ -60,10 +59,13 @@ impl FanoutTarget {
     }
 }
 
-/// An event being fanned out; its `data` is parsed once, and only if a content filter asks.
+/// An event being fanned out; its `data` is parsed once, and only if a content filter asks. Each
+/// distinct compiled filter is evaluated once per event: subscriptions with the same filter text
+/// share one compiled filter ([`FilterCache`]), and its verdict.
 pub(crate) struct FanoutEvent<'a> {
     pub event: &'a NewEvent,
     data: OnceLock<serde_json::Value>,
+    verdicts: RefCell<HashMap<*const ContentFilter, bool>>,
 }
 
 impl<'a> FanoutEvent<'a> {
@@ -71,38 +73,43 @@ impl<'a> FanoutEvent<'a> {
         Self {
             event,
             data: OnceLock::new(),
+            verdicts: RefCell::new(HashMap::new()),
         }
     }
 
-    fn content_matches(&self, filter: &ContentFilter) -> bool {
+    fn content_matches(&self, filter: &Arc<ContentFilter>) -> bool {
+        let key = Arc::as_ptr(filter);
+        if let Some(verdict) = self.verdicts.borrow().get(&key) {
+            return *verdict;
+        }
         // `data` was checked to be a JSON object when the event was prepared; should it not parse,
         // it reads as null and every condition on `data` fails.
         let data = self
             .data
             .get_or_init(|| serde_json::from_str(&self.event.data).unwrap_or_default());
-        filter.matches(&FilterInput {
+        let verdict = filter.matches(&FilterInput {
             id: &self.event.id,
             event: &self.event.event_type,
             version: &self.event.version,
             data,
-        })
+        });
+        self.verdicts.borrow_mut().insert(key, verdict);
+        verdict
     }
 }
 
-/// Compiled content filters kept from one publish round to the next, by subscription id with the
-/// text they were compiled from: a round re-reads the subscriptions but compiles only a filter that
-/// is new or changed. Owned by the task that publishes (the SQLite writer thread, a PostgreSQL
-/// node's publisher).
+/// Compiled content filters kept from one publish round to the next, by the text they were
+/// compiled from: a round re-reads the subscriptions but compiles only a filter text it has not
+/// seen, and subscriptions with the same text share one compiled filter. Owned by the task that
+/// publishes (the SQLite writer thread, a PostgreSQL node's publisher).
 #[derive(Default)]
 pub(crate) struct FilterCache {
     compiled: HashMap<String, Compiled>,
-    /// Counts the rounds; an entry not used in the latest round belongs to a subscription that is
-    /// gone or has no filter any more.
+    /// Counts the rounds; an entry not used in the latest round belongs to no subscription any more.
     round: u64,
 }
 
 struct Compiled {
-    source: String,
     filter: Arc<ContentFilter>,
     round: u64,
 }
@@ -119,10 +126,8 @@ impl FilterCache {
         self.compiled.retain(|_, entry| entry.round == round);
     }
 
-    fn compiled(&mut self, id: &str, text: String) -> StoreResult<Arc<ContentFilter>> {
-        if let Some(entry) = self.compiled.get_mut(id)
-            && entry.source == text
-        {
+    fn compiled(&mut self, text: String) -> StoreResult<Arc<ContentFilter>> {
+        if let Some(entry) = self.compiled.get_mut(&text) {
             entry.round = self.round;
             return Ok(entry.filter.clone());
         }
@@ -131,11 +136,10 @@ impl FilterCache {
                 .map_err(|e| decode_err("subscription content filter", e))?,
         );
         let entry = Compiled {
-            source: text,
             filter: filter.clone(),
             round: self.round,
         };
-        self.compiled.insert(id.to_owned(), entry);
+        self.compiled.insert(text, entry);
         Ok(filter)
     }
 }

@@ -29,6 +29,7 @@ use crate::store::group::{MAX_GROUP_EVENTS, PublishJob, PublisherStats};
 use crate::store::*;
 use rusqlite::{Connection, TransactionBehavior};
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -135,7 +136,7 @@ fn run_writer(
     let mut connection: Option<Connection> = None;
     let mut level: Option<&'static str> = None;
     let checkpointer = checkpoint::spawn(options.path.clone(), options.busy_timeout);
-    let mut filters = FilterCache::default();
+    let mut fanout = Fanout::default();
     while let Some(group) = next_group(&mut jobs) {
         // Two transactions per round: queue bookkeeping first, without an fsync, then the
         // publishes at the durable level. A claim must not wait for the publishes' fsync: under a
@@ -156,7 +157,7 @@ fn run_writer(
                 false => 0,
             };
             let result = match prepare(&mut connection, &options, &mut level, wanted) {
-                Ok(conn) => commit_group(conn, part, &mut filters),
+                Ok(conn) => commit_group(conn, part, &mut fanout),
                 Err(error) => Err((error, part.into_iter().map(abandon).collect())),
             };
             match result {
@@ -173,6 +174,7 @@ fn run_writer(
                 Err((error, answers)) => {
                     tracing::warn!(%error, "database write group failed");
                     connection = None;
+                    fanout.invalidate();
                     answers.into_iter().for_each(|answer| answer(Some(&error)));
                 }
             }
@@ -221,6 +223,40 @@ fn next_group(jobs: &mut mpsc::Receiver<WriteJob>) -> Option<Vec<WriteJob>> {
     Some(group)
 }
 
+/// The subscriptions as publishing sees them, kept between rounds while nothing changed them: a
+/// round reloads them only when another connection committed to the database since they were read
+/// (`PRAGMA data_version`: the API's subscription writes go through the pool, not this thread),
+/// or when this thread disabled one or lost its connection. Publishing then costs O(events), not
+/// O(subscriptions) per round.
+#[derive(Default)]
+struct Fanout {
+    filters: FilterCache,
+    loaded: Option<(i64, Rc<Vec<FanoutTarget>>)>,
+}
+
+impl Fanout {
+    /// The targets, read inside the publishing transaction (which holds the write lock, so the
+    /// version read is the one the rows are read at).
+    fn targets(&mut self, conn: &Connection) -> StoreResult<Rc<Vec<FanoutTarget>>> {
+        let version: i64 = conn
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut statement| statement.query_row([], |row| row.get(0)))
+            .map_err(sql::map_err)?;
+        if let Some((loaded_at, targets)) = &self.loaded
+            && *loaded_at == version
+        {
+            return Ok(Rc::clone(targets));
+        }
+        let targets = Rc::new(publish::load_fanout_targets(conn, &mut self.filters)?);
+        self.loaded = Some((version, Rc::clone(&targets)));
+        Ok(targets)
+    }
+
+    fn invalidate(&mut self) {
+        self.loaded = None;
+    }
+}
+
 /// What a job's statements produced, before the commit decides whether it stands.
 enum Output {
     Published(Vec<Published>),
@@ -244,12 +280,12 @@ enum GroupError {
 fn commit_group(
     conn: &mut Connection,
     group: Vec<WriteJob>,
-    filters: &mut FilterCache,
+    fanout: &mut Fanout,
 ) -> Result<Vec<Answer>, (StoreError, Vec<Answer>)> {
-    let attempt = match run_group(conn, &group, false, filters) {
+    let attempt = match run_group(conn, &group, false, fanout) {
         // The rollback undid exactly the lone job's writes: its error is its answer.
         Err(GroupError::Job(error)) if group.len() == 1 => Ok(vec![Err(error)]),
-        Err(GroupError::Job(_)) => run_group(conn, &group, true, filters),
+        Err(GroupError::Job(_)) => run_group(conn, &group, true, fanout),
         other => other,
     };
     match attempt {
@@ -268,24 +304,24 @@ fn run_group(
     conn: &mut Connection,
     group: &[WriteJob],
     isolate: bool,
-    filters: &mut FilterCache,
+    fanout: &mut Fanout,
 ) -> Result<Vec<StoreResult<Output>>, GroupError> {
     let transaction = |e| GroupError::Transaction(sql::map_err(e));
     let mut tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(transaction)?;
-    let mut targets: Option<Vec<FanoutTarget>> = None;
+    let mut targets: Option<Rc<Vec<FanoutTarget>>> = None;
     let mut outputs = Vec::with_capacity(group.len());
     for job in group {
         let output = match isolate {
-            false => match run(&tx, job, &mut targets, filters) {
+            false => match run(&tx, job, &mut targets, fanout) {
                 Ok(output) => Ok(output),
                 // Dropping `tx` rolls it back.
                 Err(error) => return Err(GroupError::Job(error)),
             },
             true => {
                 let savepoint = tx.savepoint().map_err(transaction)?;
-                let output = run(&savepoint, job, &mut targets, filters);
+                let output = run(&savepoint, job, &mut targets, fanout);
                 match output.is_ok() {
                     true => savepoint.commit().map_err(transaction)?,
                     // Rolls back to the savepoint and releases it.
@@ -304,19 +340,26 @@ fn run_group(
 fn run(
     conn: &Connection,
     job: &WriteJob,
-    targets: &mut Option<Vec<FanoutTarget>>,
-    filters: &mut FilterCache,
+    targets: &mut Option<Rc<Vec<FanoutTarget>>>,
+    fanout: &mut Fanout,
 ) -> StoreResult<Output> {
     match job {
         WriteJob::Publish(job) => {
             let targets = match targets {
                 Some(targets) => &*targets,
-                None => &*targets.insert(publish::load_fanout_targets(conn, filters)?),
+                None => &*targets.insert(fanout.targets(conn)?),
             };
             publish::publish_job(conn, targets, &job.events).map(Output::Published)
         }
         WriteJob::Claim(request, _) => queue::claim(conn, request).map(Output::Claimed),
-        WriteJob::Record(job, _) => queue::record(conn, job).map(Output::Recorded),
+        WriteJob::Record(job, _) => {
+            let report = queue::record(conn, job)?;
+            // This connection's own change to `subscriptions` leaves `data_version` alone.
+            if !report.disabled.is_empty() {
+                fanout.invalidate();
+            }
+            Ok(Output::Recorded(report))
+        }
         WriteJob::Release { owner, ids, .. } => {
             queue::release(conn, owner, ids).map(Output::Changed)
         }
