@@ -41,7 +41,7 @@ fn rebuild_request(
     let claimed = ClaimedDelivery {
         delivery_id: attempt.delivery_id.clone(),
         attempts: attempt.attempt - 1,
-        event: event.clone(),
+        event: std::sync::Arc::new(event.clone()),
         subscription: std::sync::Arc::new(sub.clone()),
     };
     let attempt_number = u32::try_from(attempt.attempt.max(1)).unwrap_or(1);
