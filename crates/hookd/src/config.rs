@@ -158,7 +158,7 @@ impl Default for Config {
             max_in_flight: 256,
             max_in_flight_per_endpoint: 16,
             prefetch: 1024,
-            worker_memory_budget_bytes: 64 * 1024 * 1024,
+            worker_memory_budget_bytes: 32 * 1024 * 1024,
             retry: None,
             disable_after_failures: 10,
             lease_margin_ms: 30_000,

@@ -82,7 +82,7 @@ impl WorkerConfig {
             max_in_flight: 256,
             max_in_flight_per_subscription: 16,
             prefetch: 1024,
-            memory_budget_bytes: 64 << 20,
+            memory_budget_bytes: 32 << 20,
             default_retry: RetryPolicy::default(),
             disable_after_failures: 10,
             lease_margin: Duration::from_secs(30),
