@@ -55,6 +55,9 @@ pub struct Config {
     pub max_in_flight_per_endpoint: usize,
     /// Deliveries leased ahead of a free request slot, all endpoints together (0: none).
     pub prefetch: usize,
+    /// Most bytes of event data and request bodies the delivery worker holds at once, leased
+    /// ahead and in flight; a single larger event is still sent, alone.
+    pub worker_memory_budget_bytes: u64,
     /// Retry policy when the subscription sets none (TOML table `[retry]`); unset means the
     /// original webhook specification's policy (5 attempts, 2 s doubling). An `Option` so that a
     /// file's table replaces the default instead of being merged into it.
@@ -155,6 +158,7 @@ impl Default for Config {
             max_in_flight: 256,
             max_in_flight_per_endpoint: 16,
             prefetch: 1024,
+            worker_memory_budget_bytes: 32 * 1024 * 1024,
             retry: None,
             disable_after_failures: 10,
             lease_margin_ms: 30_000,
@@ -202,6 +206,7 @@ const ENV_KEYS: &[&str] = &[
     "max_in_flight",
     "max_in_flight_per_endpoint",
     "prefetch",
+    "worker_memory_budget_bytes",
     "disable_after_failures",
     "lease_margin_ms",
     "poll_interval_ms",
@@ -359,6 +364,7 @@ impl Config {
             max_in_flight: self.max_in_flight,
             max_in_flight_per_subscription: self.max_in_flight_per_endpoint,
             prefetch: self.prefetch,
+            memory_budget_bytes: self.worker_memory_budget_bytes,
             default_retry: self.retry_policy(),
             disable_after_failures: self.disable_after_failures,
             lease_margin: ms(self.lease_margin_ms),

@@ -37,6 +37,9 @@ pub enum Scenario {
     Cluster,
     /// One node killed with SIGKILL at random moments, at least 10 times, under steady load.
     Crash,
+    /// 10 subscriptions to a receiver that takes 0.5 s per request, 2,000 events (`--events`) of
+    /// 250 KB (`--payload-bytes`): fails when hookd's peak RSS exceeds `--max-rss-mb`.
+    Memory,
 }
 
 #[derive(Debug, clap::Args)]
@@ -53,9 +56,9 @@ pub struct BenchArgs {
     /// Events per publish request (1 uses POST /api/events, more the batch route).
     #[arg(long, default_value_t = 50)]
     pub batch: usize,
-    /// Size of each event's data, in bytes.
-    #[arg(long, default_value_t = 1024)]
-    pub payload_bytes: usize,
+    /// Size of each event's data, in bytes (default 1,024; `memory`: 250,000).
+    #[arg(long)]
+    pub payload_bytes: Option<usize>,
     /// Events per second in total (default: as fast as possible; `latency` defaults to 1,000).
     #[arg(long)]
     pub rate: Option<f64>,
@@ -74,7 +77,8 @@ pub struct BenchArgs {
     /// Extra `KEY=VALUE` environment for the hookd nodes (e.g. HOOKD_MAX_IN_FLIGHT=512).
     #[arg(long = "node-env")]
     pub node_env: Vec<String>,
-    /// Events to publish in the chaos scenarios (default: enough for the kills).
+    /// Events to publish in the chaos scenarios (default: enough for the kills) and `memory`
+    /// (default 2,000).
     #[arg(long)]
     pub events: Option<u64>,
     /// Kills in the chaos scenarios (`crash`: at least 10, the default; `cluster`: 1 by default).
@@ -88,6 +92,20 @@ pub struct BenchArgs {
     /// no bench event passes (each is evaluated per event; none gets a delivery).
     #[arg(long, default_value_t = 0)]
     pub filtered_subscriptions: usize,
+    /// `memory`: the most peak RSS of the hookd node, in MiB, before the run counts as failed.
+    #[arg(long, default_value_t = 200.0)]
+    pub max_rss_mb: f64,
+}
+
+impl BenchArgs {
+    /// `--payload-bytes`, or the scenario's default.
+    pub fn payload_bytes(&self) -> usize {
+        match (self.payload_bytes, self.scenario) {
+            (Some(bytes), _) => bytes,
+            (None, Scenario::Memory) => 250_000,
+            (None, _) => 1024,
+        }
+    }
 }
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -175,7 +193,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
     let limit = load::limit(
         &receiver.url("/limit"),
         64,
-        args.payload_bytes,
+        args.payload_bytes(),
         args.limit_duration,
     )
     .await;
@@ -209,6 +227,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
         Scenario::Backlog => vec![backlog(args, &receiver).await?],
         Scenario::Cluster => vec![chaos::cluster(args, &receiver).await?],
         Scenario::Crash => vec![chaos::crash(args, &receiver).await?],
+        Scenario::Memory => vec![memory(args, &receiver).await?],
     };
     for report in &mut reports {
         report.limit_posts_per_sec = limit.round();
@@ -383,7 +402,7 @@ fn load_spec(args: &BenchArgs, rate: Option<f64>) -> LoadSpec {
             Some(_) => 1,
             None => args.batch,
         },
-        payload_bytes: args.payload_bytes,
+        payload_bytes: args.payload_bytes(),
         rate,
         duration: args.duration,
         max_events: None,
@@ -561,6 +580,56 @@ async fn isolation(args: &BenchArgs, receiver: &Arc<Receiver>) -> anyhow::Result
     Ok(reports)
 }
 
+/// What a slow receiver does to memory: 10 subscriptions to an endpoint that takes 0.5 s per
+/// request, and `--events` (2,000) large events published one per request. The worker leases
+/// ahead and keeps requests in flight, each holding its event's data; the run fails when the
+/// node's peak RSS exceeds `--max-rss-mb` (or, as every run, when a delivery is lost).
+async fn memory(args: &BenchArgs, receiver: &Arc<Receiver>) -> anyhow::Result<Report> {
+    const FANOUT: usize = 10;
+    receiver.reset();
+    let deployment = Deployment::new(args, "memory").await?;
+    let node = deployment.start("all").await?;
+    let slow = Behaviour::Slow(Duration::from_millis(500));
+    let paths = subscribe(&node, receiver, "memory", FANOUT, slow, json!({})).await?;
+    let spec = LoadSpec {
+        batch: 1,
+        duration: Duration::from_secs(3_600),
+        max_events: Some(args.events.unwrap_or(2_000)),
+        ..load_spec(args, None)
+    };
+    let cpu_before = node.cpu_seconds();
+    let started_us = receiver::unix_us();
+    let result = load::publish(&node.url(), API_KEY, &spec).await;
+    let expected = result.accepted * FANOUT as u64;
+    let delivered = drain(receiver, expected, &paths, args.drain_timeout).await;
+    let mut report = finish(
+        "memory",
+        &deployment,
+        &node,
+        receiver,
+        FANOUT,
+        &result,
+        expected,
+        delivered,
+        started_us,
+        cpu_before,
+    );
+    report.extra = json!({
+        "payload_bytes": args.payload_bytes(),
+        "receiver_delay_ms": 500,
+        "max_rss_mb": args.max_rss_mb,
+    });
+    if report.peak_rss_mb > args.max_rss_mb {
+        report.failed_checks.push(format!(
+            "peak RSS {} MB exceeds --max-rss-mb {}",
+            report.peak_rss_mb, args.max_rss_mb
+        ));
+    }
+    node.stop().await;
+    deployment.remove().await;
+    Ok(report)
+}
+
 /// Builds a backlog with an API-only node (no worker: deliveries stay pending), then starts a
 /// worker-only node on the same store and measures the drain and the worker's memory.
 async fn backlog(args: &BenchArgs, receiver: &Arc<Receiver>) -> anyhow::Result<Report> {
@@ -571,7 +640,7 @@ async fn backlog(args: &BenchArgs, receiver: &Arc<Receiver>) -> anyhow::Result<R
     let spec = LoadSpec {
         publishers: args.publishers.min(4),
         batch: 1_000,
-        payload_bytes: args.payload_bytes,
+        payload_bytes: args.payload_bytes(),
         rate: None,
         duration: Duration::from_secs(3_600),
         max_events: Some(args.backlog_events),

@@ -20,6 +20,8 @@ pub enum Behaviour {
     Hang,
     /// Fails the first attempt of about half the events with 500.
     FailHalfFirstAttempts,
+    /// Answers 200 after this long (a slow receiver: requests pile up in flight).
+    Slow(Duration),
 }
 
 #[derive(Default)]
@@ -207,6 +209,7 @@ async fn receive(
             receiver.failed_on_purpose.fetch_add(1, Ordering::Relaxed);
             return StatusCode::INTERNAL_SERVER_ERROR;
         }
+        Behaviour::Slow(delay) => tokio::time::sleep(delay).await,
         _ => {}
     }
     let count = receiver.received.load(Ordering::Relaxed);

@@ -265,6 +265,28 @@ pub struct ClaimRequest {
     /// How many more deliveries the worker takes of these subscriptions (its window minus what it
     /// holds there, in flight or waiting); overrides `default_room`. 0 skips the subscription.
     pub room: Vec<(String, u32)>,
+    /// How many bytes of event data the claimed rows may come to (`None`: no limit).
+    pub bytes: Option<ByteRoom>,
+}
+
+/// The bytes a claim may lease, counted as the worker counts what it holds ([`claim_cost`]): each
+/// delivery costs its event's `data` size (its request body, while it is sent), and each event once
+/// more (the one copy its deliveries share). The rows taken are a prefix of the claim's order
+/// whose costs add up to at most `bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRoom {
+    pub bytes: u64,
+    /// Take the first row even when it alone costs more than `bytes`: the worker holds nothing, and
+    /// an event larger than the whole budget is still sent, one at a time, rather than never.
+    pub first_regardless: bool,
+}
+
+/// What holding `deliveries` deliveries of an event of `data_bytes` costs (see [`ByteRoom`]).
+pub fn claim_cost(data_bytes: usize, deliveries: usize) -> u64 {
+    match deliveries {
+        0 => 0,
+        n => data_bytes as u64 * (n as u64 + 1),
+    }
 }
 
 impl ClaimRequest {
@@ -340,7 +362,9 @@ pub struct ClaimedDelivery {
     /// Attempts of earlier runs; the next is logged (and sent) as number
     /// `attempts_before + attempts + 1`.
     pub attempts_before: i64,
-    pub event: EventRow,
+    /// Shared by every delivery of the same event that the worker holds: one copy of its data
+    /// whatever the fan-out.
+    pub event: Arc<EventRow>,
     /// Shared by every delivery of the same subscription in one claim: decoded (and its secrets
     /// opened) once per claim, not once per row.
     pub subscription: Arc<SubscriptionRow>,
@@ -458,6 +482,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, n)| (format!("wh_{i}"), *n))
                 .collect(),
+            bytes: None,
         }
     }
 

@@ -12,6 +12,7 @@
 //!
 //! Tests drive [`Worker::run_once`], the same claim/attempt/record steps run to completion.
 
+pub mod budget;
 pub mod queue;
 pub mod send;
 pub mod ssrf;
@@ -42,6 +43,9 @@ pub struct WorkerConfig {
     pub max_in_flight_per_subscription: usize,
     /// Deliveries leased ahead of a free slot, all subscriptions together (see [`queue`]).
     pub prefetch: usize,
+    /// Most bytes of event data and request bodies held at once, leased ahead and in flight
+    /// (see [`budget`]).
+    pub memory_budget_bytes: u64,
     pub default_retry: RetryPolicy,
     /// Consecutive dead deliveries after which a subscription is disabled.
     pub disable_after_failures: i64,
@@ -78,6 +82,7 @@ impl WorkerConfig {
             max_in_flight: 256,
             max_in_flight_per_subscription: 16,
             prefetch: 1024,
+            memory_budget_bytes: 32 << 20,
             default_retry: RetryPolicy::default(),
             disable_after_failures: 10,
             lease_margin: Duration::from_secs(30),
@@ -173,6 +178,7 @@ impl Worker {
                 cap: config.max_in_flight_per_subscription,
                 prefetch: config.prefetch,
                 budget: config.max_in_flight + config.prefetch,
+                memory_budget_bytes: config.memory_budget_bytes,
                 lease_margin_ms: config.lease_margin.as_millis() as i64,
                 default_timeout_ms: config.default_timeout.as_millis() as i64,
             })),
@@ -201,11 +207,15 @@ impl Worker {
     }
 
     /// Claims up to `limit` due deliveries into the queue: per subscription, as many as its window
-    /// has room for (with `prefetch`, its cap plus its depth; without, its free slots). Returns how
+    /// has room for (with `prefetch`, its cap plus its depth; without, its free slots), and in all
+    /// no more bytes than the memory budget has left. Returns how
     /// many were leased, and whether more may be due (the claim was full, or a subscription got as
     /// many as one claim reads of it).
     async fn claim(&self, limit: u32, prefetch: bool) -> Result<(usize, bool), StoreError> {
-        let (default_room, room) = self.queue().room(prefetch);
+        let ((default_room, room), bytes) = {
+            let queue = self.queue();
+            (queue.room(prefetch), queue.byte_room())
+        };
         let now = self.clock.now_ms();
         let lease_margin_ms = self.config.lease_margin.as_millis() as i64;
         let default_timeout_ms = self.config.default_timeout.as_millis() as i64;
@@ -217,6 +227,7 @@ impl Worker {
             lease_margin_ms,
             default_room: Some(default_room),
             room,
+            bytes: Some(bytes),
         };
         let most_of_one = request.most_of_one_subscription() as usize;
         let claimed = self.store.queue.claim_due(request).await?;
@@ -274,7 +285,12 @@ impl Worker {
     /// Marks a delivery's request as finished: frees its subscription slot, and wakes the loop to
     /// claim more when the subscription runs low.
     fn finish(&self, delivery: &ClaimedDelivery, duration_ms: i64) {
-        if self.queue().finish(&delivery.subscription.id, duration_ms) {
+        let low = {
+            let mut queue = self.queue();
+            let low = queue.finish(&delivery.subscription.id, duration_ms);
+            queue.let_go(&delivery.event) || low
+        };
+        if low {
             self.refill.notify_one();
         }
         if let Ok(mut in_flight) = self.in_flight.lock() {
@@ -544,14 +560,15 @@ impl Worker {
         if self.fenced(self.clock.now_ms()) {
             return Claimed::Blocked;
         }
-        let room = {
+        let (room, bytes) = {
             let queue = self.queue();
-            queue
+            let room = queue
                 .budget()
-                .saturating_sub(queue.sending() + queue.waiting())
+                .saturating_sub(queue.sending() + queue.waiting());
+            (room, queue.byte_room())
         };
         let limit = room.min(self.config.claim_batch as usize) as u32;
-        if limit == 0 {
+        if limit == 0 || (bytes.bytes == 0 && !bytes.first_regardless) {
             return Claimed::Blocked;
         }
         match self.claim(limit, true).await {
@@ -579,7 +596,12 @@ impl Worker {
         }
         metrics::gauge!("hookd_in_flight")
             .set((self.config.max_in_flight - self.slots.available_permits()) as f64);
-        metrics::gauge!("hookd_prefetched").set(self.queue().waiting() as f64);
+        let (waiting, bytes_held) = {
+            let queue = self.queue();
+            (queue.waiting(), queue.bytes_held())
+        };
+        metrics::gauge!("hookd_prefetched").set(waiting as f64);
+        metrics::gauge!("hookd_worker_held_bytes").set(bytes_held as f64);
     }
 
     /// One request slot: sends `first`, then whatever the queue hands it next, until the queue has

@@ -12,7 +12,8 @@
 //! than its timeout plus half the margin left (it is returned for release instead), so a delivery
 //! is never sent on a lease that could expire, and be rescued and sent elsewhere, mid-request.
 
-use crate::store::{ClaimedDelivery, UnixMs};
+use super::budget::Budget;
+use crate::store::{ByteRoom, ClaimedDelivery, EventRow, UnixMs};
 use std::collections::{HashMap, VecDeque};
 
 /// Weight of the newest attempt in a subscription's moving average of attempt durations.
@@ -52,6 +53,8 @@ pub struct Limits {
     pub prefetch: usize,
     /// Most deliveries held (sent and waiting) in all.
     pub budget: usize,
+    /// Most bytes held (sent and waiting) in all ([`Budget`]).
+    pub memory_budget_bytes: u64,
     /// Lease margin (ms): the lease is the request timeout plus this.
     pub lease_margin_ms: i64,
     /// Request timeout of subscriptions without their own (ms).
@@ -68,6 +71,8 @@ pub struct Queue {
     sending: usize,
     /// Lane count at which idle lanes are dropped.
     prune_at: usize,
+    /// The bytes held, sent and waiting.
+    bytes: Budget,
 }
 
 impl Queue {
@@ -82,6 +87,7 @@ impl Queue {
             waiting: 0,
             sending: 0,
             prune_at: KEEP_IDLE_LANES,
+            bytes: Budget::new(limits.memory_budget_bytes),
         }
     }
 
@@ -100,8 +106,25 @@ impl Queue {
         self.limits.budget
     }
 
-    /// Adds a freshly leased delivery.
-    pub fn push(&mut self, leased: Leased) {
+    /// Bytes held (sent and waiting), as [`Budget`] counts them.
+    pub fn bytes_held(&self) -> u64 {
+        self.bytes.held()
+    }
+
+    /// What the next claim may take in bytes.
+    pub fn byte_room(&self) -> ByteRoom {
+        self.bytes.room()
+    }
+
+    /// A sent delivery of `event` is done with: frees its bytes. Returns true when what is held
+    /// fell to half the byte budget, or to nothing: time to claim more.
+    pub fn let_go(&mut self, event: &EventRow) -> bool {
+        self.bytes.release(event)
+    }
+
+    /// Adds a freshly leased delivery. It shares the copy of its event already held, if any.
+    pub fn push(&mut self, mut leased: Leased) {
+        self.bytes.admit(&mut leased.delivery);
         let id = leased.delivery.subscription.id.clone();
         let lane = self.lanes.entry(id.clone()).or_default();
         lane.timeout_ms = leased.timeout_ms;
@@ -133,7 +156,10 @@ impl Queue {
                         found = Some(leased.delivery);
                         break;
                     }
-                    false => expired.push(leased.delivery.delivery_id),
+                    false => {
+                        self.bytes.release(&leased.delivery.event);
+                        expired.push(leased.delivery.delivery_id);
+                    }
                 }
             }
             let has_more = !lane.waiting.is_empty();
@@ -230,7 +256,10 @@ impl Queue {
     pub fn drain(&mut self) -> Vec<String> {
         let mut ids = Vec::with_capacity(self.waiting);
         for lane in self.lanes.values_mut() {
-            ids.extend(lane.waiting.drain(..).map(|l| l.delivery.delivery_id));
+            for leased in lane.waiting.drain(..) {
+                self.bytes.release(&leased.delivery.event);
+                ids.push(leased.delivery.delivery_id);
+            }
         }
         self.turns.clear();
         self.waiting = 0;
@@ -241,7 +270,7 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{EventRow, SubscriptionRow};
+    use crate::store::SubscriptionRow;
 
     const CAP: usize = 2;
 
@@ -250,6 +279,7 @@ mod tests {
             cap: CAP,
             prefetch: 64,
             budget: 1_000,
+            memory_budget_bytes: 1 << 20,
             lease_margin_ms: 30_000,
             default_timeout_ms: 10_000,
         }
@@ -260,7 +290,7 @@ mod tests {
             delivery_id: format!("{subscription}-{n}"),
             attempts: 0,
             attempts_before: 0,
-            event: EventRow {
+            event: std::sync::Arc::new(EventRow {
                 id: "evt".into(),
                 event_type: "a.b".into(),
                 version: "1".into(),
@@ -268,7 +298,7 @@ mod tests {
                 retryable: true,
                 idempotency_key: None,
                 created_at: 0,
-            },
+            }),
             subscription: std::sync::Arc::new(SubscriptionRow::new(
                 subscription.into(),
                 hookd_core::EndpointUrl::from_stored("http://127.0.0.1/").unwrap(),

@@ -40,6 +40,7 @@ fn request(now: i64, limit: u32, default_room: Option<u32>, room: &[(&str, u32)]
         lease_margin_ms: 1_000,
         default_room,
         room: room.iter().map(|(id, n)| (id.to_string(), *n)).collect(),
+        bytes: None,
     }
 }
 

@@ -67,6 +67,7 @@ fn claim(owner: &str, now: i64, limit: u32) -> ClaimRequest {
         lease_margin_ms: 30_000,
         default_room: None,
         room: Vec::new(),
+        bytes: None,
     }
 }
 

@@ -447,3 +447,42 @@ async fn subscriptions_on_one_host_reuse_its_connections() {
         "{opened} connections for 5 rounds to {ENDPOINTS} endpoints on one host"
     );
 }
+
+/// The worker's memory budget bounds what one step claims: each delivery costs its event's data
+/// (its request body) and each event once more (its shared copy), so with 3,000-byte events and a
+/// 13,000-byte budget a step takes two, not all five.
+#[tokio::test]
+async fn the_memory_budget_bounds_what_the_worker_claims() {
+    let (app, worker, _clock) = spawn_stepped(|c| c.worker_memory_budget_bytes = 13_000).await;
+    let receiver = Receiver::start().await;
+    app.subscribe(&receiver.url("/big"), &["*"]).await;
+    for _ in 0..5 {
+        let pad = "x".repeat(3_000 - r#"{"pad":""}"#.len());
+        app.publish(json!({"event": "a", "data": {"pad": pad}}))
+            .await;
+    }
+    let mut attempted = Vec::new();
+    for _ in 0..3 {
+        attempted.push(worker.run_once().await.unwrap().attempted);
+    }
+    assert_eq!(attempted, [2, 2, 1]);
+    assert_eq!(receiver.received("/big").len(), 5);
+}
+
+/// An event larger than the whole memory budget is still delivered, alone, when the worker holds
+/// nothing else.
+#[tokio::test]
+async fn an_event_larger_than_the_memory_budget_is_still_delivered() {
+    let (app, worker, _clock) = spawn_stepped(|c| c.worker_memory_budget_bytes = 1_000).await;
+    let receiver = Receiver::start().await;
+    app.subscribe(&receiver.url("/big"), &["*"]).await;
+    for _ in 0..2 {
+        app.publish(json!({"event": "a", "data": {"pad": "x".repeat(5_000)}}))
+            .await;
+    }
+    for _ in 0..2 {
+        let report = worker.run_once().await.unwrap();
+        assert_eq!((report.attempted, report.delivered), (1, 1));
+    }
+    assert_eq!(receiver.received("/big").len(), 2);
+}

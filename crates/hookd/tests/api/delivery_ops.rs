@@ -196,6 +196,7 @@ async fn retry_refuses_an_in_flight_delivery() {
             lease_margin_ms: 1_000,
             default_room: None,
             room: Vec::new(),
+            bytes: None,
         })
         .await
         .unwrap();
@@ -424,6 +425,7 @@ async fn an_expired_lease_of_a_crashed_worker_is_delivered_again() {
             lease_margin_ms: 1_000,
             default_room: None,
             room: Vec::new(),
+            bytes: None,
         })
         .await
         .unwrap();
@@ -515,6 +517,7 @@ async fn leases_released_or_rescued_after_a_disable_are_held() {
             lease_margin_ms: 1_000,
             default_room: None,
             room: Vec::new(),
+            bytes: None,
         })
         .await
         .unwrap();

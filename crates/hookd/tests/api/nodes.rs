@@ -51,6 +51,7 @@ async fn delivery_leased_by(
             lease_margin_ms: LONG_LEASE_MS,
             default_room: None,
             room: Vec::new(),
+            bytes: None,
         })
         .await
         .unwrap();

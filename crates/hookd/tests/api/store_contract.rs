@@ -60,6 +60,7 @@ fn claim(owner: &str, now: i64) -> ClaimRequest {
         lease_margin_ms: 1_000,
         default_room: None,
         room: Vec::new(),
+        bytes: None,
     }
 }
 
@@ -759,4 +760,68 @@ async fn the_leases_of_a_node_whose_heartbeat_stopped_return_to_the_queue() {
         .map(|n| n.id)
         .collect();
     assert_eq!(left, ["wrk_live"]);
+}
+
+/// A claim with a byte room takes the longest prefix, in claim order, whose cost fits: each row
+/// its event's `data` size, and each event once more (its deliveries share one copy). The first
+/// row is taken regardless only when asked (the worker holds nothing), and the rows of one event
+/// share one decoded copy.
+#[tokio::test]
+async fn a_claim_takes_no_more_bytes_than_its_room() {
+    let (_dir, store) = fresh_store().await;
+    for id in ["wh_1", "wh_2"] {
+        let row = subscription(id, &["*"], 1);
+        store.subscriptions.insert_subscription(&row).await.unwrap();
+    }
+    let data = format!(r#"{{"p":"{}"}}"#, "x".repeat(992));
+    assert_eq!(data.len(), 1_000);
+    let events = (0..5)
+        .map(|i| NewEvent {
+            data: data.clone(),
+            ..event(&format!("evt_{i}"), "a.b", 10 + i)
+        })
+        .collect();
+    store.publisher.publish(events).await.unwrap();
+    let with_room = |now: i64, bytes: u64, first_regardless: bool| ClaimRequest {
+        bytes: Some(ByteRoom {
+            bytes,
+            first_regardless,
+        }),
+        ..claim("wrk_1", now)
+    };
+
+    // Each event's two rows cost 2,000 + 1,000: two events fit in 7,000, a third's first row not.
+    let claimed = store
+        .queue
+        .claim_due(with_room(100, 7_000, false))
+        .await
+        .unwrap();
+    let mut events: Vec<&str> = claimed.iter().map(|c| c.event.id.as_str()).collect();
+    events.sort_unstable();
+    assert_eq!(events, ["evt_0", "evt_0", "evt_1", "evt_1"]);
+    for pair in claimed.windows(2) {
+        if pair[0].event.id == pair[1].event.id {
+            assert!(std::sync::Arc::ptr_eq(&pair[0].event, &pair[1].event));
+        }
+    }
+    assert!(claimed.iter().all(|c| c.event.data == data));
+
+    // Less room than one row: nothing, unless the first row is taken regardless.
+    let none = store
+        .queue
+        .claim_due(with_room(100, 1_999, false))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    let one = store
+        .queue
+        .claim_due(with_room(100, 10, true))
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].event.id, "evt_2");
+
+    // No byte room: the rest.
+    let rest = store.queue.claim_due(claim("wrk_1", 100)).await.unwrap();
+    assert_eq!(rest.len(), 5);
 }

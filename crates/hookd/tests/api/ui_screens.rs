@@ -261,6 +261,7 @@ async fn dead_deliveries(app: &TestApp, count: usize, now: i64) {
                 lease_margin_ms: 10_000,
                 default_room: None,
                 room: Vec::new(),
+                bytes: None,
             })
             .await
             .unwrap();

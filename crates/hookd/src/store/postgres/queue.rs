@@ -5,8 +5,8 @@
 use super::{PgStore, connect_listener, map_err, notify_work, relay_work_notifications};
 use crate::store::outcomes::{applied_effects, failure_count_update};
 use crate::store::sql::decode::{
-    ClaimDecoder, prefixed_subscription_columns, queued_subscriptions, rescuable,
-    response_headers_text,
+    ClaimDecoder, event_data_once, prefixed_subscription_columns, queued_subscriptions, rescuable,
+    response_headers_text, within_bytes,
 };
 use crate::store::sql::postgres_text;
 use crate::store::sql::subscriptions::{DISABLE_SUBSCRIPTION, HOLD_QUEUED};
@@ -24,8 +24,9 @@ use tokio::sync::Notify;
 /// A claim costs O(subscriptions with queued work + rows claimed), whatever the backlog: `queued`
 /// lists the subscriptions that have pending or failed rows by a skip scan over the partial index
 /// `deliveries_queued_by_subscription` (one seek per subscription: PostgreSQL 15 has no skip scan
-/// of its own), `open` drops the inactive ones and those without room, and `due` takes each open
-/// subscription's oldest due rows from the same index (`LATERAL … LIMIT room`). A subscription
+/// of its own), `open` drops the inactive ones and those without room, and `candidates` takes each
+/// open subscription's oldest due rows from the same index (`LATERAL … LIMIT room`);
+/// `within_bytes` keeps those that fit the claim's byte room. A subscription
 /// without room is passed over with one seek however long its backlog, and the rows of other
 /// subscriptions behind it are still found. The candidates are read without locks; the picked ones
 /// are then locked with `FOR UPDATE OF d SKIP LOCKED` and re-checked, so concurrent claimers, on
@@ -40,19 +41,20 @@ static CLAIM_DUE: LazyLock<String> = LazyLock::new(|| {
                LEFT JOIN UNNEST($5::text[], $8::int8[]) AS listed(subscription_id, room)
                  ON listed.subscription_id = s.id
               WHERE s.active AND COALESCE(listed.room, $7) > 0),
-         due AS (
-             SELECT due.id, due.next_attempt_at
+         candidates AS (
+             SELECT due.id, due.event_id, due.next_attempt_at
                FROM open CROSS JOIN LATERAL (
-                    SELECT d.id, d.next_attempt_at FROM deliveries d
+                    SELECT d.id, d.event_id, d.next_attempt_at FROM deliveries d
                      WHERE d.subscription_id = open.id AND d.state IN ('pending', 'failed')
                        AND d.next_attempt_at <= $2
                      ORDER BY d.next_attempt_at
                      LIMIT open.room) due
               ORDER BY due.next_attempt_at
               LIMIT $6),
+         {},
          picked AS (
              SELECT d.id FROM deliveries d
-              WHERE d.id IN (SELECT id FROM due)
+              WHERE d.id IN (SELECT id FROM within_bytes)
                 AND d.state IN ('pending', 'failed') AND d.next_attempt_at <= $2
                 FOR UPDATE SKIP LOCKED),
          claimed AS (
@@ -65,14 +67,16 @@ static CLAIM_DUE: LazyLock<String> = LazyLock::new(|| {
              RETURNING id, attempts, attempts_before, event_id, subscription_id, next_attempt_at)
          SELECT c.id AS delivery_id, c.attempts AS delivery_attempts,
                 c.attempts_before AS delivery_attempts_before,
-                e.id AS event_id, e.event_type, e.version, e.data, e.retryable,
-                e.idempotency_key, e.created_at AS event_created_at,
+                e.id AS event_id, e.event_type, e.version, e.retryable,
+                e.idempotency_key, e.created_at AS event_created_at, {},
                 {}
            FROM claimed c
            JOIN events e ON e.id = c.event_id
            JOIN subscriptions s ON s.id = c.subscription_id
-          ORDER BY c.next_attempt_at",
+          ORDER BY c.next_attempt_at, c.id",
         queued_subscriptions!(""),
+        within_bytes!(),
+        event_data_once!("c.next_attempt_at, c.id"),
         prefixed_subscription_columns("s")
     )
 });
@@ -107,7 +111,12 @@ impl QueueStore for PgStore {
             .iter()
             .map(|(id, n)| (id.as_str(), i64::from(*n)))
             .unzip();
-        let rows = sqlx::query(sqlx::AssertSqlSafe(CLAIM_DUE.as_str()))
+        let bytes = request.bytes.unwrap_or(ByteRoom {
+            bytes: u64::MAX,
+            first_regardless: true,
+        });
+        // The shared `within_bytes` fragment is written with `?N`.
+        let rows = sqlx::query(postgres_text(CLAIM_DUE.as_str()))
             .bind(&request.owner)
             .bind(request.now)
             .bind(request.lease_margin_ms)
@@ -116,6 +125,8 @@ impl QueueStore for PgStore {
             .bind(i64::from(request.limit))
             .bind(i64::from(request.default_room.unwrap_or(u32::MAX)))
             .bind(listed_room)
+            .bind(i64::try_from(bytes.bytes).unwrap_or(i64::MAX))
+            .bind(bytes.first_regardless)
             .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;

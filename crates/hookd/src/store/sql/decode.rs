@@ -58,6 +58,31 @@ macro_rules! queued_subscriptions {
 }
 pub(crate) use queued_subscriptions;
 
+/// A CTE `within_bytes(id)`: the claim's candidates (a relation `candidates(id, event_id,
+/// next_attempt_at)`, the rows a claim would take by count) cut to the longest prefix, in claim
+/// order, whose cost fits the byte room: `?9` bytes, `?10` whether the first row is taken
+/// regardless. A row costs its event's `data` size, and the first row of each event once more
+/// (`ByteRoom`, `claim_cost`). `octet_length` reads the size from the row's header, not the
+/// data. Both backends' claims share it.
+macro_rules! within_bytes {
+    () => {
+        "within_bytes(id) AS (
+             SELECT id FROM (
+                 SELECT id,
+                        ROW_NUMBER() OVER (ORDER BY next_attempt_at, id) AS k,
+                        SUM(cost) OVER (ORDER BY next_attempt_at, id
+                                        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS spent
+                   FROM (SELECT c.id, c.next_attempt_at,
+                                octet_length(e.data) * CASE ROW_NUMBER() OVER (
+                                    PARTITION BY c.event_id ORDER BY c.next_attempt_at, c.id)
+                                    WHEN 1 THEN 2 ELSE 1 END AS cost
+                           FROM candidates c JOIN events e ON e.id = c.event_id) AS costed
+             ) AS ranked
+              WHERE spent <= ?9 OR (k = 1 AND ?10))"
+    };
+}
+pub(crate) use within_bytes;
+
 pub(crate) const SUBSCRIPTION_COLUMNS: &str = subscription_columns!();
 
 /// The deliveries a rescue returns to the queue (a condition on `deliveries`; `?2` leases that end
@@ -238,13 +263,30 @@ pub(crate) fn dead_letter_from_row(row: &impl RowExt) -> StoreResult<DeadLetterR
     })
 }
 
-/// Decodes the rows of one claim: `delivery_id`, `delivery_attempts`, `delivery_attempts_before`, the event's columns (its id
-/// as `event_id`, its time as `event_created_at`) and the subscription's columns. Each
-/// subscription is decoded once per claim and shared by its rows (a claim of a busy endpoint is
-/// hundreds of rows of the same subscription, and decoding one parses three JSON columns).
+/// The `data` column of a claim's rows: the event's data on the first of its rows (in `$order`,
+/// the order the rows are returned in), NULL on the others, which share that copy
+/// ([`claimed_from_row`]). A claim of one event for ten subscriptions so reads its data once.
+macro_rules! event_data_once {
+    ($order:literal) => {
+        concat!(
+            "CASE ROW_NUMBER() OVER (PARTITION BY e.id ORDER BY ",
+            $order,
+            ") WHEN 1 THEN e.data END AS data"
+        )
+    };
+}
+pub(crate) use event_data_once;
+
+/// Decodes the rows of one claim: `delivery_id`, `delivery_attempts`,
+/// `delivery_attempts_before`, the event's columns (its id
+/// as `event_id`, its time as `event_created_at`, `data` only on its first row) and the
+/// subscription's columns. Each subscription is decoded once per claim and shared by its rows (a
+/// claim of a busy endpoint is hundreds of rows of the same subscription, and decoding one parses
+/// three JSON columns); so is each event.
 #[derive(Default)]
 pub(crate) struct ClaimDecoder {
     subscriptions: HashMap<String, Arc<SubscriptionRow>>,
+    events: ClaimedEvents,
 }
 
 impl ClaimDecoder {
@@ -258,27 +300,47 @@ impl ClaimDecoder {
                 subscription
             }
         };
-        claimed_from_row(row, subscription)
+        claimed_from_row(row, subscription, &mut self.events)
     }
 }
 
+/// The events of one claim by id, each decoded once and shared by its rows.
+pub(crate) type ClaimedEvents = HashMap<String, Arc<EventRow>>;
+
+/// A claimed row. Its event comes from `events` when an earlier row of the claim brought it (its
+/// `data` is then NULL, see [`event_data_once`]).
 pub(crate) fn claimed_from_row(
     row: &impl RowExt,
     subscription: Arc<SubscriptionRow>,
+    events: &mut ClaimedEvents,
 ) -> StoreResult<ClaimedDelivery> {
+    let event_id = row.text("event_id");
+    let event = match (events.get(&event_id), row.opt_text("data")) {
+        (Some(event), _) => Arc::clone(event),
+        (None, Some(data)) => {
+            let event = Arc::new(EventRow {
+                id: event_id.clone(),
+                event_type: row.text("event_type"),
+                version: row.text("version"),
+                data,
+                retryable: row.flag("retryable"),
+                idempotency_key: row.opt_text("idempotency_key"),
+                created_at: row.int("event_created_at"),
+            });
+            events.insert(event_id, Arc::clone(&event));
+            event
+        }
+        (None, None) => {
+            return Err(StoreError::Internal(format!(
+                "claimed a delivery of event {event_id} without its data"
+            )));
+        }
+    };
     Ok(ClaimedDelivery {
         delivery_id: row.text("delivery_id"),
         attempts: row.int("delivery_attempts"),
         attempts_before: row.int("delivery_attempts_before"),
-        event: EventRow {
-            id: row.text("event_id"),
-            event_type: row.text("event_type"),
-            version: row.text("version"),
-            data: row.text("data"),
-            retryable: row.flag("retryable"),
-            idempotency_key: row.opt_text("idempotency_key"),
-            created_at: row.int("event_created_at"),
-        },
+        event,
         subscription,
     })
 }

@@ -42,7 +42,7 @@ fn rebuild_request(
         delivery_id: attempt.delivery_id.clone(),
         attempts: attempt.attempt - 1,
         attempts_before: 0,
-        event: event.clone(),
+        event: std::sync::Arc::new(event.clone()),
         subscription: std::sync::Arc::new(sub.clone()),
     };
     let attempt_number = u32::try_from(attempt.attempt.max(1)).unwrap_or(1);

@@ -5,8 +5,8 @@ use super::RecordJob;
 use super::sql::{self, MultiRow};
 use crate::store::outcomes::{applied_effects, failure_count_update};
 use crate::store::sql::decode::{
-    RowExt, SUBSCRIPTION_COLUMNS, claimed_from_row, encode_json, queued_subscriptions, rescuable,
-    response_headers_text, subscription_from_row,
+    ClaimedEvents, RowExt, SUBSCRIPTION_COLUMNS, claimed_from_row, encode_json, event_data_once,
+    queued_subscriptions, rescuable, response_headers_text, subscription_from_row, within_bytes,
 };
 use crate::store::sql::subscriptions::{DISABLE_SUBSCRIPTION, HOLD_QUEUED};
 use crate::store::*;
@@ -21,7 +21,7 @@ use std::sync::{Arc, OnceLock};
 
 /// See [`claim`]. Parameters: `?1` owner, `?2` now, `?3` lease margin, `?4` default timeout, `?5`
 /// the listed rooms (JSON `[[subscription, room], …]`), `?6` limit, `?7` default room, `?8` the most
-/// rows one subscription may give.
+/// rows one subscription may give, `?9` and `?10` the byte room ([`within_bytes`]).
 pub(super) const CLAIM_DUE: &str = concat!(
     "WITH RECURSIVE
       listed(subscription_id, room) AS MATERIALIZED (
@@ -33,12 +33,10 @@ pub(super) const CLAIM_DUE: &str = concat!(
           SELECT s.id, COALESCE(listed.room, ?7), COALESCE(s.timeout_ms, ?4)
             FROM queued CROSS JOIN subscriptions s ON s.id = queued.subscription_id
             LEFT JOIN listed ON listed.subscription_id = s.id
-           WHERE s.active = 1 AND COALESCE(listed.room, ?7) > 0)
-    UPDATE deliveries
-       SET state = 'in_flight', lease_owner = ?1, updated_at = ?2,
-           lease_expires_at = ?2 + ?3 + picked.timeout_ms
-      FROM (SELECT row, timeout_ms FROM (
-               SELECT d.rowid AS row, d.next_attempt_at, o.room, o.timeout_ms,
+           WHERE s.active = 1 AND COALESCE(listed.room, ?7) > 0),
+      candidates(id, event_id, next_attempt_at, timeout_ms) AS MATERIALIZED (
+          SELECT row, event_id, next_attempt_at, timeout_ms FROM (
+               SELECT d.rowid AS row, d.event_id, d.next_attempt_at, o.room, o.timeout_ms,
                       ROW_NUMBER() OVER (PARTITION BY o.id ORDER BY d.next_attempt_at) AS n
                  FROM open o CROSS JOIN deliveries d
                 WHERE d.rowid IN (
@@ -47,7 +45,15 @@ pub(super) const CLAIM_DUE: &str = concat!(
                          AND q.next_attempt_at <= ?2
                        ORDER BY q.next_attempt_at LIMIT ?8))
             WHERE n <= room
-            ORDER BY next_attempt_at LIMIT ?6) AS picked
+            ORDER BY next_attempt_at LIMIT ?6),
+      ",
+    within_bytes!(),
+    "
+    UPDATE deliveries
+       SET state = 'in_flight', lease_owner = ?1, updated_at = ?2,
+           lease_expires_at = ?2 + ?3 + picked.timeout_ms
+      FROM (SELECT c.id AS row, c.timeout_ms FROM candidates c
+             WHERE c.id IN (SELECT id FROM within_bytes)) AS picked
      WHERE deliveries.rowid = picked.row
     RETURNING deliveries.rowid AS row, deliveries.subscription_id AS subscription_id"
 );
@@ -62,18 +68,28 @@ pub(super) fn bind_claim(q: &mut sql::Binder<'_, '_>, request: &ClaimRequest, ro
         .bind(i64::from(request.limit))
         .bind(i64::from(request.default_room.unwrap_or(u32::MAX)))
         .bind(i64::from(request.most_of_one_subscription()));
+    let bytes = request.bytes.unwrap_or(ByteRoom {
+        bytes: u64::MAX,
+        first_regardless: true,
+    });
+    q.bind(i64::try_from(bytes.bytes).unwrap_or(i64::MAX))
+        .bind(bytes.first_regardless);
 }
 
 /// What a claimed delivery is sent with, in claim order: the delivery and its event. Subscriptions
 /// are read once per claim ([`claimed_subscriptions`]), not joined to every row.
-const CLAIMED_ROWS: &str = "SELECT d.id AS delivery_id, d.attempts AS delivery_attempts,
+const CLAIMED_ROWS: &str = concat!(
+    "SELECT d.id AS delivery_id, d.attempts AS delivery_attempts,
         d.attempts_before AS delivery_attempts_before,
-        d.subscription_id, e.id AS event_id, e.event_type, e.version, e.data, e.retryable,
-        e.idempotency_key, e.created_at AS event_created_at
+        d.subscription_id, e.id AS event_id, e.event_type, e.version, e.retryable,
+        e.idempotency_key, e.created_at AS event_created_at, ",
+    event_data_once!("d.next_attempt_at, d.rowid"),
+    "
    FROM deliveries d
    JOIN events e ON e.id = d.event_id
   WHERE d.rowid IN (SELECT value FROM json_each(?1))
-  ORDER BY d.next_attempt_at";
+  ORDER BY d.next_attempt_at, d.rowid"
+);
 
 /// The subscriptions of a claim's rows, each decoded once.
 fn claimed_subscriptions(
@@ -109,7 +125,9 @@ fn claimed_subscriptions(
 /// lists the subscriptions that have pending or failed rows by a skip scan over the partial index
 /// `deliveries_queued_by_subscription` (one seek per subscription: SQLite has no skip scan of its
 /// own), `open` drops the inactive ones and those without room, and each open subscription gives
-/// its oldest due rows from the same index. A subscription without room is therefore passed over
+/// its oldest due rows from the same index (`candidates`, the rows the claim takes by count);
+/// `within_bytes` keeps the prefix of them that fits the byte room, reading each one's event size
+/// by its primary key. A subscription without room is therefore passed over
 /// with one seek however long its backlog, and rows of other subscriptions behind that backlog are
 /// still found (a scan of the oldest due rows across subscriptions would either read the whole
 /// backlog or, bounded, starve them).
@@ -149,6 +167,7 @@ pub(super) fn claim(
     subscription_ids.dedup();
     let subscriptions = claimed_subscriptions(conn, &subscription_ids)?;
     let rows = encode_json(&leased.iter().map(|(row, _)| *row).collect::<Vec<_>>())?;
+    let mut events = ClaimedEvents::new();
     sql::query(
         conn,
         CLAIMED_ROWS,
@@ -160,7 +179,7 @@ pub(super) fn claim(
             let subscription = subscriptions.get(&id).ok_or_else(|| {
                 StoreError::Internal(format!("claimed a delivery of unknown subscription {id}"))
             })?;
-            claimed_from_row(row, Arc::clone(subscription))
+            claimed_from_row(row, Arc::clone(subscription), &mut events)
         },
     )
 }
@@ -411,6 +430,7 @@ mod tests {
             lease_margin_ms: 1_000,
             default_room: Some(16),
             room: vec![("wh_0".into(), 0), ("wh_3".into(), 2)],
+            bytes: None,
         }
     }
 
@@ -446,15 +466,21 @@ mod tests {
             // The candidates, then the update, by rowid: no lookup in the text primary key's index.
             "SEARCH d USING INTEGER PRIMARY KEY (rowid=?)",
             "SEARCH deliveries USING INTEGER PRIMARY KEY (rowid=?)",
-            // The lease's timeout comes with the picked rows (from `open`), not from a lookup of
-            // the subscription per row.
-            "SCAN picked",
+            // The byte room: each candidate's event size by the event's primary key.
+            "SEARCH e USING INDEX sqlite_autoindex_events_1 (id=?)",
         ] {
             assert!(
                 plan.iter().any(|step| step == expected),
                 "{expected}: {plan:?}"
             );
         }
+        // The lease's timeout comes with the candidates (from `open`), not from a lookup of the
+        // subscription per row.
+        let subscription_lookups = plan
+            .iter()
+            .filter(|step| step.contains("autoindex_subscriptions"))
+            .count();
+        assert_eq!(subscription_lookups, 1, "{plan:?}");
         for step in &plan {
             let mut words = step.split(' ');
             let scans_deliveries = words.next() == Some("SCAN")
