@@ -57,7 +57,8 @@ pub struct Recovered {
 /// Publish a `webhook.test` event to this subscription only, through the normal pipeline.
 #[utoipa::path(post, path = "/api/webhooks/{id}/test", tag = "webhooks", params(("id" = String, Path)),
     security(("api_key" = [])),
-    responses((status = 202, body = PublishResult), (status = 404, body = ErrorBody)))]
+    responses((status = 202, body = PublishResult), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "The subscription is disabled.")))]
 pub async fn send_test(
     State(state): State<ApiState>,
     Path(id): Path<String>,

@@ -273,6 +273,58 @@ async fn list_paginates_newest_first_and_filters_by_active() {
     app.get("/api/webhooks?cursor=garbage!")
         .await
         .assert_error(422, "invalid_cursor");
+    // Cursors have one exact form, `<milliseconds>.<id>`, which the OpenAPI document states.
+    for cursor in [
+        "",
+        "1700000000000",
+        "1700000000000.a.b",
+        "1234567890123456.a",
+        "-1.a",
+    ] {
+        app.get(&format!("/api/webhooks?cursor={cursor}"))
+            .await
+            .assert_error(422, "invalid_cursor");
+    }
+    let empty_page = app.get("/api/webhooks?cursor=1.whk_0").await;
+    assert_eq!(empty_page.status, 200, "{}", empty_page.body);
+}
+
+#[tokio::test]
+async fn urls_must_have_the_documented_form() {
+    let app = spawn_app().await;
+    for url in [
+        "HTTP://127.0.0.1:1/",
+        "http:127.0.0.1:1",
+        "http://127.0.0.1:1/a b",
+        "http://127.0.0.1:1/it's",
+        "http://127.0.0.1:99999/",
+        "http://2130706433/",
+    ] {
+        app.post("/api/webhooks", json!({"url": url, "events": ["*"]}))
+            .await
+            .assert_error(422, "invalid_url");
+    }
+    let ok = app
+        .post(
+            "/api/webhooks",
+            json!({"url": "http://[::1]:1/a/(b)?c=d&e=%41", "events": ["*"]}),
+        )
+        .await;
+    assert_eq!(ok.status, 201, "{}", ok.body);
+}
+
+#[tokio::test]
+async fn a_max_delay_below_the_base_delay_caps_the_delays() {
+    let app = spawn_app().await;
+    let retry = json!({"max_attempts": 3, "base_delay_ms": 5000, "max_delay_ms": 1000});
+    let created = app
+        .post(
+            "/api/webhooks",
+            json!({"url": "http://127.0.0.1:1/h", "events": ["*"], "retry": retry}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["retry"], retry);
 }
 
 #[tokio::test]
