@@ -1,7 +1,8 @@
 //! Retry policy: when to try a failed delivery again, and when to give up. Pure functions of
 //! `(policy, attempts made, outcome, now, jitter)`; the caller supplies the random jitter.
 
-use serde::{Deserialize, Serialize};
+use crate::whole_number;
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Jitter applied to every delay: ±20%.
 pub const JITTER_FRACTION: f64 = 0.2;
@@ -51,9 +52,13 @@ pub enum Preset {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RetryPolicyWire {
+    #[serde(default, deserialize_with = "whole_number::deserialize")]
     max_attempts: Option<u32>,
+    #[serde(default, deserialize_with = "whole_number::deserialize")]
     base_delay_ms: Option<u64>,
+    #[serde(default, deserialize_with = "whole_number::deserialize")]
     max_delay_ms: Option<u64>,
+    #[serde(default, deserialize_with = "whole_number::deserialize")]
     schedule_ms: Option<Vec<u64>>,
     preset: Option<Preset>,
 }
@@ -99,7 +104,7 @@ impl TryFrom<RetryPolicyWire> for RetryPolicy {
 }
 
 impl<'de> Deserialize<'de> for RetryPolicy {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let wire = RetryPolicyWire::deserialize(deserializer)?;
         Self::try_from(wire).map_err(serde::de::Error::custom)
     }
