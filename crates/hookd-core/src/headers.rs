@@ -6,7 +6,7 @@ pub const MAX_CUSTOM_HEADERS: usize = 20;
 pub const MAX_HEADER_VALUE_LEN: usize = 1024;
 
 /// Headers hookd sets itself (or that HTTP owns); a subscription may not set these.
-const RESERVED: &[&str] = &[
+pub const RESERVED: &[&str] = &[
     "content-type",
     "content-length",
     "user-agent",
@@ -20,7 +20,7 @@ const RESERVED: &[&str] = &[
     "proxy-authorization",
     "expect",
 ];
-const RESERVED_PREFIXES: &[&str] = &["webhook-", "x-webhook-"];
+pub const RESERVED_PREFIXES: &[&str] = &["webhook-", "x-webhook-"];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderError {

@@ -15,6 +15,7 @@ pub mod retry;
 pub mod secret;
 pub mod time;
 pub mod url;
+pub mod whole_number;
 
 pub use content_filter::{ContentFilter, FilterError, FilterInput};
 pub use envelope::{Envelope, LegacySignature};

@@ -1,7 +1,8 @@
 //! Retry policy: when to try a failed delivery again, and when to give up. Pure functions of
 //! `(policy, attempts made, outcome, now, jitter)`; the caller supplies the random jitter.
 
-use serde::{Deserialize, Serialize};
+use crate::whole_number;
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Jitter applied to every delay: ±20%.
 pub const JITTER_FRACTION: f64 = 0.2;
@@ -51,9 +52,13 @@ pub enum Preset {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RetryPolicyWire {
+    #[serde(default, deserialize_with = "whole_number::deserialize")]
     max_attempts: Option<u32>,
+    #[serde(default, deserialize_with = "whole_number::deserialize")]
     base_delay_ms: Option<u64>,
+    #[serde(default, deserialize_with = "whole_number::deserialize")]
     max_delay_ms: Option<u64>,
+    #[serde(default, deserialize_with = "whole_number::deserialize")]
     schedule_ms: Option<Vec<u64>>,
     preset: Option<Preset>,
 }
@@ -76,7 +81,8 @@ impl TryFrom<RetryPolicyWire> for RetryPolicy {
             } => Ok(Self::Exponential {
                 max_attempts,
                 base_delay_ms,
-                max_delay_ms: max_delay_ms.unwrap_or_else(default_max_delay_ms),
+                max_delay_ms: max_delay_ms
+                    .unwrap_or_else(|| default_max_delay_ms().max(base_delay_ms)),
             }),
             RetryPolicyWire {
                 max_attempts: None,
@@ -98,7 +104,7 @@ impl TryFrom<RetryPolicyWire> for RetryPolicy {
 }
 
 impl<'de> Deserialize<'de> for RetryPolicy {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let wire = RetryPolicyWire::deserialize(deserializer)?;
         Self::try_from(wire).map_err(serde::de::Error::custom)
     }
@@ -126,8 +132,6 @@ pub enum RetryPolicyError {
     Attempts,
     #[error("delays must be {MIN_DELAY_MS} ms to {MAX_DELAY_LIMIT_MS} ms")]
     Delay,
-    #[error("max_delay_ms must not be below base_delay_ms")]
-    Bounds,
 }
 
 impl RetryPolicy {
@@ -143,13 +147,12 @@ impl RetryPolicy {
                 if !(1..=MAX_ATTEMPTS_LIMIT).contains(max_attempts) {
                     return Err(RetryPolicyError::Attempts);
                 }
-                if !delay_ok(*base_delay_ms) || !delay_ok(*max_delay_ms) {
-                    return Err(RetryPolicyError::Delay);
+                // A `max_delay_ms` below `base_delay_ms` is no mistake: it caps every delay, the
+                // first included (each field's own range is all the API's schema can state).
+                match delay_ok(*base_delay_ms) && delay_ok(*max_delay_ms) {
+                    true => Ok(()),
+                    false => Err(RetryPolicyError::Delay),
                 }
-                if max_delay_ms < base_delay_ms {
-                    return Err(RetryPolicyError::Bounds);
-                }
-                Ok(())
             }
             Self::Schedule { schedule_ms } => {
                 if schedule_ms.len() >= MAX_ATTEMPTS_LIMIT as usize {
@@ -498,7 +501,6 @@ mod tests {
             (exponential(0, 100, 1_000), RetryPolicyError::Attempts),
             (exponential(51, 100, 1_000), RetryPolicyError::Attempts),
             (exponential(3, 1, 1_000), RetryPolicyError::Delay),
-            (exponential(3, 2_000, 1_000), RetryPolicyError::Bounds),
             (
                 RetryPolicy::Schedule {
                     schedule_ms: vec![10; 50],
@@ -523,6 +525,19 @@ mod tests {
             .max_attempts(),
             1
         );
+    }
+
+    #[test]
+    fn a_max_delay_below_the_base_caps_every_delay() {
+        let capped = exponential(3, 2_000, 1_000);
+        assert_eq!(capped.validate(), Ok(()));
+        assert_eq!(capped.base_delay_ms(1), Some(1_000));
+        assert_eq!(capped.base_delay_ms(2), Some(1_000));
+        // Left out, the cap is the default or the base delay, whichever is longer.
+        let long_base: RetryPolicy =
+            serde_json::from_str(r#"{"max_attempts": 3, "base_delay_ms": 7200000}"#).unwrap();
+        assert_eq!(long_base.validate(), Ok(()));
+        assert_eq!(long_base.base_delay_ms(1), Some(7_200_000));
     }
 }
 

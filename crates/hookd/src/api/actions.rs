@@ -9,6 +9,7 @@ use crate::ops::TestPayload;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use hookd_core::whole_number;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -16,6 +17,7 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields)]
 pub struct RotateSecret {
     /// How long the old secret keeps signing too (default 86,400; 0 stops it at once).
+    #[serde(default, deserialize_with = "whole_number::deserialize")]
     pub overlap_seconds: Option<i64>,
 }
 
@@ -57,7 +59,8 @@ pub struct Recovered {
 /// Publish a `webhook.test` event to this subscription only, through the normal pipeline.
 #[utoipa::path(post, path = "/api/webhooks/{id}/test", tag = "webhooks", params(("id" = String, Path)),
     security(("api_key" = [])),
-    responses((status = 202, body = PublishResult), (status = 404, body = ErrorBody)))]
+    responses((status = 202, body = PublishResult), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody, description = "The subscription is disabled.")))]
 pub async fn send_test(
     State(state): State<ApiState>,
     Path(id): Path<String>,

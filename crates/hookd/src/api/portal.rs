@@ -11,6 +11,7 @@ use crate::ops::parse_owner;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
+use hookd_core::whole_number;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -22,6 +23,7 @@ pub struct CreatePortalSession {
     /// `["read"]` (look only) or `["read", "manage"]` (create, edit, test, rotate, redrive).
     pub capabilities: Vec<String>,
     /// Lifetime of the link and of the session it opens, 1–3,600 seconds (default 3,600).
+    #[serde(default, deserialize_with = "whole_number::deserialize")]
     pub ttl_seconds: Option<i64>,
 }
 

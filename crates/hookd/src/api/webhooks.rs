@@ -10,6 +10,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use hookd_core::RetryPolicy;
+use hookd_core::whole_number;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -34,6 +35,7 @@ pub struct CreateWebhook {
     #[schema(value_type = Option<Object>)]
     pub retry: Option<RetryPolicy>,
     /// Per-attempt timeout, 1,000–60,000 ms (default 10,000).
+    #[serde(default, deserialize_with = "whole_number::deserialize")]
     pub timeout_ms: Option<i64>,
     /// Extra headers sent with every delivery (cannot override hookd's own).
     pub headers: Option<BTreeMap<String, String>>,
@@ -72,7 +74,7 @@ pub struct UpdateWebhook {
     #[schema(value_type = Option<Object>)]
     pub retry: Option<Option<RetryPolicy>>,
     /// `null` returns to the server default.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "whole_number::present")]
     #[schema(value_type = Option<i64>)]
     pub timeout_ms: Option<Option<i64>>,
     /// Replaces all custom headers (`{}` removes them).

@@ -185,7 +185,8 @@ fn write_docs(row: &mut EventTypeRow, docs: &TypeDocs) -> Result<(), OpsError> {
     };
     for (version, schema) in &docs.version_schemas {
         let field = format!("version_schemas.{version}");
-        if version.is_empty() || version.len() > MAX_VERSION_LEN || version == ANY_VERSION {
+        if version.is_empty() || version.chars().count() > MAX_VERSION_LEN || version == ANY_VERSION
+        {
             return Err(OpsError::invalid(
                 "invalid_field",
                 field,

@@ -96,7 +96,7 @@ impl Ops {
             None => new_id("evt", now),
         };
         let version = draft.version.unwrap_or_else(|| DEFAULT_VERSION.into());
-        if version.is_empty() || version.len() > MAX_VERSION_LEN {
+        if version.is_empty() || version.chars().count() > MAX_VERSION_LEN {
             return Err(OpsError::invalid(
                 "invalid_field",
                 format!("{field}version"),

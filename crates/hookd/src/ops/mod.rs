@@ -15,7 +15,7 @@ mod subscriptions;
 #[cfg(test)]
 mod tests;
 
-pub use cursor::{decode_cursor, encode_cursor};
+pub use cursor::{CURSOR_PATTERN, decode_cursor, encode_cursor};
 pub use deliveries::ReplayOutcome;
 pub use error::OpsError;
 pub use event_types::{

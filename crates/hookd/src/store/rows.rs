@@ -158,6 +158,15 @@ pub enum DeliveryState {
 }
 
 impl DeliveryState {
+    pub const ALL: [Self; 6] = [
+        Self::Pending,
+        Self::InFlight,
+        Self::Delivered,
+        Self::Failed,
+        Self::Dead,
+        Self::Held,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",

@@ -273,6 +273,126 @@ async fn list_paginates_newest_first_and_filters_by_active() {
     app.get("/api/webhooks?cursor=garbage!")
         .await
         .assert_error(422, "invalid_cursor");
+    // Cursors have one exact form, `<milliseconds>.<id>`, which the OpenAPI document states.
+    for cursor in [
+        "",
+        "1700000000000",
+        "1700000000000.a.b",
+        "1234567890123456.a",
+        "-1.a",
+    ] {
+        app.get(&format!("/api/webhooks?cursor={cursor}"))
+            .await
+            .assert_error(422, "invalid_cursor");
+    }
+    let empty_page = app.get("/api/webhooks?cursor=1.whk_0").await;
+    assert_eq!(empty_page.status, 200, "{}", empty_page.body);
+}
+
+#[tokio::test]
+async fn urls_must_have_the_documented_form() {
+    let app = spawn_app().await;
+    for url in [
+        "HTTP://127.0.0.1:1/",
+        "http:127.0.0.1:1",
+        "http://127.0.0.1:1/a b",
+        "http://127.0.0.1:1/it's",
+        "http://127.0.0.1:99999/",
+        "http://2130706433/",
+    ] {
+        app.post("/api/webhooks", json!({"url": url, "events": ["*"]}))
+            .await
+            .assert_error(422, "invalid_url");
+    }
+    let ok = app
+        .post(
+            "/api/webhooks",
+            json!({"url": "http://[::1]:1/a/(b)?c=d&e=%41", "events": ["*"]}),
+        )
+        .await;
+    assert_eq!(ok.status, 201, "{}", ok.body);
+}
+
+#[tokio::test]
+async fn a_max_delay_below_the_base_delay_caps_the_delays() {
+    let app = spawn_app().await;
+    let retry = json!({"max_attempts": 3, "base_delay_ms": 5000, "max_delay_ms": 1000});
+    let created = app
+        .post(
+            "/api/webhooks",
+            json!({"url": "http://127.0.0.1:1/h", "events": ["*"], "retry": retry}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["retry"], retry);
+}
+
+#[tokio::test]
+async fn whole_number_floats_are_integers_and_fractions_are_refused() {
+    let app = spawn_app().await;
+    // JSON Schema counts `5000.0` as an integer; every integer field takes it as `5000`.
+    let created = app
+        .post(
+            "/api/webhooks",
+            json!({"url": "http://127.0.0.1:1/h", "events": ["*"], "timeout_ms": 5000.0,
+                   "retry": {"max_attempts": 3.0, "base_delay_ms": 100.0, "schedule_ms": null}}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["timeout_ms"], json!(5000));
+    assert_eq!(
+        created.body["retry"],
+        json!({"max_attempts": 3, "base_delay_ms": 100, "max_delay_ms": 3_600_000})
+    );
+    let id = created.body["id"].as_str().unwrap();
+    let updated = app
+        .patch(
+            &format!("/api/webhooks/{id}"),
+            json!({"timeout_ms": 2e3, "retry": {"schedule_ms": [10.0, 20]}}),
+        )
+        .await;
+    assert_eq!(updated.status, 200, "{}", updated.body);
+    assert_eq!(updated.body["timeout_ms"], json!(2000));
+    assert_eq!(updated.body["retry"], json!({"schedule_ms": [10, 20]}));
+    let stored = app.get(&format!("/api/webhooks/{id}")).await;
+    assert_eq!(stored.body["timeout_ms"], json!(2000), "{}", stored.body);
+
+    let cases = [
+        (json!({"timeout_ms": 5000.5}), "timeout_ms", "invalid_field"),
+        (
+            json!({"retry": {"max_attempts": 2.5, "base_delay_ms": 100}}),
+            "retry.max_attempts",
+            "invalid_retry_policy",
+        ),
+        (
+            json!({"retry": {"schedule_ms": [10, 0.5]}}),
+            "retry.schedule_ms[1]",
+            "invalid_retry_policy",
+        ),
+    ];
+    for (body, field, code) in cases {
+        let refused = app.patch(&format!("/api/webhooks/{id}"), body).await;
+        refused.assert_error(422, code);
+        assert_eq!(refused.body["field"], field, "{}", refused.body);
+        let message = refused.body["error"].as_str().unwrap();
+        assert!(message.contains("floating point"), "{message}");
+        assert!(message.contains("expected a"), "{message}");
+    }
+    let overlap = app
+        .post(
+            &format!("/api/webhooks/{id}/rotate-secret"),
+            json!({"overlap_seconds": 60.0}),
+        )
+        .await;
+    assert_eq!(overlap.status, 200, "{}", overlap.body);
+    let session = app
+        .post(
+            "/api/portal/sessions",
+            json!({"owner": "acme", "capabilities": ["read"], "ttl_seconds": 1.5}),
+        )
+        .await;
+    session.assert_error(422, "invalid_field");
+    assert_eq!(session.body["field"], "ttl_seconds", "{}", session.body);
 }
 
 #[tokio::test]
