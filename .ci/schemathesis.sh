@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 SCHEMATHESIS_VERSION=4.32.5
 venv=target/schemathesis-venv
 hookd="${CARGO_TARGET_DIR:-target}/debug/hookd"
-examples="${SCHEMATHESIS_EXAMPLES:-40}"
+examples="${SCHEMATHESIS_EXAMPLES:-10}"
 key="hk_schemathesis_$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 
 echo "== schemathesis: build hookd"
@@ -40,7 +40,7 @@ done
 
 excluded=$({ grep -v '^#' .ci/schemathesis-excluded.txt || true; } | awk -F: 'NF { gsub(/ /, "", $1); print $1 }' | paste -sd, -)
 echo "== schemathesis: --checks all (excluded: ${excluded:-none}), $examples examples per operation"
-args=(run "http://127.0.0.1:$port/openapi.json" --checks all
+args=(--config-file .ci/schemathesis.toml run "http://127.0.0.1:$port/openapi.json" --checks all
   -H "Authorization: Bearer $key" --max-examples "$examples" --seed 1
   --generation-database none --no-color)
 if [ -n "$excluded" ]; then args+=(--exclude-checks "$excluded"); fi

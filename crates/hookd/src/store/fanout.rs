@@ -4,15 +4,18 @@
 use super::sql::decode::decode_err;
 use super::{NewEvent, StoreResult};
 use hookd_core::{ContentFilter, EventFilter, FilterInput};
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::OnceLock;
 
+/// One subscription's row, parsed.
 pub(crate) struct FanoutTarget {
     pub id: String,
+    /// The stored event-type filter list, as text: subscriptions with the same text are one group.
+    events_text: String,
     pub filters: Vec<EventFilter>,
-    /// The content filter, compiled; `None` (the fast path) when the subscription has none.
+    /// The compiled content filter, shared by subscriptions with the same text; `None` (the fast
+    /// path) when the subscription has none.
     pub content: Option<Arc<ContentFilter>>,
     pub active: bool,
 }
@@ -22,13 +25,13 @@ impl FanoutTarget {
     /// content filter for `content_json` from `cache`.
     pub fn parse(
         id: String,
-        events_json: &str,
+        events_json: String,
         content_json: Option<String>,
         active: bool,
         cache: &mut FilterCache,
     ) -> StoreResult<Self> {
-        let raw: Vec<String> =
-            serde_json::from_str(events_json).map_err(|e| decode_err("subscription filters", e))?;
+        let raw: Vec<String> = serde_json::from_str(&events_json)
+            .map_err(|e| decode_err("subscription filters", e))?;
         let filters = raw
             .iter()
             .map(|f| EventFilter::parse(f).map_err(|e| decode_err("subscription filter", e)))
@@ -36,36 +39,91 @@ impl FanoutTarget {
         let content = content_json.map(|text| cache.compiled(text)).transpose()?;
         Ok(Self {
             id,
+            events_text: events_json,
             filters,
             content,
             active,
         })
     }
+}
 
-    /// Whether `event` gets a delivery for this subscription. A test event (sent to one
-    /// subscription) ignores the content filter, as it ignores the event-type filters.
-    pub fn selects(&self, event: &FanoutEvent<'_>) -> bool {
-        let by_type = hookd_core::event_type::receives(
-            &self.id,
-            &self.filters,
-            &event.event.event_type,
-            event.event.only_subscription.as_deref(),
-        );
-        match (&self.content, by_type) {
-            (None, selected) | (Some(_), selected @ false) => selected,
-            (Some(_), true) if event.event.only_subscription.is_some() => true,
-            (Some(filter), true) => event.content_matches(filter),
+/// Every subscription as publishing sees it, grouped by identical event-type and content filters:
+/// an event is matched once per distinct pair, not once per subscription (a thousand customers'
+/// endpoints with the same filters cost one match).
+#[derive(Default)]
+pub(crate) struct FanoutTargets {
+    groups: Vec<TargetGroup>,
+}
+
+struct TargetGroup {
+    filters: Vec<EventFilter>,
+    content: Option<Arc<ContentFilter>>,
+    members: Vec<FanoutMember>,
+}
+
+/// A subscription that may get a delivery.
+pub(crate) struct FanoutMember {
+    pub id: String,
+    pub active: bool,
+}
+
+impl FanoutTargets {
+    pub fn new(targets: Vec<FanoutTarget>) -> Self {
+        let mut index: HashMap<(String, usize), usize> = HashMap::new();
+        let mut groups: Vec<TargetGroup> = Vec::new();
+        for target in targets {
+            let content_key = target
+                .content
+                .as_ref()
+                .map_or(0, |c| Arc::as_ptr(c) as usize);
+            let member = FanoutMember {
+                id: target.id,
+                active: target.active,
+            };
+            match index.get(&(target.events_text.clone(), content_key)) {
+                Some(&at) => groups[at].members.push(member),
+                None => {
+                    index.insert((target.events_text, content_key), groups.len());
+                    groups.push(TargetGroup {
+                        filters: target.filters,
+                        content: target.content,
+                        members: vec![member],
+                    });
+                }
+            }
         }
+        Self { groups }
+    }
+
+    /// The subscriptions that get a delivery of `event`. A test event (sent to one subscription)
+    /// goes to that one only, whatever its event-type and content filters.
+    pub fn selected<'s: 'e, 'e>(
+        &'s self,
+        event: &'e FanoutEvent<'_>,
+    ) -> impl Iterator<Item = &'s FanoutMember> + 'e {
+        let only = event.event.only_subscription.as_deref();
+        self.groups
+            .iter()
+            .filter(move |group| only.is_some() || group.selects(event))
+            .flat_map(|group| group.members.iter())
+            .filter(move |member| only.is_none_or(|id| id == member.id))
     }
 }
 
-/// An event being fanned out; its `data` is parsed once, and only if a content filter asks. Each
-/// distinct compiled filter is evaluated once per event: subscriptions with the same filter text
-/// share one compiled filter ([`FilterCache`]), and its verdict.
+impl TargetGroup {
+    fn selects(&self, event: &FanoutEvent<'_>) -> bool {
+        hookd_core::event_type::any_matches(&self.filters, &event.event.event_type)
+            && self
+                .content
+                .as_ref()
+                .is_none_or(|filter| event.content_matches(filter))
+    }
+}
+
+/// An event being fanned out; its `data` is parsed once, and only if a content filter asks.
 pub(crate) struct FanoutEvent<'a> {
     pub event: &'a NewEvent,
     data: OnceLock<serde_json::Value>,
-    verdicts: RefCell<HashMap<*const ContentFilter, bool>>,
 }
 
 impl<'a> FanoutEvent<'a> {
@@ -73,28 +131,21 @@ impl<'a> FanoutEvent<'a> {
         Self {
             event,
             data: OnceLock::new(),
-            verdicts: RefCell::new(HashMap::new()),
         }
     }
 
-    fn content_matches(&self, filter: &Arc<ContentFilter>) -> bool {
-        let key = Arc::as_ptr(filter);
-        if let Some(verdict) = self.verdicts.borrow().get(&key) {
-            return *verdict;
-        }
+    fn content_matches(&self, filter: &ContentFilter) -> bool {
         // `data` was checked to be a JSON object when the event was prepared; should it not parse,
         // it reads as null and every condition on `data` fails.
         let data = self
             .data
             .get_or_init(|| serde_json::from_str(&self.event.data).unwrap_or_default());
-        let verdict = filter.matches(&FilterInput {
+        filter.matches(&FilterInput {
             id: &self.event.id,
             event: &self.event.event_type,
             version: &self.event.version,
             data,
-        });
-        self.verdicts.borrow_mut().insert(key, verdict);
-        verdict
+        })
     }
 }
 
@@ -141,5 +192,71 @@ impl FilterCache {
         };
         self.compiled.insert(text, entry);
         Ok(filter)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn targets(rows: &[(&str, &str, Option<&str>, bool)]) -> (FanoutTargets, usize) {
+        let mut cache = FilterCache::default();
+        cache.begin_round();
+        let parsed = rows
+            .iter()
+            .map(|(id, events, content, active)| {
+                let content = content.map(str::to_owned);
+                FanoutTarget::parse(
+                    id.to_string(),
+                    events.to_string(),
+                    content,
+                    *active,
+                    &mut cache,
+                )
+                .unwrap()
+            })
+            .collect();
+        cache.end_round();
+        let targets = FanoutTargets::new(parsed);
+        let groups = targets.groups.len();
+        (targets, groups)
+    }
+
+    fn event(event_type: &str, data: &str, only: Option<&str>) -> NewEvent {
+        NewEvent {
+            id: "evt_1".into(),
+            event_type: event_type.into(),
+            version: "1".into(),
+            data: data.into(),
+            retryable: true,
+            idempotency_key: None,
+            created_at: 0,
+            only_subscription: only.map(str::to_owned),
+        }
+    }
+
+    fn selected(targets: &FanoutTargets, event: &NewEvent) -> Vec<String> {
+        let fanout = FanoutEvent::new(event);
+        targets.selected(&fanout).map(|m| m.id.clone()).collect()
+    }
+
+    #[test]
+    fn subscriptions_with_the_same_filters_are_matched_as_one_group() {
+        let big = Some(r#"{"data.amount": {"$gte": 100}}"#);
+        let (targets, groups) = targets(&[
+            ("a", r#"["order.*"]"#, big, true),
+            ("b", r#"["order.*"]"#, big, false),
+            ("c", r#"["order.*"]"#, None, true),
+            ("d", r#"["user.*"]"#, big, true),
+            ("e", r#"["order.*"]"#, big, true),
+        ]);
+        assert_eq!(groups, 3);
+        let large = event("order.created", r#"{"amount": 150}"#, None);
+        assert_eq!(selected(&targets, &large), ["a", "b", "e", "c"]);
+        let small = event("order.created", r#"{"amount": 5}"#, None);
+        assert_eq!(selected(&targets, &small), ["c"]);
+        // A test event goes to its one subscription, whatever the filters say.
+        let test = event("webhook.test", r#"{"amount": 5}"#, Some("d"));
+        assert_eq!(selected(&targets, &test), ["d"]);
     }
 }

@@ -110,6 +110,7 @@ mod tests {
         ClaimedDelivery {
             delivery_id: format!("{event}-{n}"),
             attempts: 0,
+            attempts_before: 0,
             event: Arc::new(EventRow {
                 id: event.into(),
                 event_type: "a.b".into(),

@@ -3,7 +3,7 @@
 
 use super::{map_err, notify_work};
 use crate::ids::new_id;
-use crate::store::fanout::{FanoutEvent, FanoutTarget, FilterCache};
+use crate::store::fanout::{FanoutEvent, FanoutTarget, FanoutTargets, FilterCache};
 use crate::store::group::{
     PublishJob, PublisherStats, answer_group, fail_group, group_event_count, next_group,
 };
@@ -74,7 +74,7 @@ async fn commit_group(
 async fn load_fanout_targets(
     conn: &mut PgConnection,
     cache: &mut FilterCache,
-) -> StoreResult<Vec<FanoutTarget>> {
+) -> StoreResult<FanoutTargets> {
     let rows = sqlx::query("SELECT id, events, filter, active FROM subscriptions")
         .fetch_all(&mut *conn)
         .await
@@ -83,10 +83,9 @@ async fn load_fanout_targets(
     let targets = rows
         .iter()
         .map(|row| {
-            let (id, events) = (row.text("id"), row.text("events"));
             FanoutTarget::parse(
-                id,
-                &events,
+                row.text("id"),
+                row.text("events"),
                 row.opt_text("filter"),
                 row.flag("active"),
                 cache,
@@ -94,7 +93,7 @@ async fn load_fanout_targets(
         })
         .collect::<StoreResult<Vec<_>>>()?;
     cache.end_round();
-    Ok(targets)
+    Ok(FanoutTargets::new(targets))
 }
 
 /// Publishes a request's events with a fixed number of statements: one multi-row insert of the
@@ -103,7 +102,7 @@ async fn load_fanout_targets(
 /// each and bounded a publisher to ≈ 3,000 events/s (BENCHMARKS.md).
 async fn publish_job(
     conn: &mut PgConnection,
-    targets: &[FanoutTarget],
+    targets: &FanoutTargets,
     events: &[NewEvent],
 ) -> StoreResult<Vec<Published>> {
     let inserted = insert_events(conn, events).await?;
@@ -115,7 +114,7 @@ async fn publish_job(
         let new = inserted.contains(event.id.as_str()) && fresh.insert(event.id.as_str());
         if new {
             let fanout = FanoutEvent::new(event);
-            for target in targets.iter().filter(|target| target.selects(&fanout)) {
+            for target in targets.selected(&fanout) {
                 rows.push(event, &target.id);
             }
         }

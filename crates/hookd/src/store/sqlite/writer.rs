@@ -24,7 +24,7 @@ mod publish;
 mod queue;
 mod sql;
 
-use crate::store::fanout::{FanoutTarget, FilterCache};
+use crate::store::fanout::{FanoutTargets, FilterCache};
 use crate::store::group::{MAX_GROUP_EVENTS, PublishJob, PublisherStats};
 use crate::store::*;
 use rusqlite::{Connection, TransactionBehavior};
@@ -231,13 +231,13 @@ fn next_group(jobs: &mut mpsc::Receiver<WriteJob>) -> Option<Vec<WriteJob>> {
 #[derive(Default)]
 struct Fanout {
     filters: FilterCache,
-    loaded: Option<(i64, Rc<Vec<FanoutTarget>>)>,
+    loaded: Option<(i64, Rc<FanoutTargets>)>,
 }
 
 impl Fanout {
     /// The targets, read inside the publishing transaction (which holds the write lock, so the
     /// version read is the one the rows are read at).
-    fn targets(&mut self, conn: &Connection) -> StoreResult<Rc<Vec<FanoutTarget>>> {
+    fn targets(&mut self, conn: &Connection) -> StoreResult<Rc<FanoutTargets>> {
         let version: i64 = conn
             .prepare_cached("PRAGMA data_version")
             .and_then(|mut statement| statement.query_row([], |row| row.get(0)))
@@ -310,7 +310,7 @@ fn run_group(
     let mut tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(transaction)?;
-    let mut targets: Option<Rc<Vec<FanoutTarget>>> = None;
+    let mut targets: Option<Rc<FanoutTargets>> = None;
     let mut outputs = Vec::with_capacity(group.len());
     for job in group {
         let output = match isolate {
@@ -340,7 +340,7 @@ fn run_group(
 fn run(
     conn: &Connection,
     job: &WriteJob,
-    targets: &mut Option<Rc<Vec<FanoutTarget>>>,
+    targets: &mut Option<Rc<FanoutTargets>>,
     fanout: &mut Fanout,
 ) -> StoreResult<Output> {
     match job {
@@ -511,12 +511,8 @@ mod tests {
         let (first, first_answer) = publish("evt_2");
         let (bad, bad_answer) = conflicting_record();
         let (last, last_answer) = publish("evt_3");
-        let answers = commit_group(
-            &mut conn,
-            vec![first, bad, last],
-            &mut FilterCache::default(),
-        )
-        .unwrap_or_else(|(error, _)| panic!("{error}"));
+        let answers = commit_group(&mut conn, vec![first, bad, last], &mut Fanout::default())
+            .unwrap_or_else(|(error, _)| panic!("{error}"));
         let mut answers = answers.into_iter();
         let first = answered(answers.next().into_iter().collect(), first_answer);
         let bad = answered(answers.next().into_iter().collect(), bad_answer);
@@ -543,13 +539,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = database(dir.path()).await;
         let (bad, bad_answer) = conflicting_record();
-        let answers = commit_group(&mut conn, vec![bad], &mut FilterCache::default())
+        let answers = commit_group(&mut conn, vec![bad], &mut Fanout::default())
             .unwrap_or_else(|(e, _)| panic!("{e}"));
         let bad = answered(answers, bad_answer);
         assert!(matches!(bad, Err(StoreError::Conflict(_))), "{bad:?}");
         assert_eq!(count(&conn, "SELECT COUNT(*) FROM attempts"), 1);
         let (good, good_answer) = publish("evt_2");
-        let answers = commit_group(&mut conn, vec![good], &mut FilterCache::default())
+        let answers = commit_group(&mut conn, vec![good], &mut Fanout::default())
             .unwrap_or_else(|(e, _)| panic!("{e}"));
         assert!(answered(answers, good_answer).is_ok());
         assert_eq!(count(&conn, "SELECT COUNT(*) FROM events"), 2);

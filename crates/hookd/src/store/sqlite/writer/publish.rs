@@ -2,27 +2,26 @@
 
 use super::sql::{self, MultiRow};
 use crate::ids::new_id;
-use crate::store::fanout::{FanoutEvent, FanoutTarget, FilterCache};
+use crate::store::fanout::{FanoutEvent, FanoutTarget, FanoutTargets, FilterCache};
 use crate::store::sql::decode::{RowExt, encode_json, event_from_row, event_row_from_new};
 use crate::store::{DeliveryState, EventRow, NewEvent, Published, StoreResult};
 use rusqlite::Connection;
 use std::collections::HashMap;
 
-/// Every subscription with its filters, read once per round that publishes.
+/// Every subscription with its filters, read when the writer's copy is out of date.
 pub(super) fn load_fanout_targets(
     conn: &Connection,
     cache: &mut FilterCache,
-) -> StoreResult<Vec<FanoutTarget>> {
+) -> StoreResult<FanoutTargets> {
     cache.begin_round();
     let targets = sql::query(
         conn,
         "SELECT id, events, filter, active FROM subscriptions",
         |_| {},
         |row| {
-            let (id, events) = (row.text("id"), row.text("events"));
             FanoutTarget::parse(
-                id,
-                &events,
+                row.text("id"),
+                row.text("events"),
                 row.opt_text("filter"),
                 row.flag("active"),
                 cache,
@@ -30,7 +29,7 @@ pub(super) fn load_fanout_targets(
         },
     )?;
     cache.end_round();
-    Ok(targets)
+    Ok(FanoutTargets::new(targets))
 }
 
 static EVENTS: MultiRow = MultiRow::new(
@@ -51,7 +50,7 @@ static DELIVERIES: MultiRow = MultiRow::new(
 /// answered with the first one and writes nothing.
 pub(super) fn publish_job(
     conn: &Connection,
-    targets: &[FanoutTarget],
+    targets: &FanoutTargets,
     events: &[NewEvent],
 ) -> StoreResult<Vec<Published>> {
     let stored = find_existing_events(conn, events)?;
@@ -87,7 +86,7 @@ pub(super) fn publish_job(
         }
         let mut deliveries = 0;
         let fanout = FanoutEvent::new(event);
-        for target in targets.iter().filter(|target| target.selects(&fanout)) {
+        for target in targets.selected(&fanout) {
             let (state, next_attempt_at) = match target.active {
                 true => (DeliveryState::Pending, Some(event.created_at)),
                 false => (DeliveryState::Held, None),
