@@ -227,6 +227,21 @@ async function onlyMatchingDelivered(endpoint, path, matching, other) {
   return [passed.body.id, skipped.body.id];
 }
 
+// Opens a one-time portal link for `owner` in a fresh browser context and continues into the
+// portal; returns the context, its page and the link.
+async function enterPortal(owner) {
+  const link = await api("POST", "/api/portal/sessions", { owner, capabilities: ["read", "manage"], ttl_seconds: 600 });
+  assert.equal(link.status, 201);
+  const portal = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const p = await portal.newPage();
+  watch(p);
+  await p.goto(link.body.url);
+  // The link's page spends nothing until the subscriber continues (link previews leave it alone).
+  await p.click("#continue");
+  await p.waitForURL(`${base}/portal`);
+  return { portal, p, link };
+}
+
 let exitCode = 0;
 try {
   ({ base, api } = await startHookd());
@@ -498,15 +513,7 @@ try {
   });
 
   await step("portal: a one-time link shows only its owner's data", async () => {
-    const link = await api("POST", "/api/portal/sessions", { owner: "acme", capabilities: ["read", "manage"], ttl_seconds: 600 });
-    assert.equal(link.status, 201);
-    const portal = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-    const p = await portal.newPage();
-    watch(p);
-    await p.goto(link.body.url);
-    // The link's page spends nothing until the subscriber continues (link previews leave it alone).
-    await p.click("#continue");
-    await p.waitForURL(`${base}/portal`);
+    const { portal, p, link } = await enterPortal("acme");
     const cookie = (await portal.cookies()).find((c) => c.name === "hookd_portal");
     assert.ok(cookie && cookie.httpOnly && cookie.sameSite === "Strict");
     await p.goto(`${base}/portal/endpoints`);
@@ -536,13 +543,7 @@ try {
   });
 
   await step("portal: the catalog and content-filter editing, within its owner", async () => {
-    const link = await api("POST", "/api/portal/sessions", { owner: "acme", capabilities: ["read", "manage"], ttl_seconds: 600 });
-    const portal = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-    const p = await portal.newPage();
-    watch(p);
-    await p.goto(link.body.url);
-    await p.click("#continue");
-    await p.waitForURL(`${base}/portal`);
+    const { portal, p } = await enterPortal("acme");
     await p.click("nav >> text=Event catalog");
     await p.waitForURL(`${base}/portal/events`);
     const card = await checkInvoiceCard(p);
