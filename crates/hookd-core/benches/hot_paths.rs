@@ -61,7 +61,7 @@ fn prepare_attempt(data_json: &str, stored_secrets: &[&str]) -> (Vec<u8>, String
         .map(|text| SigningSecret::parse(text).unwrap())
         .collect();
     let refs: Vec<&SigningSecret> = secrets.iter().collect();
-    let signature = signature_header(&refs, EVENT_ID, NOW_MS.div_euclid(1_000), &body);
+    let signature = signature_header(&refs, &[], EVENT_ID, NOW_MS.div_euclid(1_000), &body);
     let legacy =
         legacy_signature(&secrets[0], LegacySignature::Body, &body).expect("the body is JSON");
     (body, signature, legacy)
@@ -105,7 +105,7 @@ fn envelope_and_signatures(c: &mut Criterion) {
         ("two_secrets_1kb", vec![&current, &previous]),
     ] {
         group.bench_function(name, |b| {
-            b.iter(|| signature_header(black_box(&secrets), EVENT_ID, 1_736_937_004, &body))
+            b.iter(|| signature_header(black_box(&secrets), &[], EVENT_ID, 1_736_937_004, &body))
         });
     }
     group.bench_function("legacy_hex_1kb", |b| {

@@ -47,19 +47,91 @@ fn push_json_string(out: &mut Vec<u8>, text: &str) {
     let _ = serde_json::to_writer(&mut *out, text);
 }
 
-/// The `webhook-signature` value: one `v1,<base64>` per secret, space-separated (several during a
-/// rotation overlap), over `{id}.{timestamp}.{body}`.
+/// The `webhook-signature` value: one `v1,<base64>` per secret and one `v1a,<base64>` per Ed25519
+/// key, space-separated (several of a kind during a rotation overlap), over `{id}.{timestamp}.{body}`.
 pub fn signature_header(
     secrets: &[&SigningSecret],
+    keys: &[&hookd_verify::SigningKeyPair],
     id: &str,
     timestamp: i64,
     body: &[u8],
 ) -> String {
-    secrets
+    let hmac = secrets
         .iter()
-        .map(|secret| hookd_verify::sign_v1(secret.key_bytes(), id, timestamp, body))
-        .collect::<Vec<_>>()
-        .join(" ")
+        .map(|secret| hookd_verify::sign_v1(secret.key_bytes(), id, timestamp, body));
+    let ed25519 = keys.iter().map(|key| key.sign_v1a(id, timestamp, body));
+    hmac.chain(ed25519).collect::<Vec<_>>().join(" ")
+}
+
+/// Which Standard Webhooks signatures a subscription's deliveries carry: `v1` (HMAC-SHA256 with the
+/// shared secret, which also signs `X-Webhook-Signature`) and `v1a` (Ed25519, verified with a
+/// public key). At least one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignatureSchemes {
+    pub v1: bool,
+    pub v1a: bool,
+}
+
+impl Default for SignatureSchemes {
+    fn default() -> Self {
+        Self {
+            v1: true,
+            v1a: false,
+        }
+    }
+}
+
+impl SignatureSchemes {
+    pub const NAMES: [&'static str; 2] = ["v1", "v1a"];
+
+    /// A list as an API client writes it: known names, each at most once, at least one.
+    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<Self, String> {
+        let mut schemes = Self {
+            v1: false,
+            v1a: false,
+        };
+        for name in names {
+            let flag = match name.as_ref() {
+                "v1" => &mut schemes.v1,
+                "v1a" => &mut schemes.v1a,
+                other => {
+                    return Err(format!(
+                        "unknown scheme {other:?}: must be one of {:?}",
+                        Self::NAMES
+                    ));
+                }
+            };
+            if *flag {
+                return Err(format!("{:?} is listed twice", name.as_ref()));
+            }
+            *flag = true;
+        }
+        if !schemes.v1 && !schemes.v1a {
+            return Err("must name at least one scheme".into());
+        }
+        Ok(schemes)
+    }
+
+    pub fn names(self) -> Vec<&'static str> {
+        let mut names = Vec::with_capacity(2);
+        if self.v1 {
+            names.push("v1");
+        }
+        if self.v1a {
+            names.push("v1a");
+        }
+        names
+    }
+
+    /// The stored form: the names, comma-separated.
+    pub fn to_stored(self) -> String {
+        self.names().join(",")
+    }
+
+    pub fn from_stored(text: &str) -> Option<Self> {
+        let names: Vec<&str> = text.split(',').collect();
+        Self::from_names(&names).ok()
+    }
 }
 
 /// What the original webhook specification's `X-Webhook-Signature` signs, chosen per subscription.
@@ -160,6 +232,7 @@ mod tests {
         let secret = SigningSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         let header = signature_header(
             &[&secret],
+            &[],
             "msg_p5jXN8AQM9LWM0D4loKWxJek",
             1_614_265_330,
             br#"{"test": 2432232314}"#,
@@ -171,7 +244,7 @@ mod tests {
     fn rotation_signs_with_every_secret() {
         let new = SigningSecret::from_key(&[1; 32]);
         let old = SigningSecret::from_key(&[2; 32]);
-        let header = signature_header(&[&new, &old], "evt_1", 10, b"{}");
+        let header = signature_header(&[&new, &old], &[], "evt_1", 10, b"{}");
         let parts: Vec<_> = header.split(' ').collect();
         assert_eq!(parts.len(), 2);
         for (secret, part) in [(&new, parts[0]), (&old, parts[1])] {
@@ -181,6 +254,49 @@ mod tests {
                 ("webhook-signature", part),
             ];
             assert!(hookd_verify::verify(secret.as_str(), &headers, b"{}", 10).is_ok());
+        }
+    }
+
+    #[test]
+    fn ed25519_keys_sign_after_the_secrets_and_each_verifies_with_its_public_key() {
+        let secret = SigningSecret::from_key(&[1; 32]);
+        let new = hookd_verify::SigningKeyPair::from_seed(&[3; 32]);
+        let old = hookd_verify::SigningKeyPair::from_seed(&[4; 32]);
+        let header = signature_header(&[&secret], &[&new, &old], "evt_1", 10, b"{}");
+        let parts: Vec<_> = header.split(' ').collect();
+        assert_eq!(parts.len(), 3);
+        assert!(parts[0].starts_with("v1,"));
+        for key in [&new, &old] {
+            let headers = [
+                ("webhook-id", "evt_1"),
+                ("webhook-timestamp", "10"),
+                ("webhook-signature", header.as_str()),
+            ];
+            let verifier = hookd_verify::Verifier::from_public_key(&key.public_key()).unwrap();
+            assert!(verifier.verify(&headers, b"{}", 10).is_ok());
+        }
+        let stranger = hookd_verify::SigningKeyPair::from_seed(&[5; 32]);
+        let verifier = hookd_verify::Verifier::from_public_key(&stranger.public_key()).unwrap();
+        let headers = [
+            ("webhook-id", "evt_1"),
+            ("webhook-timestamp", "10"),
+            ("webhook-signature", header.as_str()),
+        ];
+        assert!(verifier.verify(&headers, b"{}", 10).is_err());
+    }
+
+    #[test]
+    fn signature_schemes_parse_and_round_trip_through_their_stored_form() {
+        for names in [&["v1"][..], &["v1a"], &["v1", "v1a"], &["v1a", "v1"]] {
+            let schemes = SignatureSchemes::from_names(names).unwrap();
+            assert_eq!(
+                SignatureSchemes::from_stored(&schemes.to_stored()),
+                Some(schemes)
+            );
+        }
+        assert_eq!(SignatureSchemes::default().names(), ["v1"]);
+        for bad in [&[][..], &["v2"], &["v1", "v1"], &["V1"]] {
+            assert!(SignatureSchemes::from_names(bad).is_err(), "{bad:?}");
         }
     }
 
@@ -233,7 +349,7 @@ mod properties {
             body in proptest::collection::vec(any::<u8>(), 0..512),
         ) {
             let secret = SigningSecret::from_key(&key);
-            let header = signature_header(&[&secret], &id, timestamp, &body);
+            let header = signature_header(&[&secret], &[], &id, timestamp, &body);
             let ts = timestamp.to_string();
             let headers = [("webhook-id", id.as_str()), ("webhook-timestamp", ts.as_str()), ("webhook-signature", header.as_str())];
             prop_assert!(hookd_verify::verify(secret.as_str(), &headers, &body, timestamp).is_ok());

@@ -18,7 +18,7 @@ pub mod url;
 pub mod whole_number;
 
 pub use content_filter::{ContentFilter, FilterError, FilterInput};
-pub use envelope::{Envelope, LegacySignature};
+pub use envelope::{Envelope, LegacySignature, SignatureSchemes};
 pub use event_type::{EventFilter, EventType};
 pub use ids::ClientEventId;
 pub use outcome::{FailureEffects, Outcome};

@@ -70,6 +70,12 @@ impl SigningKeyPair {
         )
     }
 
+    /// A short stable name for the key: `kid_` + hex of the first 8 bytes of SHA-256 of the public
+    /// key, so a receiver holding several keys can tell them apart.
+    pub fn key_id(&self) -> String {
+        key_id_of(&self.0.verifying_key())
+    }
+
     /// `v1a,` + base64 of the Ed25519 signature over `{msg_id}.{timestamp}.{body}`.
     pub fn sign_v1a(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
         let message = signed_content(msg_id, timestamp, body);
@@ -83,6 +89,13 @@ impl std::fmt::Debug for SigningKeyPair {
             .field(&self.public_key())
             .finish()
     }
+}
+
+/// [`SigningKeyPair::key_id`] of a public key.
+pub fn key_id_of(key: &VerifyingKey) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(key.to_bytes());
+    format!("kid_{}", hex::encode(&digest[..8]))
 }
 
 /// Decodes a `whpk_<base64>` (or bare base64) Ed25519 public key.

@@ -28,7 +28,7 @@ mod asymmetric;
 mod headers;
 
 pub use asymmetric::{
-    KeyError, PUBLIC_KEY_PREFIX, SIGNING_KEY_PREFIX, SigningKeyPair, decode_public_key,
+    KeyError, PUBLIC_KEY_PREFIX, SIGNING_KEY_PREFIX, SigningKeyPair, decode_public_key, key_id_of,
 };
 pub use headers::Headers;
 

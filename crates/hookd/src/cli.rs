@@ -2,7 +2,7 @@
 //! `hookd master-key rotate`, `hookd openapi`, and the client commands.
 
 use crate::auth::generate_api_key;
-use crate::client::{ClientArgs, ClientError, commands, listen, verify};
+use crate::client::{ClientArgs, ClientError, commands, listen, verify, webhooks};
 use crate::config::{Config, FlagOverrides};
 use crate::ids::{Clock, SystemClock};
 use crate::master_key::{Installed, Rotated};
@@ -38,7 +38,7 @@ pub enum Command {
     Openapi,
     /// Manage subscriptions on a running server.
     #[command(subcommand)]
-    Webhooks(commands::WebhooksCommand),
+    Webhooks(webhooks::WebhooksCommand),
     /// Publish and inspect events.
     #[command(subcommand)]
     Events(commands::EventsCommand),
@@ -174,7 +174,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", crate::api::openapi::document());
             Ok(())
         }
-        Command::Webhooks(command) => client_result(commands::webhooks(&cli.client, command).await),
+        Command::Webhooks(command) => client_result(webhooks::webhooks(&cli.client, command).await),
         Command::Events(command) => client_result(commands::events(&cli.client, command).await),
         Command::Deliveries(command) => {
             client_result(commands::deliveries(&cli.client, command).await)

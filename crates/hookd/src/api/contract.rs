@@ -10,6 +10,7 @@ use crate::ops::{
     CURSOR_PATTERN, MAX_DESCRIPTION_LEN, MAX_FILTERS, MAX_OVERLAP_SECONDS, MAX_OWNER_LEN,
     MAX_TIMEOUT_MS, MIN_TIMEOUT_MS,
 };
+use hookd_core::SignatureSchemes;
 use hookd_core::content_filter::{MAX_CONDITIONS, MAX_DEPTH, MAX_PATH_SEGMENTS};
 use hookd_core::event_type::MAX_EVENT_TYPE_LEN;
 use hookd_core::ids::MAX_CLIENT_EVENT_ID_LEN;
@@ -321,6 +322,14 @@ fn secret_schema() -> Value {
     ]})
 }
 
+/// An Ed25519 key pair a caller brings: `whsk_` and the canonical standard base64 of its 32-byte
+/// seed. The 64-byte form (seed and public key) is accepted too when its public half belongs to the
+/// seed, which a pattern cannot state, so the document names only the seed form.
+fn signing_key_schema() -> Value {
+    json!({"type": ["string", "null"],
+           "pattern": "^whsk_[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=?$"})
+}
+
 /// Custom delivery headers (`hookd_core::headers`): token names other than hookd's own (in any
 /// case), visible-ASCII values.
 fn custom_headers_schema() -> Value {
@@ -377,6 +386,11 @@ fn property_limits() -> Vec<(&'static str, &'static str, Value)> {
     let legacy_signature =
         json!({"type": ["string", "null"], "enum": ["body", "python_sorted", null]});
     let validate = json!({"type": ["string", "null"], "enum": ["off", "warn", "enforce", null]});
+    let schemes = json!({
+        "type": ["array", "null"],
+        "items": {"type": "string", "enum": SignatureSchemes::NAMES},
+        "enum": [["v1"], ["v1a"], ["v1", "v1a"], ["v1a", "v1"], null],
+    });
     let owner = json!({"minLength": 1, "maxLength": MAX_OWNER_LEN});
     let description = json!({"maxLength": MAX_DESCRIPTION_LEN});
     let timeout = json!({"minimum": MIN_TIMEOUT_MS, "maximum": MAX_TIMEOUT_MS});
@@ -416,6 +430,16 @@ fn property_limits() -> Vec<(&'static str, &'static str, Value)> {
         ("UpdateWebhook", "metadata", metadata),
         ("UpdateWebhook", "retry", retry),
         ("UpdateWebhook", "legacy_signature", legacy_signature),
+        ("CreateWebhook", "signature_schemes", schemes.clone()),
+        ("UpdateWebhook", "signature_schemes", schemes),
+        ("CreateWebhook", "signing_key", signing_key_schema()),
+        ("UpdateWebhook", "signing_key", signing_key_schema()),
+        ("RotateSigningKey", "signing_key", signing_key_schema()),
+        (
+            "RotateSigningKey",
+            "overlap_seconds",
+            json!({"minimum": 0, "maximum": MAX_OVERLAP_SECONDS}),
+        ),
         ("PublishEvent", "event", event_type.clone()),
         (
             "PublishEvent",

@@ -12,6 +12,7 @@ pub mod events;
 pub mod extract;
 pub mod health;
 pub mod inbound;
+pub mod keys;
 pub mod metrics;
 pub mod openapi;
 pub mod openapi_webhooks;
@@ -86,7 +87,8 @@ pub fn router(state: ApiState) -> Router {
             .route(
                 "/webhooks/{id}",
                 post(inbound::receive).layer(body_limit(inbound::MAX_INBOUND_BYTES)),
-            );
+            )
+            .route("/webhooks/{id}/keys", get(keys::key_set));
     }
     app.with_state(state)
 }
@@ -110,6 +112,7 @@ fn management_routes(settings: &ApiSettings, max_payload_bytes: usize) -> Router
         .route("/webhooks/{id}/received", get(inbound::list))
         .route("/webhooks/{id}/test", post(actions::send_test))
         .route("/webhooks/{id}/rotate-secret", post(actions::rotate_secret))
+        .route("/webhooks/{id}/rotate-signing-key", post(keys::rotate))
         .route("/webhooks/{id}/enable", post(actions::enable))
         .route("/webhooks/{id}/disable", post(actions::disable))
         .route("/webhooks/{id}/recover", post(actions::recover))

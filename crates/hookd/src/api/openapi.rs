@@ -6,7 +6,8 @@ use super::ApiState;
 use super::error::ApiError;
 use super::pagination::PageOf;
 use super::{
-    actions, deliveries, error, event_types, events, health, inbound, metrics, portal, webhooks,
+    actions, deliveries, error, event_types, events, health, inbound, keys, metrics, portal,
+    webhooks,
 };
 use axum::Json;
 use axum::extract::State;
@@ -30,6 +31,7 @@ use utoipa::{Modify, OpenApi};
         deliveries::redrive_many,
         actions::send_test, actions::rotate_secret, actions::enable, actions::disable,
         actions::recover,
+        keys::key_set, keys::rotate,
         metrics::summary,
         inbound::receive, inbound::list,
         portal::create,

@@ -4,8 +4,8 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiQuery};
 use super::pagination::{self, PageOf};
 use super::{ApiState, rfc3339};
-use crate::ops::{SubscriptionChanges, SubscriptionDraft};
-use crate::store::{SubscriptionQuery, SubscriptionRow};
+use crate::ops::{PublicKey, SubscriptionChanges, SubscriptionDraft, public_keys_at};
+use crate::store::{SubscriptionQuery, SubscriptionRow, UnixMs};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -53,6 +53,14 @@ pub struct CreateWebhook {
     /// `$in`, `$nin`, `$exists`, `$and`, `$or`, `$not`; at most 32 levels and 100 conditions.
     #[schema(value_type = Option<Object>)]
     pub filter: Option<Value>,
+    /// Which `webhook-signature` schemes sign deliveries: `["v1"]` (the default: HMAC-SHA256 with
+    /// the secret), `["v1a"]` (Ed25519 only; `X-Webhook-Signature`, an HMAC, is then not sent) or
+    /// `["v1", "v1a"]`. With `v1a`, hookd generates the key pair unless `signing_key` is given;
+    /// receivers fetch the public key from `GET /webhooks/{id}/keys`.
+    pub signature_schemes: Option<Vec<String>>,
+    /// An Ed25519 key pair to sign `v1a` with, as Standard Webhooks writes it: `whsk_` + base64 of
+    /// the 32-byte seed, or of the seed followed by its 32-byte public key.
+    pub signing_key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -89,6 +97,12 @@ pub struct UpdateWebhook {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Object>)]
     pub filter: Option<Option<Value>>,
+    /// `["v1"]`, `["v1a"]` or `["v1", "v1a"]` (see `CreateWebhook`); turning `v1a` on generates a
+    /// key pair if the subscription has none.
+    pub signature_schemes: Option<Vec<String>>,
+    /// Replaces the `v1a` key pair at once (`whsk_…`); to keep the old one signing for a while, use
+    /// `POST /api/webhooks/{id}/rotate-signing-key`.
+    pub signing_key: Option<String>,
 }
 
 /// Distinguishes a field sent as `null` (`Some(None)`) from one left out (`None`).
@@ -127,8 +141,36 @@ pub struct Webhook {
     pub filter: Option<Value>,
     /// While a rotated-out secret still signs: until when.
     pub previous_secret_expires_at: Option<String>,
+    /// `v1`, `v1a`, or both.
+    pub signature_schemes: Vec<String>,
+    /// The `v1a` public keys: the current one, and a rotated-out one with its `not_after`.
+    pub public_keys: Vec<PublicKeyView>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+/// An Ed25519 public key that verifies `v1a` signatures.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PublicKeyView {
+    /// `kid_` + 16 hex digits, derived from the key.
+    pub kid: String,
+    /// `whpk_` + base64 of the 32-byte key.
+    pub public_key: String,
+    /// RFC 3339: since when it signs.
+    pub not_before: String,
+    /// RFC 3339: when a rotated-out key stops signing; null for the current key.
+    pub not_after: Option<String>,
+}
+
+impl From<PublicKey> for PublicKeyView {
+    fn from(key: PublicKey) -> Self {
+        Self {
+            kid: key.kid,
+            public_key: key.public_key,
+            not_before: rfc3339(key.not_before),
+            not_after: key.not_after.map(rfc3339),
+        }
+    }
 }
 
 /// A new subscription, with its signing secret.
@@ -167,6 +209,12 @@ pub struct ListWebhooks {
 
 impl From<SubscriptionRow> for Webhook {
     fn from(row: SubscriptionRow) -> Self {
+        // Every stored key, a rotated-out one even after its `not_after`: the key set at
+        // `GET /webhooks/{id}/keys` is the one that drops it.
+        let public_keys = public_keys_at(&row, UnixMs::MIN)
+            .into_iter()
+            .map(PublicKeyView::from)
+            .collect();
         Self {
             id: row.id,
             url: row.url.to_string(),
@@ -186,6 +234,13 @@ impl From<SubscriptionRow> for Webhook {
                 .as_deref()
                 .and_then(|text| serde_json::from_str(text).ok()),
             previous_secret_expires_at: row.previous_secret_expires_at.map(rfc3339),
+            signature_schemes: row
+                .signature_schemes
+                .names()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            public_keys,
             created_at: rfc3339(row.created_at),
             updated_at: rfc3339(row.updated_at),
         }
@@ -206,6 +261,8 @@ impl From<CreateWebhook> for SubscriptionDraft {
             owner: input.owner,
             legacy_signature: input.legacy_signature,
             filter: input.filter,
+            signature_schemes: input.signature_schemes,
+            signing_key: input.signing_key,
         }
     }
 }
@@ -224,6 +281,8 @@ impl From<UpdateWebhook> for SubscriptionChanges {
             owner: input.owner,
             legacy_signature: input.legacy_signature,
             filter: input.filter,
+            signature_schemes: input.signature_schemes,
+            signing_key: input.signing_key,
         }
     }
 }

@@ -21,6 +21,10 @@ pub struct ListenArgs {
     /// allow loopback URLs, e.g. `hookd serve --dev`) and unsubscribes on exit.
     #[arg(long, env = "HOOKD_LISTEN_SECRET", hide_env_values = true)]
     pub secret: Option<String>,
+    /// An Ed25519 public key (`whpk_...`) that verifies `v1a` signatures (repeatable); with it and
+    /// no `--secret`, only `v1a` signatures are accepted.
+    #[arg(long = "public-key")]
+    pub public_keys: Vec<String>,
     /// Event types to subscribe to when subscribing itself (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "*")]
     pub events: Vec<String>,
@@ -45,7 +49,8 @@ pub async fn run(client: &ClientArgs, args: ListenArgs) -> Result<(), ClientErro
         .map_err(|e| ClientError::Usage(e.to_string()))?;
     let api = ApiClient::new(client);
     let (secret, subscription) = match args.secret {
-        Some(secret) => (secret, None),
+        Some(secret) => (Some(secret), None),
+        None if !args.public_keys.is_empty() => (None, None),
         None => {
             let body = json!({"url": format!("http://{address}/"), "events": args.events,
                               "description": "hookd listen"});
@@ -56,14 +61,10 @@ pub async fn run(client: &ClientArgs, args: ListenArgs) -> Result<(), ClientErro
                 args.events.join(","),
                 client.url
             );
-            (
-                created["secret"].as_str().unwrap_or_default().to_owned(),
-                Some(id),
-            )
+            (created["secret"].as_str().map(str::to_owned), Some(id))
         }
     };
-    let verifier =
-        Verifier::new(&secret).map_err(|e| ClientError::Usage(format!("--secret: {e}")))?;
+    let verifier = super::verify::verifier_for(secret.as_slice(), &args.public_keys)?;
     let state = Arc::new(Listener {
         verifier,
         forward_to: args.forward_to.clone(),

@@ -6,6 +6,7 @@ pub mod commands;
 pub mod listen;
 pub mod output;
 pub mod verify;
+pub mod webhooks;
 
 use clap::Args;
 use reqwest::Method;

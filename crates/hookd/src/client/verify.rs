@@ -6,9 +6,14 @@ use std::io::Read;
 
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
-    /// The signing secret (`whsec_...`; repeat for several during a rotation).
-    #[arg(long = "secret", required = true)]
+    /// The signing secret as hookd gave it (`whsec_...`, or the subscriber's own string); repeat
+    /// for several during a rotation.
+    #[arg(long = "secret", required_unless_present = "public_keys")]
     pub secrets: Vec<String>,
+    /// An Ed25519 public key (`whpk_...`, from `hookd webhooks public-key`) that verifies `v1a`
+    /// signatures; repeat for several during a key rotation.
+    #[arg(long = "public-key")]
+    pub public_keys: Vec<String>,
     /// A request header, `Name: value` (repeatable): `webhook-id`, `webhook-timestamp`,
     /// `webhook-signature`, or the original specification's `X-Webhook-Signature`.
     #[arg(long = "header", short = 'H')]
@@ -103,10 +108,7 @@ pub fn run(args: &VerifyArgs) -> Result<String, ClientError> {
             false => Err(invalid(VerifyError::NoMatchingSignature)),
         };
     }
-    let mut verifier = Verifier::new(&args.secrets[0]).map_err(invalid)?;
-    for secret in &args.secrets[1..] {
-        verifier = verifier.with_secret(secret).map_err(invalid)?;
-    }
+    let verifier = verifier_for(&args.secrets, &args.public_keys)?;
     let verified = verifier
         .tolerance_secs(args.tolerance_secs)
         .verify(&headers, &body, now)
@@ -115,6 +117,37 @@ pub fn run(args: &VerifyArgs) -> Result<String, ClientError> {
         "valid: webhook-id {} signed at {}",
         verified.msg_id, verified.timestamp
     ))
+}
+
+/// A verifier for hookd's deliveries: each secret read as hookd reads it (a `whsec_` secret's key is
+/// its base64, any other string's key is its UTF-8 bytes), plus the `v1a` public keys.
+pub fn verifier_for(secrets: &[String], public_keys: &[String]) -> Result<Verifier, ClientError> {
+    let mut keys = Vec::with_capacity(secrets.len());
+    for secret in secrets {
+        let parsed = hookd_core::SigningSecret::parse(secret)
+            .map_err(|e| ClientError::Usage(format!("--secret: {e}")))?;
+        keys.push(parsed.standard_webhooks_form());
+    }
+    let mut verifier: Option<Verifier> = None;
+    for key in &keys {
+        verifier = Some(
+            match verifier {
+                None => Verifier::new(key),
+                Some(verifier) => verifier.with_secret(key),
+            }
+            .map_err(|e| ClientError::Usage(format!("--secret: {e}")))?,
+        );
+    }
+    for public_key in public_keys {
+        verifier = Some(
+            match verifier {
+                None => Verifier::from_public_key(public_key),
+                Some(verifier) => verifier.with_public_key(public_key),
+            }
+            .map_err(|e| ClientError::Usage(format!("--public-key: {e}")))?,
+        );
+    }
+    verifier.ok_or_else(|| ClientError::Usage("give --secret or --public-key".into()))
 }
 
 fn invalid(error: VerifyError) -> ClientError {

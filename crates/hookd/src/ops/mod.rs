@@ -26,8 +26,8 @@ pub use events::{DEFAULT_VERSION, EventDraft, MAX_VERSION_LEN, TestPayload};
 pub use portal::{MAX_PORTAL_TTL_SECONDS, PortalLinkCreated, new_token, session_row};
 pub use subscriptions::{
     DEFAULT_OVERLAP_SECONDS, MAX_DESCRIPTION_LEN, MAX_FILTERS, MAX_METADATA_BYTES,
-    MAX_OVERLAP_SECONDS, MAX_OWNER_LEN, MAX_TIMEOUT_MS, MIN_TIMEOUT_MS, RotatedSecret,
-    SubscriptionChanges, SubscriptionDraft, parse_content_filter, parse_owner,
+    MAX_OVERLAP_SECONDS, MAX_OWNER_LEN, MAX_TIMEOUT_MS, MIN_TIMEOUT_MS, PublicKey, RotatedSecret,
+    SubscriptionChanges, SubscriptionDraft, parse_content_filter, parse_owner, public_keys_at,
 };
 
 use crate::ids::DynClock;

@@ -3,10 +3,12 @@
 
 use super::{Ops, OpsError};
 use crate::ids::{new_id, random_bytes};
-use crate::store::{StoreResult, SubscriptionPatch, SubscriptionRow, UnixMs};
+use crate::store::{SigningKeyEntry, StoreResult, SubscriptionPatch, SubscriptionRow, UnixMs};
 use hookd_core::{
-    ContentFilter, EndpointUrl, EventFilter, LegacySignature, RetryPolicy, SigningSecret,
+    ContentFilter, EndpointUrl, EventFilter, LegacySignature, RetryPolicy, SignatureSchemes,
+    SigningSecret,
 };
+use hookd_verify::SigningKeyPair;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -36,6 +38,10 @@ pub struct SubscriptionDraft {
     pub legacy_signature: Option<String>,
     /// A content filter over the envelope (see `hookd_core::content_filter`).
     pub filter: Option<Value>,
+    /// `["v1"]` (default), `["v1a"]` or both.
+    pub signature_schemes: Option<Vec<String>>,
+    /// A `whsk_` Ed25519 key to sign `v1a` with; generated when `v1a` is on and none is given.
+    pub signing_key: Option<String>,
 }
 
 /// Changes to a subscription: `None` leaves a field as it is; `Some(None)` clears it.
@@ -54,6 +60,20 @@ pub struct SubscriptionChanges {
     pub legacy_signature: Option<String>,
     /// `Some(None)` removes the content filter.
     pub filter: Option<Option<Value>>,
+    pub signature_schemes: Option<Vec<String>>,
+    /// Replaces the `v1a` key at once.
+    pub signing_key: Option<String>,
+}
+
+/// One `v1a` public key as receivers discover it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    pub kid: String,
+    /// `whpk_` + base64.
+    pub public_key: String,
+    pub not_before: UnixMs,
+    /// Set for a rotated-out key: when it stops signing.
+    pub not_after: Option<UnixMs>,
 }
 
 /// A rotated signing secret.
@@ -91,6 +111,17 @@ impl Ops {
             row.legacy_signature = parse_legacy_signature(&form)?;
         }
         row.filter = parse_content_filter(draft.filter)?;
+        if let Some(names) = draft.signature_schemes {
+            row.signature_schemes = parse_schemes(&names)?;
+        }
+        let key = match draft.signing_key {
+            Some(text) => Some(parse_signing_key(&text)?),
+            None => row.signature_schemes.v1a.then(new_signing_key),
+        };
+        row.signing_key = key.map(|key| SigningKeyEntry {
+            key: key.to_text(),
+            not_before: now,
+        });
         self.store.subscriptions.insert_subscription(&row).await?;
         tracing::info!(webhook = %row.id, "subscription created");
         Ok(row)
@@ -101,6 +132,11 @@ impl Ops {
         &self,
         changes: SubscriptionChanges,
     ) -> Result<SubscriptionPatch, OpsError> {
+        let schemes = changes
+            .signature_schemes
+            .as_deref()
+            .map(parse_schemes)
+            .transpose()?;
         Ok(SubscriptionPatch {
             url: changes.url.map(|u| self.parse_url(&u)).transpose()?,
             events: changes.events.map(parse_filters).transpose()?,
@@ -116,6 +152,14 @@ impl Ops {
                 .map(|form| parse_legacy_signature(&form))
                 .transpose()?,
             filter: changes.filter.map(parse_content_filter).transpose()?,
+            signing_key: changes
+                .signing_key
+                .map(|text| parse_signing_key(&text).map(|key| key.to_text()))
+                .transpose()?,
+            signing_key_if_missing: schemes
+                .filter(|schemes| schemes.v1a)
+                .map(|_| new_signing_key().to_text()),
+            signature_schemes: schemes,
         })
     }
 
@@ -178,14 +222,7 @@ impl Ops {
         id: &str,
         overlap_seconds: Option<i64>,
     ) -> Result<RotatedSecret, OpsError> {
-        let overlap = overlap_seconds.unwrap_or(DEFAULT_OVERLAP_SECONDS);
-        if !(0..=MAX_OVERLAP_SECONDS).contains(&overlap) {
-            return Err(OpsError::invalid(
-                "invalid_field",
-                "overlap_seconds",
-                format!("must be 0 to {MAX_OVERLAP_SECONDS}"),
-            ));
-        }
+        let overlap = parse_overlap(overlap_seconds)?;
         let now = self.clock.now_ms();
         let secret = SigningSecret::from_key(&random_bytes::<32>());
         let previous_expires_at = (overlap > 0).then(|| now + overlap * 1_000);
@@ -200,6 +237,43 @@ impl Ops {
             secret: row.secret,
             previous_secret_expires_at: row.previous_secret_expires_at,
         })
+    }
+
+    /// Replaces the `v1a` key pair with `signing_key` (a `whsk_` key) or a fresh one; the old one
+    /// keeps signing for `overlap_seconds` (default a day), so both signatures are sent meanwhile.
+    /// Returns the subscription with its new key.
+    pub async fn rotate_signing_key(
+        &self,
+        id: &str,
+        overlap_seconds: Option<i64>,
+        signing_key: Option<String>,
+    ) -> Result<SubscriptionRow, OpsError> {
+        let overlap = parse_overlap(overlap_seconds)?;
+        let key = match signing_key {
+            Some(text) => parse_signing_key(&text)?,
+            None => new_signing_key(),
+        };
+        let now = self.clock.now_ms();
+        let previous_expires_at = (overlap > 0).then(|| now + overlap * 1_000);
+        let row = self
+            .store
+            .subscriptions
+            .rotate_signing_key(id, &key.to_text(), previous_expires_at, now)
+            .await?
+            .ok_or(OpsError::NotFound("webhook"))?;
+        tracing::info!(webhook = %id, overlap, kid = %key.key_id(), "signing key rotated");
+        Ok(row)
+    }
+
+    /// The `v1a` public keys receivers of `id` verify with now (none before `v1a` was turned on).
+    pub async fn public_keys(&self, id: &str) -> Result<Vec<PublicKey>, OpsError> {
+        let row = self
+            .store
+            .subscriptions
+            .get_subscription(id)
+            .await?
+            .ok_or(OpsError::NotFound("webhook"))?;
+        Ok(public_keys_at(&row, self.clock.now_ms()))
     }
 
     /// Re-queues every failed or dead delivery of a subscription that failed in `[since, until)`
@@ -332,6 +406,49 @@ fn parse_secret(raw: Option<String>) -> Result<SigningSecret, OpsError> {
             .map_err(|e| OpsError::invalid("invalid_secret", "secret", e)),
         None => Ok(SigningSecret::from_key(&random_bytes::<32>())),
     }
+}
+
+fn parse_overlap(raw: Option<i64>) -> Result<i64, OpsError> {
+    let overlap = raw.unwrap_or(DEFAULT_OVERLAP_SECONDS);
+    match (0..=MAX_OVERLAP_SECONDS).contains(&overlap) {
+        true => Ok(overlap),
+        false => Err(OpsError::invalid(
+            "invalid_field",
+            "overlap_seconds",
+            format!("must be 0 to {MAX_OVERLAP_SECONDS}"),
+        )),
+    }
+}
+
+fn parse_schemes(names: &[String]) -> Result<SignatureSchemes, OpsError> {
+    SignatureSchemes::from_names(names)
+        .map_err(|e| OpsError::invalid("invalid_signature_schemes", "signature_schemes", e))
+}
+
+fn parse_signing_key(text: &str) -> Result<SigningKeyPair, OpsError> {
+    SigningKeyPair::parse(text)
+        .map_err(|e| OpsError::invalid("invalid_signing_key", "signing_key", e.to_string()))
+}
+
+fn new_signing_key() -> SigningKeyPair {
+    SigningKeyPair::from_seed(&random_bytes::<32>())
+}
+
+/// The public halves of the keys that sign `row`'s deliveries at `now`. A stored key that does not
+/// parse (it was checked on the way in) is left out rather than failing the list.
+pub fn public_keys_at(row: &SubscriptionRow, now: UnixMs) -> Vec<PublicKey> {
+    row.signing_keys_at(now)
+        .into_iter()
+        .filter_map(|(entry, not_after)| {
+            let pair = SigningKeyPair::parse(&entry.key).ok()?;
+            Some(PublicKey {
+                kid: pair.key_id(),
+                public_key: pair.public_key(),
+                not_before: entry.not_before,
+                not_after,
+            })
+        })
+        .collect()
 }
 
 fn parse_legacy_signature(raw: &str) -> Result<LegacySignature, OpsError> {

@@ -154,6 +154,15 @@ pub trait SubscriptionStore: Send + Sync + 'static {
         previous_expires_at: Option<UnixMs>,
         now: UnixMs,
     ) -> StoreResult<Option<SubscriptionRow>>;
+    /// Installs a new `v1a` key pair; the old one (if any) keeps signing until
+    /// `previous_expires_at` (if any). Checked against the sealing key like a secret.
+    async fn rotate_signing_key(
+        &self,
+        id: &str,
+        new_key: &str,
+        previous_expires_at: Option<UnixMs>,
+        now: UnixMs,
+    ) -> StoreResult<Option<SubscriptionRow>>;
 }
 
 /// Publishing: the hot write path, group-committed by each backend.
@@ -263,7 +272,7 @@ pub trait SecretStore: Send + Sync + 'static {
     async fn sealing_key_id(&self) -> StoreResult<Option<String>>;
     /// Master-key rotation, in one transaction: names `key_id` as the sealing key (first, so that
     /// concurrent writers of secrets wait or fail with `SealingKeyChanged`), then replaces every
-    /// stored secret (current and previous, as stored) with `reseal(subscription_id, value)`.
+    /// stored secret and signing key (current and previous, as stored) with `reseal(subscription_id, value)`.
     /// Returns how many values were replaced. Any error rolls everything back.
     async fn reseal_secrets(
         &self,

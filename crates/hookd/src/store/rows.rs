@@ -1,6 +1,6 @@
 //! The store's data: rows as stored, what callers ask for, and what the store answers.
 
-use hookd_core::{EndpointUrl, EventFilter, LegacySignature, RetryPolicy};
+use hookd_core::{EndpointUrl, EventFilter, LegacySignature, RetryPolicy, SignatureSchemes};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -55,6 +55,36 @@ pub struct SubscriptionRow {
     /// The content filter as JSON text (checked by `hookd_core::ContentFilter` before it is
     /// stored); `None`: every event its event-type filters select.
     pub filter: Option<String>,
+    /// Which `webhook-signature` schemes deliveries carry.
+    pub signature_schemes: SignatureSchemes,
+    /// The Ed25519 key pair that signs `v1a` (set once `v1a` was first turned on, or given).
+    pub signing_key: Option<SigningKeyEntry>,
+    /// The key pair before the last rotation; it keeps signing until
+    /// `previous_signing_key_expires_at`.
+    pub previous_signing_key: Option<SigningKeyEntry>,
+    pub previous_signing_key_expires_at: Option<UnixMs>,
+}
+
+/// An Ed25519 signing key as stored: `whsk_…` (sealed at rest like secrets) and since when it signs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKeyEntry {
+    pub key: String,
+    pub not_before: UnixMs,
+}
+
+impl SubscriptionRow {
+    /// The `v1a` keys that sign at `now`: the current one, and the previous one during its overlap.
+    pub fn signing_keys_at(&self, now: UnixMs) -> Vec<(&SigningKeyEntry, Option<UnixMs>)> {
+        let mut keys: Vec<_> = self.signing_key.iter().map(|key| (key, None)).collect();
+        if let (Some(previous), Some(until)) = (
+            &self.previous_signing_key,
+            self.previous_signing_key_expires_at,
+        ) && until > now
+        {
+            keys.push((previous, Some(until)));
+        }
+        keys
+    }
 }
 
 impl SubscriptionRow {
@@ -86,6 +116,10 @@ impl SubscriptionRow {
             owner: None,
             legacy_signature: LegacySignature::Body,
             filter: None,
+            signature_schemes: SignatureSchemes::default(),
+            signing_key: None,
+            previous_signing_key: None,
+            previous_signing_key_expires_at: None,
         }
     }
 }
@@ -105,6 +139,11 @@ pub struct SubscriptionPatch {
     pub legacy_signature: Option<LegacySignature>,
     /// A checked content filter's JSON text; `Some(None)` removes it.
     pub filter: Option<Option<String>>,
+    pub signature_schemes: Option<SignatureSchemes>,
+    /// Replaces the `v1a` key at once (no overlap: the previous key stops signing).
+    pub signing_key: Option<String>,
+    /// A fresh `v1a` key, stored only if the subscription has none yet.
+    pub signing_key_if_missing: Option<String>,
 }
 
 /// An event ready to be published: ids assigned, fields validated, `data` as the exact JSON text.

@@ -6,7 +6,8 @@ use hookd_core::{SigningSecret, time::rfc3339_ms};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use std::time::{Duration, Instant};
 
-use crate::store::ClaimedDelivery;
+use crate::store::{ClaimedDelivery, SubscriptionRow};
+use hookd_verify::SigningKeyPair;
 
 /// Most response bytes read and kept; the rest is never read (huge bodies are not buffered).
 pub const MAX_EXCERPT_BYTES: usize = 4 * 1024;
@@ -53,6 +54,7 @@ pub fn prepare(
         retryable: event.retryable,
     }
     .encode();
+    let schemes = subscription.signature_schemes;
     let current = SigningSecret::parse(&subscription.secret)
         .map_err(|e| format!("stored secret is invalid: {e}"))?;
     let previous = match (
@@ -62,10 +64,18 @@ pub fn prepare(
         (Some(text), Some(until)) if until > now_ms => SigningSecret::parse(text).ok(),
         _ => None,
     };
-    let mut secrets = vec![&current];
-    secrets.extend(previous.as_ref());
+    let mut secrets = Vec::with_capacity(2);
+    if schemes.v1 {
+        secrets.push(&current);
+        secrets.extend(previous.as_ref());
+    }
+    let pairs = match schemes.v1a {
+        true => signing_pairs(subscription, now_ms)?,
+        false => Vec::new(),
+    };
+    let pairs: Vec<&SigningKeyPair> = pairs.iter().collect();
     let timestamp = now_ms.div_euclid(1_000);
-    let signature = signature_header(&secrets, &event.id, timestamp, &body);
+    let signature = signature_header(&secrets, &pairs, &event.id, timestamp, &body);
 
     let mut headers = HeaderMap::new();
     // Custom headers first: the ones hookd sets below can never be overridden by them.
@@ -90,15 +100,36 @@ pub fn prepare(
     set("x-webhook-id", event.id.clone());
     set("x-webhook-attempt", attempt.to_string());
     set("x-webhook-timestamp", timestamp.to_string());
-    let legacy = legacy_signature(&current, subscription.legacy_signature, &body)
-        .map_err(|e| format!("body cannot be signed: {e}"))?;
-    set("x-webhook-signature", legacy);
+    // The original specification's header is an HMAC too: sent only with `v1`, so a `v1a`-only
+    // subscription's receivers never see anything made with the shared secret.
+    if schemes.v1 {
+        let legacy = legacy_signature(&current, subscription.legacy_signature, &body)
+            .map_err(|e| format!("body cannot be signed: {e}"))?;
+        set("x-webhook-signature", legacy);
+    }
     Ok(PreparedRequest {
         url: subscription.url.as_url().clone(),
         body,
         headers,
         timestamp,
     })
+}
+
+/// The `v1a` key pairs that sign at `now_ms` (the previous one too during its overlap).
+fn signing_pairs(
+    subscription: &SubscriptionRow,
+    now_ms: i64,
+) -> Result<Vec<SigningKeyPair>, String> {
+    let pairs: Vec<SigningKeyPair> = subscription
+        .signing_keys_at(now_ms)
+        .into_iter()
+        .map(|(entry, _)| SigningKeyPair::parse(&entry.key))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("stored signing key is invalid: {e}"))?;
+    match pairs.is_empty() {
+        true => Err("v1a is on but the subscription has no signing key".into()),
+        false => Ok(pairs),
+    }
 }
 
 /// What one attempt produced.

@@ -22,6 +22,7 @@ mod nodes;
 mod openapi;
 mod persistence;
 mod signatures;
+mod signing_keys;
 mod ssrf;
 mod store_contract;
 mod ui;

@@ -5,21 +5,6 @@ use crate::common::*;
 use base64::Engine as _;
 use serde_json::json;
 
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn header_pairs(request: &Received) -> Vec<(String, String)> {
-    request
-        .headers
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_owned()))
-        .collect()
-}
-
 #[tokio::test]
 async fn a_secret_of_the_subscribers_choosing_keys_both_signatures_with_its_utf8_bytes() {
     let app = spawn_app().await;
@@ -45,7 +30,7 @@ async fn a_secret_of_the_subscribers_choosing_keys_both_signatures_with_its_utf8
             "whsec_{}",
             base64::engine::general_purpose::STANDARD.encode(secret.as_bytes())
         );
-        let headers = header_pairs(&request);
+        let headers = request.header_pairs();
         hookd_verify::verify(&for_library, &headers, &request.body, now_unix()).unwrap();
         // The bare string is not base64 of the key: that verification must fail.
         let bare = hookd_verify::verify(secret, &headers, &request.body, now_unix());
@@ -104,7 +89,7 @@ async fn legacy_signature_form_is_chosen_per_subscription() {
             "whsec_{}",
             base64::engine::general_purpose::STANDARD.encode(secret)
         ),
-        &header_pairs(&python),
+        &python.header_pairs(),
         &python.body,
         now_unix(),
     )

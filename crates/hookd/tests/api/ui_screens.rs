@@ -1,8 +1,9 @@
 //! Dashboard screens over real HTTP, beyond sign-in and scoping (`ui.rs`): what the delivery detail
 //! shows of each attempt, replaying an event to an endpoint, recovery with progress, the catalog
-//! example the endpoint forms start from, and the portal's framing headers. Both backends.
+//! example the endpoint forms start from, the endpoint's `v1a` keys, and the portal's framing
+//! headers. Both backends.
 
-use crate::common::browser::{Browser, portal_link};
+use crate::common::browser::{Browser, owned_subscription, portal_link};
 use crate::common::*;
 use hookd::ids::Clock;
 use serde_json::{Value, json};
@@ -438,4 +439,86 @@ async fn the_portal_may_be_framed_by_the_configured_origins_only() {
             .ends_with("frame-ancestors 'none'")
     );
     assert_eq!(dashboard.header("x-frame-options"), "DENY");
+}
+
+/// The `v1a` public keys shown on an endpoint's page (the `public-key` cells).
+fn shown_public_keys(body: &str) -> Vec<String> {
+    body.split(r#"<code class="public-key">"#)
+        .skip(1)
+        .map(|rest| rest[..rest.find('<').unwrap()].to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_endpoint_page_turns_v1a_on_shows_the_public_keys_and_rotates_them() {
+    let app = spawn_app().await;
+    let sub = app.subscribe("http://127.0.0.1:1/h", &["*"]).await;
+    let id = id_of(&sub);
+    let mut browser = Browser::operator(&app).await;
+    let page = browser.get(&format!("/ui/endpoints/{id}")).await;
+    assert!(shown_public_keys(&page.body).is_empty());
+    let csrf = page.csrf();
+    let saved = browser
+        .post(
+            &format!("/ui/endpoints/{id}/signatures"),
+            &[("schemes", "v1,v1a"), ("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let page = browser.get(&format!("/ui/endpoints/{id}")).await;
+    let keys = shown_public_keys(&page.body);
+    let listed = app.get(&format!("/api/webhooks/{id}")).await.body;
+    assert_eq!(listed["signature_schemes"], json!(["v1", "v1a"]));
+    assert_eq!(
+        keys,
+        [listed["public_keys"][0]["public_key"].as_str().unwrap()]
+    );
+    assert!(
+        !page.body.contains("whsk_"),
+        "the private key is never shown"
+    );
+
+    // A subscriber who may manage rotates from the portal; both keys are then shown.
+    let owned = owned_subscription(&app, "http://127.0.0.1:1/o", "acme").await;
+    let owned_id = id_of(&owned);
+    app.patch(
+        &format!("/api/webhooks/{owned_id}"),
+        json!({"signature_schemes": ["v1a"]}),
+    )
+    .await;
+    let mut portal = Browser::new(&app);
+    portal
+        .enter(&portal_link(&app, "acme", &["read", "manage"]).await)
+        .await;
+    let page = portal.get(&format!("/portal/endpoints/{owned_id}")).await;
+    let before = shown_public_keys(&page.body);
+    assert_eq!(before.len(), 1);
+    let csrf = page.csrf();
+    let rotated = portal
+        .post(
+            &format!("/portal/endpoints/{owned_id}/rotate-signing-key"),
+            &[("overlap_seconds", "3600"), ("_csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(rotated.status, 303, "{}", rotated.body);
+    let page = portal.get(&format!("/portal/endpoints/{owned_id}")).await;
+    let after = shown_public_keys(&page.body);
+    assert_eq!(after.len(), 2);
+    assert_eq!(after[1], before[0], "the old key is listed second");
+
+    // A read-only subscriber sees the keys but may not change them.
+    let mut reader = Browser::new(&app);
+    reader
+        .enter(&portal_link(&app, "acme", &["read"]).await)
+        .await;
+    let page = reader.get(&format!("/portal/endpoints/{owned_id}")).await;
+    assert_eq!(shown_public_keys(&page.body).len(), 2);
+    assert!(!page.body.contains("rotate-signing-key"));
+    let refused = reader
+        .post(
+            &format!("/portal/endpoints/{owned_id}/rotate-signing-key"),
+            &[("overlap_seconds", "0"), ("_csrf", &page.csrf())],
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
 }

@@ -1,4 +1,4 @@
-//! Subscription secrets encrypted at rest, for every backend: a decorator around the roles that
+//! Subscription secrets and Ed25519 signing keys encrypted at rest, for every backend: a decorator around the roles that
 //! carry secrets ([`SubscriptionStore`], and [`QueueStore`] whose claims return subscriptions) that
 //! seals secrets on the way in and opens them on the way out. The rest of hookd sees plaintext; the
 //! database holds `enc:v2:<key id>:<base64 of nonce ‖ ciphertext>` (XChaCha20-Poly1305, random
@@ -125,6 +125,30 @@ impl Sealing {
         if let Some(previous) = &row.previous_secret {
             sealed.previous_secret = Some(keyring.seal(&row.id, previous)?);
         }
+        for entry in sealed
+            .signing_key
+            .iter_mut()
+            .chain(sealed.previous_signing_key.iter_mut())
+        {
+            entry.key = keyring.seal(&row.id, &entry.key)?;
+        }
+        Ok(sealed)
+    }
+
+    fn seal_patch(
+        &self,
+        keyring: &Keyring,
+        id: &str,
+        patch: &SubscriptionPatch,
+    ) -> StoreResult<SubscriptionPatch> {
+        let mut sealed = patch.clone();
+        for key in sealed
+            .signing_key
+            .iter_mut()
+            .chain(sealed.signing_key_if_missing.iter_mut())
+        {
+            *key = keyring.seal(id, key)?;
+        }
         Ok(sealed)
     }
 
@@ -132,6 +156,14 @@ impl Sealing {
         row.secret = self.open_value(&row.id, &row.secret)?;
         if let Some(previous) = &row.previous_secret {
             row.previous_secret = Some(self.open_value(&row.id, previous)?);
+        }
+        let id = row.id.clone();
+        for entry in row
+            .signing_key
+            .iter_mut()
+            .chain(row.previous_signing_key.iter_mut())
+        {
+            entry.key = self.open_value(&id, &entry.key)?;
         }
         Ok(row)
     }
@@ -187,8 +219,31 @@ impl SubscriptionStore for SealedSubscriptions {
         patch: SubscriptionPatch,
         now: UnixMs,
     ) -> StoreResult<Option<SubscriptionRow>> {
-        self.inner
-            .update_subscription(id, patch, now)
+        self.sealing
+            .write_sealed(|keyring| {
+                let sealed = self.sealing.seal_patch(&keyring, id, &patch);
+                async move { self.inner.update_subscription(id, sealed?, now).await }
+            })
+            .await?
+            .map(|row| self.sealing.open_row(row))
+            .transpose()
+    }
+
+    async fn rotate_signing_key(
+        &self,
+        id: &str,
+        new_key: &str,
+        previous_expires_at: Option<UnixMs>,
+        now: UnixMs,
+    ) -> StoreResult<Option<SubscriptionRow>> {
+        // The store moves the current (sealed) key to `previous_signing_key` itself.
+        self.sealing
+            .write_sealed(|keyring| async move {
+                let sealed = keyring.seal(id, new_key)?;
+                self.inner
+                    .rotate_signing_key(id, &sealed, previous_expires_at, now)
+                    .await
+            })
             .await?
             .map(|row| self.sealing.open_row(row))
             .transpose()

@@ -3,7 +3,7 @@
 //! pagination, and the fragments of SQL that several statements share.
 
 use super::super::*;
-use hookd_core::{EndpointUrl, EventFilter, LegacySignature};
+use hookd_core::{EndpointUrl, EventFilter, LegacySignature, SignatureSchemes};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -30,7 +30,9 @@ macro_rules! subscription_columns {
     () => {
         "id, url, events, description, metadata, secret, active, disabled_reason, failure_count, \
          created_at, updated_at, retry_policy, timeout_ms, headers, previous_secret, \
-         previous_secret_expires_at, owner, legacy_signature, filter"
+         previous_secret_expires_at, owner, legacy_signature, filter, signature_schemes, \
+         signing_key, signing_key_not_before, previous_signing_key, \
+         previous_signing_key_not_before, previous_signing_key_expires_at"
     };
 }
 pub(crate) use subscription_columns;
@@ -223,6 +225,26 @@ pub(crate) fn subscription_from_row(row: &impl RowExt) -> StoreResult<Subscripti
             },
         )?,
         filter: row.opt_text("filter"),
+        signature_schemes: SignatureSchemes::from_stored(&row.text("signature_schemes"))
+            .ok_or_else(|| {
+                decode_err(
+                    "subscription signature_schemes",
+                    row.text("signature_schemes"),
+                )
+            })?,
+        signing_key: signing_key_entry(row, "signing_key"),
+        previous_signing_key: signing_key_entry(row, "previous_signing_key"),
+        previous_signing_key_expires_at: row.opt_int("previous_signing_key_expires_at"),
+    })
+}
+
+/// A key column and its `_not_before` companion.
+fn signing_key_entry(row: &impl RowExt, column: &str) -> Option<SigningKeyEntry> {
+    Some(SigningKeyEntry {
+        key: row.opt_text(column)?,
+        not_before: row
+            .opt_int(&format!("{column}_not_before"))
+            .unwrap_or_default(),
     })
 }
 
@@ -500,6 +522,24 @@ pub(crate) fn apply_patch(sub: &mut SubscriptionRow, patch: SubscriptionPatch, n
     if let Some(filter) = patch.filter {
         sub.filter = filter;
     }
+    if let Some(schemes) = patch.signature_schemes {
+        sub.signature_schemes = schemes;
+    }
+    if let Some(key) = patch.signing_key {
+        sub.signing_key = Some(SigningKeyEntry {
+            key,
+            not_before: now,
+        });
+        sub.previous_signing_key = None;
+        sub.previous_signing_key_expires_at = None;
+    } else if let Some(key) = patch.signing_key_if_missing
+        && sub.signing_key.is_none()
+    {
+        sub.signing_key = Some(SigningKeyEntry {
+            key,
+            not_before: now,
+        });
+    }
     match patch.active {
         Some(true) if !sub.active => {
             sub.active = true;
@@ -531,18 +571,29 @@ pub(crate) fn check_sealing_key(stored: Option<&str>, written: Option<&str>) -> 
     }
 }
 
-/// One subscription's `(id, secret, previous_secret)` with both secrets passed through `reseal`.
+/// The subscription columns that hold sealed values (`secret` is never NULL).
+pub(crate) const SEALED_COLUMNS: [&str; 4] = [
+    "secret",
+    "previous_secret",
+    "signing_key",
+    "previous_signing_key",
+];
+
+/// One subscription's id and its [`SEALED_COLUMNS`], each value passed through `reseal`.
 pub(crate) fn reseal_row(
     row: &impl RowExt,
     reseal: &ResealFn<'_>,
-) -> StoreResult<(String, String, Option<String>)> {
+) -> StoreResult<(String, Vec<Option<String>>)> {
     let id = row.text("id");
-    let secret = reseal(&id, &row.text("secret"))?;
-    let previous = row
-        .opt_text("previous_secret")
-        .map(|previous| reseal(&id, &previous))
-        .transpose()?;
-    Ok((id, secret, previous))
+    let values = SEALED_COLUMNS
+        .iter()
+        .map(|column| {
+            row.opt_text(column)
+                .map(|value| reseal(&id, &value))
+                .transpose()
+        })
+        .collect::<StoreResult<_>>()?;
+    Ok((id, values))
 }
 
 // ---------------------------------------------------------------------------------------------

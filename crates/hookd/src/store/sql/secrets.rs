@@ -1,6 +1,6 @@
 //! [`SecretStore`] on either backend: the sealing key's name and the master-key rotation.
 
-use super::decode::{RowExt, reseal_row};
+use super::decode::{RowExt, SEALED_COLUMNS, reseal_row};
 use super::{Backend, Exec, Sql, SqlStore};
 use crate::store::*;
 
@@ -27,20 +27,27 @@ impl<B: Backend> SecretStore for SqlStore<B> {
             .bind(now);
         tx.run(name).await?;
         let select = format!(
-            "SELECT id, secret, previous_secret FROM subscriptions{}",
+            "SELECT id, {} FROM subscriptions{}",
+            SEALED_COLUMNS.join(", "),
             B::FOR_UPDATE
         );
         let rows = tx.all(Sql::dynamic(select)).await?;
         let mut resealed = 0;
         for row in rows {
-            let (id, secret, previous) = reseal_row(&row, reseal)?;
-            resealed += 1 + u64::from(previous.is_some());
+            let (id, values) = reseal_row(&row, reseal)?;
+            resealed += values.iter().flatten().count() as u64;
+            let [secret, previous, key, previous_key] = <[Option<String>; 4]>::try_from(values)
+                .map_err(|_| StoreError::Internal("sealed columns miscounted".into()))?;
             let update = Sql::new(
-                "UPDATE subscriptions SET secret = ?2, previous_secret = ?3 WHERE id = ?1",
+                "UPDATE subscriptions SET secret = ?2, previous_secret = ?3, signing_key = ?4,
+                        previous_signing_key = ?5
+                  WHERE id = ?1",
             )
             .bind(id)
             .bind(secret)
-            .bind(previous);
+            .bind(previous)
+            .bind(key)
+            .bind(previous_key);
             tx.run(update).await?;
         }
         B::commit(tx).await?;

@@ -77,8 +77,10 @@ impl<B: Backend> SubscriptionStore for SqlStore<B> {
             "INSERT INTO subscriptions (id, url, events, description, metadata, secret, active,
                                         disabled_reason, failure_count, created_at, updated_at,
                                         retry_policy, timeout_ms, headers, owner,
-                                        legacy_signature, filter)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                                        legacy_signature, filter, signature_schemes,
+                                        signing_key, signing_key_not_before)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                     ?18, ?19, ?20)",
         )
         .bind(&row.id)
         .bind(row.url.as_str())
@@ -96,7 +98,10 @@ impl<B: Backend> SubscriptionStore for SqlStore<B> {
         .bind(headers_text(&row.headers)?)
         .bind(&row.owner)
         .bind(row.legacy_signature.as_str())
-        .bind(&row.filter);
+        .bind(&row.filter)
+        .bind(row.signature_schemes.to_stored())
+        .bind(row.signing_key.as_ref().map(|k| k.key.clone()))
+        .bind(row.signing_key.as_ref().map(|k| k.not_before));
         tx.run(sql).await?;
         B::commit(tx).await
     }
@@ -148,13 +153,22 @@ impl<B: Backend> SubscriptionStore for SqlStore<B> {
             return Ok(None);
         };
         let mut sub = subscription_from_row(&row)?;
+        if let Some(key) = patch
+            .signing_key
+            .as_ref()
+            .or(patch.signing_key_if_missing.as_ref())
+        {
+            check_sealing_key_in::<B>(&mut tx, key_id_of(key)).await?;
+        }
         let was_active = sub.active;
         apply_patch(&mut sub, patch, now);
         let update = Sql::new(
             "UPDATE subscriptions SET url = ?1, events = ?2, description = ?3, metadata = ?4,
                     active = ?5, disabled_reason = ?6, failure_count = ?7, updated_at = ?8,
                     retry_policy = ?9, timeout_ms = ?10, headers = ?11, owner = ?12,
-                    legacy_signature = ?14, filter = ?15
+                    legacy_signature = ?14, filter = ?15, signature_schemes = ?16,
+                    signing_key = ?17, signing_key_not_before = ?18, previous_signing_key = ?19,
+                    previous_signing_key_not_before = ?20, previous_signing_key_expires_at = ?21
              WHERE id = ?13",
         )
         .bind(sub.url.as_str())
@@ -171,7 +185,13 @@ impl<B: Backend> SubscriptionStore for SqlStore<B> {
         .bind(&sub.owner)
         .bind(id)
         .bind(sub.legacy_signature.as_str())
-        .bind(&sub.filter);
+        .bind(&sub.filter)
+        .bind(sub.signature_schemes.to_stored())
+        .bind(sub.signing_key.as_ref().map(|k| k.key.clone()))
+        .bind(sub.signing_key.as_ref().map(|k| k.not_before))
+        .bind(sub.previous_signing_key.as_ref().map(|k| k.key.clone()))
+        .bind(sub.previous_signing_key.as_ref().map(|k| k.not_before))
+        .bind(sub.previous_signing_key_expires_at);
         tx.run(update).await?;
         if was_active && !sub.active {
             tx.run(Sql::new(HOLD_QUEUED).bind(id).bind(now)).await?;
@@ -252,6 +272,37 @@ impl<B: Backend> SubscriptionStore for SqlStore<B> {
         ))
         .bind(id)
         .bind(new_secret)
+        .bind(previous_expires_at)
+        .bind(now);
+        let row = tx.optional(sql).await?;
+        B::commit(tx).await?;
+        row.map(|row| subscription_from_row(&row)).transpose()
+    }
+
+    async fn rotate_signing_key(
+        &self,
+        id: &str,
+        new_key: &str,
+        previous_expires_at: Option<UnixMs>,
+        now: UnixMs,
+    ) -> StoreResult<Option<SubscriptionRow>> {
+        let mut tx = B::begin_write(&self.pool).await?;
+        check_sealing_key_in::<B>(&mut tx, key_id_of(new_key)).await?;
+        // Without an overlap, or without a current key, nothing stays behind signing.
+        let sql = Sql::new(concat!(
+            "UPDATE subscriptions
+                SET previous_signing_key = CASE WHEN ?3 IS NULL THEN NULL ELSE signing_key END,
+                    previous_signing_key_not_before =
+                        CASE WHEN ?3 IS NULL THEN NULL ELSE signing_key_not_before END,
+                    previous_signing_key_expires_at =
+                        CASE WHEN ?3 IS NULL OR signing_key IS NULL THEN NULL ELSE ?3 END,
+                    signing_key = ?2, signing_key_not_before = ?4, updated_at = ?4
+              WHERE id = ?1
+             RETURNING ",
+            subscription_columns!()
+        ))
+        .bind(id)
+        .bind(new_key)
         .bind(previous_expires_at)
         .bind(now);
         let row = tx.optional(sql).await?;

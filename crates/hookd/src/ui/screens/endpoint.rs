@@ -33,7 +33,27 @@ struct EndpointPage {
     example: String,
     /// While a rotated-out secret still signs.
     previous_until: Option<String>,
+    /// The `v1a` keys that sign now.
+    public_keys: Vec<KeyLine>,
+    /// The stored form of the schemes, to preselect in [`SCHEME_CHOICES`].
+    current_schemes: String,
+    scheme_choices: &'static [(&'static str, &'static str)],
 }
+
+/// One `v1a` public key as the page shows it.
+struct KeyLine {
+    kid: String,
+    public_key: String,
+    not_before: String,
+    not_after: Option<String>,
+}
+
+/// The choices of the signature form: stored form, label.
+const SCHEME_CHOICES: &[(&str, &str)] = &[
+    ("v1", "v1: HMAC with the secret"),
+    ("v1,v1a", "v1 and v1a (Ed25519)"),
+    ("v1a", "v1a only (Ed25519; no HMAC headers)"),
+];
 
 pub(super) async fn endpoint(
     State(state): State<UiState>,
@@ -91,6 +111,17 @@ pub(super) async fn endpoint(
             .previous_secret_expires_at
             .filter(|until| *until > now)
             .map(views::time),
+        public_keys: crate::ops::public_keys_at(&sub, now)
+            .into_iter()
+            .map(|key| KeyLine {
+                kid: key.kid,
+                public_key: key.public_key,
+                not_before: views::time(key.not_before),
+                not_after: key.not_after.map(views::time),
+            })
+            .collect(),
+        current_schemes: sub.signature_schemes.to_stored(),
+        scheme_choices: SCHEME_CHOICES,
         sub,
     };
     Ok(render(&page))
@@ -134,6 +165,51 @@ pub(super) async fn rotate_secret(
     );
     notice.pre = Some(rotated.secret);
     Ok(render(&notice))
+}
+
+#[derive(Deserialize)]
+pub(super) struct SchemesForm {
+    schemes: String,
+}
+
+/// Sets which schemes sign (turning `v1a` on generates the key pair), then shows the endpoint.
+pub(super) async fn set_schemes(
+    State(state): State<UiState>,
+    Extension(session): S,
+    Path(id): Path<String>,
+    Form(form): Form<SchemesForm>,
+) -> Result<axum::response::Redirect, UiError> {
+    require_manage(&session)?;
+    load_subscription(&state, &session, &id).await?;
+    let names = form.schemes.split(',').map(str::to_owned).collect();
+    let patch = state.ops.parse_changes(crate::ops::SubscriptionChanges {
+        signature_schemes: Some(names),
+        ..Default::default()
+    })?;
+    state.ops.update_subscription(&id, patch).await?;
+    Ok(axum::response::Redirect::to(&format!(
+        "{}/endpoints/{id}",
+        session.viewer.base()
+    )))
+}
+
+/// Rotates the `v1a` key pair; the old one signs on during the chosen overlap.
+pub(super) async fn rotate_signing_key(
+    State(state): State<UiState>,
+    Extension(session): S,
+    Path(id): Path<String>,
+    Form(form): Form<RotateForm>,
+) -> Result<axum::response::Redirect, UiError> {
+    require_manage(&session)?;
+    load_subscription(&state, &session, &id).await?;
+    state
+        .ops
+        .rotate_signing_key(&id, Some(form.overlap_seconds), None)
+        .await?;
+    Ok(axum::response::Redirect::to(&format!(
+        "{}/endpoints/{id}",
+        session.viewer.base()
+    )))
 }
 
 #[derive(Deserialize)]

@@ -283,6 +283,7 @@ pub(super) async fn create_endpoint(
         owner,
         legacy_signature: None,
         filter,
+        ..Default::default()
     };
     match state.ops.create_subscription(draft).await {
         Ok(row) => Ok(

@@ -42,6 +42,11 @@ pub fn routes() -> Router<UiState> {
         .route("/endpoints/{id}/delete", post(endpoints::delete_endpoint))
         .route("/endpoints/{id}/secret", post(endpoint::reveal_secret))
         .route("/endpoints/{id}/rotate", post(endpoint::rotate_secret))
+        .route("/endpoints/{id}/signatures", post(endpoint::set_schemes))
+        .route(
+            "/endpoints/{id}/rotate-signing-key",
+            post(endpoint::rotate_signing_key),
+        )
         .route("/endpoints/{id}/test", post(endpoint::send_test))
         .route("/deliveries", get(deliveries::deliveries))
         .route("/deliveries/stream", get(deliveries::live_tail))

@@ -14,7 +14,7 @@ pub mod pg;
 pub mod receiver;
 pub mod wait;
 
-pub use receiver::{Answer, Received, Receiver};
+pub use receiver::{Answer, Received, Receiver, now_unix};
 
 use hookd::config::Config;
 use hookd::ids::{Clock, DynClock, ManualClock, SystemClock};

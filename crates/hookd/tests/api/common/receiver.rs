@@ -30,7 +30,23 @@ pub struct Received {
     pub body: Bytes,
 }
 
+/// The current Unix time in seconds, for verifying a delivery's signature timestamp.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
 impl Received {
+    /// Every header as `(name, value)`, as a verifier takes them.
+    pub fn header_pairs(&self) -> Vec<(String, String)> {
+        self.headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_owned()))
+            .collect()
+    }
+
     pub fn header(&self, name: &str) -> &str {
         self.headers
             .get(name)
