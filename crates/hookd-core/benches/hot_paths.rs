@@ -5,7 +5,9 @@
 //!   1 KB `data`, parse the stored secret(s), sign (`webhook-signature`, one `v1` per secret) and add
 //!   the legacy `X-Webhook-Signature`. Only the `HeaderMap` building is left out (it lives in the
 //!   server crate). `rotation_overlap` signs with two secrets, as during a secret rotation.
-//! - `envelope/*`, `signature_header/*`: the two halves of that, alone.
+//! - `envelope/*`, `signature_header/*`: the two halves of that, alone; `signature_header/v1a_1kb`
+//!   and `ed25519_key_parse`: what a subscription signing with Ed25519 adds per attempt.
+//! - `canonical/*`: the normalization of an event's `data` at publish.
 //! - `match/*`: publish fan-out, one event type against the filter lists of 1, 10 and 100
 //!   subscriptions (`FanoutTarget::selects` in the server crate calls `any_matches`), per filter kind.
 //! - `filter_parse/*`: parsing one stored filter (done for every subscription once per publish group).
@@ -111,6 +113,39 @@ fn envelope_and_signatures(c: &mut Criterion) {
     group.bench_function("legacy_hex_1kb", |b| {
         b.iter(|| legacy_signature(black_box(&current), LegacySignature::Body, black_box(&body)))
     });
+    // `v1a`: parse the stored `whsk_` key (derives the public key) and sign, as `send::prepare`
+    // does per attempt of a subscription that signs with Ed25519.
+    let pair = hookd_verify::SigningKeyPair::from_seed(&[7; 32]).to_text();
+    group.bench_function("ed25519_key_parse", |b| {
+        b.iter(|| hookd_verify::SigningKeyPair::parse(black_box(&pair)))
+    });
+    let key = hookd_verify::SigningKeyPair::parse(&pair).unwrap();
+    group.bench_function("v1a_1kb", |b| {
+        b.iter(|| signature_header(&[], &[black_box(&key)], EVENT_ID, 1_736_937_004, &body))
+    });
+    group.finish();
+}
+
+/// What publishing does to every event's `data` once: parse it and write its canonical text. The
+/// compact case is already canonical (what most producers send); the spaced case is Python's
+/// `json.dumps` default output with `\u00e9` escapes and `1.0` numbers.
+fn canonical(c: &mut Criterion) {
+    let compact = data_1kb();
+    let spaced = {
+        let mut text =
+            String::from(r#"{"orderId": "ORD-1", "amount": 1.0, "name": "Zo\u00e9", "note": ""#);
+        text.extend(std::iter::repeat_n('x', 1_024 - text.len() - 2));
+        text.push_str(r#""}"#);
+        text
+    };
+    let mut group = c.benchmark_group("canonical");
+    group.throughput(Throughput::Bytes(1_024));
+    group.bench_function("compact_1kb", |b| {
+        b.iter(|| hookd_core::canonical::canonicalize(black_box(&compact)))
+    });
+    group.bench_function("python_spaced_1kb", |b| {
+        b.iter(|| hookd_core::canonical::canonicalize(black_box(&spaced)))
+    });
     group.finish();
 }
 
@@ -185,6 +220,7 @@ criterion_group!(
     benches,
     attempt,
     envelope_and_signatures,
+    canonical,
     matching,
     retry_decision
 );

@@ -656,3 +656,144 @@ async fn verify_command_checks_signatures_offline() {
     assert!(ok, "{text}");
     drop(app);
 }
+
+/// Runs `hookd verify` over a captured delivery with the given key flags.
+async fn verify_captured(request: &Received, flags: &[&str]) -> (bool, String) {
+    let mut args: Vec<String> = vec!["verify".into()];
+    args.extend(flags.iter().map(|s| s.to_string()));
+    for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+        args.push("-H".into());
+        args.push(format!("{name}: {}", request.header(name)));
+    }
+    let mut child = Command::new(BIN)
+        .env_clear()
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncWriteExt;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&request.body).await.unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().await.unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr),
+    )
+}
+
+#[tokio::test]
+async fn v1a_keys_are_shown_rotated_and_verified_from_the_command_line() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    let url = receiver.url("/ed");
+    let created = hookd_json(
+        &app,
+        &[
+            "webhooks",
+            "create",
+            &url,
+            "--events",
+            "order.*",
+            "--signature-schemes",
+            "v1a",
+        ],
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let keys = hookd_json(&app, &["webhooks", "public-key", &id]).await;
+    let public_key = keys["keys"][0]["public_key"].as_str().unwrap().to_owned();
+    let table = hookd_table(&app, &["webhooks", "public-key", &id]).await;
+    assert!(
+        table.contains(&public_key) && table.contains("KID"),
+        "{table}"
+    );
+
+    app.publish(json!({"event": "order.created", "data": {"n": 1}}))
+        .await;
+    let request = receiver.wait_for("/ed", 1).await.remove(0);
+    let (ok, text) = verify_captured(&request, &["--public-key", &public_key]).await;
+    assert!(ok, "{text}");
+    let stranger = hookd_verify::SigningKeyPair::from_seed(&[3; 32]).public_key();
+    let (ok, text) = verify_captured(&request, &["--public-key", &stranger]).await;
+    assert!(!ok && text.contains("no signature"), "{text}");
+
+    let rotated = hookd_json(
+        &app,
+        &[
+            "webhooks",
+            "rotate-signing-key",
+            &id,
+            "--overlap-seconds",
+            "60",
+        ],
+    )
+    .await;
+    assert_eq!(rotated["keys"].as_array().unwrap().len(), 2);
+    assert_eq!(rotated["keys"][1]["public_key"], public_key.as_str());
+}
+
+#[tokio::test]
+async fn verify_reads_a_secret_of_the_subscribers_choosing_as_hookd_does() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    // 64 hex characters: also valid base64, so reading it as base64 would give the wrong key.
+    let secret = "3f1c2b9a8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a3928170615ab";
+    app.subscribe_with(json!({"url": receiver.url("/hex"), "events": ["*"], "secret": secret}))
+        .await;
+    app.publish(json!({"event": "order.created", "data": {"n": 1}}))
+        .await;
+    let request = receiver.wait_for("/hex", 1).await.remove(0);
+    let (ok, text) = verify_captured(&request, &["--secret", secret]).await;
+    assert!(ok, "{text}");
+    let (ok, text) = verify_captured(&request, &["--secret", &secret.replace('3', "4")]).await;
+    assert!(!ok, "{text}");
+}
+
+#[tokio::test]
+async fn listen_verifies_v1a_with_a_public_key_and_no_secret() {
+    let app = spawn_app().await;
+    let pair = hookd_verify::SigningKeyPair::from_seed(&[5; 32]);
+    let port = {
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        socket.local_addr().unwrap().port()
+    };
+    let port_text = port.to_string();
+    let public_key = pair.public_key();
+    let mut child = command(&app)
+        .args(["listen", "--port", &port_text, "--public-key", &public_key])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = String::new();
+    let mut read_until = async |needle: &str| {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while !seen.contains(needle) {
+                let line = lines.next_line().await.unwrap().expect("listen exited");
+                seen.push_str(&line);
+                seen.push('\n');
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no {needle:?} in:\n{seen}"));
+        seen.clone()
+    };
+    let ready = read_until("Ready").await;
+    assert!(!ready.contains("Subscribed"), "{ready}");
+    app.subscribe_with(
+        json!({"url": format!("http://127.0.0.1:{port}/"), "events": ["*"],
+                              "signature_schemes": ["v1a"], "signing_key": pair.to_text()}),
+    )
+    .await;
+    let event_id = app
+        .publish(json!({"event": "order.created", "data": {"n": 1}}))
+        .await;
+    let printed = read_until("[verified]").await;
+    assert!(printed.contains(&event_id), "{printed}");
+    app.wait_for_delivery_state(&event_id, "delivered").await;
+    let _ = child.kill().await;
+}

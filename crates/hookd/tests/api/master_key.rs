@@ -18,6 +18,8 @@ struct Secrets {
     path: String,
     current: String,
     previous: Option<String>,
+    /// For a subscription that also signs `v1a`: its public key (the private half is sealed).
+    public_key: Option<String>,
 }
 
 /// Two subscriptions on `receiver`, one of them mid-way through a secret rotation (two secrets).
@@ -30,8 +32,21 @@ async fn subscribe_two(app: &TestApp, receiver: &Receiver) -> Vec<Secrets> {
             path: path.to_owned(),
             current: sub["secret"].as_str().unwrap().to_owned(),
             previous: None,
+            public_key: None,
         });
     }
+    // The second one also signs `v1a`: its key pair is sealed like a secret.
+    let patched = app
+        .patch(
+            &format!("/api/webhooks/{}", all[1].id),
+            json!({"signature_schemes": ["v1", "v1a"]}),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    all[1].public_key = patched.body["public_keys"][0]["public_key"]
+        .as_str()
+        .map(str::to_owned);
+    assert!(all[1].public_key.is_some());
     let rotated = app
         .post(
             &format!("/api/webhooks/{}/rotate-secret", all[0].id),
@@ -64,8 +79,8 @@ fn key_file(config: &Config, name: &str) -> Option<MasterKey> {
     read_key_file(&config.data_dir.join(name)).unwrap()
 }
 
-/// The secrets as stored, by subscription id: `(secret, previous_secret)`.
-async fn stored(config: &Config) -> HashMap<String, (String, Option<String>)> {
+/// The sealed values as stored, by subscription id: `(secret, previous_secret, signing_key)`.
+async fn stored(config: &Config) -> HashMap<String, (String, Option<String>, Option<String>)> {
     let (raw, _) = open_store_with_publisher_stats(config).await;
     let page = raw
         .subscriptions
@@ -77,7 +92,10 @@ async fn stored(config: &Config) -> HashMap<String, (String, Option<String>)> {
         .unwrap();
     page.items
         .into_iter()
-        .map(|row| (row.id, (row.secret, row.previous_secret)))
+        .map(|row| {
+            let key = row.signing_key.map(|entry| entry.key);
+            (row.id, (row.secret, row.previous_secret, key))
+        })
         .collect()
 }
 
@@ -91,7 +109,15 @@ async fn assert_sealed_with(
 ) {
     let stored = stored(config).await;
     for expected in secrets {
-        let (secret, previous) = &stored[&expected.id];
+        let (secret, previous, signing_key) = &stored[&expected.id];
+        assert_eq!(signing_key.is_some(), expected.public_key.is_some());
+        if let (Some(value), Some(public_key)) = (signing_key, &expected.public_key) {
+            assert_eq!(key_id_of(value), Some(key.id().as_str()), "{value}");
+            let opened = key.open(&expected.id, value).unwrap();
+            let pair = hookd_verify::SigningKeyPair::parse(&opened).unwrap();
+            assert_eq!(&pair.public_key(), public_key);
+            assert!(old.open(&expected.id, value).is_err());
+        }
         let pairs = [
             (Some(secret), Some(&expected.current)),
             (previous.as_ref(), expected.previous.as_ref()),
@@ -147,6 +173,12 @@ async fn assert_secrets_work(config: &Config, receiver: &Receiver, secrets: &[Se
             hookd_verify::verify(secret, &headers, &request.body, ts)
                 .unwrap_or_else(|e| panic!("{}: {e:?}", expected.id));
         }
+        if let Some(public_key) = &expected.public_key {
+            hookd_verify::Verifier::from_public_key(public_key)
+                .unwrap()
+                .verify(&headers, &request.body, ts)
+                .unwrap_or_else(|e| panic!("v1a of {}: {e:?}", expected.id));
+        }
         assert_inbound_accepts(&app, &expected.id, &expected.current).await;
     }
     app.stop().await;
@@ -179,7 +211,10 @@ async fn rotation_reencrypts_every_secret_and_deliveries_still_verify() {
     assert_sealed_with(&config, &old, &MasterKey::generate(), &secrets).await;
 
     let rotated = rotate(&config, None).await.unwrap();
-    assert_eq!(rotated.resealed, 3, "two current secrets and one previous");
+    assert_eq!(
+        rotated.resealed, 4,
+        "two current secrets, one previous and one signing key"
+    );
     assert!(!rotated.resumed);
     assert_eq!(rotated.old_key_id, old.id());
     let key_path = config.data_dir.join(KEY_FILE);
@@ -217,7 +252,7 @@ async fn a_crash_between_the_steps_loses_nothing() {
     let rotation = Rotation::prepare(&config, None).await.unwrap();
     assert!(rotation.resumed());
     assert_eq!(rotation.new_key(), &new);
-    assert_eq!(rotation.reseal().await.unwrap(), 3);
+    assert_eq!(rotation.reseal().await.unwrap(), 4);
     drop(rotation);
     assert_eq!(key_file(&config, KEY_FILE), Some(old.clone()));
     assert_sealed_with(&config, &new, &old, &secrets).await;
@@ -230,6 +265,7 @@ async fn a_crash_between_the_steps_loses_nothing() {
         path: "/c".into(),
         current: added["secret"].as_str().unwrap().to_owned(),
         previous: None,
+        public_key: None,
     });
     assert_sealed_with(&config, &new, &old, &secrets).await;
 
@@ -237,7 +273,7 @@ async fn a_crash_between_the_steps_loses_nothing() {
     let rotated = rotate(&config, None).await.unwrap();
     assert!(rotated.resumed);
     assert_eq!(rotated.new_key, new);
-    assert_eq!(rotated.resealed, 4);
+    assert_eq!(rotated.resealed, 5);
     assert_eq!(key_file(&config, KEY_FILE), Some(new.clone()));
     assert!(key_file(&config, NEXT_KEY_FILE).is_none());
     assert_sealed_with(&config, &new, &old, &secrets).await;
@@ -266,6 +302,7 @@ async fn running_nodes_follow_a_rotation_by_themselves() {
         path: "/c".into(),
         current: added["secret"].as_str().unwrap().to_owned(),
         previous: None,
+        public_key: None,
     });
     // Reading: the node meets values sealed with a key it lacks and loads its key file again.
     for expected in &secrets {
