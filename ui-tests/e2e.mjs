@@ -211,11 +211,11 @@ async function testFilter(page, expected) {
   return page.locator("#filter-test-outcome");
 }
 
-/** Publishes a matching and a non-matching event; only the first reaches `endpoint` (at `path`),
- *  the other gets no delivery there. Returns the two event ids. */
+/** Publishes a matching and a non-matching event to acme (the endpoint's owner); only the first
+ *  reaches `endpoint` (at `path`), the other gets no delivery there. Returns the two event ids. */
 async function onlyMatchingDelivered(endpoint, path, matching, other) {
-  const skipped = await api("POST", "/api/events", { event: "invoice.paid", data: other });
-  const passed = await api("POST", "/api/events", { event: "invoice.paid", data: matching });
+  const skipped = await api("POST", "/api/events", { event: "invoice.paid", data: other, owner: "acme" });
+  const passed = await api("POST", "/api/events", { event: "invoice.paid", data: matching, owner: "acme" });
   assert.equal(skipped.status, 202);
   assert.equal(passed.status, 202);
   const [got] = await eventually("the matching event arrives", () => arrivals(path, passed.body.id).length && arrivals(path, passed.body.id));
@@ -337,7 +337,7 @@ try {
     const created = await api("POST", "/api/webhooks", { url: `${receiverUrl}/flaky`, events: ["order.*"], owner: "globex" });
     assert.equal(created.status, 201);
     flakyEndpoint = created.body.id;
-    const published = await api("POST", "/api/events", { event: "order.created", data: { orderId: "ORD-7" } });
+    const published = await api("POST", "/api/events", { event: "order.created", data: { orderId: "ORD-7" }, owner: "globex" });
     assert.equal(published.status, 202);
     await eventually("three failed attempts", () => received.filter((r) => r.path === "/flaky").length >= 3);
     deadDelivery = await eventually("a dead letter", async () => {
@@ -373,7 +373,7 @@ try {
   await step("recover failed since T: a count first, then progress until done", async () => {
     flakyFails = true;
     const since = new Date(Date.now() - 60_000).toISOString().slice(0, 16);
-    const published = await api("POST", "/api/events", { event: "order.created", data: { orderId: "ORD-8" } });
+    const published = await api("POST", "/api/events", { event: "order.created", data: { orderId: "ORD-8" }, owner: "globex" });
     const flakyState = async () => (await api("GET", `/api/events/${published.body.id}`)).body.deliveries.find((d) => d.webhook_id === flakyEndpoint)?.state;
     await eventually("dead again", async () => (await flakyState()) === "dead");
     flakyFails = false;

@@ -441,6 +441,7 @@ fn property_limits() -> Vec<(&'static str, &'static str, Value)> {
             json!({"minimum": 0, "maximum": MAX_OVERLAP_SECONDS}),
         ),
         ("PublishEvent", "event", event_type.clone()),
+        ("PublishEvent", "owner", owner.clone()),
         (
             "PublishEvent",
             "id",

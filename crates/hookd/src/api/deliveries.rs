@@ -5,6 +5,7 @@ use super::events::{Delivery, Event};
 use super::extract::{ApiJson, ApiQuery};
 use super::pagination::{self, PageOf};
 use super::{ApiState, parse_rfc3339, rfc3339};
+use crate::store::ui::DeliverySearch;
 use crate::store::{AttemptRow, DeadLetterFilter, DeliveryQuery, DeliveryState, RetryResult};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -56,6 +57,34 @@ pub struct DeliveryDetail {
 pub struct RetryQueued {
     pub message: String,
     pub delivery: Delivery,
+}
+
+/// A delivery in the log across all subscriptions, with its event's type.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoggedDelivery {
+    #[serde(flatten)]
+    pub delivery: Delivery,
+    /// The event's type.
+    pub event: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchDeliveries {
+    /// Only deliveries to this owner's subscriptions.
+    pub owner: Option<String>,
+    /// Only this subscription's.
+    pub webhook_id: Option<String>,
+    /// pending, in_flight, delivered, failed, dead or held.
+    pub state: Option<String>,
+    /// Only deliveries of events of this type.
+    pub event_type: Option<String>,
+    /// Created at or after (RFC 3339).
+    pub since: Option<String>,
+    /// Created before (RFC 3339).
+    pub until: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
 }
 
 /// A dead letter: a delivery whose attempts are exhausted.
@@ -167,6 +196,41 @@ fn parse_selection(
         since: since.map(|s| parse_rfc3339("since", &s)).transpose()?,
         until: until.map(|u| parse_rfc3339("until", &u)).transpose()?,
     })
+}
+
+/// Deliveries across all subscriptions, newest first, by owner, subscription, state, event type and
+/// time range.
+#[utoipa::path(get, path = "/api/deliveries", tag = "deliveries", params(SearchDeliveries),
+    security(("api_key" = [])),
+    responses((status = 200, body = PageOf<LoggedDelivery>), (status = 422, body = ErrorBody)))]
+pub async fn list(
+    State(state): State<ApiState>,
+    ApiQuery(query): ApiQuery<SearchDeliveries>,
+) -> Result<Json<PageOf<LoggedDelivery>>, ApiError> {
+    let selection = parse_selection(query.webhook_id, query.event_type, query.since, query.until)?;
+    let search = DeliverySearch {
+        owner: query.owner,
+        subscription_id: selection.subscription_id,
+        state: parse_state(query.state)?,
+        event_type: selection.event_type,
+        status: None,
+        since: selection.since,
+        until: selection.until,
+        after: pagination::decode_cursor(query.cursor.as_deref())?,
+        limit: pagination::limit(query.limit)?,
+    };
+    let page = state.store.ui.search_deliveries(search).await?;
+    Ok(Json(PageOf {
+        data: page
+            .items
+            .into_iter()
+            .map(|row| LoggedDelivery {
+                delivery: row.delivery.into(),
+                event: row.event_type,
+            })
+            .collect(),
+        next_cursor: page.next.as_ref().map(pagination::encode_cursor),
+    }))
 }
 
 /// A subscription's deliveries, newest first.

@@ -34,6 +34,10 @@ pub struct PublishEvent {
     pub version: Option<String>,
     /// `false`: attempt once, never retry (default `true`).
     pub retryable: Option<bool>,
+    /// Publish to one owner (your customer's id, 1–200 characters): the event goes to that
+    /// owner's subscriptions only. Without it, the event goes to the subscriptions that have no
+    /// owner. Not part of the delivered body.
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -89,6 +93,8 @@ pub struct Event {
     #[schema(value_type = Object)]
     pub data: Box<RawValue>,
     pub retryable: bool,
+    /// The owner it was published to; null: published to the subscriptions without an owner.
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -109,6 +115,8 @@ pub struct ListEvents {
     pub since: Option<String>,
     /// Only events before this RFC 3339 time.
     pub until: Option<String>,
+    /// Only events published to this owner.
+    pub owner: Option<String>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
@@ -144,6 +152,7 @@ impl TryFrom<EventRow> for Event {
             timestamp: rfc3339(row.created_at),
             data,
             retryable: row.retryable,
+            owner: row.owner,
         })
     }
 }
@@ -167,6 +176,7 @@ impl From<PublishEvent> for EventDraft {
             version: input.version,
             retryable: input.retryable,
             idempotency_key: None,
+            owner: input.owner,
         }
     }
 }
@@ -306,6 +316,7 @@ pub async fn list(
         .deliveries
         .list_events(EventQuery {
             event_type: event_type.map(EventType::into_string),
+            owner: query.owner,
             since: query
                 .since
                 .map(|s| parse_rfc3339("since", &s))

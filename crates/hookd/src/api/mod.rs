@@ -16,6 +16,7 @@ pub mod keys;
 pub mod metrics;
 pub mod openapi;
 pub mod openapi_webhooks;
+pub mod owners;
 pub mod pagination;
 pub mod portal;
 pub mod webhooks;
@@ -120,7 +121,13 @@ fn management_routes(settings: &ApiSettings, max_payload_bytes: usize) -> Router
             "/webhooks/deliveries/{id}/retry",
             post(deliveries::retry_via_webhooks_path),
         )
+        .route("/deliveries", get(deliveries::list))
         .route("/deliveries/{id}", get(deliveries::get_one))
+        .route("/owners", get(owners::list))
+        .route(
+            "/owners/{owner}",
+            get(owners::get_one).delete(owners::erase),
+        )
         .route("/deliveries/{id}/retry", post(deliveries::retry))
         .route("/dead-letters", get(deliveries::list_dead))
         .route("/dead-letters/redrive", post(deliveries::redrive_many))

@@ -6,8 +6,8 @@ use super::ApiState;
 use super::error::ApiError;
 use super::pagination::PageOf;
 use super::{
-    actions, deliveries, error, event_types, events, health, inbound, keys, metrics, portal,
-    webhooks,
+    actions, deliveries, error, event_types, events, health, inbound, keys, metrics, owners,
+    portal, webhooks,
 };
 use axum::Json;
 use axum::extract::State;
@@ -32,6 +32,7 @@ use utoipa::{Modify, OpenApi};
         actions::send_test, actions::rotate_secret, actions::enable, actions::disable,
         actions::recover,
         keys::key_set, keys::rotate,
+        owners::list, owners::get_one, owners::erase, deliveries::list,
         metrics::summary,
         inbound::receive, inbound::list,
         portal::create,
@@ -39,6 +40,7 @@ use utoipa::{Modify, OpenApi};
     components(schemas(
         error::ErrorBody, PageOf<webhooks::Webhook>, PageOf<events::Event>,
         PageOf<events::Delivery>, PageOf<deliveries::DeadLetter>, PageOf<inbound::Receipt>,
+        PageOf<deliveries::LoggedDelivery>,
     )),
     modifiers(&BearerAuth, &ValidOperations),
 )]

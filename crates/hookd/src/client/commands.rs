@@ -60,6 +60,9 @@ pub enum EventsCommand {
         /// Sent as the `Idempotency-Key` header: a retry of this publish returns the original.
         #[arg(long)]
         idempotency_key: Option<String>,
+        /// Publish to this owner's endpoints only.
+        #[arg(long)]
+        owner: Option<String>,
     },
     /// Show an event and its deliveries.
     Get {
@@ -286,8 +289,10 @@ pub async fn events(args: &ClientArgs, command: EventsCommand) -> Result<(), Cli
             version,
             no_retry,
             idempotency_key,
+            owner,
         } => {
             let mut body = json!({"event": event_type, "data": parse_json("data", &data)?});
+            set(&mut body, "owner", owner.map(Value::from));
             set(&mut body, "id", id.map(Value::from));
             set(&mut body, "version", version.map(Value::from));
             if no_retry {

@@ -17,6 +17,9 @@ pub enum ReplayOutcome {
     EndpointDisabled,
     /// The endpoint was disabled, or got a delivery of the event, meanwhile; nothing changed.
     EndpointChanged,
+    /// The endpoint belongs to another owner than the event: an event is never sent to another
+    /// owner's endpoint; nothing changed.
+    OtherOwner,
 }
 
 impl Ops {
@@ -102,6 +105,15 @@ impl Ops {
             },
             None if !subscription.active => return Ok(ReplayOutcome::EndpointDisabled),
             None => {
+                let event = self
+                    .store
+                    .deliveries
+                    .get_event(event_id)
+                    .await?
+                    .ok_or(OpsError::NotFound("event"))?;
+                if event.owner != subscription.owner {
+                    return Ok(ReplayOutcome::OtherOwner);
+                }
                 let id = new_id("dlv", now);
                 let added = self
                     .store

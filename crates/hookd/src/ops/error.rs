@@ -42,6 +42,18 @@ impl OpsError {
             message: message.to_string(),
         }
     }
+
+    /// The same error naming another field (a field checked by a shared rule, placed in a batch).
+    pub fn at_field(self, field: impl Into<String>) -> Self {
+        match self {
+            Self::Invalid { code, message, .. } => Self::Invalid {
+                code,
+                field: field.into(),
+                message,
+            },
+            other => other,
+        }
+    }
 }
 
 /// Store failures are logged here, once, with their detail; callers see only their kind.

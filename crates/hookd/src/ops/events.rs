@@ -21,6 +21,8 @@ pub struct EventDraft {
     pub version: Option<String>,
     pub retryable: Option<bool>,
     pub idempotency_key: Option<String>,
+    /// Publish to this owner's subscriptions only (see `crate::store::fanout`).
+    pub owner: Option<String>,
 }
 
 /// What a test event carries.
@@ -103,6 +105,8 @@ impl Ops {
                 format!("must be 1 to {MAX_VERSION_LEN} characters"),
             ));
         }
+        let owner = super::parse_owner(draft.owner)
+            .map_err(|error| error.at_field(format!("{field}owner")))?;
         self.check_schema(event_type.as_str(), &version, &draft.data, field, now)
             .await?;
         Ok(NewEvent {
@@ -114,6 +118,7 @@ impl Ops {
             idempotency_key: draft.idempotency_key,
             created_at: now,
             only_subscription: None,
+            owner,
         })
     }
 
@@ -123,14 +128,20 @@ impl Ops {
     /// different `data` is a 409 `idempotency_conflict`; the same event again is a duplicate. In a
     /// batch, the other events were stored by then (re-sending them is a duplicate).
     pub async fn publish(&self, events: Vec<NewEvent>) -> Result<Vec<Published>, OpsError> {
-        let requested: Vec<(String, String)> = events
+        let requested: Vec<(String, String, Option<String>)> = events
             .iter()
-            .map(|event| (event.event_type.clone(), event.data.clone()))
+            .map(|event| {
+                let owner = event.owner.clone();
+                (event.event_type.clone(), event.data.clone(), owner)
+            })
             .collect();
         let batch = events.len() > 1;
         let published = self.store.publisher.publish(events).await?;
-        for (index, (result, (event_type, data))) in published.iter().zip(&requested).enumerate() {
-            if !result.created && !same_event(&result.event, event_type, data) {
+        for (index, (result, (event_type, data, owner))) in
+            published.iter().zip(&requested).enumerate()
+        {
+            let same = same_event(&result.event, event_type, data) && result.event.owner == *owner;
+            if !result.created && !same {
                 let field = match batch {
                     true => format!("events[{index}]: "),
                     false => String::new(),
@@ -142,7 +153,7 @@ impl Ops {
                 return Err(OpsError::Conflict {
                     code: "idempotency_conflict",
                     message: format!(
-                        "{field}event {} was already published with a different type or data \
+                        "{field}event {} was already published with a different type, data or owner \
                          (use a new id for a new event){rest}",
                         result.event.id
                     ),
@@ -199,6 +210,8 @@ impl Ops {
             retryable: true,
             idempotency_key: None,
             created_at: now,
+            // The owner's event, so its erasure and its views include it.
+            owner: subscription.owner.clone(),
             only_subscription: Some(subscription.id),
         };
         let published = self.store.publisher.publish(vec![event]).await?;

@@ -9,6 +9,7 @@ mod deliveries;
 mod error;
 mod event_types;
 mod events;
+mod owners;
 mod portal;
 pub mod schemas;
 mod subscriptions;
@@ -23,6 +24,7 @@ pub use event_types::{
     TypeDocs,
 };
 pub use events::{DEFAULT_VERSION, EventDraft, MAX_VERSION_LEN, TestPayload};
+pub use owners::ERASE_STEP_ROWS;
 pub use portal::{MAX_PORTAL_TTL_SECONDS, PortalLinkCreated, new_token, session_row};
 pub use subscriptions::{
     DEFAULT_OVERLAP_SECONDS, MAX_DESCRIPTION_LEN, MAX_FILTERS, MAX_METADATA_BYTES,

@@ -67,6 +67,7 @@ impl Fixture {
             version: None,
             retryable: None,
             idempotency_key: None,
+            owner: None,
         };
         let now = self.ops.clock.now_ms();
         let event = self.ops.prepare_event(draft, "", now).await.unwrap();

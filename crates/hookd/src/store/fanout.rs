@@ -1,5 +1,9 @@
-//! One subscription as publishing sees it: its id, its parsed filters (event types and content)
-//! and whether it is active; and the cache that compiles each content filter once.
+//! One subscription as publishing sees it: its id, its owner, its parsed filters (event types and
+//! content) and whether it is active; and the cache that compiles each content filter once.
+//!
+//! The rule: an event goes to the subscriptions of its owner (an event published without an owner,
+//! to the subscriptions without one) whose filters select it. Targets are indexed by owner, so an
+//! event is matched against its owner's subscriptions only.
 
 use super::sql::decode::decode_err;
 use super::{NewEvent, StoreResult};
@@ -18,6 +22,7 @@ pub(crate) struct FanoutTarget {
     /// path) when the subscription has none.
     pub content: Option<Arc<ContentFilter>>,
     pub active: bool,
+    pub owner: Option<String>,
 }
 
 impl FanoutTarget {
@@ -28,6 +33,7 @@ impl FanoutTarget {
         events_json: String,
         content_json: Option<String>,
         active: bool,
+        owner: Option<String>,
         cache: &mut FilterCache,
     ) -> StoreResult<Self> {
         let raw: Vec<String> = serde_json::from_str(&events_json)
@@ -43,16 +49,17 @@ impl FanoutTarget {
             filters,
             content,
             active,
+            owner,
         })
     }
 }
 
-/// Every subscription as publishing sees it, grouped by identical event-type and content filters:
-/// an event is matched once per distinct pair, not once per subscription (a thousand customers'
-/// endpoints with the same filters cost one match).
+/// Every subscription as publishing sees it, by owner, then grouped by identical event-type and
+/// content filters: an event is matched against its owner's groups only, once per distinct pair of
+/// filters, not once per subscription.
 #[derive(Default)]
 pub(crate) struct FanoutTargets {
-    groups: Vec<TargetGroup>,
+    by_owner: HashMap<Option<String>, Vec<TargetGroup>>,
 }
 
 struct TargetGroup {
@@ -69,9 +76,10 @@ pub(crate) struct FanoutMember {
 
 impl FanoutTargets {
     pub fn new(targets: Vec<FanoutTarget>) -> Self {
-        let mut index: HashMap<(String, usize), usize> = HashMap::new();
-        let mut groups: Vec<TargetGroup> = Vec::new();
+        let mut index: HashMap<(Option<String>, String, usize), usize> = HashMap::new();
+        let mut by_owner: HashMap<Option<String>, Vec<TargetGroup>> = HashMap::new();
         for target in targets {
+            let groups = by_owner.entry(target.owner.clone()).or_default();
             let content_key = target
                 .content
                 .as_ref()
@@ -80,10 +88,11 @@ impl FanoutTargets {
                 id: target.id,
                 active: target.active,
             };
-            match index.get(&(target.events_text.clone(), content_key)) {
+            let key = (target.owner, target.events_text, content_key);
+            match index.get(&key) {
                 Some(&at) => groups[at].members.push(member),
                 None => {
-                    index.insert((target.events_text, content_key), groups.len());
+                    index.insert(key, groups.len());
                     groups.push(TargetGroup {
                         filters: target.filters,
                         content: target.content,
@@ -92,7 +101,7 @@ impl FanoutTargets {
                 }
             }
         }
-        Self { groups }
+        Self { by_owner }
     }
 
     /// The subscriptions that get a delivery of `event`. A test event (sent to one subscription)
@@ -102,8 +111,13 @@ impl FanoutTargets {
         event: &'e FanoutEvent<'_>,
     ) -> impl Iterator<Item = &'s FanoutMember> + 'e {
         let only = event.event.only_subscription.as_deref();
-        self.groups
-            .iter()
+        // A test event names its subscription, whoever owns it; any other event looks at its
+        // owner's subscriptions only.
+        let groups: Box<dyn Iterator<Item = &'s TargetGroup> + 'e> = match only {
+            Some(_) => Box::new(self.by_owner.values().flatten()),
+            None => Box::new(self.by_owner.get(&event.event.owner).into_iter().flatten()),
+        };
+        groups
             .filter(move |group| only.is_some() || group.selects(event))
             .flat_map(|group| group.members.iter())
             .filter(move |member| only.is_none_or(|id| id == member.id))
@@ -200,17 +214,28 @@ mod tests {
     use super::*;
 
     fn targets(rows: &[(&str, &str, Option<&str>, bool)]) -> (FanoutTargets, usize) {
+        let owned: Vec<_> = rows
+            .iter()
+            .map(|&(id, events, content, active)| (id, events, content, active, None))
+            .collect();
+        owned_targets(&owned)
+    }
+
+    type Row<'a> = (&'a str, &'a str, Option<&'a str>, bool, Option<&'a str>);
+
+    fn owned_targets(rows: &[Row<'_>]) -> (FanoutTargets, usize) {
         let mut cache = FilterCache::default();
         cache.begin_round();
         let parsed = rows
             .iter()
-            .map(|(id, events, content, active)| {
+            .map(|(id, events, content, active, owner)| {
                 let content = content.map(str::to_owned);
                 FanoutTarget::parse(
                     id.to_string(),
                     events.to_string(),
                     content,
                     *active,
+                    owner.map(str::to_owned),
                     &mut cache,
                 )
                 .unwrap()
@@ -218,7 +243,7 @@ mod tests {
             .collect();
         cache.end_round();
         let targets = FanoutTargets::new(parsed);
-        let groups = targets.groups.len();
+        let groups = targets.by_owner.values().map(Vec::len).sum();
         (targets, groups)
     }
 
@@ -232,6 +257,7 @@ mod tests {
             idempotency_key: None,
             created_at: 0,
             only_subscription: only.map(str::to_owned),
+            owner: None,
         }
     }
 
@@ -258,5 +284,28 @@ mod tests {
         // A test event goes to its one subscription, whatever the filters say.
         let test = event("webhook.test", r#"{"amount": 5}"#, Some("d"));
         assert_eq!(selected(&targets, &test), ["d"]);
+    }
+
+    #[test]
+    fn an_event_goes_to_its_owners_subscriptions_only() {
+        let (targets, groups) = owned_targets(&[
+            ("internal", r#"["*"]"#, None, true, None),
+            ("acme", r#"["order.*"]"#, None, true, Some("acme")),
+            ("acme_users", r#"["user.*"]"#, None, true, Some("acme")),
+            ("globex", r#"["order.*"]"#, None, true, Some("globex")),
+        ]);
+        // Same filters, other owners: separate groups.
+        assert_eq!(groups, 4);
+        let mut to_acme = event("order.created", "{}", None);
+        to_acme.owner = Some("acme".into());
+        assert_eq!(selected(&targets, &to_acme), ["acme"]);
+        let unowned = event("order.created", "{}", None);
+        assert_eq!(selected(&targets, &unowned), ["internal"]);
+        let mut to_nobody = event("order.created", "{}", None);
+        to_nobody.owner = Some("initech".into());
+        assert!(selected(&targets, &to_nobody).is_empty());
+        // A test event reaches its subscription whoever owns it.
+        let test = event("webhook.test", "{}", Some("globex"));
+        assert_eq!(selected(&targets, &test), ["globex"]);
     }
 }

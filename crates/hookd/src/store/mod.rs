@@ -68,6 +68,57 @@ pub struct Store {
     pub nodes: Arc<dyn NodeStore>,
     /// The dashboard's and portal's queries (sessions, the delivery log, chart samples).
     pub ui: Arc<dyn ui::UiStore>,
+    pub owners: Arc<dyn OwnerStore>,
+}
+
+/// Owners (the operator's customers) as a resource: their subscriptions counted, and erasure.
+#[async_trait]
+pub trait OwnerStore: Send + Sync + 'static {
+    /// Owners of subscriptions, by name, after `after`; at most `limit`.
+    async fn list_owners(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<OwnerRow>>;
+    /// One owner: of subscriptions, or of events only (then every count is 0); `None` if unknown.
+    async fn get_owner(&self, owner: &str) -> StoreResult<Option<OwnerRow>>;
+    /// One bounded step of erasing `owner`, in one transaction: at most `limit` rows per statement
+    /// of the deliveries (and with them their attempts) of its subscriptions and of its events
+    /// created before `before`; once those are gone its subscriptions, then those events, and its
+    /// portal sessions. Repeat until a step erases nothing.
+    async fn erase_owner_step(
+        &self,
+        owner: &str,
+        before: UnixMs,
+        limit: u32,
+    ) -> StoreResult<Erased>;
+}
+
+/// An owner and its subscriptions, counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerRow {
+    pub owner: String,
+    pub subscriptions: i64,
+    /// Disabled (by the operator, a 410 or too many dead deliveries).
+    pub disabled: i64,
+    /// Disabled, or with dead deliveries since their last success.
+    pub failing: i64,
+}
+
+/// What erasure removed (one step, or added up).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Erased {
+    pub subscriptions: u64,
+    pub events: u64,
+    pub deliveries: u64,
+}
+
+impl Erased {
+    pub fn is_empty(&self) -> bool {
+        self.subscriptions + self.events + self.deliveries == 0
+    }
+
+    pub fn add(&mut self, other: Erased) {
+        self.subscriptions += other.subscriptions;
+        self.events += other.events;
+        self.deliveries += other.deliveries;
+    }
 }
 
 /// API keys, the event-type catalog, receipts of the inbound endpoint, and the readiness check.

@@ -158,6 +158,9 @@ pub struct NewEvent {
     pub created_at: UnixMs,
     /// Fan out to this subscription only (test events); `None` for normal publishing.
     pub only_subscription: Option<String>,
+    /// The owner the event is published to: it goes to that owner's subscriptions only; `None`:
+    /// to the subscriptions without an owner.
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -169,6 +172,7 @@ pub struct EventRow {
     pub retryable: bool,
     pub idempotency_key: Option<String>,
     pub created_at: UnixMs,
+    pub owner: Option<String>,
 }
 
 /// What publishing one event did.
@@ -290,6 +294,7 @@ pub struct SubscriptionQuery {
 #[derive(Debug, Clone, Default)]
 pub struct EventQuery {
     pub event_type: Option<String>,
+    pub owner: Option<String>,
     pub since: Option<UnixMs>,
     pub until: Option<UnixMs>,
     pub after: Option<Cursor>,

@@ -118,6 +118,7 @@ mod tests {
                 data: "x".repeat(bytes),
                 retryable: true,
                 idempotency_key: None,
+                owner: None,
                 created_at: 0,
             }),
             subscription: Arc::new(SubscriptionRow::new(

@@ -297,6 +297,7 @@ mod tests {
                 data: "{}".into(),
                 retryable: true,
                 idempotency_key: None,
+                owner: None,
                 created_at: 0,
             }),
             subscription: std::sync::Arc::new(SubscriptionRow::new(

@@ -19,6 +19,7 @@ async fn queue(app: &TestApp, subscription: &str, at: i64, count: usize) {
             idempotency_key: None,
             created_at: at + n as i64,
             only_subscription: Some(subscription.into()),
+            owner: None,
         })
         .collect();
     for chunk in events.chunks(1_000) {

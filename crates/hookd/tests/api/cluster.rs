@@ -55,6 +55,7 @@ fn event(id: &str, idempotency_key: Option<&str>) -> NewEvent {
         idempotency_key: idempotency_key.map(str::to_owned),
         created_at: SystemClock.now_ms(),
         only_subscription: None,
+        owner: None,
     }
 }
 

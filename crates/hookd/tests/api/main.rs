@@ -20,6 +20,7 @@ mod inbound;
 mod master_key;
 mod nodes;
 mod openapi;
+mod owners;
 mod persistence;
 mod signatures;
 mod signing_keys;

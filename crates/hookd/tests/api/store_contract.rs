@@ -48,6 +48,7 @@ fn event(id: &str, event_type: &str, at: i64) -> NewEvent {
         idempotency_key: None,
         created_at: at,
         only_subscription: None,
+        owner: None,
     }
 }
 

@@ -288,18 +288,22 @@ async fn links_and_portal_sessions_expire_with_their_ttl() {
     );
 }
 
-/// Two owners with a delivered event each; returns (acme sub, globex sub, globex delivery, globex event).
+/// Two owners with a delivered event each (published to each owner); returns (acme sub, globex sub,
+/// globex delivery, globex event).
 async fn two_owners(app: &TestApp, receiver: &Receiver) -> (String, String, String, String) {
     let acme = owned_subscription(app, &receiver.url("/acme"), "acme").await;
     let globex = owned_subscription(app, &receiver.url("/globex"), "globex").await;
-    let published = app
-        .post(
-            "/api/events",
-            json!({"event": "order.created", "data": {"n": 1}}),
-        )
-        .await;
-    assert_eq!(published.status, 202);
-    let event = published.body["id"].as_str().unwrap().to_owned();
+    let mut event = String::new();
+    for owner in ["acme", "globex"] {
+        let published = app
+            .post(
+                "/api/events",
+                json!({"event": "order.created", "data": {"n": 1}, "owner": owner}),
+            )
+            .await;
+        assert_eq!(published.status, 202);
+        event = published.body["id"].as_str().unwrap().to_owned();
+    }
     receiver.wait_for("/acme", 1).await;
     receiver.wait_for("/globex", 1).await;
     let globex_id = globex["id"].as_str().unwrap().to_owned();
@@ -350,10 +354,10 @@ async fn a_portal_reader_sees_only_its_owner_and_cannot_change_anything() {
     assert!(!overview.body.contains(&globex));
     let catalog = browser.get("/portal/events").await;
     assert!(catalog.body.contains(&acme) && !catalog.body.contains(&globex));
-    // The shared event shows only acme's part of the fan-out.
-    let shared = browser.get(&format!("/portal/events/{event}")).await;
-    assert_eq!(shared.status, 200);
-    assert!(!shared.body.contains(&globex) && !shared.body.contains(&globex_delivery));
+    // Another owner's event is not there at all.
+    let foreign = browser.get(&format!("/portal/events/{event}")).await;
+    assert_eq!(foreign.status, 404);
+    assert!(!foreign.body.contains(&globex) && !foreign.body.contains(&globex_delivery));
 
     for path in [
         format!("/portal/endpoints/{globex}"),

@@ -120,7 +120,7 @@ async fn an_event_replays_to_any_chosen_endpoint_even_one_without_a_delivery() {
     };
     let first = subscribe("/first", "order.*", "acme").await;
     let event = app
-        .publish(json!({"event": "order.created", "data": {"n": 1}}))
+        .publish(json!({"event": "order.created", "data": {"n": 1}, "owner": "acme"}))
         .await;
     delivery_of(&app, &event, &first, |d| d["state"] == "delivered").await;
     // Created after the event: one subscribed to its type, one not, one of another owner.
@@ -130,6 +130,16 @@ async fn an_event_replays_to_any_chosen_endpoint_even_one_without_a_delivery() {
 
     let mut browser = Browser::operator(&app).await;
     let page = browser.get(&format!("/ui/events/{event}")).await;
+    assert!(
+        page.body
+            .contains(r#"<p id="event-owner">Published to owner <code>acme</code>"#),
+        "{}",
+        page.body
+    );
+    assert!(
+        !page.body.contains(&foreign),
+        "another owner's endpoint is not offered"
+    );
     let subscribed = &page.body[page.body.find("Subscribed to order.created").unwrap()..];
     let (subscribed, others) = subscribed.split_once("Not subscribed").unwrap();
     assert!(subscribed.contains(&later) && subscribed.contains(&first));
@@ -166,10 +176,15 @@ async fn an_event_replays_to_any_chosen_endpoint_even_one_without_a_delivery() {
         "first, later and unrelated; foreign untouched"
     );
 
-    // A disabled endpoint gets nothing; a portal manager reaches only its owner's endpoints.
-    app.post(&format!("/api/webhooks/{foreign}/disable"), json!({}))
-        .await;
+    // Another owner's endpoint never gets the event, not even from the operator; a disabled
+    // endpoint gets nothing; a portal manager reaches only its owner's endpoints.
     let form = [("endpoint", foreign.as_str()), ("_csrf", &csrf)];
+    let refused = browser.post(&replay_path, &form).await;
+    assert!(refused.body.contains("another owner"), "{}", refused.body);
+    let disabled = subscribe("/disabled", "order.*", "acme").await;
+    app.post(&format!("/api/webhooks/{disabled}/disable"), json!({}))
+        .await;
+    let form = [("endpoint", disabled.as_str()), ("_csrf", &csrf)];
     let refused = browser.post(&replay_path, &form).await;
     assert!(refused.body.contains("disabled"), "{}", refused.body);
     let mut portal = Browser::new(&app);

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 /// `$1` an event id.
 const SELECT_EVENT_BY_ID: &str = "SELECT id, event_type, version, data, retryable, \
-     idempotency_key, created_at FROM events WHERE id = $1";
+     idempotency_key, created_at, owner FROM events WHERE id = $1";
 
 /// Takes every job waiting in the channel (up to `MAX_GROUP_EVENTS` events), runs them in one
 /// transaction on a pooled connection (each job inside its own savepoint, so one bad job cannot sink
@@ -75,7 +75,7 @@ async fn load_fanout_targets(
     conn: &mut PgConnection,
     cache: &mut FilterCache,
 ) -> StoreResult<FanoutTargets> {
-    let rows = sqlx::query("SELECT id, events, filter, active FROM subscriptions")
+    let rows = sqlx::query("SELECT id, events, filter, active, owner FROM subscriptions")
         .fetch_all(&mut *conn)
         .await
         .map_err(map_err)?;
@@ -88,6 +88,7 @@ async fn load_fanout_targets(
                 row.text("events"),
                 row.opt_text("filter"),
                 row.flag("active"),
+                row.opt_text("owner"),
                 cache,
             )
         })
@@ -157,9 +158,10 @@ async fn insert_events(
 ) -> StoreResult<HashSet<String>> {
     let column = |f: fn(&NewEvent) -> String| events.iter().map(f).collect::<Vec<String>>();
     let inserted: Vec<String> = sqlx::query_scalar(
-        "INSERT INTO events (id, event_type, version, data, retryable, idempotency_key, created_at)
+        "INSERT INTO events (id, event_type, version, data, retryable, idempotency_key, created_at,
+                             owner)
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[],
-                              $6::text[], $7::int8[])
+                              $6::text[], $7::int8[], $8::text[])
          ON CONFLICT DO NOTHING
          RETURNING id",
     )
@@ -175,6 +177,12 @@ async fn insert_events(
             .collect::<Vec<Option<String>>>(),
     )
     .bind(events.iter().map(|e| e.created_at).collect::<Vec<i64>>())
+    .bind(
+        events
+            .iter()
+            .map(|e| e.owner.clone())
+            .collect::<Vec<Option<String>>>(),
+    )
     .fetch_all(&mut *conn)
     .await
     .map_err(map_err)?;
@@ -253,7 +261,7 @@ async fn find_existing_event(
         return Ok(None);
     };
     sqlx::query(
-        "SELECT id, event_type, version, data, retryable, idempotency_key, created_at
+        "SELECT id, event_type, version, data, retryable, idempotency_key, created_at, owner
          FROM events WHERE idempotency_key = $1",
     )
     .bind(key)

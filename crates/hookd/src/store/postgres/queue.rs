@@ -68,7 +68,7 @@ static CLAIM_DUE: LazyLock<String> = LazyLock::new(|| {
          SELECT c.id AS delivery_id, c.attempts AS delivery_attempts,
                 c.attempts_before AS delivery_attempts_before,
                 e.id AS event_id, e.event_type, e.version, e.retryable,
-                e.idempotency_key, e.created_at AS event_created_at, {},
+                e.idempotency_key, e.created_at AS event_created_at, e.owner AS event_owner, {},
                 {}
            FROM claimed c
            JOIN events e ON e.id = c.event_id

@@ -248,6 +248,10 @@ fn signing_key_entry(row: &impl RowExt, column: &str) -> Option<SigningKeyEntry>
     })
 }
 
+/// The event columns, as [`event_from_row`] reads them.
+pub(crate) const EVENT_COLUMNS: &str =
+    "id, event_type, version, data, retryable, idempotency_key, created_at, owner";
+
 pub(crate) fn event_from_row(row: &impl RowExt) -> StoreResult<EventRow> {
     Ok(EventRow {
         id: row.text("id"),
@@ -257,6 +261,7 @@ pub(crate) fn event_from_row(row: &impl RowExt) -> StoreResult<EventRow> {
         retryable: row.flag("retryable"),
         idempotency_key: row.opt_text("idempotency_key"),
         created_at: row.int("created_at"),
+        owner: row.opt_text("owner"),
     })
 }
 
@@ -348,6 +353,7 @@ pub(crate) fn claimed_from_row(
                 retryable: row.flag("retryable"),
                 idempotency_key: row.opt_text("idempotency_key"),
                 created_at: row.int("event_created_at"),
+                owner: row.opt_text("event_owner"),
             });
             events.insert(event_id, Arc::clone(&event));
             event
@@ -429,6 +435,7 @@ pub(crate) fn event_row_from_new(event: &NewEvent) -> EventRow {
         retryable: event.retryable,
         idempotency_key: event.idempotency_key.clone(),
         created_at: event.created_at,
+        owner: event.owner.clone(),
     }
 }
 

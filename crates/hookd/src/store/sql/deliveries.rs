@@ -40,7 +40,7 @@ pub(crate) async fn requeue<B: Backend>(pool: &B::Pool, sql: Sql) -> StoreResult
 impl<B: Backend> DeliveryStore for SqlStore<B> {
     async fn get_event(&self, id: &str) -> StoreResult<Option<EventRow>> {
         let sql = Sql::new(
-            "SELECT id, event_type, version, data, retryable, idempotency_key, created_at
+            "SELECT id, event_type, version, data, retryable, idempotency_key, created_at, owner
                FROM events WHERE id = ?1",
         )
         .bind(id);
@@ -50,9 +50,10 @@ impl<B: Backend> DeliveryStore for SqlStore<B> {
 
     async fn list_events(&self, query: EventQuery) -> StoreResult<Page<EventRow>> {
         let sql = Sql::new(
-            "SELECT id, event_type, version, data, retryable, idempotency_key, created_at
+            "SELECT id, event_type, version, data, retryable, idempotency_key, created_at, owner
              FROM events
              WHERE (?1 IS NULL OR event_type = ?1)
+               AND (?7 IS NULL OR owner = ?7)
                AND (?2 IS NULL OR created_at >= ?2)
                AND (?3 IS NULL OR created_at < ?3)
                AND (?4 IS NULL OR (created_at, id) < (?4, ?5))
@@ -63,7 +64,8 @@ impl<B: Backend> DeliveryStore for SqlStore<B> {
         .bind(query.until)
         .bind(query.after.as_ref().map(|c| c.created_at))
         .bind(query.after.as_ref().map(|c| c.id.clone()))
-        .bind(i64::from(query.limit) + 1);
+        .bind(i64::from(query.limit) + 1)
+        .bind(&query.owner);
         let rows = self.db().all(sql).await?;
         let items = rows
             .iter()

@@ -15,6 +15,7 @@ mod admin;
 pub(crate) mod decode;
 mod deliveries;
 mod nodes;
+mod owners;
 mod secrets;
 pub(crate) mod subscriptions;
 pub(crate) mod ui;
@@ -206,6 +207,7 @@ where
         deliveries: shared.clone(),
         secrets: shared.clone(),
         nodes: shared.clone(),
+        owners: shared.clone(),
         ui: shared,
     }
 }

@@ -455,6 +455,7 @@ mod tests {
             idempotency_key: None,
             created_at: 1,
             only_subscription: None,
+            owner: None,
         };
         let job = PublishJob {
             events: vec![event],

@@ -168,7 +168,8 @@ pub(super) async fn event(
     .encode();
     let (mut subscribed, mut others) = (Vec::new(), Vec::new());
     for sub in visible_subscriptions(&state, &session).await? {
-        if !sub.active {
+        // An event is never sent to another owner's endpoint, so those are not offered.
+        if !sub.active || sub.owner != event.owner {
             continue;
         }
         let target = ReplayTarget {
@@ -227,6 +228,13 @@ async fn replay_to_endpoint(
                 session,
                 false,
                 "The endpoint is disabled: enable it first",
+            )));
+        }
+        ReplayOutcome::OtherOwner => {
+            return Ok(render(&Notice::new(
+                session,
+                false,
+                "The endpoint belongs to another owner than the event: it is never sent there",
             )));
         }
         // Created meanwhile by another request, or disabled meanwhile.

@@ -3,7 +3,9 @@
 use super::sql::{self, MultiRow};
 use crate::ids::new_id;
 use crate::store::fanout::{FanoutEvent, FanoutTarget, FanoutTargets, FilterCache};
-use crate::store::sql::decode::{RowExt, encode_json, event_from_row, event_row_from_new};
+use crate::store::sql::decode::{
+    EVENT_COLUMNS, RowExt, encode_json, event_from_row, event_row_from_new,
+};
 use crate::store::{DeliveryState, EventRow, NewEvent, Published, StoreResult};
 use rusqlite::Connection;
 use std::collections::HashMap;
@@ -16,7 +18,7 @@ pub(super) fn load_fanout_targets(
     cache.begin_round();
     let targets = sql::query(
         conn,
-        "SELECT id, events, filter, active FROM subscriptions",
+        "SELECT id, events, filter, active, owner FROM subscriptions",
         |_| {},
         |row| {
             FanoutTarget::parse(
@@ -24,6 +26,7 @@ pub(super) fn load_fanout_targets(
                 row.text("events"),
                 row.opt_text("filter"),
                 row.flag("active"),
+                row.opt_text("owner"),
                 cache,
             )
         },
@@ -33,8 +36,9 @@ pub(super) fn load_fanout_targets(
 }
 
 static EVENTS: MultiRow = MultiRow::new(
-    "INSERT INTO events (id, event_type, version, data, retryable, idempotency_key, created_at)",
-    7,
+    "INSERT INTO events (id, event_type, version, data, retryable, idempotency_key, created_at,
+                         owner)",
+    8,
     "",
 );
 static DELIVERIES: MultiRow = MultiRow::new(
@@ -123,7 +127,8 @@ pub(super) fn publish_job(
                 .bind(&e.data)
                 .bind(e.retryable)
                 .bind(&e.idempotency_key)
-                .bind(e.created_at);
+                .bind(e.created_at)
+                .bind(&e.owner);
         },
         |_| Ok(()),
     )?;
@@ -183,13 +188,14 @@ fn find_existing_events(conn: &Connection, events: &[NewEvent]) -> StoreResult<V
         .filter_map(|e| e.idempotency_key.as_deref())
         .collect();
     let (ids, keys) = (encode_json(&ids)?, encode_json(&keys)?);
+    let text = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE id IN (SELECT value FROM json_each(?1))
+         UNION
+         SELECT {EVENT_COLUMNS} FROM events WHERE idempotency_key IN (SELECT value FROM json_each(?2))"
+    );
     sql::query(
         conn,
-        "SELECT id, event_type, version, data, retryable, idempotency_key, created_at
-           FROM events WHERE id IN (SELECT value FROM json_each(?1))
-         UNION
-         SELECT id, event_type, version, data, retryable, idempotency_key, created_at
-           FROM events WHERE idempotency_key IN (SELECT value FROM json_each(?2))",
+        &text,
         |q| {
             q.bind(&ids).bind(&keys);
         },

@@ -82,7 +82,7 @@ const CLAIMED_ROWS: &str = concat!(
     "SELECT d.id AS delivery_id, d.attempts AS delivery_attempts,
         d.attempts_before AS delivery_attempts_before,
         d.subscription_id, e.id AS event_id, e.event_type, e.version, e.retryable,
-        e.idempotency_key, e.created_at AS event_created_at, ",
+        e.idempotency_key, e.created_at AS event_created_at, e.owner AS event_owner, ",
     event_data_once!("d.next_attempt_at, d.rowid"),
     "
    FROM deliveries d

@@ -1,0 +1,58 @@
+//! Owners: the operator's customers, counted from their subscriptions, and erased on request.
+
+use super::{Ops, OpsError};
+use crate::store::{Erased, OwnerRow};
+
+/// Rows per statement in one erasure step: small enough that a step's transaction never holds the
+/// database for long, so publishing and delivery go on while an owner is erased.
+pub const ERASE_STEP_ROWS: u32 = 500;
+
+impl Ops {
+    /// Owners after `after` (by name), at most `limit`.
+    pub async fn list_owners(
+        &self,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<OwnerRow>, OpsError> {
+        Ok(self
+            .store
+            .owners
+            .list_owners(after.as_deref(), limit)
+            .await?)
+    }
+
+    pub async fn get_owner(&self, owner: &str) -> Result<OwnerRow, OpsError> {
+        self.store
+            .owners
+            .get_owner(owner)
+            .await?
+            .ok_or(OpsError::NotFound("owner"))
+    }
+
+    /// Erases an owner: its subscriptions, the events published to it, every delivery and attempt
+    /// of either, and its portal sessions, in bounded steps (each its own transaction). Events
+    /// published to it after the erasure began are kept. Answers once everything is gone.
+    pub async fn erase_owner(&self, owner: &str) -> Result<Erased, OpsError> {
+        self.get_owner(owner).await?;
+        let started = self.clock.now_ms();
+        let mut total = Erased::default();
+        loop {
+            let step = self
+                .store
+                .owners
+                .erase_owner_step(owner, started + 1, ERASE_STEP_ROWS)
+                .await?;
+            if step.is_empty() {
+                break;
+            }
+            total.add(step);
+        }
+        tracing::info!(
+            subscriptions = total.subscriptions,
+            events = total.events,
+            deliveries = total.deliveries,
+            "owner erased"
+        );
+        Ok(total)
+    }
+}

@@ -1,0 +1,103 @@
+//! [`OwnerStore`] on either backend: owners counted from their subscriptions, and erasure in
+//! bounded steps.
+
+use super::decode::RowExt;
+use super::{Backend, Exec, Sql, SqlStore};
+use crate::store::*;
+
+/// Counts per owner; `?1` the owner to start after (exclusive) or NULL, `?2` the page size.
+const OWNER_COUNTS: &str = "SELECT owner, COUNT(*) AS subscriptions,
+            SUM(CASE WHEN active THEN 0 ELSE 1 END) AS disabled,
+            SUM(CASE WHEN NOT active OR failure_count > 0 THEN 1 ELSE 0 END) AS failing
+       FROM subscriptions
+      WHERE owner IS NOT NULL AND (?1 IS NULL OR owner > ?1)
+      GROUP BY owner ORDER BY owner LIMIT ?2";
+
+fn owner_from_row(row: &impl RowExt) -> OwnerRow {
+    OwnerRow {
+        owner: row.text("owner"),
+        subscriptions: row.int("subscriptions"),
+        disabled: row.int("disabled"),
+        failing: row.int("failing"),
+    }
+}
+
+#[async_trait]
+impl<B: Backend> OwnerStore for SqlStore<B> {
+    async fn list_owners(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<OwnerRow>> {
+        let sql = Sql::new(OWNER_COUNTS).bind(after).bind(i64::from(limit));
+        let rows = self.db().all(sql).await?;
+        Ok(rows.iter().map(owner_from_row).collect())
+    }
+
+    async fn get_owner(&self, owner: &str) -> StoreResult<Option<OwnerRow>> {
+        let sql = Sql::new(
+            "SELECT owner, COUNT(*) AS subscriptions,
+                    SUM(CASE WHEN active THEN 0 ELSE 1 END) AS disabled,
+                    SUM(CASE WHEN NOT active OR failure_count > 0 THEN 1 ELSE 0 END) AS failing
+               FROM subscriptions WHERE owner = ?1 GROUP BY owner",
+        )
+        .bind(owner);
+        if let Some(row) = self.db().optional(sql).await? {
+            return Ok(Some(owner_from_row(&row)));
+        }
+        let events = Sql::new("SELECT id FROM events WHERE owner = ?1 LIMIT 1").bind(owner);
+        Ok(self.db().optional(events).await?.map(|_| OwnerRow {
+            owner: owner.to_owned(),
+            subscriptions: 0,
+            disabled: 0,
+            failing: 0,
+        }))
+    }
+
+    async fn erase_owner_step(
+        &self,
+        owner: &str,
+        before: UnixMs,
+        limit: u32,
+    ) -> StoreResult<Erased> {
+        let limit = i64::from(limit);
+        let mut tx = B::begin_write(&self.pool).await?;
+        let mut erased = Erased::default();
+        // Deliveries first (their attempts go with them): then no subscription or event that is
+        // erased below has a delivery left to cascade or to block it.
+        let of_subscriptions = Sql::new(
+            "DELETE FROM deliveries WHERE id IN (
+                 SELECT d.id FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id
+                  WHERE s.owner = ?1 LIMIT ?2)",
+        )
+        .bind(owner)
+        .bind(limit);
+        erased.deliveries += tx.run(of_subscriptions).await?;
+        let of_events = Sql::new(
+            "DELETE FROM deliveries WHERE id IN (
+                 SELECT d.id FROM deliveries d JOIN events e ON e.id = d.event_id
+                  WHERE e.owner = ?1 AND e.created_at < ?3 LIMIT ?2)",
+        )
+        .bind(owner)
+        .bind(limit)
+        .bind(before);
+        erased.deliveries += tx.run(of_events).await?;
+        if erased.deliveries == 0 {
+            let subscriptions = Sql::new(
+                "DELETE FROM subscriptions WHERE id IN (
+                     SELECT id FROM subscriptions WHERE owner = ?1 LIMIT ?2)",
+            )
+            .bind(owner)
+            .bind(limit);
+            erased.subscriptions += tx.run(subscriptions).await?;
+            let events = Sql::new(
+                "DELETE FROM events WHERE id IN (
+                     SELECT id FROM events WHERE owner = ?1 AND created_at < ?3 LIMIT ?2)",
+            )
+            .bind(owner)
+            .bind(limit)
+            .bind(before);
+            erased.events += tx.run(events).await?;
+            let sessions = Sql::new("DELETE FROM ui_sessions WHERE owner = ?1").bind(owner);
+            tx.run(sessions).await?;
+        }
+        B::commit(tx).await?;
+        Ok(erased)
+    }
+}
