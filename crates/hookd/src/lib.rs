@@ -7,6 +7,7 @@ pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod data_dir;
 pub mod ids;
 pub mod listener;
 pub mod master_key;

@@ -88,6 +88,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database, applies pending migrations and starts the publisher.
     pub async fn open(options: SqliteOptions) -> StoreResult<Self> {
+        create_database_file(&options)?;
         let connect = connect_options(&options);
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
@@ -121,6 +122,7 @@ impl SqliteStore {
 
     /// Applies migrations without starting anything (for `hookd migrate`).
     pub async fn migrate(options: SqliteOptions) -> StoreResult<Vec<i64>> {
+        create_database_file(&options)?;
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(connect_options(&options))
@@ -137,6 +139,14 @@ impl SqliteStore {
         pool.close().await;
         Ok(versions)
     }
+}
+
+/// Creates the database file, empty and private (0600), unless it exists. SQLite gives the `-wal`
+/// and `-shm` files it creates beside it the database file's mode, so they are private too.
+fn create_database_file(options: &SqliteOptions) -> StoreResult<()> {
+    crate::data_dir::create_private_file(&options.path).map_err(|error| {
+        StoreError::Unavailable(format!("cannot create {}: {error}", options.path.display()))
+    })
 }
 
 fn connect_options(options: &SqliteOptions) -> SqliteConnectOptions {
