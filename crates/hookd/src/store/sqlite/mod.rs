@@ -13,8 +13,8 @@ mod writer;
 use super::group::{PublishJob, PublisherStats};
 use super::sql::decode::{RowExt, queued_subscriptions};
 use super::sql::{
-    Backend, Exec, Reworded, Sql, accept_reworded_migrations, map_sqlx_error, sqlx_exec,
-    store_by_role,
+    Backend, Exec, Reworded, Sql, accept_reworded_migrations, map_sqlx_error, migration_error,
+    sqlx_exec, store_by_role,
 };
 use super::*;
 use async_trait::async_trait;
@@ -45,7 +45,7 @@ async fn run_migrations(pool: &SqlitePool) -> StoreResult<()> {
     MIGRATOR
         .run(pool)
         .await
-        .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))
+        .map_err(|e| migration_error(e, &MIGRATOR))
 }
 
 /// SQLite's `synchronous` setting: what a committed transaction survives (see RELIABILITY in README).
