@@ -28,6 +28,16 @@ pub fn hookd() -> Command {
     command
 }
 
+/// Runs a `hookd` command to its end: (success, stdout, stderr).
+pub async fn run(args: &[&str]) -> (bool, String, String) {
+    let output = hookd().args(args).output().await.unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// A running `hookd serve --dev` and what it logged so far.
 pub struct Server {
     child: Child,
@@ -154,6 +164,15 @@ impl Server {
             other => panic!("GET /api/events/{id}: {other} {}", reply.body),
         }
     }
+}
+
+/// The `webhook-id` of each request `path` received.
+pub fn received_ids(receiver: &crate::receiver::Receiver, path: &str) -> Vec<String> {
+    receiver
+        .received(path)
+        .iter()
+        .map(|r| r.header("webhook-id").to_owned())
+        .collect()
 }
 
 /// The mode bits of `path` (not following a symbolic link).

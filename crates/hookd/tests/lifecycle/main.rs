@@ -1,5 +1,7 @@
-//! The data's life on disk, on the real `hookd` binary: the data dir's file modes.
+//! The data's life on disk, on the real `hookd` binary: the data dir's file modes, and backup and
+//! restore of a running server's SQLite database.
 
+mod backup;
 mod common;
 mod file_modes;
 

@@ -6,6 +6,7 @@
 //! pool; this folder holds what is SQLite's own: opening the file, the writer thread, and the
 //! queue's reads that name SQLite's indexes.
 
+pub mod backup;
 #[cfg(test)]
 mod plans;
 mod writer;
