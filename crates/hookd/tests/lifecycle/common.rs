@@ -49,6 +49,7 @@ pub struct Server {
 /// An API answer.
 pub struct Reply {
     pub status: u16,
+    pub retry_after: Option<String>,
     pub body: Value,
 }
 
@@ -119,9 +120,14 @@ impl Server {
         }
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
         let text = response.text().await.unwrap();
         Reply {
             status,
+            retry_after,
             body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
         }
     }

@@ -311,3 +311,28 @@ impl FromStr for Synchronous {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write that finds no room (`SQLITE_FULL`; here from `max_page_count`, in production from a
+    /// full disk) is "unavailable": the API answers 503 with `Retry-After`, never 500.
+    #[tokio::test]
+    async fn a_full_database_is_unavailable_on_the_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("full.db"))
+            .create_if_missing(true);
+        let mut conn = sqlx::ConnectOptions::connect(&options).await.unwrap();
+        sqlx::raw_sql("CREATE TABLE t (v BLOB); PRAGMA max_page_count = 4;")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let full = sqlx::query("INSERT INTO t VALUES (zeroblob(100000))")
+            .execute(&mut conn)
+            .await
+            .unwrap_err();
+        assert!(matches!(map_err(full), StoreError::Unavailable(_)));
+    }
+}
