@@ -1,5 +1,6 @@
 //! Command-line interface: `hookd serve`, `hookd migrate`, `hookd api-keys ...`,
-//! `hookd master-key rotate`, `hookd openapi`, and the client commands.
+//! `hookd master-key rotate`, `hookd backup`, `hookd restore`, `hookd openapi`, and the client
+//! commands.
 
 use crate::auth::generate_api_key;
 use crate::client::{ClientArgs, ClientError, commands, listen, verify, webhooks};
@@ -34,6 +35,11 @@ pub enum Command {
     /// Manage the master key that encrypts subscription secrets at rest.
     #[command(subcommand)]
     MasterKey(MasterKeyCommand),
+    /// Copy the SQLite database of a data dir, consistently, while hookd runs (with its master
+    /// key beside it).
+    Backup(BackupArgs),
+    /// Install a backup as the database of a data dir that has none.
+    Restore(RestoreArgs),
     /// Print the OpenAPI document.
     Openapi,
     /// Manage subscriptions on a running server.
@@ -93,6 +99,30 @@ pub struct ServeArgs {
     /// What to run: the API, the delivery worker, or both [env: HOOKD_ROLE] [default: all]
     #[arg(long, value_enum)]
     pub role: Option<crate::config::Role>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The backup file to write (its master key goes to FILE.master.key).
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
+    /// Replace FILE (and its key files) if they exist.
+    #[arg(long)]
+    pub force: bool,
+    /// Do not copy the master key beside the backup (keep it with the backup yourself).
+    #[arg(long)]
+    pub no_key: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The backup file (its master key, if copied, is read from FILE.master.key).
+    #[arg(long, value_name = "FILE")]
+    pub from: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +200,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::ApiKeys(command) => api_keys(command, cli.client.json).await,
         Command::MasterKey(command) => master_key(command).await,
+        Command::Backup(args) => {
+            let config = args.store.load_config(FlagOverrides::default())?;
+            let request = crate::backup::BackupRequest {
+                to: args.to,
+                force: args.force,
+                copy_keys: !args.no_key,
+            };
+            let backed_up = blocking(move || crate::backup::backup(&config, &request))
+                .await
+                .context("backup")?;
+            print!("{}", backed_up.report());
+            Ok(())
+        }
+        Command::Restore(args) => {
+            let config = args.store.load_config(FlagOverrides::default())?;
+            let restored = blocking(move || crate::backup::restore(&config, &args.from))
+                .await
+                .context("restore")?;
+            print!("{}", restored.report());
+            Ok(())
+        }
         Command::Openapi => {
             println!("{}", crate::api::openapi::document());
             Ok(())
@@ -207,6 +258,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             verify::print(&args, cli.client.json).map_err(|e| anyhow::anyhow!(e))
         }
     }
+}
+
+/// Runs file and database work off the async runtime's threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(work).await?
 }
 
 /// Client errors print the server's message and exit non-zero.

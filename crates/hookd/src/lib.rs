@@ -3,10 +3,12 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod data_dir;
 pub mod ids;
 pub mod listener;
 pub mod master_key;

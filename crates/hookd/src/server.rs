@@ -102,9 +102,9 @@ pub async fn migrate(config: &Config) -> anyhow::Result<Vec<i64>> {
     versions.with_context(|| format!("cannot migrate {}", config.store_description()))
 }
 
+/// Creates the data dir (mode 0700), or restricts an existing one and its files to their owner.
 pub(crate) fn create_data_dir(config: &Config) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))
+    crate::data_dir::prepare(&config.data_dir)
 }
 
 /// On first start (no stored key and none configured) creates an admin key and returns its text, to be

@@ -204,6 +204,54 @@ async fn a_database_migrated_before_a_migration_comment_was_reworded_still_opens
     assert_eq!(types.body["data"].as_array().unwrap().len(), 11);
 }
 
+/// A database that a newer hookd migrated (it records a migration this binary does not have) is
+/// refused at start and by `migrate`, naming that migration, rather than served with a schema this
+/// binary does not know. The same check protects a restored backup or `pg_restore`d dump.
+#[tokio::test]
+async fn a_database_migrated_by_a_newer_hookd_is_refused_at_start() {
+    let data = TestDir::new();
+    let config = test_config(data.path());
+    let versions = hookd::server::migrate(&config).await.unwrap();
+    let newer = versions.last().unwrap() + 1_000;
+    match backend() {
+        Backend::Sqlite => {
+            let url = format!("sqlite://{}", config.database_path().display());
+            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+            let record = "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
+                          execution_time) VALUES (?1, 'from a newer hookd', TRUE, ?2, 0)";
+            sqlx::query(record)
+                .bind(newer)
+                .bind(vec![0u8; 48])
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(config.database_url.as_deref().unwrap())
+                .await
+                .unwrap();
+            let record = "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
+                          execution_time) VALUES ($1, 'from a newer hookd', TRUE, $2, 0)";
+            sqlx::query(record)
+                .bind(newer)
+                .bind(vec![0u8; 48])
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+    }
+    let refused = match hookd::server::open_store(&config).await {
+        Ok(_) => panic!("a database with migration {newer} was opened"),
+        Err(error) => format!("{error:#}"),
+    };
+    let says = format!("at migration {newer}, newer than this hookd knows");
+    assert!(refused.contains(&says), "{refused}");
+    let refused = hookd::server::migrate(&config).await.unwrap_err();
+    assert!(format!("{refused:#}").contains(&says), "{refused:#}");
+}
+
 #[tokio::test]
 async fn migrate_command_migrates_the_configured_database() {
     let data = TestDir::new();

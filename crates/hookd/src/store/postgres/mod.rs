@@ -17,8 +17,8 @@ mod queue;
 
 use super::group::{PublishJob, PublisherStats};
 use super::sql::{
-    Backend, Reworded, accept_reworded_migrations, map_sqlx_error, postgres_text, sqlx_exec,
-    store_by_role,
+    Backend, Reworded, accept_reworded_migrations, map_sqlx_error, migration_error, postgres_text,
+    sqlx_exec, store_by_role,
 };
 use super::*;
 use async_trait::async_trait;
@@ -131,7 +131,7 @@ async fn run_migrations(pool: &PgPool) -> StoreResult<()> {
     MIGRATOR
         .run(pool)
         .await
-        .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))
+        .map_err(|e| migration_error(e, &MIGRATOR))
 }
 
 /// Maps driver errors onto the store's three kinds: a unique violation is a conflict; whatever means

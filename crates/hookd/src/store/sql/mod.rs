@@ -235,6 +235,25 @@ pub(crate) fn map_sqlx_error(
     }
 }
 
+/// A failed migration run as the operator should read it. A database that records a migration this
+/// binary does not have was migrated by a newer hookd: serving it with this binary's statements
+/// could corrupt it, so it is refused, saying which hookd to run.
+pub(crate) fn migration_error(
+    error: sqlx::migrate::MigrateError,
+    migrator: &sqlx::migrate::Migrator,
+) -> StoreError {
+    match error {
+        sqlx::migrate::MigrateError::VersionMissing(version) => {
+            let known = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+            StoreError::Internal(format!(
+                "the database is at migration {version}, newer than this hookd knows (migration \
+                 {known}): it was migrated by a newer hookd; run that version or a later one"
+            ))
+        }
+        other => StoreError::Internal(format!("migration failed: {other}")),
+    }
+}
+
 /// A released migration whose comments were reworded later (its statements are unchanged): its
 /// version and the SHA-384 of its text as released, in hex.
 pub(crate) struct Reworded {

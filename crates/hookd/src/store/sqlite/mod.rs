@@ -6,6 +6,7 @@
 //! pool; this folder holds what is SQLite's own: opening the file, the writer thread, and the
 //! queue's reads that name SQLite's indexes.
 
+pub mod backup;
 #[cfg(test)]
 mod plans;
 mod writer;
@@ -13,8 +14,8 @@ mod writer;
 use super::group::{PublishJob, PublisherStats};
 use super::sql::decode::{RowExt, queued_subscriptions};
 use super::sql::{
-    Backend, Exec, Reworded, Sql, accept_reworded_migrations, map_sqlx_error, sqlx_exec,
-    store_by_role,
+    Backend, Exec, Reworded, Sql, accept_reworded_migrations, map_sqlx_error, migration_error,
+    sqlx_exec, store_by_role,
 };
 use super::*;
 use async_trait::async_trait;
@@ -45,7 +46,7 @@ async fn run_migrations(pool: &SqlitePool) -> StoreResult<()> {
     MIGRATOR
         .run(pool)
         .await
-        .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))
+        .map_err(|e| migration_error(e, &MIGRATOR))
 }
 
 /// SQLite's `synchronous` setting: what a committed transaction survives (see RELIABILITY in README).
@@ -88,6 +89,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database, applies pending migrations and starts the publisher.
     pub async fn open(options: SqliteOptions) -> StoreResult<Self> {
+        create_database_file(&options)?;
         let connect = connect_options(&options);
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
@@ -121,6 +123,7 @@ impl SqliteStore {
 
     /// Applies migrations without starting anything (for `hookd migrate`).
     pub async fn migrate(options: SqliteOptions) -> StoreResult<Vec<i64>> {
+        create_database_file(&options)?;
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(connect_options(&options))
@@ -137,6 +140,14 @@ impl SqliteStore {
         pool.close().await;
         Ok(versions)
     }
+}
+
+/// Creates the database file, empty and private (0600), unless it exists. SQLite gives the `-wal`
+/// and `-shm` files it creates beside it the database file's mode, so they are private too.
+fn create_database_file(options: &SqliteOptions) -> StoreResult<()> {
+    crate::data_dir::create_private_file(&options.path).map_err(|error| {
+        StoreError::Unavailable(format!("cannot create {}: {error}", options.path.display()))
+    })
 }
 
 fn connect_options(options: &SqliteOptions) -> SqliteConnectOptions {
@@ -298,5 +309,30 @@ impl FromStr for Synchronous {
                 "unknown synchronous level {other:?} (full, normal, extra)"
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write that finds no room (`SQLITE_FULL`; here from `max_page_count`, in production from a
+    /// full disk) is "unavailable": the API answers 503 with `Retry-After`, never 500.
+    #[tokio::test]
+    async fn a_full_database_is_unavailable_on_the_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("full.db"))
+            .create_if_missing(true);
+        let mut conn = sqlx::ConnectOptions::connect(&options).await.unwrap();
+        sqlx::raw_sql("CREATE TABLE t (v BLOB); PRAGMA max_page_count = 4;")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let full = sqlx::query("INSERT INTO t VALUES (zeroblob(100000))")
+            .execute(&mut conn)
+            .await
+            .unwrap_err();
+        assert!(matches!(map_err(full), StoreError::Unavailable(_)));
     }
 }

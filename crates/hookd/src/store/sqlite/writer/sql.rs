@@ -299,6 +299,22 @@ fn chunk_size(remaining: usize) -> usize {
 mod tests {
     use super::*;
 
+    /// The writer's own connection: a write that finds no room (`SQLITE_FULL`, as from a full disk)
+    /// is "unavailable" (503, retry), and the connection writes again once there is room.
+    #[test]
+    fn a_full_database_is_unavailable_on_the_writer() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (v BLOB); PRAGMA max_page_count = 4;")
+            .unwrap();
+        let full = conn
+            .execute("INSERT INTO t VALUES (zeroblob(100000))", [])
+            .unwrap_err();
+        assert!(matches!(map_err(full), StoreError::Unavailable(_)));
+        conn.execute_batch("PRAGMA max_page_count = 1000").unwrap();
+        conn.execute("INSERT INTO t VALUES (zeroblob(100000))", [])
+            .unwrap();
+    }
+
     #[test]
     fn chunks_are_powers_of_two_up_to_the_cap() {
         let mut sizes = Vec::new();
