@@ -4,6 +4,7 @@
 
 use super::MIGRATOR;
 use crate::store::sealed::key_id_of;
+use crate::store::sql::decode::SEALED_COLUMNS;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -134,10 +135,20 @@ fn key_ids(conn: &Connection) -> rusqlite::Result<BTreeSet<String>> {
         ids.extend(sealing);
     }
     if has_table(conn, "subscriptions")? {
-        let mut statement = conn.prepare("SELECT secret, previous_secret FROM subscriptions")?;
+        // Every sealed column this database's schema has (older ones lack the signing keys).
+        let present: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('subscriptions')")?
+            .query_map([], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let sealed: Vec<&str> = SEALED_COLUMNS
+            .into_iter()
+            .filter(|column| present.iter().any(|name| name == column))
+            .collect();
+        let text = format!("SELECT {} FROM subscriptions", sealed.join(", "));
+        let mut statement = conn.prepare(&text)?;
         let mut rows = statement.query([])?;
         while let Some(row) = rows.next()? {
-            for column in [0, 1] {
+            for column in 0..sealed.len() {
                 let value: Option<String> = row.get(column)?;
                 ids.extend(value.as_deref().and_then(key_id_of).map(str::to_owned));
             }
@@ -184,6 +195,18 @@ mod tests {
         assert_eq!(facts.schema_version, latest_migration());
         let ids: Vec<&str> = facts.key_ids.iter().map(String::as_str).collect();
         assert_eq!(ids, ["aaaa", "bbbb", "cccc"]);
+        // With the signing-key columns, a key sealing only a `v1a` key counts too.
+        let conn = Connection::open(&database).unwrap();
+        conn.execute_batch(
+            "ALTER TABLE subscriptions ADD COLUMN signing_key TEXT;
+             ALTER TABLE subscriptions ADD COLUMN previous_signing_key TEXT;
+             UPDATE subscriptions SET previous_signing_key = 'enc:v2:dddd:xyz' WHERE id = 'wh_1';",
+        )
+        .unwrap();
+        drop(conn);
+        let facts = inspect(&database).unwrap();
+        let ids: Vec<&str> = facts.key_ids.iter().map(String::as_str).collect();
+        assert_eq!(ids, ["aaaa", "bbbb", "cccc", "dddd"]);
     }
 
     #[test]
