@@ -390,13 +390,17 @@ try {
     await eventually("delivered after recovery", async () => (await flakyState()) === "delivered");
   });
 
-  await step("replay an event to an endpoint that had no delivery of it", async () => {
+  await step("replay an event to an endpoint that had no delivery of it (of the event's owner only)", async () => {
+    const later = await api("POST", "/api/webhooks", { url: `${receiverUrl}/later`, events: ["order.*"], owner: "acme" });
+    assert.equal(later.status, 201);
     await page.goto(`${base}/ui/events/${testEvent}`);
-    await page.selectOption("#replay-endpoint", flakyEndpoint);
+    const offered = await page.locator("#replay-endpoint option").evaluateAll((options) => options.map((o) => o.value));
+    assert.ok(!offered.includes(flakyEndpoint), "another owner's endpoint is not offered");
+    await page.selectOption("#replay-endpoint", later.body.id);
     await page.click("#replay-to-endpoint");
     await page.waitForSelector("#replay-result .notice");
     assert.match(await page.textContent("#replay-result"), /New delivery queued/);
-    await eventually("the replay arrives", () => received.some((r) => r.path === "/flaky" && JSON.parse(r.body).id === testEvent));
+    await eventually("the replay arrives", () => received.some((r) => r.path === "/later" && JSON.parse(r.body).id === testEvent));
   });
 
   await step("delivery log: filters stay in the URL; exact id search", async () => {
