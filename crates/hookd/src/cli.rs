@@ -3,7 +3,7 @@
 //! commands.
 
 use crate::auth::generate_api_key;
-use crate::client::{ClientArgs, ClientError, commands, listen, verify, webhooks};
+use crate::client::{ClientArgs, ClientError, commands, listen, owners, verify, webhooks};
 use crate::config::{Config, FlagOverrides};
 use crate::ids::{Clock, SystemClock};
 use crate::master_key::{Installed, Rotated};
@@ -48,6 +48,9 @@ pub enum Command {
     /// Publish and inspect events.
     #[command(subcommand)]
     Events(commands::EventsCommand),
+    /// Owners (your customers): their subscriptions counted, and erasure.
+    #[command(subcommand)]
+    Owners(owners::OwnersCommand),
     /// Inspect and retry deliveries.
     #[command(subcommand)]
     Deliveries(commands::DeliveriesCommand),
@@ -227,6 +230,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Webhooks(command) => client_result(webhooks::webhooks(&cli.client, command).await),
         Command::Events(command) => client_result(commands::events(&cli.client, command).await),
+        Command::Owners(command) => client_result(owners::owners(&cli.client, command).await),
         Command::Deliveries(command) => {
             client_result(commands::deliveries(&cli.client, command).await)
         }

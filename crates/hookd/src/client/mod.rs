@@ -5,6 +5,7 @@
 pub mod commands;
 pub mod listen;
 pub mod output;
+pub mod owners;
 pub mod verify;
 pub mod webhooks;
 

@@ -42,6 +42,9 @@ pub enum WebhooksCommand {
         /// Signature schemes, comma-separated: `v1` (HMAC, the default), `v1a` (Ed25519), or both.
         #[arg(long, value_delimiter = ',')]
         signature_schemes: Option<Vec<String>>,
+        /// The customer (owner) this endpoint belongs to: it gets the events published to it.
+        #[arg(long)]
+        owner: Option<String>,
         /// Metadata as a JSON object.
         #[arg(long)]
         metadata: Option<String>,
@@ -60,6 +63,9 @@ pub enum WebhooksCommand {
         /// Only active (true) or only disabled (false) subscriptions.
         #[arg(long)]
         active: Option<bool>,
+        /// Only this owner's subscriptions.
+        #[arg(long)]
+        owner: Option<String>,
         /// Page size, 1 to 250.
         #[arg(long)]
         limit: Option<u32>,
@@ -178,6 +184,7 @@ pub async fn webhooks(args: &ClientArgs, command: WebhooksCommand) -> Result<(),
             description,
             secret,
             signature_schemes,
+            owner,
             metadata,
             retry,
             timeout_ms,
@@ -186,6 +193,7 @@ pub async fn webhooks(args: &ClientArgs, command: WebhooksCommand) -> Result<(),
             let mut body = json!({"url": endpoint, "events": events});
             set(&mut body, "description", description.map(Value::from));
             set(&mut body, "secret", secret.map(Value::from));
+            set(&mut body, "owner", owner.map(Value::from));
             set(
                 &mut body,
                 "signature_schemes",
@@ -210,6 +218,7 @@ pub async fn webhooks(args: &ClientArgs, command: WebhooksCommand) -> Result<(),
         }
         WebhooksCommand::List {
             active,
+            owner,
             limit,
             cursor,
         } => {
@@ -217,6 +226,7 @@ pub async fn webhooks(args: &ClientArgs, command: WebhooksCommand) -> Result<(),
                 "/api/webhooks",
                 &[
                     ("active", active.map(|a| a.to_string())),
+                    ("owner", owner),
                     ("limit", limit.map(|l| l.to_string())),
                     ("cursor", cursor),
                 ],

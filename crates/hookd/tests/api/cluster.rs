@@ -578,3 +578,42 @@ async fn pg_only_a_retry_recorded_while_another_node_disables_on_410_is_held() {
             .active
     );
 }
+
+/// Publishes one event (to `owner`) through `store` and returns how many deliveries it queued.
+async fn fan_out(store: &Store, id: &str, owner: Option<&str>) -> u64 {
+    let mut new = event(id, None);
+    new.owner = owner.map(str::to_owned);
+    let published = store.publisher.publish(vec![new]).await.unwrap();
+    published[0].deliveries
+}
+
+#[tokio::test]
+async fn pg_only_a_subscription_change_on_one_node_reaches_the_other_nodes_fan_out() {
+    if !postgres_or_skip() {
+        return;
+    }
+    let (_data, _config, a, b) = two_nodes().await;
+    add_subscription(&a, "wh_first").await;
+    // Node a's publisher reads the subscriptions once and keeps them.
+    assert_eq!(fan_out(&a, "evt_1", None).await, 1);
+    assert_eq!(fan_out(&a, "evt_2", None).await, 1);
+    // Created on node b: node a's next publish fans out to it.
+    add_subscription(&b, "wh_second").await;
+    assert_eq!(fan_out(&a, "evt_3", None).await, 2);
+    // Moved to an owner on node b: node a routes by the new owner.
+    let patch = hookd::store::SubscriptionPatch {
+        owner: Some(Some("acme".into())),
+        ..Default::default()
+    };
+    b.subscriptions
+        .update_subscription("wh_second", patch, SystemClock.now_ms())
+        .await
+        .unwrap();
+    assert_eq!(fan_out(&a, "evt_4", None).await, 1);
+    assert_eq!(fan_out(&a, "evt_5", Some("acme")).await, 1);
+    b.subscriptions
+        .delete_subscription("wh_first")
+        .await
+        .unwrap();
+    assert_eq!(fan_out(&a, "evt_6", None).await, 0);
+}

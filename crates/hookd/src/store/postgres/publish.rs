@@ -28,9 +28,9 @@ pub(super) async fn run_publisher(
     mut jobs: mpsc::Receiver<PublishJob>,
     stats: Arc<PublisherStats>,
 ) {
-    let mut filters = FilterCache::default();
+    let mut fanout = Fanout::default();
     while let Some(group) = next_group(&mut jobs).await {
-        match commit_group(&pool, &group, &mut filters).await {
+        match commit_group(&pool, &group, &mut fanout).await {
             Ok(results) => answer_group(group, results, &stats),
             Err(error) => {
                 let events = group_event_count(&group);
@@ -44,15 +44,15 @@ pub(super) async fn run_publisher(
 async fn commit_group(
     pool: &PgPool,
     group: &[PublishJob],
-    filters: &mut FilterCache,
+    fanout: &mut Fanout,
 ) -> StoreResult<Vec<StoreResult<Vec<Published>>>> {
     let mut tx = pool.begin().await.map_err(map_err)?;
-    let targets = load_fanout_targets(&mut tx, filters).await?;
+    let targets = fanout.current(&mut tx).await?;
     let mut results = Vec::with_capacity(group.len());
     let mut queued_work = false;
     for job in group {
         let mut savepoint = tx.begin().await.map_err(map_err)?;
-        match publish_job(&mut savepoint, &targets, &job.events).await {
+        match publish_job(&mut savepoint, targets, &job.events).await {
             Ok(published) => {
                 savepoint.commit().await.map_err(map_err)?;
                 queued_work |= published.iter().any(|p| p.created && p.deliveries > 0);
@@ -69,6 +69,32 @@ async fn commit_group(
     }
     tx.commit().await.map_err(map_err)?;
     Ok(results)
+}
+
+/// This publisher's copy of the subscriptions, kept while `fanout_version` (bumped in the same
+/// transaction as every change fan-out reads, on any node) stays where it was when the copy was
+/// read: a group reads one counter instead of every subscription.
+#[derive(Default)]
+struct Fanout {
+    filters: FilterCache,
+    loaded: Option<(i64, FanoutTargets)>,
+}
+
+impl Fanout {
+    /// The subscriptions as of now. The counter is read before the rows: a change committed in
+    /// between is in the rows and moves the counter past the one kept, so it is read again next
+    /// time (never the reverse, which would keep a copy without it).
+    async fn current(&mut self, conn: &mut PgConnection) -> StoreResult<&FanoutTargets> {
+        let version: i64 = sqlx::query_scalar("SELECT version FROM fanout_version WHERE id = 1")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(map_err)?;
+        let loaded = match self.loaded.take() {
+            Some((kept, targets)) if kept == version => (kept, targets),
+            _ => (version, load_fanout_targets(conn, &mut self.filters).await?),
+        };
+        Ok(&self.loaded.insert(loaded).1)
+    }
 }
 
 async fn load_fanout_targets(
