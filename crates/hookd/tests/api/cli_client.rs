@@ -797,3 +797,64 @@ async fn listen_verifies_v1a_with_a_public_key_and_no_secret() {
     app.wait_for_delivery_state(&event_id, "delivered").await;
     let _ = child.kill().await;
 }
+
+#[tokio::test]
+async fn owner_commands_publish_list_and_erase() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    let url = receiver.url("/acme");
+    hookd_json(
+        &app,
+        &[
+            "webhooks", "create", &url, "--events", "*", "--owner", "acme",
+        ],
+    )
+    .await;
+    hookd_json(
+        &app,
+        &[
+            "webhooks",
+            "create",
+            "http://127.0.0.1:1/x",
+            "--events",
+            "*",
+            "--owner",
+            "glo bex",
+        ],
+    )
+    .await;
+    let listed = hookd_json(&app, &["webhooks", "list", "--owner", "acme"]).await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1);
+    let published = hookd_json(
+        &app,
+        &[
+            "events",
+            "publish",
+            "--type",
+            "order.created",
+            "--owner",
+            "acme",
+        ],
+    )
+    .await;
+    assert_eq!(published["deliveries"], 1);
+    receiver.wait_for("/acme", 1).await;
+    let table = hookd_table(&app, &["owners", "list"]).await;
+    assert!(
+        table.contains("acme") && table.contains("glo bex"),
+        "{table}"
+    );
+    let one = hookd_json(&app, &["owners", "get", "glo bex"]).await;
+    assert_eq!(one["subscriptions"], 1);
+    let refused = hookd(&app, &["owners", "delete", "acme"]).await;
+    assert!(
+        !refused.ok && refused.stderr.contains("--yes"),
+        "{}",
+        refused.stderr
+    );
+    let erased = hookd_json(&app, &["owners", "delete", "acme", "--yes"]).await;
+    assert_eq!(erased["subscriptions"], 1);
+    assert_eq!(erased["events"], 1);
+    let gone = hookd(&app, &["owners", "get", "acme"]).await;
+    assert!(!gone.ok);
+}
