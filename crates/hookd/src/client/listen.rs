@@ -73,6 +73,9 @@ pub async fn run(client: &ClientArgs, args: ListenArgs) -> Result<(), ClientErro
             .build()
             .unwrap_or_default(),
     });
+    // The signal handlers are installed before "Ready" is printed: a signal sent from then on is
+    // always caught.
+    let shutdown = crate::runtime::shutdown_or_hangup_signal();
     println!("Ready: listening on http://{address}/ (Ctrl-C to stop)");
     if let Some(target) = &args.forward_to {
         println!("Forwarding to {target}");
@@ -82,7 +85,7 @@ pub async fn run(client: &ClientArgs, args: ListenArgs) -> Result<(), ClientErro
         .with_state(state);
     let served = axum::serve(socket, app)
         // SIGHUP too: closing the terminal must not leave the subscription behind.
-        .with_graceful_shutdown(crate::runtime::shutdown_or_hangup_signal())
+        .with_graceful_shutdown(shutdown)
         .await;
     if let Some(id) = subscription {
         let _ = api

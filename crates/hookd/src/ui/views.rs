@@ -123,6 +123,11 @@ pub fn error_class(class: &str) -> (&'static str, &'static str) {
 }
 
 /// Quotes a string for a POSIX shell.
+/// `text` percent-encoded for a query string's value.
+pub fn query_value(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
 pub fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }

@@ -537,3 +537,65 @@ async fn the_endpoint_page_turns_v1a_on_shows_the_public_keys_and_rotates_them()
         .await;
     assert_eq!(refused.status, 403, "{}", refused.body);
 }
+
+#[tokio::test]
+async fn the_owners_screen_counts_each_owner_and_every_list_filters_by_owner() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    let acme = owned_subscription(&app, &receiver.url("/acme"), "acme").await;
+    let globex = owned_subscription(&app, &receiver.url("/globex"), "globex inc").await;
+    let (acme, globex) = (id_of(&acme), id_of(&globex));
+    for owner in ["acme", "globex inc"] {
+        app.publish(json!({"event": "order.created", "data": {}, "owner": owner}))
+            .await;
+    }
+    receiver.wait_for("/acme", 1).await;
+    receiver.wait_for("/globex", 1).await;
+    let mut browser = Browser::operator(&app).await;
+    let page = browser.get("/ui/owners").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("<code>acme</code>") && page.body.contains("<code>globex inc</code>")
+    );
+    assert!(
+        page.body
+            .contains(r#"href="/ui/endpoints?owner=globex+inc""#),
+        "{}",
+        page.body
+    );
+
+    let endpoints = browser.get("/ui/endpoints?owner=globex+inc").await;
+    assert!(endpoints.body.contains(&globex) && !endpoints.body.contains(&acme));
+    let log = browser.get("/ui/deliveries?owner=acme").await;
+    let acme_rows = app.get("/api/deliveries?owner=acme").await.body["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let globex_rows = app.get("/api/deliveries?owner=globex%20inc").await.body["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(log.body.contains(&acme_rows) && !log.body.contains(&globex_rows));
+
+    // Not in the portal.
+    let mut portal = Browser::new(&app);
+    portal
+        .enter(&portal_link(&app, "acme", &["read"]).await)
+        .await;
+    assert_eq!(portal.get("/portal/owners").await.status, 404);
+    // A portal session cannot widen its scope with the owner filter.
+    let widened = portal.get("/portal/endpoints?owner=globex+inc").await;
+    assert_eq!(widened.status, 200);
+    assert!(widened.body.contains(&acme) && !widened.body.contains(&globex));
+    assert!(
+        !widened.body.contains("/portal/owners"),
+        "no owners link in the portal"
+    );
+    assert!(
+        browser
+            .get("/ui/endpoints")
+            .await
+            .body
+            .contains(r#"href="/ui/owners""#)
+    );
+}

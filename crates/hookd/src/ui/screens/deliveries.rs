@@ -16,6 +16,8 @@ use std::time::Duration;
 
 #[derive(Deserialize, Default, Clone, serde::Serialize)]
 pub(super) struct LogQuery {
+    /// The operator's owner filter (a portal session is always scoped to its own owner).
+    owner: Option<String>,
     state: Option<String>,
     endpoint: Option<String>,
     event_type: Option<String>,
@@ -41,7 +43,11 @@ impl LogQuery {
             })
             .transpose()?;
         Ok(DeliverySearch {
-            owner: session.viewer.owner().map(str::to_owned),
+            owner: session
+                .viewer
+                .owner()
+                .map(str::to_owned)
+                .or_else(|| non_empty(&self.owner)),
             subscription_id: non_empty(&self.endpoint),
             state,
             event_type: non_empty(&self.event_type),

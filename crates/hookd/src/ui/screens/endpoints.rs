@@ -1,6 +1,6 @@
 //! The endpoint list and the endpoint form: create, edit, enable, disable, delete.
 
-use super::{CursorQuery, Page, S, catalog_example, load_subscription, require_manage};
+use super::{Page, S, catalog_example, load_subscription, require_manage};
 use crate::ops::{OpsError, SubscriptionChanges, SubscriptionDraft, decode_cursor, encode_cursor};
 use crate::store::{SubscriptionQuery, SubscriptionRow};
 use crate::ui::charts::{self};
@@ -32,20 +32,34 @@ struct EndpointsPage {
     ctx: Ctx,
     items: Vec<EndpointItem>,
     next: Option<String>,
+    /// The operator's owner filter, and as a query value for the next page's link.
+    owner: Option<String>,
+    owner_query: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct EndpointsQuery {
+    cursor: Option<String>,
+    owner: Option<String>,
 }
 
 pub(super) async fn endpoints(
     State(state): State<UiState>,
     Extension(session): S,
-    Query(q): Query<CursorQuery>,
+    Query(q): Query<EndpointsQuery>,
 ) -> Page {
     let after = decode_cursor(q.cursor.as_deref())?;
     let now = state.clock.now_ms();
+    // A portal session sees its own owner's; the operator may narrow to one owner.
+    let owner = match session.viewer.owner() {
+        Some(own) => Some(own.to_owned()),
+        None => q.owner.filter(|o| !o.is_empty()),
+    };
     let page = state
         .store
         .subscriptions
         .list_subscriptions(SubscriptionQuery {
-            owner: session.viewer.owner().map(str::to_owned),
+            owner: owner.clone(),
             after,
             limit: 50,
             ..Default::default()
@@ -90,6 +104,12 @@ pub(super) async fn endpoints(
         ctx: Ctx::new(&state, &session, "endpoints", "Endpoints"),
         items,
         next: page.next.as_ref().map(encode_cursor),
+        owner_query: None,
+        owner: session.viewer.owner().is_none().then_some(owner).flatten(),
+    };
+    let page = EndpointsPage {
+        owner_query: page.owner.as_deref().map(views::query_value),
+        ..page
     };
     Ok(render(&page))
 }

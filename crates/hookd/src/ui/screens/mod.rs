@@ -9,6 +9,7 @@ mod endpoint;
 mod endpoints;
 mod events;
 mod overview;
+mod owners;
 
 use super::session::Session;
 use super::views;
@@ -48,6 +49,7 @@ pub fn routes() -> Router<UiState> {
             post(endpoint::rotate_signing_key),
         )
         .route("/endpoints/{id}/test", post(endpoint::send_test))
+        .route("/owners", get(owners::owners))
         .route("/deliveries", get(deliveries::deliveries))
         .route("/deliveries/stream", get(deliveries::live_tail))
         .route("/deliveries/{id}", get(delivery::delivery))
