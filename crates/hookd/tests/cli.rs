@@ -266,7 +266,7 @@ async fn migrate_and_openapi_commands() {
     let dir = tempfile::TempDir::new().unwrap();
     let (ok, stdout, stderr) = run(hookd(dir.path()).args(["migrate", "--data-dir", "d"])).await;
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("is at migration 15"), "{stdout}");
+    assert!(stdout.contains("is at migration 16"), "{stdout}");
     assert!(dir.path().join("d/hookd.db").exists());
     let (ok, stdout, _) = run(hookd(dir.path()).arg("openapi")).await;
     assert!(ok);
