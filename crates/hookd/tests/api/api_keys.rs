@@ -552,3 +552,27 @@ async fn only_unscoped_admin_keys_sign_in_to_the_dashboard_which_lists_the_keys(
         "reachable from the nav"
     );
 }
+
+#[tokio::test]
+async fn erasing_an_owner_deletes_the_keys_bound_to_it() {
+    let app = spawn_app().await;
+    app.subscribe_with(subscription("http://127.0.0.1:9/acme", Some("acme")))
+        .await;
+    let bound = key_with(&app, &["publish"], Some("acme")).await;
+    let other = key_with(&app, &["read"], Some("globex")).await;
+    let erased = app.delete("/api/owners/acme").await;
+    assert_eq!(erased.status, 200, "{}", erased.body);
+    call_as(&app, &bound, Method::POST, "/api/events", Some(event(None)))
+        .await
+        .assert_error(401, "unauthorized");
+    let listed = app.get("/api/api-keys").await;
+    let owners: Vec<&Value> = listed.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| &k["owner"])
+        .collect();
+    assert_eq!(owners, [&json!("globex")]);
+    let still = call_as(&app, &other, Method::GET, "/api/webhooks", None).await;
+    assert_eq!(still.status, 200, "{}", still.body);
+}
