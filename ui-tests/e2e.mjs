@@ -511,6 +511,9 @@ try {
     await shoot(operator, "dead-letters", `${base}/ui/dead-letters`);
     await shoot(operator, "catalog", `${base}/ui/events`);
     await shoot(operator, "event", `${base}/ui/events/${testEvent}`);
+    await api("POST", "/api/api-keys", { name: "order-service", scopes: ["publish"], owner: "acme" });
+    await api("POST", "/api/api-keys", { name: "reporting", scopes: ["read"] });
+    await shoot(operator, "api-keys", `${base}/ui/settings/keys`);
     const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, storageState: await operator.storageState() });
     await shoot(phone, "phone-overview", `${base}/ui`);
     await phone.close();
@@ -524,10 +527,12 @@ try {
     const list = await p.textContent("main");
     assert.ok(list.includes(`${receiverUrl}/ok`), "its own endpoint is listed");
     assert.ok(!list.includes("/flaky"), "another owner's endpoint is not");
+    assert.equal(await p.locator('nav a[href$="/settings/keys"]').count(), 0, "no API keys in the portal");
     const other = await p.goto(`${base}/portal/endpoints/${flakyEndpoint}`);
     assert.equal(other.status(), 404);
     const otherDelivery = await p.goto(`${base}/portal/deliveries/${deadDelivery}`);
     assert.equal(otherDelivery.status(), 404);
+    assert.equal((await p.goto(`${base}/portal/settings/keys`)).status(), 404);
     await p.goto(`${base}/portal/deliveries`);
     assert.ok(!(await p.textContent("main")).includes(deadDelivery));
     // The link was used up.

@@ -12,6 +12,7 @@ pub mod headers;
 pub mod ids;
 pub mod outcome;
 pub mod retry;
+pub mod scopes;
 pub mod secret;
 pub mod time;
 pub mod url;

@@ -1,11 +1,13 @@
 //! API keys: generation, hashing, and the check every `/api/...` request passes.
 //!
 //! Keys are 32 random bytes (`hookd_` + base64url). Only their SHA-256 is stored: the keys are
-//! high-entropy, so a slow password hash would add latency without adding safety.
+//! high-entropy, so a slow password hash would add latency without adding safety. A stored key
+//! carries scopes and may be bound to one owner ([`Access`]); the configured key is always admin.
 
 use crate::store::{ApiKeyRow, NewApiKey, Store, StoreResult};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hookd_core::scopes::{Scope, Scopes};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -17,8 +19,13 @@ pub fn hash_key(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
 
-/// A fresh key: the secret text (shown once) and the row to store.
+/// A fresh admin key: the secret text (shown once) and the row to store.
 pub fn generate_api_key(name: &str, now_ms: i64) -> (String, NewApiKey) {
+    generate_scoped_api_key(name, Access::admin(), now_ms)
+}
+
+/// A fresh key that may do what `access` allows: the secret text (shown once) and the row to store.
+pub fn generate_scoped_api_key(name: &str, access: Access, now_ms: i64) -> (String, NewApiKey) {
     let key = format!(
         "{KEY_PREFIX}{}",
         URL_SAFE_NO_PAD.encode(crate::ids::random_bytes::<32>())
@@ -28,6 +35,8 @@ pub fn generate_api_key(name: &str, now_ms: i64) -> (String, NewApiKey) {
         name: name.to_owned(),
         prefix: key[..SHOWN_PREFIX_LEN].to_owned(),
         hash: hash_key(&key).to_vec(),
+        scopes: access.scopes,
+        owner: access.owner,
         created_at: now_ms,
     };
     (key, row)
@@ -82,7 +91,34 @@ pub fn weak_key_reason(key: &str) -> Option<String> {
     None
 }
 
+/// What the holder of a key may do: its scopes, and the one owner it is bound to, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    pub scopes: Scopes,
+    /// Everything the key reaches belongs to this owner (its subscriptions, their deliveries, the
+    /// events published to it); `None`: every owner.
+    pub owner: Option<String>,
+}
+
+impl Access {
+    /// Everything: the configured key, and keys from before scopes.
+    pub fn admin() -> Self {
+        Self {
+            scopes: Scopes::admin(),
+            owner: None,
+        }
+    }
+
+    /// Admin over every owner: the only access that may sign in to the operator dashboard.
+    pub fn is_operator(&self) -> bool {
+        self.scopes.contains(Scope::Admin) && self.owner.is_none()
+    }
+}
+
 /// Checks presented keys against the configured key (if any) and the stored, unrevoked ones.
+///
+/// Nothing is cached: every request reads the key from the store, so a key revoked on any node is
+/// refused from the next request on.
 #[derive(Clone)]
 pub struct Authenticator {
     store: Store,
@@ -97,6 +133,18 @@ pub struct Authenticator {
 pub enum Principal {
     ConfiguredKey,
     StoredKey(ApiKeyRow),
+}
+
+impl Principal {
+    pub fn access(&self) -> Access {
+        match self {
+            Principal::ConfiguredKey => Access::admin(),
+            Principal::StoredKey(row) => Access {
+                scopes: row.scopes.clone(),
+                owner: row.owner.clone(),
+            },
+        }
+    }
 }
 
 impl Authenticator {

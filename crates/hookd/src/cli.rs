@@ -2,11 +2,11 @@
 //! `hookd master-key rotate`, `hookd backup`, `hookd restore`, `hookd openapi`, and the client
 //! commands.
 
-use crate::auth::generate_api_key;
 use crate::client::{ClientArgs, ClientError, commands, listen, owners, verify, webhooks};
 use crate::config::{Config, FlagOverrides};
 use crate::ids::{Clock, SystemClock};
 use crate::master_key::{Installed, Rotated};
+use crate::ops::{KeyRequest, parse_key_request};
 use crate::store::sealed::MasterKey;
 use crate::{runtime, server};
 use anyhow::Context;
@@ -137,8 +137,14 @@ pub enum ApiKeysCommand {
         /// A label for the key.
         #[arg(long, default_value = "cli")]
         name: String,
+        /// What the key may do: `admin`, `publish` or `read`; repeat for several [default: admin]
+        #[arg(long = "scope", value_name = "SCOPE")]
+        scopes: Vec<String>,
+        /// Bind the key to one owner: it reaches only that owner's subscriptions and events.
+        #[arg(long)]
+        owner: Option<String>,
     },
-    /// List keys (never the keys themselves: id, name, prefix, state).
+    /// List keys (never the keys themselves: id, name, prefix, scopes, owner, state).
     List {
         #[command(flatten)]
         store: StoreArgs,
@@ -283,10 +289,21 @@ async fn api_keys(command: ApiKeysCommand, json: bool) -> anyhow::Result<()> {
 async fn api_keys_inner(command: ApiKeysCommand, json: bool) -> anyhow::Result<()> {
     let now = SystemClock.now_ms();
     match command {
-        ApiKeysCommand::Create { store, name } => {
+        ApiKeysCommand::Create {
+            store,
+            name,
+            scopes,
+            owner,
+        } => {
+            let request = KeyRequest {
+                name: name.clone(),
+                scopes: (!scopes.is_empty()).then_some(scopes),
+                owner,
+            };
+            let (key, row) =
+                parse_key_request(request, now).map_err(|error| anyhow::anyhow!("{error}"))?;
             let config = store.load_config(FlagOverrides::default())?;
             let db = server::open_store(&config).await?;
-            let (key, row) = generate_api_key(&name, now);
             let id = row.id.clone();
             db.admin.insert_api_key(row).await?;
             println!("{key}");
@@ -303,6 +320,7 @@ async fn api_keys_inner(command: ApiKeysCommand, json: bool) -> anyhow::Result<(
                     .map(|k| {
                         serde_json::json!({
                             "id": k.id, "name": k.name, "prefix": k.prefix,
+                            "scopes": k.scopes.names(), "owner": k.owner,
                             "created_at": crate::api::rfc3339(k.created_at),
                             "revoked_at": k.revoked_at.map(crate::api::rfc3339),
                         })
@@ -312,8 +330,8 @@ async fn api_keys_inner(command: ApiKeysCommand, json: bool) -> anyhow::Result<(
                 return Ok(());
             }
             println!(
-                "{:<32} {:<16} {:<14} {:<8} CREATED",
-                "ID", "NAME", "PREFIX", "STATE"
+                "{:<32} {:<16} {:<14} {:<20} {:<16} {:<8} CREATED",
+                "ID", "NAME", "PREFIX", "SCOPES", "OWNER", "STATE"
             );
             for key in keys {
                 let state = match key.revoked_at {
@@ -321,10 +339,12 @@ async fn api_keys_inner(command: ApiKeysCommand, json: bool) -> anyhow::Result<(
                     None => "active",
                 };
                 println!(
-                    "{:<32} {:<16} {:<14} {:<8} {}",
+                    "{:<32} {:<16} {:<14} {:<20} {:<16} {:<8} {}",
                     key.id,
                     key.name,
                     format!("{}…", key.prefix),
+                    key.scopes.to_stored(),
+                    key.owner.as_deref().unwrap_or("-"),
                     state,
                     crate::api::rfc3339(key.created_at)
                 );

@@ -227,6 +227,67 @@ async fn api_keys_are_managed_offline_and_revocation_is_immediate() {
 }
 
 #[tokio::test]
+async fn api_keys_created_offline_carry_scopes_and_an_owner() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let mut command = hookd(dir.path());
+    command.args(["serve", "--listen", "127.0.0.1:0", "--data-dir", data_arg]);
+    let server = start(command).await;
+    let create = |extra: &[&str]| {
+        let mut args = vec!["api-keys", "create", "--data-dir", data_arg];
+        args.extend_from_slice(extra);
+        let mut command = hookd(dir.path());
+        command.args(args);
+        command
+    };
+
+    let (ok, stdout, stderr) = run(&mut create(&[
+        "--name", "feed", "--scope", "publish", "--owner", "acme",
+    ]))
+    .await;
+    assert!(ok, "{stderr}");
+    let publish_key = find_key(&stdout).expect("key printed");
+    assert_eq!(
+        server.status_with_key(&publish_key).await,
+        403,
+        "a publish key cannot list subscriptions"
+    );
+    let (ok, stdout, _) = run(&mut create(&["--name", "reader", "--scope", "read"])).await;
+    assert!(ok);
+    let read_key = find_key(&stdout).expect("key printed");
+    assert_eq!(server.status_with_key(&read_key).await, 200);
+
+    let (ok, listed, _) =
+        run(hookd(dir.path()).args(["api-keys", "list", "--json", "--data-dir", data_arg])).await;
+    assert!(ok);
+    let keys: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let feed = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "feed")
+        .cloned()
+        .unwrap();
+    assert_eq!(feed["scopes"], serde_json::json!(["publish"]));
+    assert_eq!(feed["owner"], "acme");
+    let (ok, table, _) =
+        run(hookd(dir.path()).args(["api-keys", "list", "--data-dir", data_arg])).await;
+    assert!(ok);
+    assert!(table.contains("SCOPES") && table.contains("publish") && table.contains("acme"));
+
+    for (bad, field) in [
+        (&["--scope", "root"][..], "scopes"),
+        (&["--owner", " acme"][..], "owner"),
+    ] {
+        let (ok, _, stderr) = run(&mut create(bad)).await;
+        assert!(!ok, "{bad:?}");
+        assert!(stderr.contains(field), "{stderr}");
+    }
+    server.terminate().await;
+}
+
+#[tokio::test]
 async fn unknown_config_key_is_an_error_naming_it() {
     let dir = tempfile::TempDir::new().unwrap();
     let file = dir.path().join("hookd.toml");

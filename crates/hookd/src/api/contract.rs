@@ -96,6 +96,12 @@ fn add_error_answers(path: &str, operation: &mut Value) {
             "Too many failed authentications from this address.",
             Some(retry_after()),
         );
+        add(
+            "403",
+            "The API key's scopes do not allow this request, or the key is bound to an owner and \
+             the request spans every owner.",
+            None,
+        );
     }
     if secured || path.starts_with("/webhooks/") {
         add(
@@ -475,7 +481,7 @@ fn property_limits() -> Vec<(&'static str, &'static str, Value)> {
         ("UpdateEventType", "schema", json_schema(true)),
         ("EventTypeInfo", "schema", json_schema(true)),
         ("DeadLetterSelection", "event_type", event_type_limits()),
-        ("CreatePortalSession", "owner", owner),
+        ("CreatePortalSession", "owner", owner.clone()),
         (
             "CreatePortalSession",
             "capabilities",
@@ -492,6 +498,18 @@ fn property_limits() -> Vec<(&'static str, &'static str, Value)> {
             "overlap_seconds",
             json!({"minimum": 0, "maximum": MAX_OVERLAP_SECONDS}),
         ),
+        (
+            "CreateApiKey",
+            "name",
+            json!({"minLength": 1, "maxLength": crate::ops::MAX_KEY_NAME_LEN}),
+        ),
+        (
+            "CreateApiKey",
+            "scopes",
+            json!({"type": ["array", "null"], "minItems": 1,
+                   "items": {"type": "string", "enum": hookd_core::scopes::Scope::NAMES}}),
+        ),
+        ("CreateApiKey", "owner", owner),
         ("Recover", "since", time.clone()),
         ("Recover", "until", time.clone()),
         ("DeadLetterSelection", "since", time.clone()),

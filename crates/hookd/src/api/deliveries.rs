@@ -1,10 +1,12 @@
 //! Deliveries, their attempt logs, manual retries, and the dead-letter queue.
 
+use super::access::{require_own_subscription, scoped_owner};
 use super::error::{ApiError, ErrorBody};
 use super::events::{Delivery, Event};
 use super::extract::{ApiJson, ApiQuery};
 use super::pagination::{self, PageOf};
 use super::{ApiState, parse_rfc3339, rfc3339};
+use crate::auth::Access;
 use crate::store::ui::DeliverySearch;
 use crate::store::{AttemptRow, DeadLetterFilter, DeliveryQuery, DeliveryState, RetryResult};
 use axum::Json;
@@ -205,11 +207,12 @@ fn parse_selection(
     responses((status = 200, body = PageOf<LoggedDelivery>), (status = 422, body = ErrorBody)))]
 pub async fn list(
     State(state): State<ApiState>,
+    axum::Extension(access): axum::Extension<Access>,
     ApiQuery(query): ApiQuery<SearchDeliveries>,
 ) -> Result<Json<PageOf<LoggedDelivery>>, ApiError> {
     let selection = parse_selection(query.webhook_id, query.event_type, query.since, query.until)?;
     let search = DeliverySearch {
-        owner: query.owner,
+        owner: scoped_owner(&access, query.owner)?,
         subscription_id: selection.subscription_id,
         state: parse_state(query.state)?,
         event_type: selection.event_type,
@@ -346,8 +349,10 @@ pub async fn retry_via_webhooks_path(
     responses((status = 200, body = PageOf<DeadLetter>), (status = 422, body = ErrorBody)))]
 pub async fn list_dead(
     State(state): State<ApiState>,
+    axum::Extension(access): axum::Extension<Access>,
     ApiQuery(query): ApiQuery<ListDeadLetters>,
 ) -> Result<Json<PageOf<DeadLetter>>, ApiError> {
+    require_own_subscription(&state, &access, query.webhook_id.as_deref()).await?;
     let limit = pagination::limit(query.limit)?;
     let after = pagination::decode_cursor(query.cursor.as_deref())?;
     let filter = parse_selection(query.webhook_id, query.event_type, query.since, query.until)?;
@@ -387,8 +392,10 @@ pub async fn redrive_one(
     responses((status = 202, body = Redriven), (status = 422, body = ErrorBody)))]
 pub async fn redrive_many(
     State(state): State<ApiState>,
+    axum::Extension(access): axum::Extension<Access>,
     ApiJson(selection): ApiJson<DeadLetterSelection>,
 ) -> Result<(StatusCode, Json<Redriven>), ApiError> {
+    require_own_subscription(&state, &access, selection.webhook_id.as_deref()).await?;
     let filter = parse_selection(
         selection.webhook_id,
         selection.event_type,

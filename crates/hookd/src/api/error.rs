@@ -22,6 +22,9 @@ pub enum ApiError {
     /// 401 from the inbound endpoint: the webhook's signature did not verify (message says which check).
     #[error("invalid signature: {0}")]
     SignatureInvalid(String),
+    /// 403: the API key may not make this request (its scopes, or its owner).
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// 404: the named resource does not exist.
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -110,6 +113,7 @@ impl ApiError {
         match self {
             Self::MalformedJson(_) | Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) | Self::SignatureInvalid(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) | Self::RouteNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
@@ -132,6 +136,7 @@ impl ApiError {
             Self::SchemaMismatch { .. } => "schema_mismatch",
             Self::Unauthorized(_) => "unauthorized",
             Self::SignatureInvalid(_) => "invalid_signature",
+            Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::RouteNotFound => "route_not_found",
             Self::MethodNotAllowed => "method_not_allowed",

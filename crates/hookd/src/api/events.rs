@@ -1,9 +1,11 @@
 //! `/api/events`: publishing (single and batch), reading events and their deliveries.
 
+use super::access::scoped_owner;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiQuery};
 use super::pagination::{self, PageOf};
 use super::{ApiState, parse_rfc3339, rfc3339};
+use crate::auth::Access;
 use crate::ops::EventDraft;
 use crate::store::{DeliveryRow, EventQuery, EventRow, Published};
 use axum::Json;
@@ -212,13 +214,15 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     ))]
 pub async fn publish(
     State(state): State<ApiState>,
+    axum::Extension(access): axum::Extension<Access>,
     headers: HeaderMap,
     ApiJson(input): ApiJson<PublishEvent>,
 ) -> Result<(StatusCode, Json<PublishResult>), ApiError> {
-    let draft = EventDraft {
+    let mut draft = EventDraft {
         idempotency_key: idempotency_key(&headers)?,
         ..input.into()
     };
+    draft.owner = scoped_owner(&access, draft.owner)?;
     let event = state
         .ops
         .prepare_event(draft, "", state.clock.now_ms())
@@ -245,6 +249,7 @@ pub async fn publish(
     ))]
 pub async fn publish_batch(
     State(state): State<ApiState>,
+    axum::Extension(access): axum::Extension<Access>,
     headers: HeaderMap,
     ApiJson(input): ApiJson<PublishBatch>,
 ) -> Result<(StatusCode, Json<BatchResult>), ApiError> {
@@ -265,7 +270,9 @@ pub async fn publish_batch(
     let mut events = Vec::with_capacity(input.events.len());
     for (index, event) in input.events.into_iter().enumerate() {
         let field = format!("events[{index}].");
-        events.push(state.ops.prepare_event(event.into(), &field, now).await?);
+        let mut draft = EventDraft::from(event);
+        draft.owner = scoped_owner(&access, draft.owner)?;
+        events.push(state.ops.prepare_event(draft, &field, now).await?);
     }
     let published = state.ops.publish(events).await?;
     Ok((
@@ -303,6 +310,7 @@ pub async fn get_one(
     responses((status = 200, body = PageOf<Event>), (status = 422, body = ErrorBody)))]
 pub async fn list(
     State(state): State<ApiState>,
+    axum::Extension(access): axum::Extension<Access>,
     ApiQuery(query): ApiQuery<ListEvents>,
 ) -> Result<Json<PageOf<Event>>, ApiError> {
     let event_type = query
@@ -316,7 +324,7 @@ pub async fn list(
         .deliveries
         .list_events(EventQuery {
             event_type: event_type.map(EventType::into_string),
-            owner: query.owner,
+            owner: scoped_owner(&access, query.owner)?,
             since: query
                 .since
                 .map(|s| parse_rfc3339("since", &s))

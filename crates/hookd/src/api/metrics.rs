@@ -1,8 +1,10 @@
 //! Metrics: the original webhook specification's JSON summary and the Prometheus text exposition.
 
 use super::ApiState;
+use super::access::require_own_subscription;
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiQuery;
+use crate::auth::Access;
 use axum::Json;
 use axum::extract::State;
 use axum::http::header;
@@ -47,8 +49,10 @@ pub struct MetricsQuery {
     responses((status = 200, body = DeliveryMetrics), (status = 404, body = ErrorBody)))]
 pub async fn summary(
     State(state): State<ApiState>,
+    axum::Extension(access): axum::Extension<Access>,
     ApiQuery(query): ApiQuery<MetricsQuery>,
 ) -> Result<Json<DeliveryMetrics>, ApiError> {
+    require_own_subscription(&state, &access, query.webhook.as_deref()).await?;
     if let Some(id) = &query.webhook
         && state
             .store

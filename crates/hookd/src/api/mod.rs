@@ -3,7 +3,9 @@
 //! Handlers parse input, call the use cases (`ops/`) for anything that changes state or the store
 //! for reads, and map results to JSON. They hold no SQL and no business rules.
 
+pub mod access;
 pub mod actions;
+pub mod api_keys;
 mod contract;
 pub mod deliveries;
 pub mod error;
@@ -155,6 +157,8 @@ fn management_routes(settings: &ApiSettings, max_payload_bytes: usize) -> Router
         )
         .route("/events/{id}", get(events::get_one))
         .route("/portal/sessions", post(portal::create))
+        .route("/api-keys", post(api_keys::create).get(api_keys::list))
+        .route("/api-keys/{id}", axum::routing::delete(api_keys::revoke))
         .fallback(route_not_found)
 }
 
@@ -217,6 +221,8 @@ pub async fn method_not_allowed() -> ApiError {
 
 /// Every `/api/...` request needs `Authorization: Bearer <key>` with a configured or stored,
 /// unrevoked key. Unknown `/api` paths answer 401 too, so that routes are not probed anonymously.
+/// The key's [`Access`](crate::auth::Access) is then checked against the route
+/// ([`access::check_route`]) and handed to the handler as a request extension.
 async fn require_api_key(
     State(state): State<ApiState>,
     request: Request,
@@ -228,7 +234,7 @@ async fn require_api_key(
         .map(|info| info.0.ip());
     let header_value = request.headers().get(header::AUTHORIZATION).cloned();
     match authenticate(&state, header_value).await {
-        Ok(()) => Ok(next.run(request).await),
+        Ok(access) => authorize(&state, access, request, next).await,
         Err(ApiError::Unauthorized(message)) => match client {
             // Failed attempts are limited per client address: a brute-force gets 429s.
             Some(ip) if !state.auth.failures.record_failure(ip) => {
@@ -243,10 +249,36 @@ async fn require_api_key(
     }
 }
 
+/// Checks an authenticated request against its route and passes it on with its access. A path that
+/// matches no route goes on to the fallback (404), whatever the key's scopes.
+async fn authorize(
+    state: &ApiState,
+    access: crate::auth::Access,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    use axum::RequestExt;
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|path| path.as_str().to_owned());
+    if let Some(route) = route {
+        let param = request
+            .extract_parts::<axum::extract::RawPathParams>()
+            .await
+            .ok()
+            .and_then(|params| params.iter().next().map(|(_, value)| value.to_owned()));
+        let method = request.method().clone();
+        access::check_route(state, &access, &method, &route, param).await?;
+    }
+    request.extensions_mut().insert(access);
+    Ok(next.run(request).await)
+}
+
 async fn authenticate(
     state: &ApiState,
     header_value: Option<axum::http::HeaderValue>,
-) -> Result<(), ApiError> {
+) -> Result<crate::auth::Access, ApiError> {
     let header_value = header_value.ok_or(ApiError::Unauthorized(
         "missing API key: send Authorization: Bearer <key>",
     ))?;
@@ -259,7 +291,7 @@ async fn authenticate(
             "malformed Authorization header: expected Bearer <key>",
         ))?;
     match state.auth.authenticate(presented).await? {
-        Some(_principal) => Ok(()),
+        Some(principal) => Ok(principal.access()),
         None => Err(ApiError::Unauthorized("invalid or revoked API key")),
     }
 }

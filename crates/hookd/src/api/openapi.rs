@@ -6,8 +6,8 @@ use super::ApiState;
 use super::error::ApiError;
 use super::pagination::PageOf;
 use super::{
-    actions, deliveries, error, event_types, events, health, inbound, keys, metrics, owners,
-    portal, webhooks,
+    actions, api_keys, deliveries, error, event_types, events, health, inbound, keys, metrics,
+    owners, portal, webhooks,
 };
 use axum::Json;
 use axum::extract::State;
@@ -36,6 +36,7 @@ use utoipa::{Modify, OpenApi};
         metrics::summary,
         inbound::receive, inbound::list,
         portal::create,
+        api_keys::create, api_keys::list, api_keys::revoke,
     ),
     components(schemas(
         error::ErrorBody, PageOf<webhooks::Webhook>, PageOf<events::Event>,

@@ -5,6 +5,8 @@ use super::ApiState;
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiQuery;
 use super::pagination;
+use crate::auth::Access;
+use crate::ops::OpsError;
 use crate::store::{Erased, OwnerRow};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -65,9 +67,15 @@ impl From<OwnerRow> for Owner {
     responses((status = 200, body = OwnerPage), (status = 422, body = ErrorBody)))]
 pub async fn list(
     State(state): State<ApiState>,
+    axum::Extension(access): axum::Extension<Access>,
     ApiQuery(query): ApiQuery<ListOwners>,
 ) -> Result<Json<OwnerPage>, ApiError> {
     let limit = pagination::limit(query.limit)?;
+    if let Some(own) = &access.owner {
+        return Ok(Json(
+            own_owner_page(&state, own, query.after.as_deref()).await?,
+        ));
+    }
     let mut rows = state.ops.list_owners(query.after, limit + 1).await?;
     let next_after = match rows.len() > limit as usize {
         true => {
@@ -80,6 +88,24 @@ pub async fn list(
         data: rows.into_iter().map(Owner::from).collect(),
         next_after,
     }))
+}
+
+/// The list as an owner-bound key sees it: its own owner, if it has subscriptions.
+async fn own_owner_page(
+    state: &ApiState,
+    own: &str,
+    after: Option<&str>,
+) -> Result<OwnerPage, ApiError> {
+    let data = match (after, state.ops.get_owner(own).await) {
+        (Some(after), _) if after >= own => vec![],
+        (_, Ok(row)) => vec![row.into()],
+        (_, Err(OpsError::NotFound(_))) => vec![],
+        (_, Err(error)) => return Err(error.into()),
+    };
+    Ok(OwnerPage {
+        data,
+        next_after: None,
+    })
 }
 
 /// One owner with counts of its subscriptions.

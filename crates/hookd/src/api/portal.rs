@@ -4,9 +4,11 @@
 //! it once for a portal session cookie with the same lifetime (see `ui::session`).
 
 use super::ApiState;
+use super::access::scoped_owner;
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiJson;
 use super::rfc3339;
+use crate::auth::Access;
 use crate::ops::parse_owner;
 use axum::Json;
 use axum::extract::State;
@@ -77,11 +79,13 @@ fn parse_capabilities(raw: &[String]) -> Result<bool, ApiError> {
               (status = 422, body = ErrorBody)))]
 pub async fn create(
     State(state): State<ApiState>,
+    axum::Extension(access): axum::Extension<Access>,
     uri: Uri,
     headers: HeaderMap,
     ApiJson(input): ApiJson<CreatePortalSession>,
 ) -> Result<(StatusCode, Json<PortalLink>), ApiError> {
     let owner = parse_owner(Some(input.owner))?.ok_or(ApiError::Internal)?;
+    let owner = scoped_owner(&access, Some(owner))?.ok_or(ApiError::Internal)?;
     let manage = parse_capabilities(&input.capabilities)?;
     let link = state
         .ops

@@ -1,9 +1,11 @@
 //! `/api/webhooks`: subscriptions (the original webhook specification calls them webhooks).
 
+use super::access::scoped_owner;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiQuery};
 use super::pagination::{self, PageOf};
 use super::{ApiState, rfc3339};
+use crate::auth::Access;
 use crate::ops::{PublicKey, SubscriptionChanges, SubscriptionDraft, public_keys_at};
 use crate::store::{SubscriptionQuery, SubscriptionRow, UnixMs};
 use axum::Json;
@@ -297,8 +299,10 @@ impl From<UpdateWebhook> for SubscriptionChanges {
     ))]
 pub async fn create(
     State(state): State<ApiState>,
-    ApiJson(input): ApiJson<CreateWebhook>,
+    axum::Extension(access): axum::Extension<Access>,
+    ApiJson(mut input): ApiJson<CreateWebhook>,
 ) -> Result<(StatusCode, Json<WebhookCreated>), ApiError> {
+    input.owner = scoped_owner(&access, input.owner)?;
     let row = state.ops.create_subscription(input.into()).await?;
     let secret = row.secret.clone();
     Ok((
@@ -316,8 +320,10 @@ pub async fn create(
     responses((status = 201, body = SubscribeResponse), (status = 422, body = ErrorBody)))]
 pub async fn subscribe(
     State(state): State<ApiState>,
-    ApiJson(input): ApiJson<CreateWebhook>,
+    axum::Extension(access): axum::Extension<Access>,
+    ApiJson(mut input): ApiJson<CreateWebhook>,
 ) -> Result<(StatusCode, Json<SubscribeResponse>), ApiError> {
+    input.owner = scoped_owner(&access, input.owner)?;
     let row = state.ops.create_subscription(input.into()).await?;
     Ok((
         StatusCode::CREATED,
@@ -335,6 +341,7 @@ pub async fn subscribe(
     responses((status = 200, body = PageOf<Webhook>), (status = 422, body = ErrorBody)))]
 pub async fn list(
     State(state): State<ApiState>,
+    axum::Extension(access): axum::Extension<Access>,
     ApiQuery(query): ApiQuery<ListWebhooks>,
 ) -> Result<Json<PageOf<Webhook>>, ApiError> {
     let limit = pagination::limit(query.limit)?;
@@ -344,7 +351,7 @@ pub async fn list(
         .subscriptions
         .list_subscriptions(SubscriptionQuery {
             active: query.active,
-            owner: query.owner,
+            owner: scoped_owner(&access, query.owner)?,
             after,
             limit,
         })
@@ -394,9 +401,23 @@ pub async fn secret(
               (status = 422, body = ErrorBody)))]
 pub async fn update(
     State(state): State<ApiState>,
+    axum::Extension(access): axum::Extension<Access>,
     Path(id): Path<String>,
     ApiJson(input): ApiJson<UpdateWebhook>,
 ) -> Result<Json<Webhook>, ApiError> {
+    if access.owner.is_some() {
+        match &input.owner {
+            None => {}
+            Some(None) => {
+                return Err(ApiError::Forbidden(
+                    "an API key bound to an owner cannot remove a subscription's owner",
+                ));
+            }
+            Some(named) => {
+                scoped_owner(&access, named.clone())?;
+            }
+        }
+    }
     let patch = state.ops.parse_changes(input.into())?;
     let row = state.ops.update_subscription(&id, patch).await?;
     Ok(Json(row.into()))

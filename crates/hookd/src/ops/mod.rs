@@ -4,6 +4,7 @@
 //! `ui/`) parse requests into those inputs and shape the results as JSON or HTML. Operations that make
 //! work due wake the local delivery worker through [`Ops::work_became_due`], and nowhere else.
 
+mod api_keys;
 mod cursor;
 mod deliveries;
 mod error;
@@ -16,6 +17,7 @@ mod subscriptions;
 #[cfg(test)]
 mod tests;
 
+pub use api_keys::{KeyCreated, KeyRequest, MAX_KEY_NAME_LEN, parse_key_request};
 pub use cursor::{CURSOR_PATTERN, decode_cursor, encode_cursor};
 pub use deliveries::ReplayOutcome;
 pub use error::OpsError;

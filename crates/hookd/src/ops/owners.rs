@@ -30,7 +30,7 @@ impl Ops {
     }
 
     /// Erases an owner: its subscriptions, the events published to it, every delivery and attempt
-    /// of either, and its portal sessions, in bounded steps (each its own transaction). Events
+    /// of either, its portal sessions and the API keys bound to it, in bounded steps (each its own transaction). Events
     /// published to it after the erasure began are kept. Answers once everything is gone.
     pub async fn erase_owner(&self, owner: &str) -> Result<Erased, OpsError> {
         self.get_owner(owner).await?;

@@ -81,7 +81,7 @@ pub trait OwnerStore: Send + Sync + 'static {
     /// One bounded step of erasing `owner`, in one transaction: at most `limit` rows per statement
     /// of the deliveries (and with them their attempts) of its subscriptions and of its events
     /// created before `before`; once those are gone its subscriptions, then those events, and its
-    /// portal sessions. Repeat until a step erases nothing.
+    /// portal sessions and the API keys bound to it. Repeat until a step erases nothing.
     async fn erase_owner_step(
         &self,
         owner: &str,

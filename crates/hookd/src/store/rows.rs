@@ -1,5 +1,6 @@
 //! The store's data: rows as stored, what callers ask for, and what the store answers.
 
+use hookd_core::scopes::Scopes;
 use hookd_core::{EndpointUrl, EventFilter, LegacySignature, RetryPolicy, SignatureSchemes};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,6 +12,10 @@ pub struct ApiKeyRow {
     pub id: String,
     pub name: String,
     pub prefix: String,
+    /// What the key may do (`admin` for keys from before scopes).
+    pub scopes: Scopes,
+    /// The one owner the key is bound to, if any.
+    pub owner: Option<String>,
     pub created_at: UnixMs,
     pub revoked_at: Option<UnixMs>,
 }
@@ -20,7 +25,10 @@ pub struct NewApiKey {
     pub id: String,
     pub name: String,
     pub prefix: String,
+    /// SHA-256 of the key; the key itself is never stored.
     pub hash: Vec<u8>,
+    pub scopes: Scopes,
+    pub owner: Option<String>,
     pub created_at: UnixMs,
 }
 

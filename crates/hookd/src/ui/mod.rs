@@ -81,13 +81,13 @@ enum Area {
 
 /// The dashboard's and the portal's routes, with their state.
 pub fn router(state: UiState) -> Router {
-    let operator =
-        screens::routes()
-            .route("/logout", post(logout))
-            .layer(middleware::from_fn_with_state(
-                state.clone(),
-                operator_guard,
-            ));
+    let operator = screens::routes()
+        .route("/logout", post(logout))
+        .route("/settings/keys", get(screens::api_keys))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            operator_guard,
+        ));
     let portal = screens::routes()
         .route("/logout", post(logout))
         .layer(middleware::from_fn_with_state(state.clone(), portal_guard));
@@ -384,6 +384,16 @@ async fn login(
             false => ("That API key is not valid.", StatusCode::UNAUTHORIZED),
         };
         return render_login(&state, expected, Some(message.into()), status);
+    }
+    if !principal.is_some_and(|principal| principal.access().is_operator()) {
+        let message = "That API key may not sign in to the dashboard: it needs the admin scope \
+                       and no owner.";
+        return render_login(
+            &state,
+            expected,
+            Some(message.into()),
+            StatusCode::FORBIDDEN,
+        );
     }
     let token = session::new_token();
     let now = state.clock.now_ms();

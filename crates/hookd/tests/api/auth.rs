@@ -20,6 +20,9 @@ async fn every_api_route_requires_a_valid_key() {
         ("GET", "/api/event-types"),
         ("POST", "/api/event-types"),
         ("DELETE", "/api/event-types/order.created"),
+        ("GET", "/api/api-keys"),
+        ("POST", "/api/api-keys"),
+        ("DELETE", "/api/api-keys/key_x"),
         ("GET", "/api/no-such-route"),
     ];
     for (method, path) in routes {

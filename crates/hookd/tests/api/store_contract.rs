@@ -8,6 +8,7 @@ use hookd::store::postgres::PgStore;
 use hookd::store::sqlite::SqliteStore;
 use hookd::store::ui::{DeliverySearch, SessionKind, SessionRow};
 use hookd::store::*;
+use hookd_core::scopes::Scopes;
 use hookd_core::{EndpointUrl, EventFilter};
 
 /// A fresh store of the selected backend, opened directly, and the directory that keeps it alive.
@@ -559,17 +560,16 @@ async fn catalog_keys_receipts_and_sessions() {
         name: "ci".into(),
         prefix: "hookd_ab".into(),
         hash: vec![1, 2, 3],
+        scopes: Scopes::parse(&["publish", "read"]).unwrap(),
+        owner: Some("cus_1".into()),
         created_at: 5,
     };
     store.admin.insert_api_key(key).await.unwrap();
-    assert!(
-        store
-            .admin
-            .api_key_by_hash(&[1, 2, 3])
-            .await
-            .unwrap()
-            .is_some()
-    );
+    let found = store.admin.api_key_by_hash(&[1, 2, 3]).await.unwrap();
+    let found = found.expect("the stored key is found by its hash");
+    assert_eq!(found.scopes.names(), ["publish", "read"]);
+    assert_eq!(found.owner.as_deref(), Some("cus_1"));
+    assert_eq!(store.admin.list_api_keys().await.unwrap(), vec![found]);
     assert!(store.admin.revoke_api_key("key_1", 6).await.unwrap());
     assert!(
         store

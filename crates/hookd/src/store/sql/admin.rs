@@ -12,19 +12,23 @@ impl<B: Backend> AdminStore for SqlStore<B> {
 
     async fn insert_api_key(&self, key: NewApiKey) -> StoreResult<()> {
         let sql = Sql::new(
-            "INSERT INTO api_keys (id, name, prefix, hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO api_keys (id, name, prefix, hash, created_at, scopes, owner)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )
         .bind(key.id)
         .bind(key.name)
         .bind(key.prefix)
         .bind(&key.hash)
-        .bind(key.created_at);
+        .bind(key.created_at)
+        .bind(key.scopes.to_stored())
+        .bind(key.owner);
         self.db().run(sql).await.map(drop)
     }
 
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRow>> {
         let sql = Sql::new(
-            "SELECT id, name, prefix, created_at, revoked_at FROM api_keys ORDER BY created_at, id",
+            "SELECT id, name, prefix, scopes, owner, created_at, revoked_at FROM api_keys
+             ORDER BY created_at, id",
         );
         let rows = self.db().all(sql).await?;
         Ok(rows.iter().map(api_key_from_row).collect())
@@ -40,7 +44,7 @@ impl<B: Backend> AdminStore for SqlStore<B> {
 
     async fn api_key_by_hash(&self, hash: &[u8]) -> StoreResult<Option<ApiKeyRow>> {
         let sql = Sql::new(
-            "SELECT id, name, prefix, created_at, revoked_at FROM api_keys
+            "SELECT id, name, prefix, scopes, owner, created_at, revoked_at FROM api_keys
              WHERE hash = ?1 AND revoked_at IS NULL",
         )
         .bind(hash);

@@ -391,6 +391,8 @@ pub(crate) fn api_key_from_row(row: &impl RowExt) -> ApiKeyRow {
         id: row.text("id"),
         name: row.text("name"),
         prefix: row.text("prefix"),
+        scopes: hookd_core::scopes::Scopes::from_stored(&row.text("scopes")),
+        owner: row.opt_text("owner"),
         created_at: row.int("created_at"),
         revoked_at: row.opt_int("revoked_at"),
     }

@@ -96,6 +96,9 @@ impl<B: Backend> OwnerStore for SqlStore<B> {
             erased.events += tx.run(events).await?;
             let sessions = Sql::new("DELETE FROM ui_sessions WHERE owner = ?1").bind(owner);
             tx.run(sessions).await?;
+            // Keys bound to the owner hold its id and could publish to it again: they go too.
+            let keys = Sql::new("DELETE FROM api_keys WHERE owner = ?1").bind(owner);
+            tx.run(keys).await?;
         }
         B::commit(tx).await?;
         Ok(erased)

@@ -2,6 +2,7 @@
 //! request's [`Session`]; every query is scoped by its viewer (`viewer.owner()` in SQL, or
 //! `viewer.sees(subscription)` for one row by id), and every action checks `viewer.can_manage()`.
 
+mod api_keys;
 mod dead_letters;
 mod deliveries;
 mod delivery;
@@ -23,6 +24,8 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use hookd_core::EventFilter;
 use serde::Deserialize;
+
+pub use api_keys::api_keys;
 
 pub fn routes() -> Router<UiState> {
     Router::new()
