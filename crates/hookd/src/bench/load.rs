@@ -18,6 +18,17 @@ pub struct LoadSpec {
     /// Stop after this many events even if time remains.
     pub max_events: Option<u64>,
     pub event_type: String,
+    /// Publish each event to one of this many owners, drawn at random (`owner` is
+    /// [`owner_name`]); `None`: events without an owner.
+    pub owners: Option<u32>,
+}
+
+/// Digits of a bench owner's number: owners are `o0000000` to `o9999999`.
+const OWNER_DIGITS: usize = 7;
+
+/// The name of bench owner `index`, fixed-width so a request body is patched in place.
+pub fn owner_name(index: u32) -> String {
+    format!("o{index:0width$}", width = OWNER_DIGITS)
 }
 
 #[derive(Debug, Clone, Default)]
@@ -51,6 +62,12 @@ fn event_json(event_type: &str, payload_bytes: usize, sent_us: &str) -> String {
     )
 }
 
+/// [`event_json`] published to an owner (whose digits a request overwrites).
+fn owned_event_json(event_type: &str, payload_bytes: usize, sent_us: &str) -> String {
+    let event = event_json(event_type, payload_bytes, sent_us);
+    format!(r#"{{"owner":"{}",{}"#, owner_name(0), &event[1..])
+}
+
 /// A publisher's request body, built once: each request copies it and writes the publish time
 /// into every event's `sent_us` digits. Formatting a fresh body per request (each event
 /// formatted and padded, then joined and wrapped: five copies of every byte) cost the bench
@@ -59,18 +76,24 @@ struct RequestBody {
     template: Vec<u8>,
     /// Where each event's [`SENT_US_DIGITS`] digits start in `template`.
     slots: Vec<usize>,
+    /// Where each event's owner digits start, when events go to owners.
+    owner_slots: Vec<usize>,
+    owners: u32,
     path: &'static str,
 }
 
 impl RequestBody {
     fn new(spec: &LoadSpec) -> Self {
         const KEY: &str = r#""sent_us":"#;
-        let event = event_json(
-            &spec.event_type,
-            spec.payload_bytes,
-            &"1".repeat(SENT_US_DIGITS),
-        );
+        const OWNER_KEY: &str = r#""owner":"o"#;
+        let sent_us = "1".repeat(SENT_US_DIGITS);
+        let event = match spec.owners {
+            Some(_) => owned_event_json(&spec.event_type, spec.payload_bytes, &sent_us),
+            None => event_json(&spec.event_type, spec.payload_bytes, &sent_us),
+        };
         let in_event = event.find(KEY).unwrap_or_default() + KEY.len();
+        let owner_in_event = event.find(OWNER_KEY).map(|at| at + OWNER_KEY.len());
+        let mut owner_slots = Vec::new();
         let (count, prefix, suffix, path) = match spec.batch {
             0 | 1 => (1, "", "", "/api/events"),
             n => (n, r#"{"events":["#, "]}", "/api/events/batch"),
@@ -82,12 +105,15 @@ impl RequestBody {
                 template.push(',');
             }
             slots.push(template.len() + in_event);
+            owner_slots.extend(owner_in_event.map(|at| template.len() + at));
             template.push_str(&event);
         }
         template.push_str(suffix);
         Self {
             template: template.into_bytes(),
             slots,
+            owner_slots,
+            owners: spec.owners.unwrap_or(1).max(1),
             path,
         }
     }
@@ -103,6 +129,15 @@ impl RequestBody {
         let mut body = self.template.clone();
         for &slot in &self.slots {
             body[slot..slot + SENT_US_DIGITS].copy_from_slice(digits.as_bytes());
+        }
+        // A cheap, uniform-enough draw of each event's owner from the clock and its position.
+        let mut draw = now_us ^ 0x9E37_79B9_7F4A_7C15;
+        for &slot in &self.owner_slots {
+            draw ^= draw << 13;
+            draw ^= draw >> 7;
+            draw ^= draw << 17;
+            let owner = owner_name((draw % u64::from(self.owners)) as u32);
+            body[slot..slot + OWNER_DIGITS].copy_from_slice(&owner.as_bytes()[1..]);
         }
         body
     }
@@ -222,6 +257,7 @@ mod tests {
             duration: Duration::from_secs(1),
             max_events: None,
             event_type: "a".into(),
+            owners: None,
         };
         let one = RequestBody::new(&spec(1, 1024));
         assert_eq!(one.path, "/api/events");
@@ -246,5 +282,30 @@ mod tests {
                 assert_eq!(event["data"]["pad"].as_str().unwrap().len(), 60);
             }
         }
+    }
+
+    #[test]
+    fn events_go_to_owners_drawn_across_the_range() {
+        let spec = LoadSpec {
+            publishers: 1,
+            batch: 4,
+            payload_bytes: 100,
+            rate: None,
+            duration: Duration::from_secs(1),
+            max_events: None,
+            event_type: "a".into(),
+            owners: Some(5),
+        };
+        let body = RequestBody::new(&spec);
+        let mut seen = std::collections::BTreeSet::new();
+        for now in 1_765_000_000_000_000..1_765_000_000_000_050 {
+            let parsed: serde_json::Value = serde_json::from_slice(&body.render(now)).unwrap();
+            for event in parsed["events"].as_array().unwrap() {
+                assert_eq!(event["data"]["sent_us"].as_u64(), Some(now));
+                seen.insert(event["owner"].as_str().unwrap().to_owned());
+            }
+        }
+        let all: std::collections::BTreeSet<String> = (0..5).map(owner_name).collect();
+        assert_eq!(seen, all, "every owner drawn, and no other");
     }
 }

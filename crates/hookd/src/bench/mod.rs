@@ -7,6 +7,7 @@
 pub mod chaos;
 pub mod load;
 pub mod node;
+mod owners;
 pub mod receiver;
 
 use load::LoadSpec;
@@ -40,6 +41,9 @@ pub enum Scenario {
     /// 10 subscriptions to a receiver that takes 0.5 s per request, 2,000 events (`--events`) of
     /// 250 KB (`--payload-bytes`): fails when hookd's peak RSS exceeds `--max-rss-mb`.
     Memory,
+    /// Events published to a random owner of `--owners` (10,000), each with
+    /// `--subscriptions-per-owner` (10) endpoints; then the same with one owner, for comparison.
+    Owners,
 }
 
 #[derive(Debug, clap::Args)]
@@ -95,6 +99,12 @@ pub struct BenchArgs {
     /// `memory`: the most peak RSS of the hookd node, in MiB, before the run counts as failed.
     #[arg(long, default_value_t = 200.0)]
     pub max_rss_mb: f64,
+    /// `owners`: how many owners get subscriptions and events.
+    #[arg(long, default_value_t = 10_000)]
+    pub owners: u32,
+    /// `owners`: subscriptions per owner (each event's fan-out).
+    #[arg(long, default_value_t = 10)]
+    pub subscriptions_per_owner: usize,
 }
 
 impl BenchArgs {
@@ -228,6 +238,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Vec<Report>> {
         Scenario::Cluster => vec![chaos::cluster(args, &receiver).await?],
         Scenario::Crash => vec![chaos::crash(args, &receiver).await?],
         Scenario::Memory => vec![memory(args, &receiver).await?],
+        Scenario::Owners => owners::owners(args, &receiver).await?,
     };
     for report in &mut reports {
         report.limit_posts_per_sec = limit.round();
@@ -407,6 +418,7 @@ fn load_spec(args: &BenchArgs, rate: Option<f64>) -> LoadSpec {
         duration: args.duration,
         max_events: None,
         event_type: "bench.event".into(),
+        owners: None,
     }
 }
 
@@ -645,6 +657,7 @@ async fn backlog(args: &BenchArgs, receiver: &Arc<Receiver>) -> anyhow::Result<R
         duration: Duration::from_secs(3_600),
         max_events: Some(args.backlog_events),
         event_type: "bench.event".into(),
+        owners: None,
     };
     let result = load::publish(&api.url(), API_KEY, &spec).await;
     let api_rss = api.peak_rss_mb();
