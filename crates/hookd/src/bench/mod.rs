@@ -323,26 +323,32 @@ async fn subscribe(
         if let (Some(target), Some(fields)) = (body.as_object_mut(), extra.as_object()) {
             target.extend(fields.clone());
         }
-        let response = client
-            .post(format!("{}/api/webhooks", node.url()))
-            .bearer_auth(API_KEY)
-            .json_body(&body)
-            .send()
-            .await?;
-        anyhow::ensure!(
-            response.status().is_success(),
-            "subscribe failed: {}",
-            response.status()
-        );
-        let created: Value = serde_json::from_slice(&response.bytes().await?)?;
-        receiver.configure(
-            &path,
-            behaviour,
-            created["secret"].as_str().unwrap_or_default(),
-        );
+        let secret = create_subscription(&client, &node.url(), &body).await?;
+        receiver.configure(&path, behaviour, &secret);
         paths.push(path);
     }
     Ok(paths)
+}
+
+/// Creates one subscription through the API of the node at `base`; returns its secret.
+async fn create_subscription(
+    client: &reqwest::Client,
+    base: &str,
+    body: &Value,
+) -> anyhow::Result<String> {
+    let response = client
+        .post(format!("{base}/api/webhooks"))
+        .bearer_auth(API_KEY)
+        .json_body(body)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "subscribe failed: {}",
+        response.status()
+    );
+    let created: Value = serde_json::from_slice(&response.bytes().await?)?;
+    Ok(created["secret"].as_str().unwrap_or_default().to_owned())
 }
 
 /// The 10-property schema `--schema` enforces on `bench.event` (the bench's events carry

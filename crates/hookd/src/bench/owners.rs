@@ -5,7 +5,9 @@
 
 use super::load::{self, owner_name};
 use super::receiver::{Behaviour, Receiver};
-use super::{API_KEY, BenchArgs, Deployment, JsonBody, Report, drain, finish, load_spec};
+use super::{
+    API_KEY, BenchArgs, Deployment, Report, create_subscription, drain, finish, load_spec,
+};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -85,7 +87,7 @@ async fn create_subscriptions(
     let mut tasks = Vec::with_capacity(CREATORS);
     for _ in 0..CREATORS {
         let (next, client, receiver) = (next.clone(), client.clone(), receiver.clone());
-        let url = format!("{base}/api/webhooks");
+        let base = base.to_owned();
         tasks.push(tokio::spawn(async move {
             loop {
                 let index = next.fetch_add(1, Ordering::Relaxed);
@@ -96,20 +98,8 @@ async fn create_subscriptions(
                 let path = format!("/o/{owner}/{}", index % per_owner);
                 let body = json!({"url": receiver.url(&path), "events": ["bench.*"],
                                   "owner": owner});
-                let response = client
-                    .post(&url)
-                    .bearer_auth(API_KEY)
-                    .json_body(&body)
-                    .send()
-                    .await?;
-                anyhow::ensure!(
-                    response.status().is_success(),
-                    "subscribe failed: {}",
-                    response.status()
-                );
-                let created: serde_json::Value = serde_json::from_slice(&response.bytes().await?)?;
-                let secret = created["secret"].as_str().unwrap_or_default();
-                receiver.configure(&path, Behaviour::Ok, secret);
+                let secret = create_subscription(&client, &base, &body).await?;
+                receiver.configure(&path, Behaviour::Ok, &secret);
             }
         }));
     }

@@ -404,6 +404,37 @@ async fn client_errors_are_clear() {
     assert!(String::from_utf8_lossy(&down.stderr).contains("cannot reach hookd"));
 }
 
+/// What a running `hookd listen` printed so far.
+struct Printed {
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    seen: String,
+}
+
+impl Printed {
+    fn of(child: &mut tokio::process::Child) -> Self {
+        let stdout = child.stdout.take().expect("stdout is piped");
+        Self {
+            lines: BufReader::new(stdout).lines(),
+            seen: String::new(),
+        }
+    }
+
+    /// Reads lines until `needle` was printed (within 20 s); returns everything printed so far.
+    async fn read_until(&mut self, needle: &str) -> String {
+        let (lines, seen) = (&mut self.lines, &mut self.seen);
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while !seen.contains(needle) {
+                let line = lines.next_line().await.unwrap().expect("listen exited");
+                seen.push_str(&line);
+                seen.push('\n');
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no {needle:?} in:\n{}", self.seen));
+        self.seen.clone()
+    }
+}
+
 #[tokio::test]
 async fn listen_verifies_prints_and_forwards() {
     let app = spawn_app().await;
@@ -426,20 +457,8 @@ async fn listen_verifies_prints_and_forwards() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut seen = String::new();
-    let mut read_until = async |needle: &str| {
-        tokio::time::timeout(Duration::from_secs(20), async {
-            while !seen.contains(needle) {
-                let line = lines.next_line().await.unwrap().expect("listen exited");
-                seen.push_str(&line);
-                seen.push('\n');
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("no {needle:?} in:\n{seen}"));
-        seen.clone()
-    };
+    let mut output = Printed::of(&mut child);
+    let mut read_until = async |needle: &str| output.read_until(needle).await;
     let ready = read_until("Ready").await;
     assert!(ready.contains("Subscribed wh_"), "{ready}");
 
@@ -768,20 +787,8 @@ async fn listen_verifies_v1a_with_a_public_key_and_no_secret() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut seen = String::new();
-    let mut read_until = async |needle: &str| {
-        tokio::time::timeout(Duration::from_secs(20), async {
-            while !seen.contains(needle) {
-                let line = lines.next_line().await.unwrap().expect("listen exited");
-                seen.push_str(&line);
-                seen.push('\n');
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("no {needle:?} in:\n{seen}"));
-        seen.clone()
-    };
+    let mut output = Printed::of(&mut child);
+    let mut read_until = async |needle: &str| output.read_until(needle).await;
     let ready = read_until("Ready").await;
     assert!(!ready.contains("Subscribed"), "{ready}");
     app.subscribe_with(
