@@ -327,7 +327,7 @@ async fn migrate_and_openapi_commands() {
     let dir = tempfile::TempDir::new().unwrap();
     let (ok, stdout, stderr) = run(hookd(dir.path()).args(["migrate", "--data-dir", "d"])).await;
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("is at migration 17"), "{stdout}");
+    assert!(stdout.contains("is at migration 18"), "{stdout}");
     assert!(dir.path().join("d/hookd.db").exists());
     let (ok, stdout, _) = run(hookd(dir.path()).arg("openapi")).await;
     assert!(ok);

@@ -2,7 +2,7 @@
 
 use hookd_core::scopes::Scopes;
 use hookd_core::{EndpointUrl, EventFilter, LegacySignature, RetryPolicy, SignatureSchemes};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::UnixMs;
@@ -371,6 +371,70 @@ impl ClaimRequest {
             .max(self.default_room.unwrap_or(u32::MAX));
         largest.min(share)
     }
+
+    /// How many of the oldest due rows a claim reads first, by due time, before it falls back to
+    /// finding each subscription's rows ([`ClaimRequest::remainder`]). Twice the limit: the rows
+    /// of a few subscriptions without room may sit among them and the claim is still filled.
+    pub fn window(&self) -> u32 {
+        self.limit.saturating_mul(2).max(64)
+    }
+
+    /// What is left of this claim once `claimed` has been leased: the limit, each subscription's
+    /// room and the byte room, less what those rows took. `None` when nothing is left.
+    pub fn remainder(&self, claimed: &[ClaimedDelivery]) -> Option<ClaimRequest> {
+        let taken = u32::try_from(claimed.len()).unwrap_or(u32::MAX);
+        if taken >= self.limit {
+            return None;
+        }
+        let mut per_subscription: HashMap<&str, u32> = HashMap::new();
+        let mut per_event: HashMap<&str, (usize, usize)> = HashMap::new();
+        for delivery in claimed {
+            *per_subscription
+                .entry(delivery.subscription.id.as_str())
+                .or_default() += 1;
+            per_event
+                .entry(delivery.event.id.as_str())
+                .or_insert((delivery.event.data.len(), 0))
+                .1 += 1;
+        }
+        let mut room: Vec<(String, u32)> = self
+            .room
+            .iter()
+            .map(|(id, n)| {
+                let used = per_subscription.remove(id.as_str()).unwrap_or(0);
+                (id.clone(), n.saturating_sub(used))
+            })
+            .collect();
+        let default_room = self.default_room.unwrap_or(u32::MAX);
+        room.extend(
+            per_subscription
+                .into_iter()
+                .map(|(id, used)| (id.to_owned(), default_room.saturating_sub(used))),
+        );
+        let spent: u64 = per_event
+            .values()
+            .map(|(size, n)| claim_cost(*size, *n))
+            .sum();
+        let bytes = match self.bytes {
+            Some(room) if claimed.is_empty() => Some(room),
+            Some(room) if room.bytes <= spent => return None,
+            Some(room) => Some(ByteRoom {
+                bytes: room.bytes - spent,
+                first_regardless: false,
+            }),
+            None => None,
+        };
+        Some(ClaimRequest {
+            owner: self.owner.clone(),
+            now: self.now,
+            limit: self.limit - taken,
+            default_timeout_ms: self.default_timeout_ms,
+            lease_margin_ms: self.lease_margin_ms,
+            default_room: self.default_room,
+            room,
+            bytes,
+        })
+    }
 }
 
 /// Which leases a rescue returns to the queue; each rescued delivery is due at `now` (held if its
@@ -574,5 +638,70 @@ mod tests {
         assert_eq!(request(8, Some(16), &[1_000]).most_of_one_subscription(), 8);
         // No default room: unlimited, as before.
         assert_eq!(request(256, None, &hundred).most_of_one_subscription(), 256);
+    }
+
+    fn claimed(subscription: &Arc<SubscriptionRow>, event: &Arc<EventRow>) -> ClaimedDelivery {
+        ClaimedDelivery {
+            delivery_id: "dlv".into(),
+            attempts: 0,
+            attempts_before: 0,
+            event: Arc::clone(event),
+            subscription: Arc::clone(subscription),
+        }
+    }
+
+    #[test]
+    fn the_remainder_of_a_claim_is_what_its_rows_left_of_the_limit_the_rooms_and_the_bytes() {
+        let subscription = |id: &str| {
+            Arc::new(SubscriptionRow::new(
+                id.into(),
+                EndpointUrl::from_stored("http://127.0.0.1:1/").unwrap(),
+                vec![],
+                "s".into(),
+                0,
+            ))
+        };
+        let event = Arc::new(EventRow {
+            id: "evt".into(),
+            event_type: "a".into(),
+            version: "1".into(),
+            data: "x".repeat(100),
+            retryable: true,
+            idempotency_key: None,
+            created_at: 0,
+            owner: None,
+        });
+        let (listed, other) = (subscription("wh_0"), subscription("wh_9"));
+        let mut whole = request(10, Some(4), &[3]);
+        whole.bytes = Some(ByteRoom {
+            bytes: 1_000,
+            first_regardless: true,
+        });
+        let taken = [
+            claimed(&listed, &event),
+            claimed(&other, &event),
+            claimed(&other, &event),
+        ];
+        let rest = whole.remainder(&taken).unwrap();
+        assert_eq!(rest.limit, 7);
+        let mut room = rest.room.clone();
+        room.sort();
+        assert_eq!(room, vec![("wh_0".into(), 2), ("wh_9".into(), 2)]);
+        // Three deliveries of one 100-byte event: 100 × (3 + 1).
+        assert_eq!(
+            rest.bytes,
+            Some(ByteRoom {
+                bytes: 600,
+                first_regardless: false
+            })
+        );
+        // Nothing taken: the same claim; the limit or the bytes used up: nothing left.
+        assert_eq!(whole.remainder(&[]).unwrap().bytes, whole.bytes);
+        assert!(request(3, Some(4), &[]).remainder(&taken).is_none());
+        whole.bytes = Some(ByteRoom {
+            bytes: 400,
+            first_regardless: true,
+        });
+        assert!(whole.remainder(&taken).is_none());
     }
 }

@@ -17,40 +17,34 @@ use std::collections::HashSet;
 use std::sync::LazyLock;
 use tokio::sync::Notify;
 
-/// Leases due deliveries and returns them with their event and subscription, in one statement (so
-/// in one implicit transaction): oldest first, at most `room` per subscription (its cap minus what
-/// this worker already has in flight there), so nothing is claimed only to be released again.
+/// Leases due deliveries and returns them with their event and subscription, each statement in
+/// one implicit transaction: oldest first, at most `room` per subscription (its cap minus what this
+/// worker already has in flight there), so nothing is claimed only to be released again.
 ///
-/// A claim costs O(subscriptions with queued work + rows claimed), whatever the backlog: `queued`
-/// lists the subscriptions that have pending or failed rows by a skip scan over the partial index
-/// `deliveries_queued_by_subscription` (one seek per subscription: PostgreSQL 15 has no skip scan
-/// of its own), `open` drops the inactive ones and those without room, and `candidates` takes each
-/// open subscription's oldest due rows from the same index (`LATERAL … LIMIT room`);
-/// `within_bytes` keeps those that fit the claim's byte room. A subscription
-/// without room is passed over with one seek however long its backlog, and the rows of other
-/// subscriptions behind it are still found. The candidates are read without locks; the picked ones
-/// are then locked with `FOR UPDATE OF d SKIP LOCKED` and re-checked, so concurrent claimers, on
-/// this node or others, take disjoint rows without waiting for each other (another node may have
-/// claimed some meanwhile: they are skipped, not waited for).
-static CLAIM_DUE: LazyLock<String> = LazyLock::new(|| {
+/// First by due time ([`CLAIM_WINDOW`]): the window's oldest due rows from `deliveries_due`
+/// (`ClaimRequest::window`), locked with `FOR UPDATE SKIP LOCKED` as they are read (so concurrent
+/// claimers, on this node or others, read disjoint windows without waiting for each other) and
+/// ranked per subscription so that each gives at most its room. With many subscriptions this costs
+/// the rows read, whatever the number of subscriptions with queued work. When that took fewer rows
+/// than the limit and the window was full ([`DUE_AT_LEAST`]), rows of subscriptions without room
+/// filled it and others may wait behind them: the rest of the claim
+/// ([`ClaimRequest::remainder`]) is taken by subscription ([`CLAIM_DUE`]).
+///
+/// By subscription, a claim costs O(subscriptions with queued work + rows claimed), whatever the
+/// backlog: `queued` lists the subscriptions that have pending or failed rows by a skip scan over
+/// the partial index `deliveries_queued_by_subscription` (one seek per subscription: PostgreSQL 15
+/// has no skip scan of its own), `open` drops the inactive ones and those without room, and
+/// `candidates` takes each open subscription's oldest due rows from the same index (`LATERAL …
+/// LIMIT room`). A subscription without room is passed over with one seek however long its
+/// backlog, and the rows of other subscriptions behind it are still found. These candidates are
+/// read without locks.
+///
+/// Both end alike: `within_bytes` keeps the candidates that fit the claim's byte room, and the
+/// picked ones are locked with `FOR UPDATE OF d SKIP LOCKED` and re-checked (another node may have
+/// claimed some meanwhile: they are skipped, not waited for), then leased.
+fn claim_statement(candidates: &str) -> String {
     format!(
-        "WITH RECURSIVE {},
-         open AS (
-             SELECT s.id, LEAST(COALESCE(listed.room, $7), $6) AS room
-               FROM queued JOIN subscriptions s ON s.id = queued.subscription_id
-               LEFT JOIN UNNEST($5::text[], $8::int8[]) AS listed(subscription_id, room)
-                 ON listed.subscription_id = s.id
-              WHERE s.active AND COALESCE(listed.room, $7) > 0),
-         candidates AS (
-             SELECT due.id, due.event_id, due.next_attempt_at
-               FROM open CROSS JOIN LATERAL (
-                    SELECT d.id, d.event_id, d.next_attempt_at FROM deliveries d
-                     WHERE d.subscription_id = open.id AND d.state IN ('pending', 'failed')
-                       AND d.next_attempt_at <= $2
-                     ORDER BY d.next_attempt_at
-                     LIMIT open.room) due
-              ORDER BY due.next_attempt_at
-              LIMIT $6),
+        "{candidates},
          {},
          picked AS (
              SELECT d.id FROM deliveries d
@@ -74,12 +68,103 @@ static CLAIM_DUE: LazyLock<String> = LazyLock::new(|| {
            JOIN events e ON e.id = c.event_id
            JOIN subscriptions s ON s.id = c.subscription_id
           ORDER BY c.next_attempt_at, c.id",
-        queued_subscriptions!(""),
         within_bytes!(),
         event_data_once!("c.next_attempt_at, c.id"),
         prefixed_subscription_columns("s")
     )
+}
+
+/// The claim by due time: the `$11` oldest due rows not locked by another claim.
+static CLAIM_WINDOW: LazyLock<String> = LazyLock::new(|| {
+    claim_statement(
+        "WITH due AS (
+             SELECT d.id, d.subscription_id, d.event_id, d.next_attempt_at FROM deliveries d
+              WHERE d.state IN ('pending', 'failed') AND d.next_attempt_at <= $2
+              ORDER BY d.next_attempt_at
+              LIMIT $11
+                FOR UPDATE SKIP LOCKED),
+         candidates AS (
+             SELECT id, event_id, next_attempt_at FROM (
+                  SELECT due.id, due.event_id, due.next_attempt_at,
+                         LEAST(COALESCE(listed.room, $7), $6) AS room,
+                         ROW_NUMBER() OVER (PARTITION BY due.subscription_id
+                                            ORDER BY due.next_attempt_at, due.id) AS n
+                    FROM due JOIN subscriptions s ON s.id = due.subscription_id
+                    LEFT JOIN UNNEST($5::text[], $8::int8[]) AS listed(subscription_id, room)
+                      ON listed.subscription_id = due.subscription_id
+                   WHERE s.active) AS ranked
+              WHERE n <= room
+              ORDER BY next_attempt_at, id
+              LIMIT $6)",
+    )
 });
+
+/// The claim by subscription (the skip scan).
+static CLAIM_DUE: LazyLock<String> = LazyLock::new(|| {
+    claim_statement(&format!(
+        "WITH RECURSIVE {},
+         open AS (
+             SELECT s.id, LEAST(COALESCE(listed.room, $7), $6) AS room
+               FROM queued JOIN subscriptions s ON s.id = queued.subscription_id
+               LEFT JOIN UNNEST($5::text[], $8::int8[]) AS listed(subscription_id, room)
+                 ON listed.subscription_id = s.id
+              WHERE s.active AND COALESCE(listed.room, $7) > 0),
+         candidates AS (
+             SELECT due.id, due.event_id, due.next_attempt_at
+               FROM open CROSS JOIN LATERAL (
+                    SELECT d.id, d.event_id, d.next_attempt_at FROM deliveries d
+                     WHERE d.subscription_id = open.id AND d.state IN ('pending', 'failed')
+                       AND d.next_attempt_at <= $2
+                     ORDER BY d.next_attempt_at
+                     LIMIT open.room) due
+              ORDER BY due.next_attempt_at
+              LIMIT $6)",
+        queued_subscriptions!(""),
+    ))
+});
+
+/// Whether at least `$2` queued rows are due at `$1` (see [`CLAIM_WINDOW`]).
+const DUE_AT_LEAST: &str = "SELECT count(*) AS n FROM (
+    SELECT 1 FROM deliveries
+     WHERE state IN ('pending', 'failed') AND next_attempt_at <= $1 LIMIT $2) AS due";
+
+impl PgStore {
+    /// Runs one claim statement ([`CLAIM_WINDOW`] with `window`, or [`CLAIM_DUE`]).
+    async fn claim_with(
+        &self,
+        statement: &str,
+        request: &ClaimRequest,
+        window: Option<u32>,
+        decoder: &mut ClaimDecoder,
+    ) -> StoreResult<Vec<ClaimedDelivery>> {
+        let (listed_ids, listed_room): (Vec<&str>, Vec<i64>) = request
+            .room
+            .iter()
+            .map(|(id, n)| (id.as_str(), i64::from(*n)))
+            .unzip();
+        let bytes = request.bytes.unwrap_or(ByteRoom {
+            bytes: u64::MAX,
+            first_regardless: true,
+        });
+        // The shared `within_bytes` fragment is written with `?N`.
+        let mut query = sqlx::query(postgres_text(statement))
+            .bind(&request.owner)
+            .bind(request.now)
+            .bind(request.lease_margin_ms)
+            .bind(request.default_timeout_ms)
+            .bind(listed_ids)
+            .bind(i64::from(request.limit))
+            .bind(i64::from(request.default_room.unwrap_or(u32::MAX)))
+            .bind(listed_room)
+            .bind(i64::try_from(bytes.bytes).unwrap_or(i64::MAX))
+            .bind(bytes.first_regardless);
+        if let Some(window) = window {
+            query = query.bind(i64::from(window));
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(map_err)?;
+        rows.iter().map(|row| decoder.decode(row)).collect()
+    }
+}
 
 #[async_trait]
 impl QueueStore for PgStore {
@@ -106,32 +191,27 @@ impl QueueStore for PgStore {
     }
 
     async fn claim_due(&self, request: ClaimRequest) -> StoreResult<Vec<ClaimedDelivery>> {
-        let (listed_ids, listed_room): (Vec<&str>, Vec<i64>) = request
-            .room
-            .iter()
-            .map(|(id, n)| (id.as_str(), i64::from(*n)))
-            .unzip();
-        let bytes = request.bytes.unwrap_or(ByteRoom {
-            bytes: u64::MAX,
-            first_regardless: true,
-        });
-        // The shared `within_bytes` fragment is written with `?N`.
-        let rows = sqlx::query(postgres_text(CLAIM_DUE.as_str()))
-            .bind(&request.owner)
-            .bind(request.now)
-            .bind(request.lease_margin_ms)
-            .bind(request.default_timeout_ms)
-            .bind(listed_ids)
-            .bind(i64::from(request.limit))
-            .bind(i64::from(request.default_room.unwrap_or(u32::MAX)))
-            .bind(listed_room)
-            .bind(i64::try_from(bytes.bytes).unwrap_or(i64::MAX))
-            .bind(bytes.first_regardless)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let window = request.window();
         let mut decoder = ClaimDecoder::default();
-        rows.iter().map(|row| decoder.decode(row)).collect()
+        let mut claimed = self
+            .claim_with(&CLAIM_WINDOW, &request, Some(window), &mut decoder)
+            .await?;
+        if let Some(rest) = request.remainder(&claimed) {
+            let passed_over = i64::from(window) - claimed.len() as i64;
+            let due: i64 = sqlx::query_scalar(DUE_AT_LEAST)
+                .bind(request.now)
+                .bind(passed_over)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(map_err)?;
+            if due >= passed_over {
+                claimed.extend(
+                    self.claim_with(&CLAIM_DUE, &rest, None, &mut decoder)
+                        .await?,
+                );
+            }
+        }
+        Ok(claimed)
     }
 
     async fn record_outcomes(
@@ -261,18 +341,10 @@ impl QueueStore for PgStore {
     }
 
     async fn next_due_at(&self) -> StoreResult<Option<UnixMs>> {
-        // The first due row of each subscription with queued work, found as `CLAIM_DUE` finds
-        // them: O(subscriptions with queued work).
-        sqlx::query_scalar(concat!(
-            "WITH RECURSIVE ",
-            queued_subscriptions!(""),
-            " SELECT MIN(first.next_attempt_at)
-               FROM queued CROSS JOIN LATERAL (
-                    SELECT d.next_attempt_at FROM deliveries d
-                     WHERE d.subscription_id = queued.subscription_id
-                       AND d.state IN ('pending', 'failed') AND d.next_attempt_at IS NOT NULL
-                     ORDER BY d.next_attempt_at LIMIT 1) first",
-        ))
+        // The first row of `deliveries_due`: one seek.
+        sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM deliveries WHERE state IN ('pending', 'failed')",
+        )
         .fetch_one(&self.pool)
         .await
         .map_err(map_err)

@@ -40,7 +40,7 @@ pub(crate) use subscription_columns;
 /// A recursive CTE `queued(subscription_id)`: every subscription with queued (pending or failed)
 /// deliveries, found by a skip scan over `deliveries_queued_by_subscription` (one seek per
 /// subscription; neither SQLite nor PostgreSQL 15 skip-scans by itself). `$hint` is SQLite's
-/// `INDEXED BY` clause, empty for PostgreSQL. The claim and `next_due_at` of both backends share it.
+/// `INDEXED BY` clause, empty for PostgreSQL. The claims by subscription of both backends share it.
 /// The last row is NULL (the end of the scan): filter it out.
 macro_rules! queued_subscriptions {
     ($hint:literal) => {

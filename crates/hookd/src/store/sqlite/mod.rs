@@ -12,7 +12,7 @@ mod plans;
 mod writer;
 
 use super::group::{PublishJob, PublisherStats};
-use super::sql::decode::{RowExt, queued_subscriptions};
+use super::sql::decode::RowExt;
 use super::sql::{
     Backend, Exec, Reworded, Sql, accept_reworded_migrations, map_sqlx_error, migration_error,
     sqlx_exec, store_by_role,
@@ -267,21 +267,12 @@ impl QueueStore for SqliteStore {
         submit(&self.writer, |reply| WriteJob::Rescue { rescue, reply }).await
     }
 
-    /// The first due row of each subscription with queued work, found as the claim finds them (a
-    /// skip scan over `deliveries_queued_by_subscription`; `INDEXED BY`: see the claim in
-    /// `writer`): O(subscriptions with queued work).
+    /// The first row of `deliveries_due`: one seek.
     async fn next_due_at(&self) -> StoreResult<Option<UnixMs>> {
-        let sql = Sql::new(concat!(
-            "WITH RECURSIVE ",
-            queued_subscriptions!("INDEXED BY deliveries_queued_by_subscription"),
-            " SELECT MIN((SELECT d.next_attempt_at
-                           FROM deliveries d INDEXED BY deliveries_queued_by_subscription
-                          WHERE d.subscription_id = queued.subscription_id
-                            AND d.state IN ('pending', 'failed')
-                            AND d.next_attempt_at IS NOT NULL
-                          ORDER BY d.next_attempt_at LIMIT 1)) AS due
-               FROM queued WHERE queued.subscription_id IS NOT NULL",
-        ));
+        let sql = Sql::new(
+            "SELECT MIN(next_attempt_at) AS due FROM deliveries INDEXED BY deliveries_due
+              WHERE state IN ('pending', 'failed')",
+        );
         let mut pool = self.pool.clone();
         Ok(pool.one(sql).await?.opt_int("due"))
     }

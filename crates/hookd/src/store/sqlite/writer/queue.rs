@@ -21,7 +21,53 @@ use std::sync::{Arc, OnceLock};
 
 /// See [`claim`]. Parameters: `?1` owner, `?2` now, `?3` lease margin, `?4` default timeout, `?5`
 /// the listed rooms (JSON `[[subscription, room], …]`), `?6` limit, `?7` default room, `?8` the most
-/// rows one subscription may give, `?9` and `?10` the byte room ([`within_bytes`]).
+/// rows one subscription may give, `?9` and `?10` the byte room ([`within_bytes`]); [`CLAIM_WINDOW`]
+/// also `?11`, the window.
+macro_rules! claim_update {
+    () => {
+        concat!(
+            within_bytes!(),
+            "
+    UPDATE deliveries
+       SET state = 'in_flight', lease_owner = ?1, updated_at = ?2,
+           lease_expires_at = ?2 + ?3 + picked.timeout_ms
+      FROM (SELECT c.id AS row, c.timeout_ms FROM candidates c
+             WHERE c.id IN (SELECT id FROM within_bytes)) AS picked
+     WHERE deliveries.rowid = picked.row
+    RETURNING deliveries.rowid AS row, deliveries.subscription_id AS subscription_id"
+        )
+    };
+}
+
+/// The claim by due time: the `?11` oldest due rows (`deliveries_due`), at most each
+/// subscription's room of them.
+pub(super) const CLAIM_WINDOW: &str = concat!(
+    "WITH
+      listed(subscription_id, room) AS MATERIALIZED (
+          SELECT value ->> 0, value ->> 1 FROM json_each(?5)),
+      due(row, subscription_id, event_id, next_attempt_at) AS MATERIALIZED (
+          SELECT rowid, subscription_id, event_id, next_attempt_at
+            FROM deliveries INDEXED BY deliveries_due
+           WHERE state IN ('pending', 'failed') AND next_attempt_at <= ?2
+           ORDER BY next_attempt_at LIMIT ?11),
+      candidates(id, event_id, next_attempt_at, timeout_ms) AS MATERIALIZED (
+          SELECT row, event_id, next_attempt_at, timeout_ms FROM (
+               SELECT due.row, due.event_id, due.next_attempt_at,
+                      COALESCE(s.timeout_ms, ?4) AS timeout_ms,
+                      COALESCE(listed.room, ?7) AS room,
+                      ROW_NUMBER() OVER (PARTITION BY due.subscription_id
+                                         ORDER BY due.next_attempt_at, due.row) AS n
+                 FROM due CROSS JOIN subscriptions s ON s.id = due.subscription_id
+                 LEFT JOIN listed ON listed.subscription_id = due.subscription_id
+                WHERE s.active = 1)
+            WHERE n <= room
+            ORDER BY next_attempt_at, row LIMIT ?6),
+      ",
+    claim_update!()
+);
+
+/// The claim by subscription (the skip scan): each subscription with queued work, at most its room
+/// of its oldest due rows.
 pub(super) const CLAIM_DUE: &str = concat!(
     "WITH RECURSIVE
       listed(subscription_id, room) AS MATERIALIZED (
@@ -47,19 +93,22 @@ pub(super) const CLAIM_DUE: &str = concat!(
             WHERE n <= room
             ORDER BY next_attempt_at LIMIT ?6),
       ",
-    within_bytes!(),
-    "
-    UPDATE deliveries
-       SET state = 'in_flight', lease_owner = ?1, updated_at = ?2,
-           lease_expires_at = ?2 + ?3 + picked.timeout_ms
-      FROM (SELECT c.id AS row, c.timeout_ms FROM candidates c
-             WHERE c.id IN (SELECT id FROM within_bytes)) AS picked
-     WHERE deliveries.rowid = picked.row
-    RETURNING deliveries.rowid AS row, deliveries.subscription_id AS subscription_id"
+    claim_update!()
 );
 
-/// Binds a claim's parameters to [`CLAIM_DUE`].
-pub(super) fn bind_claim(q: &mut sql::Binder<'_, '_>, request: &ClaimRequest, rooms: &str) {
+/// Whether at least `?2` queued rows are due at `?1`: after a claim by due time took fewer rows
+/// than asked, whether its window was full (the rows it passed over may hide others behind them).
+const DUE_AT_LEAST: &str = "SELECT count(*) AS n FROM (
+    SELECT 1 FROM deliveries INDEXED BY deliveries_due
+     WHERE state IN ('pending', 'failed') AND next_attempt_at <= ?1 LIMIT ?2)";
+
+/// Binds a claim's parameters to [`CLAIM_DUE`], and the window to [`CLAIM_WINDOW`].
+pub(super) fn bind_claim(
+    q: &mut sql::Binder<'_, '_>,
+    request: &ClaimRequest,
+    rooms: &str,
+    window: Option<u32>,
+) {
     q.bind(&request.owner)
         .bind(request.now)
         .bind(request.lease_margin_ms)
@@ -74,6 +123,9 @@ pub(super) fn bind_claim(q: &mut sql::Binder<'_, '_>, request: &ClaimRequest, ro
     });
     q.bind(i64::try_from(bytes.bytes).unwrap_or(i64::MAX))
         .bind(bytes.first_regardless);
+    if let Some(window) = window {
+        q.bind(i64::from(window));
+    }
 }
 
 /// What a claimed delivery is sent with, in claim order: the delivery and its event. Subscriptions
@@ -121,42 +173,79 @@ fn claimed_subscriptions(
 /// Leases due deliveries oldest first, at most each subscription's room (what the worker's window
 /// for it has free), so nothing is claimed only to be released again.
 ///
-/// A claim costs O(subscriptions with queued work + rows read), whatever the backlog: `queued`
-/// lists the subscriptions that have pending or failed rows by a skip scan over the partial index
-/// `deliveries_queued_by_subscription` (one seek per subscription: SQLite has no skip scan of its
-/// own), `open` drops the inactive ones and those without room, and each open subscription gives
-/// its oldest due rows from the same index (`candidates`, the rows the claim takes by count);
-/// `within_bytes` keeps the prefix of them that fits the byte room, reading each one's event size
-/// by its primary key. A subscription without room is therefore passed over
-/// with one seek however long its backlog, and rows of other subscriptions behind that backlog are
-/// still found (a scan of the oldest due rows across subscriptions would either read the whole
-/// backlog or, bounded, starve them).
+/// First by due time ([`CLAIM_WINDOW`]): the window's oldest due rows from `deliveries_due`
+/// (`ClaimRequest::window`), ranked per subscription so that each gives at most its room. With many
+/// subscriptions this costs the rows read, whatever the number of subscriptions with queued work.
+/// When that took fewer rows than the limit and the window was full (`DUE_AT_LEAST`), rows of
+/// subscriptions without room filled it and others may wait behind them: the rest of the claim
+/// ([`ClaimRequest::remainder`]) is taken by subscription ([`CLAIM_DUE`]).
 ///
-/// SQLite refuses a `LIMIT` that refers to the outer query, so each subscription gives at most
-/// `take` rows (`ClaimRequest::most_of_one_subscription`: a fair share of `limit`, at least the
-/// default room) and `ROW_NUMBER` keeps each one's own room. The statement names its index
-/// (`INDEXED BY`) and fixes the join order (`CROSS JOIN`, materialized CTEs): left alone, SQLite's
-/// planner walks every subscription and scans `queued` for each of their rows, or picks a state
-/// index (then `deliveries_by_state_time`) and sorts every queued row (measured: 528 deliveries/s
-/// with a 50k backlog). The test `the_claim_seeks_each_subscription_with_queued_work` checks the plan.
+/// By subscription, a claim costs O(subscriptions with queued work + rows read), whatever the
+/// backlog: `queued` lists the subscriptions that have pending or failed rows by a skip scan over
+/// the partial index `deliveries_queued_by_subscription` (one seek per subscription: SQLite has no
+/// skip scan of its own), `open` drops the inactive ones and those without room, and each open
+/// subscription gives its oldest due rows from the same index (`candidates`). A subscription
+/// without room is therefore passed over with one seek however long its backlog, and rows of
+/// other subscriptions behind that backlog are still found.
 ///
-/// Each open subscription brings its request timeout along (`open.timeout_ms`), so a lease's
-/// expiry costs no lookup per row, and the rows are read back without their subscription: each
-/// subscription is read and decoded once per claim ([`claimed_subscriptions`]).
+/// Both end alike: `within_bytes` keeps the prefix of the candidates that fits the byte room,
+/// reading each one's event size by its primary key, and the update leases them.
+///
+/// SQLite refuses a `LIMIT` that refers to the outer query, so in the claim by subscription each
+/// one gives at most `take` rows (`ClaimRequest::most_of_one_subscription`: a fair share of
+/// `limit`, at least the default room) and `ROW_NUMBER` keeps each one's own room. The statements
+/// name their index (`INDEXED BY`) and fix the join order (`CROSS JOIN`, materialized CTEs): left
+/// alone, SQLite's planner walks every subscription and scans `queued` for each of their rows, or
+/// picks a state index and sorts every queued row (measured: 528 deliveries/s with a 50k
+/// backlog). The tests `the_claim_seeks_each_subscription_with_queued_work` and
+/// `the_claim_by_due_time_reads_its_window_only` check the plans.
+///
+/// Each candidate brings its subscription's request timeout along, so a lease's expiry costs no
+/// lookup per row, and the rows are read back without their subscription: each subscription is
+/// read and decoded once per claim ([`claimed_subscriptions`]).
 ///
 /// Rows are named by `rowid`, not by their text `id`: each candidate is then one seek in the table
 /// instead of a seek in the primary key's index and then the table (the claim reads each row three
 /// times). A rowid is only stable within a transaction (`VACUUM` may renumber a table without an
-/// `INTEGER PRIMARY KEY`), and both statements run in the writer's one transaction.
+/// `INTEGER PRIMARY KEY`), and all these statements run in the writer's one transaction.
 pub(super) fn claim(
     conn: &Connection,
     request: &ClaimRequest,
 ) -> StoreResult<Vec<ClaimedDelivery>> {
+    let window = request.window();
+    let mut events = ClaimedEvents::new();
+    let mut claimed = claim_with(conn, CLAIM_WINDOW, request, Some(window), &mut events)?;
+    if let Some(rest) = request.remainder(&claimed) {
+        let passed_over = window - claimed.len() as u32;
+        let full = sql::query(
+            conn,
+            DUE_AT_LEAST,
+            |q| {
+                q.bind(request.now).bind(i64::from(passed_over));
+            },
+            |row| Ok(row.int("n")),
+        )?;
+        if full.first().copied().unwrap_or(0) >= i64::from(passed_over) {
+            claimed.extend(claim_with(conn, CLAIM_DUE, &rest, None, &mut events)?);
+        }
+    }
+    Ok(claimed)
+}
+
+/// Runs one claim statement ([`CLAIM_WINDOW`] or [`CLAIM_DUE`]) and reads back what it leased
+/// (each event once in `events`, across both statements of a claim).
+fn claim_with(
+    conn: &Connection,
+    statement: &str,
+    request: &ClaimRequest,
+    window: Option<u32>,
+    events: &mut ClaimedEvents,
+) -> StoreResult<Vec<ClaimedDelivery>> {
     let rooms = encode_json(&request.room)?;
     let leased = sql::query(
         conn,
-        CLAIM_DUE,
-        |q| bind_claim(q, request, &rooms),
+        statement,
+        |q| bind_claim(q, request, &rooms, window),
         |row| Ok((row.int("row"), row.text("subscription_id"))),
     )?;
     if leased.is_empty() {
@@ -167,7 +256,6 @@ pub(super) fn claim(
     subscription_ids.dedup();
     let subscriptions = claimed_subscriptions(conn, &subscription_ids)?;
     let rows = encode_json(&leased.iter().map(|(row, _)| *row).collect::<Vec<_>>())?;
-    let mut events = ClaimedEvents::new();
     sql::query(
         conn,
         CLAIMED_ROWS,
@@ -179,7 +267,7 @@ pub(super) fn claim(
             let subscription = subscriptions.get(&id).ok_or_else(|| {
                 StoreError::Internal(format!("claimed a delivery of unknown subscription {id}"))
             })?;
-            claimed_from_row(row, Arc::clone(subscription), &mut events)
+            claimed_from_row(row, Arc::clone(subscription), events)
         },
     )
 }
@@ -453,7 +541,7 @@ mod tests {
         let plan = sql::query(
             &conn,
             &format!("EXPLAIN QUERY PLAN {CLAIM_DUE}"),
-            |q| bind_claim(q, &request, &rooms),
+            |q| bind_claim(q, &request, &rooms, None),
             |row| Ok(row.text("detail")),
         )
         .unwrap();
@@ -533,5 +621,61 @@ mod tests {
             .find(|d| d.subscription.id == "wh_3")
             .unwrap();
         assert_eq!(wh_3.subscription.timeout_ms, Some(2_500));
+    }
+
+    /// With 2,000 subscriptions that each have one due row, the claim reads the oldest due rows
+    /// from `deliveries_due` and never seeks subscription by subscription: it leases the 64 oldest
+    /// rows, whatever the number of subscriptions with queued work.
+    #[tokio::test]
+    async fn the_claim_by_due_time_reads_its_window_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = super::sql::migrated(dir.path()).await;
+        conn.execute_batch(
+            "INSERT INTO subscriptions (id, url, events, secret, active, failure_count, created_at,
+                                        updated_at)
+             WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 1999)
+             SELECT printf('wh_%04d', i), 'http://x', '[\"*\"]', 's', 1, 0, 0, 0 FROM n;
+             INSERT INTO events (id, event_type, version, data, retryable, created_at)
+             WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 1999)
+             SELECT printf('evt_%04d', i), 'a', '1', '{}', 1, i FROM n;
+             INSERT INTO deliveries (id, event_id, subscription_id, state, next_attempt_at,
+                                     created_at, updated_at)
+             WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 1999)
+             SELECT printf('dlv_%04d', i), printf('evt_%04d', i), printf('wh_%04d', (i * 7) % 2000),
+                    'pending', 1000 + i, i, i
+               FROM n;",
+        )
+        .unwrap();
+        let request = ClaimRequest {
+            room: Vec::new(),
+            ..backlog_claim()
+        };
+        let rooms = encode_json(&request.room).unwrap();
+        let plan = sql::query(
+            &conn,
+            &format!("EXPLAIN QUERY PLAN {CLAIM_WINDOW}"),
+            |q| bind_claim(q, &request, &rooms, Some(request.window())),
+            |row| Ok(row.text("detail")),
+        )
+        .unwrap();
+        assert!(
+            plan.iter()
+                .any(|step| step
+                    == "SEARCH deliveries USING INDEX deliveries_due (next_attempt_at<?)"),
+            "{plan:?}"
+        );
+        for step in &plan {
+            assert!(!step.contains("queued_by_subscription"), "{plan:?}");
+            assert!(
+                !matches!(step.as_str(), "SCAN d" | "SCAN deliveries"),
+                "{plan:?}"
+            );
+        }
+
+        let claimed = claim(&conn, &request).unwrap();
+        let mut ids: Vec<&str> = claimed.iter().map(|d| d.delivery_id.as_str()).collect();
+        ids.sort_unstable();
+        let oldest: Vec<String> = (0..64).map(|i| format!("dlv_{i:04}")).collect();
+        assert_eq!(ids, oldest);
     }
 }
