@@ -155,6 +155,10 @@ fn management_routes(settings: &ApiSettings, max_payload_bytes: usize) -> Router
             "/events/batch",
             post(events::publish_batch).layer(body_limit(settings.max_batch_bytes)),
         )
+        .route(
+            "/webhooks/batch",
+            post(webhooks::create_batch).layer(body_limit(settings.max_batch_bytes)),
+        )
         .route("/events/{id}", get(events::get_one))
         .route("/portal/sessions", post(portal::create))
         .route("/api-keys", post(api_keys::create).get(api_keys::list))

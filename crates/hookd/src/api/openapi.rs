@@ -21,7 +21,7 @@ use utoipa::{Modify, OpenApi};
     info(title = "hookd", description = "Webhook delivery server"),
     paths(
         health::healthz, health::readyz,
-        webhooks::create, webhooks::subscribe, webhooks::list, webhooks::get_one,
+        webhooks::create, webhooks::create_batch, webhooks::subscribe, webhooks::list, webhooks::get_one,
         webhooks::secret, webhooks::update, webhooks::remove,
         events::publish, events::publish_batch, events::get_one, events::list,
         event_types::list, event_types::create, event_types::get_one, event_types::update,

@@ -314,6 +314,68 @@ pub async fn create(
     ))
 }
 
+/// The most subscriptions one `POST /api/webhooks/batch` creates.
+pub const MAX_BATCH_WEBHOOKS: usize = 1_000;
+
+/// Subscriptions to create together.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWebhooks {
+    /// 1 to 1,000 subscriptions, each as `POST /api/webhooks` takes it, created all-or-nothing.
+    pub webhooks: Vec<CreateWebhook>,
+}
+
+/// The subscriptions created, in the order given, each with its signing secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhooksCreated {
+    pub webhooks: Vec<WebhookCreated>,
+}
+
+/// Create up to 1,000 subscriptions all-or-nothing, in one transaction: if one is invalid, none is
+/// stored and the error names it (`webhooks[3].url`).
+#[utoipa::path(post, path = "/api/webhooks/batch", tag = "webhooks", request_body = CreateWebhooks,
+    security(("api_key" = [])),
+    responses(
+        (status = 201, body = WebhooksCreated),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    ))]
+pub async fn create_batch(
+    State(state): State<ApiState>,
+    axum::Extension(access): axum::Extension<Access>,
+    ApiJson(input): ApiJson<CreateWebhooks>,
+) -> Result<(StatusCode, Json<WebhooksCreated>), ApiError> {
+    if input.webhooks.is_empty() || input.webhooks.len() > MAX_BATCH_WEBHOOKS {
+        return Err(ApiError::invalid(
+            "invalid_batch",
+            "webhooks",
+            format!("must hold 1 to {MAX_BATCH_WEBHOOKS} subscriptions"),
+        ));
+    }
+    let mut drafts = Vec::with_capacity(input.webhooks.len());
+    for mut webhook in input.webhooks {
+        webhook.owner = scoped_owner(&access, webhook.owner)?;
+        drafts.push(webhook.into());
+    }
+    let rows = state.ops.create_subscriptions(drafts, "webhooks").await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(WebhooksCreated {
+            webhooks: rows
+                .into_iter()
+                .map(|row| {
+                    let secret = row.secret.clone();
+                    WebhookCreated {
+                        webhook: row.into(),
+                        secret,
+                    }
+                })
+                .collect(),
+        }),
+    ))
+}
+
 /// The original webhook specification's registration route: same input as `POST /api/webhooks`, answers `{id, secret, message}`.
 #[utoipa::path(post, path = "/api/webhooks/subscribe", tag = "webhooks", request_body = CreateWebhook,
     security(("api_key" = [])),

@@ -5,16 +5,16 @@
 
 use super::load::{self, owner_name};
 use super::receiver::{Behaviour, Receiver};
-use super::{
-    API_KEY, BenchArgs, Deployment, Report, create_subscription, drain, finish, load_spec,
-};
+use super::{API_KEY, BenchArgs, Deployment, JsonBody, Report, drain, finish, load_spec};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 /// Concurrent requests that create the subscriptions.
-const CREATORS: usize = 32;
+const CREATORS: usize = 4;
+/// Subscriptions per `POST /api/webhooks/batch`.
+const CREATE_BATCH: usize = 500;
 
 pub(super) async fn owners(
     args: &BenchArgs,
@@ -73,8 +73,8 @@ async fn run(
     Ok(report)
 }
 
-/// `per_owner` subscriptions for each owner, `/o/{owner}/{n}` on the receiver, created through the
-/// API by [`CREATORS`] concurrent clients.
+/// `per_owner` subscriptions for each owner, `/o/{owner}/{n}` on the receiver, created through
+/// `POST /api/webhooks/batch`, [`CREATE_BATCH`] a request, by [`CREATORS`] concurrent clients.
 async fn create_subscriptions(
     base: &str,
     receiver: &Arc<Receiver>,
@@ -87,19 +87,44 @@ async fn create_subscriptions(
     let mut tasks = Vec::with_capacity(CREATORS);
     for _ in 0..CREATORS {
         let (next, client, receiver) = (next.clone(), client.clone(), receiver.clone());
-        let base = base.to_owned();
+        let url = format!("{base}/api/webhooks/batch");
         tasks.push(tokio::spawn(async move {
             loop {
-                let index = next.fetch_add(1, Ordering::Relaxed);
-                if index >= total {
+                let first = next.fetch_add(CREATE_BATCH, Ordering::Relaxed);
+                if first >= total {
                     return anyhow::Ok(());
                 }
-                let owner = owner_name((index / per_owner) as u32);
-                let path = format!("/o/{owner}/{}", index % per_owner);
-                let body = json!({"url": receiver.url(&path), "events": ["bench.*"],
-                                  "owner": owner});
-                let secret = create_subscription(&client, &base, &body).await?;
-                receiver.configure(&path, Behaviour::Ok, &secret);
+                let paths: Vec<(String, String)> = (first..total.min(first + CREATE_BATCH))
+                    .map(|index| {
+                        let owner = owner_name((index / per_owner) as u32);
+                        let path = format!("/o/{owner}/{}", index % per_owner);
+                        (owner, path)
+                    })
+                    .collect();
+                let webhooks: Vec<_> = paths
+                    .iter()
+                    .map(|(owner, path)| {
+                        json!({"url": receiver.url(path), "events": ["bench.*"], "owner": owner})
+                    })
+                    .collect();
+                let reply = client
+                    .post(&url)
+                    .bearer_auth(API_KEY)
+                    .json_body(&json!({ "webhooks": webhooks }))
+                    .send()
+                    .await?;
+                let status = reply.status();
+                let body: serde_json::Value = serde_json::from_slice(&reply.bytes().await?)?;
+                anyhow::ensure!(status.as_u16() == 201, "batch create: {status} {body}");
+                let created = body["webhooks"]
+                    .as_array()
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[]);
+                anyhow::ensure!(created.len() == paths.len(), "batch create: {body}");
+                for ((_, path), webhook) in paths.iter().zip(created) {
+                    let secret = webhook["secret"].as_str().unwrap_or_default();
+                    receiver.configure(path, Behaviour::Ok, secret);
+                }
             }
         }));
     }

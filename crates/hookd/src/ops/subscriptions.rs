@@ -90,6 +90,44 @@ impl Ops {
         &self,
         draft: SubscriptionDraft,
     ) -> Result<SubscriptionRow, OpsError> {
+        let row = self.new_subscription(draft)?;
+        self.store.subscriptions.insert_subscription(&row).await?;
+        tracing::info!(webhook = %row.id, "subscription created");
+        Ok(row)
+    }
+
+    /// Validates drafts and stores them as new subscriptions, all or none: an invalid draft is
+    /// refused naming its place (`{field}[{index}].url`) and nothing is written.
+    pub async fn create_subscriptions(
+        &self,
+        drafts: Vec<SubscriptionDraft>,
+        field: &str,
+    ) -> Result<Vec<SubscriptionRow>, OpsError> {
+        let rows = drafts
+            .into_iter()
+            .enumerate()
+            .map(|(index, draft)| {
+                self.new_subscription(draft).map_err(|error| match error {
+                    OpsError::Invalid {
+                        code,
+                        field: at,
+                        message,
+                    } => OpsError::Invalid {
+                        code,
+                        field: format!("{field}[{index}].{at}"),
+                        message,
+                    },
+                    other => other,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.store.subscriptions.insert_subscriptions(&rows).await?;
+        tracing::info!(count = rows.len(), "subscriptions created");
+        Ok(rows)
+    }
+
+    /// A validated draft as a new subscription row (nothing is written).
+    fn new_subscription(&self, draft: SubscriptionDraft) -> Result<SubscriptionRow, OpsError> {
         let url = self.parse_url(&draft.url)?;
         let events = parse_filters(draft.events)?;
         let secret = parse_secret(draft.secret)?;
@@ -122,8 +160,6 @@ impl Ops {
             key: key.to_text(),
             not_before: now,
         });
-        self.store.subscriptions.insert_subscription(&row).await?;
-        tracing::info!(webhook = %row.id, "subscription created");
         Ok(row)
     }
 

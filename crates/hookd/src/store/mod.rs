@@ -169,9 +169,14 @@ pub trait AdminStore: Send + Sync + 'static {
 /// Subscriptions: their settings, their state, and their signing secrets.
 #[async_trait]
 pub trait SubscriptionStore: Send + Sync + 'static {
-    /// Writes a new subscription. Its secret, if sealed with a key id (`sealed::key_id_of`), must
-    /// be sealed with the key the database names, else `SealingKeyChanged` and nothing is written.
-    async fn insert_subscription(&self, row: &SubscriptionRow) -> StoreResult<()>;
+    /// Writes new subscriptions, all or none, in one transaction. Each secret, if sealed with a key
+    /// id (`sealed::key_id_of`), must be sealed with the key the database names, else
+    /// `SealingKeyChanged` and nothing is written.
+    async fn insert_subscriptions(&self, rows: &[SubscriptionRow]) -> StoreResult<()>;
+    /// Writes one new subscription (see [`SubscriptionStore::insert_subscriptions`]).
+    async fn insert_subscription(&self, row: &SubscriptionRow) -> StoreResult<()> {
+        self.insert_subscriptions(std::slice::from_ref(row)).await
+    }
     async fn get_subscription(&self, id: &str) -> StoreResult<Option<SubscriptionRow>>;
     async fn list_subscriptions(
         &self,

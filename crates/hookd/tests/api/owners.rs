@@ -326,3 +326,110 @@ async fn the_delivery_log_spans_every_subscription_with_filters_and_pages() {
         .await
         .assert_error(422, "invalid_timestamp");
 }
+
+/// Provisioning many customers' endpoints at once: `POST /api/webhooks/batch` creates them all in
+/// one transaction, each with its own secret that signs its deliveries; one invalid entry refuses
+/// the whole batch, naming its place, and stores nothing; an owner-bound key creates only for its
+/// owner.
+#[tokio::test]
+async fn subscriptions_are_created_in_batches_all_or_nothing() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start().await;
+    let batch: Vec<Value> = (0..3)
+        .map(|n| {
+            json!({"url": receiver.url(&format!("/c{n}")), "events": ["order.*"],
+                   "owner": format!("customer-{n}")})
+        })
+        .collect();
+    let created = app
+        .post("/api/webhooks/batch", json!({"webhooks": batch}))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let created = created.body["webhooks"].as_array().unwrap().clone();
+    assert_eq!(created.len(), 3);
+    for (n, webhook) in created.iter().enumerate() {
+        assert_eq!(webhook["owner"], format!("customer-{n}"));
+        let stored = app.get(&format!("/api/webhooks/{}", id_of(webhook))).await;
+        assert_eq!(stored.status, 200, "{}", stored.body);
+        assert_eq!(stored.body["url"], receiver.url(&format!("/c{n}")));
+    }
+    let published = app
+        .post(
+            "/api/events",
+            json!({"event": "order.created", "data": {"n": 1}, "owner": "customer-1"}),
+        )
+        .await;
+    assert_eq!(published.body["deliveries"], 1, "{}", published.body);
+    let got = receiver.wait_for("/c1", 1).await;
+    let secret = created[1]["secret"].as_str().unwrap();
+    hookd_verify::verify_hex(secret, got[0].header("x-webhook-signature"), &got[0].body).unwrap();
+
+    // One bad entry: nothing of the batch is stored.
+    let before = app.get("/api/webhooks?limit=100").await.body["data"]
+        .as_array()
+        .unwrap()
+        .len();
+    let refused = app
+        .post(
+            "/api/webhooks/batch",
+            json!({"webhooks": [
+                {"url": receiver.url("/ok"), "events": ["*"]},
+                {"url": "not a url", "events": ["*"]},
+            ]}),
+        )
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert_eq!(refused.body["field"], "webhooks[1].url", "{}", refused.body);
+    let bad_owner = app
+        .post(
+            "/api/webhooks/batch",
+            json!({"webhooks": [{"url": receiver.url("/ok"), "events": ["*"], "owner": ""}]}),
+        )
+        .await;
+    assert_eq!(bad_owner.status, 422, "{}", bad_owner.body);
+    assert_eq!(bad_owner.body["field"], "webhooks[0].owner");
+    for empty in [
+        json!({"webhooks": []}),
+        json!({"webhooks": vec![json!({"url": receiver.url("/x"), "events": ["*"]}); 1001]}),
+    ] {
+        let refused = app.post("/api/webhooks/batch", empty).await;
+        assert_eq!(refused.status, 422, "{}", refused.body);
+        assert_eq!(refused.body["code"], "invalid_batch");
+    }
+    // A key bound to one owner creates for that owner only; naming another is a 404.
+    let key = app
+        .post(
+            "/api/api-keys",
+            json!({"name": "c0", "owner": "customer-0"}),
+        )
+        .await;
+    assert_eq!(key.status, 201, "{}", key.body);
+    let key = key.body["key"].as_str().unwrap();
+    let as_owner = |body: Value| {
+        app.client
+            .post(app.url("/api/webhooks/batch"))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+    };
+    let other = as_owner(json!({"webhooks": [
+        {"url": receiver.url("/mine"), "events": ["*"]},
+        {"url": receiver.url("/theirs"), "events": ["*"], "owner": "customer-1"},
+    ]}))
+    .await
+    .unwrap();
+    assert_eq!(other.status(), 404);
+    let own = into_reply(
+        as_owner(json!({"webhooks": [{"url": receiver.url("/mine"), "events": ["*"]}]}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(own.status, 201, "{}", own.body);
+    assert_eq!(own.body["webhooks"][0]["owner"], "customer-0");
+    let after = app.get("/api/webhooks?limit=100").await.body["data"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(after, before + 1);
+}

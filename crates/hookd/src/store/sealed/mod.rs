@@ -181,11 +181,14 @@ struct SealedSubscriptions {
 
 #[async_trait]
 impl SubscriptionStore for SealedSubscriptions {
-    async fn insert_subscription(&self, row: &SubscriptionRow) -> StoreResult<()> {
+    async fn insert_subscriptions(&self, rows: &[SubscriptionRow]) -> StoreResult<()> {
         self.sealing
             .write_sealed(|keyring| async move {
-                let sealed = self.sealing.seal_row(&keyring, row)?;
-                self.inner.insert_subscription(&sealed).await
+                let sealed = rows
+                    .iter()
+                    .map(|row| self.sealing.seal_row(&keyring, row))
+                    .collect::<StoreResult<Vec<_>>>()?;
+                self.inner.insert_subscriptions(&sealed).await
             })
             .await
     }

@@ -68,41 +68,52 @@ fn events_text(events: &[EventFilter]) -> StoreResult<String> {
     serde_json::to_string(&texts).map_err(|e| decode_err("events", e))
 }
 
+/// The insert of one subscription row.
+fn insert_statement(row: &SubscriptionRow) -> StoreResult<Sql> {
+    Ok(Sql::new(
+        "INSERT INTO subscriptions (id, url, events, description, metadata, secret, active,
+                                    disabled_reason, failure_count, created_at, updated_at,
+                                    retry_policy, timeout_ms, headers, owner,
+                                    legacy_signature, filter, signature_schemes,
+                                    signing_key, signing_key_not_before)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                 ?18, ?19, ?20)",
+    )
+    .bind(&row.id)
+    .bind(row.url.as_str())
+    .bind(events_text(&row.events)?)
+    .bind(&row.description)
+    .bind(row.metadata.as_ref().map(json_text))
+    .bind(&row.secret)
+    .bind(row.active)
+    .bind(&row.disabled_reason)
+    .bind(row.failure_count)
+    .bind(row.created_at)
+    .bind(row.updated_at)
+    .bind(row.retry_policy.as_ref().map(encode_json).transpose()?)
+    .bind(row.timeout_ms)
+    .bind(headers_text(&row.headers)?)
+    .bind(&row.owner)
+    .bind(row.legacy_signature.as_str())
+    .bind(&row.filter)
+    .bind(row.signature_schemes.to_stored())
+    .bind(row.signing_key.as_ref().map(|k| k.key.clone()))
+    .bind(row.signing_key.as_ref().map(|k| k.not_before)))
+}
+
 #[async_trait]
 impl<B: Backend> SubscriptionStore for SqlStore<B> {
-    async fn insert_subscription(&self, row: &SubscriptionRow) -> StoreResult<()> {
+    async fn insert_subscriptions(&self, rows: &[SubscriptionRow]) -> StoreResult<()> {
         let mut tx = B::begin_write(&self.pool).await?;
-        check_sealing_key_in::<B>(&mut tx, key_id_of(&row.secret)).await?;
-        let sql = Sql::new(
-            "INSERT INTO subscriptions (id, url, events, description, metadata, secret, active,
-                                        disabled_reason, failure_count, created_at, updated_at,
-                                        retry_policy, timeout_ms, headers, owner,
-                                        legacy_signature, filter, signature_schemes,
-                                        signing_key, signing_key_not_before)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                     ?18, ?19, ?20)",
-        )
-        .bind(&row.id)
-        .bind(row.url.as_str())
-        .bind(events_text(&row.events)?)
-        .bind(&row.description)
-        .bind(row.metadata.as_ref().map(json_text))
-        .bind(&row.secret)
-        .bind(row.active)
-        .bind(&row.disabled_reason)
-        .bind(row.failure_count)
-        .bind(row.created_at)
-        .bind(row.updated_at)
-        .bind(row.retry_policy.as_ref().map(encode_json).transpose()?)
-        .bind(row.timeout_ms)
-        .bind(headers_text(&row.headers)?)
-        .bind(&row.owner)
-        .bind(row.legacy_signature.as_str())
-        .bind(&row.filter)
-        .bind(row.signature_schemes.to_stored())
-        .bind(row.signing_key.as_ref().map(|k| k.key.clone()))
-        .bind(row.signing_key.as_ref().map(|k| k.not_before));
-        tx.run(sql).await?;
+        let mut checked: Vec<Option<&str>> = Vec::new();
+        for row in rows {
+            let key = key_id_of(&row.secret);
+            if !checked.contains(&key) {
+                check_sealing_key_in::<B>(&mut tx, key).await?;
+                checked.push(key);
+            }
+            tx.run(insert_statement(row)?).await?;
+        }
         B::commit(tx).await
     }
 
