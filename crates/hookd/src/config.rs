@@ -661,6 +661,47 @@ mod tests {
     }
 
     #[test]
+    fn retention_from_env_and_file_and_its_limits() {
+        let config = Config::load(None, env(&[]), FlagOverrides::default()).unwrap();
+        assert!(!config.retention().is_enabled(), "kept forever unless set");
+        let from_env = Config::load(
+            None,
+            env(&[
+                ("HOOKD_RETENTION_DELIVERED_MS", "86400000"),
+                ("HOOKD_RETENTION_DEAD_MS", "604800000"),
+                ("HOOKD_RETENTION_EXCERPTS_MS", "3600000"),
+            ]),
+            FlagOverrides::default(),
+        )
+        .unwrap();
+        let retention = from_env.retention();
+        assert_eq!(retention.delivered_ms, Some(86_400_000));
+        assert_eq!(retention.dead_ms, Some(604_800_000));
+        assert_eq!(retention.excerpts_ms, Some(3_600_000));
+        let file = toml_file("retention_dead_ms = 1000\n[retry]\nschedule_ms = [100]\n");
+        let from_file =
+            Config::load(Some(file.path()), env(&[]), FlagOverrides::default()).unwrap();
+        assert_eq!(from_file.retention().dead_ms, Some(1_000));
+        for (key, value, wanted) in [
+            (
+                "HOOKD_RETENTION_DEAD_MS",
+                "0",
+                "retention_dead_ms: must be at least 1",
+            ),
+            ("HOOKD_RETENTION_INTERVAL_MS", "10", "retention_interval_ms"),
+            (
+                "HOOKD_RETENTION_DEAD_MS",
+                "1000",
+                "the default retry policy",
+            ),
+        ] {
+            let error =
+                Config::load(None, env(&[(key, value)]), FlagOverrides::default()).unwrap_err();
+            assert!(error.contains(wanted), "{error}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_named() {
         let file = toml_file("listen = \"127.0.0.1:1\"\nlisten_port = 9\n");
         let error =
