@@ -16,7 +16,7 @@ use std::sync::LazyLock;
 pub(crate) const MAX_PURGE_STEP: u32 = 500;
 
 /// The window after `(?1, ?2)`: events created before `?3`, oldest first, at most `?4`.
-const WINDOW: &str = "SELECT created_at, id FROM events
+pub(crate) const WINDOW: &str = "SELECT created_at, id FROM events
       WHERE created_at >= ?1 AND (created_at, id) > (?1, ?2) AND created_at < ?3
       ORDER BY created_at, id LIMIT ?4";
 
@@ -24,7 +24,7 @@ const WINDOW: &str = "SELECT created_at, id FROM events
 /// before `?5` or `dead` before `?6` (0 when that kind never expires, as no row is older); an
 /// event without any delivery counts as delivered when it was created. Every other state
 /// (pending, in flight, failed, held) keeps the event and all its deliveries.
-const REMOVABLE: &str = "SELECT e.id FROM events e
+pub(crate) const REMOVABLE: &str = "SELECT e.id FROM events e
       WHERE e.created_at >= ?1 AND (e.created_at, e.id) > (?1, ?2)
         AND e.created_at <= ?3 AND (e.created_at, e.id) <= (?3, ?4)
         AND NOT EXISTS (
@@ -46,6 +46,17 @@ const LOCK_DELIVERIES: &str = "SELECT id FROM deliveries WHERE event_id IN (
            WHERE created_at >= ?1 AND (created_at, id) > (?1, ?2)
              AND created_at <= ?3 AND (created_at, id) <= (?3, ?4))
       ORDER BY id";
+
+/// Clears the response of at most `?3` attempts started in `[?1, ?2)` that still have one, oldest
+/// first (through `attempts_by_time`), and returns when each started.
+pub(crate) const TRIM_EXCERPTS: &str =
+    "UPDATE attempts SET response_excerpt = NULL, response_headers = NULL
+      WHERE id IN (
+          SELECT id FROM attempts
+           WHERE started_at >= ?1 AND started_at < ?2
+             AND (response_excerpt IS NOT NULL OR response_headers IS NOT NULL)
+           ORDER BY started_at LIMIT ?3)
+      RETURNING started_at";
 
 /// `?1, ?2, …, ?N` for [`MAX_PURGE_STEP`] ids: one text for every step (a shorter list repeats its
 /// last id), so PostgreSQL rewrites and prepares it once.
@@ -145,18 +156,10 @@ impl<B: Backend> RetentionStore for SqlStore<B> {
         before: UnixMs,
         limit: u32,
     ) -> StoreResult<TrimStep> {
-        let sql = Sql::new(
-            "UPDATE attempts SET response_excerpt = NULL, response_headers = NULL
-              WHERE id IN (
-                  SELECT id FROM attempts
-                   WHERE started_at >= ?1 AND started_at < ?2
-                     AND (response_excerpt IS NOT NULL OR response_headers IS NOT NULL)
-                   ORDER BY started_at LIMIT ?3)
-              RETURNING started_at",
-        )
-        .bind(from)
-        .bind(before)
-        .bind(i64::from(limit.clamp(1, MAX_PURGE_STEP)));
+        let sql = Sql::new(TRIM_EXCERPTS)
+            .bind(from)
+            .bind(before)
+            .bind(i64::from(limit.clamp(1, MAX_PURGE_STEP)));
         let mut tx = B::begin_write(&self.pool).await?;
         let rows = tx.all(sql).await?;
         B::commit(tx).await?;
