@@ -33,15 +33,18 @@ pub(crate) const REMOVABLE: &str = "SELECT e.id FROM events e
                      OR (d.state = 'dead' AND d.updated_at < ?6)))
         AND (e.created_at < ?5 OR EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id))";
 
-/// Locks the window's events and their deliveries, in a fixed order (PostgreSQL; SQLite's write
-/// lock is taken at `BEGIN`): an operator's re-queue of one of them waits for this step, then
-/// finds it gone, or committed first and the step sees it unfinished. A new delivery of a locked
-/// event (a replay) waits too, then fails on the missing event.
+/// Locks the window's events and their finished deliveries, in a fixed order (PostgreSQL; SQLite's
+/// write lock is taken at `BEGIN`): an operator's re-queue of one of them waits for this step,
+/// then finds it gone, or committed first and the step sees it unfinished. A new delivery of a
+/// locked event (a replay) waits too, then fails on the missing event. Unfinished deliveries are
+/// not locked, so the recorder never waits for a purge: whatever they become meanwhile is either
+/// unfinished or finished just now, and keeps the event either way.
 const LOCK_EVENTS: &str = "SELECT id FROM events
       WHERE created_at >= ?1 AND (created_at, id) > (?1, ?2)
         AND created_at <= ?3 AND (created_at, id) <= (?3, ?4)
       ORDER BY created_at, id";
-const LOCK_DELIVERIES: &str = "SELECT id FROM deliveries WHERE event_id IN (
+const LOCK_DELIVERIES: &str = "SELECT id FROM deliveries
+      WHERE (state = 'delivered' OR state = 'dead') AND event_id IN (
           SELECT id FROM events
            WHERE created_at >= ?1 AND (created_at, id) > (?1, ?2)
              AND created_at <= ?3 AND (created_at, id) <= (?3, ?4))
