@@ -197,6 +197,17 @@ impl RetryPolicy {
         }
     }
 
+    /// The longest time from a delivery's first attempt to its last: every delay of the schedule
+    /// with the most jitter added (+20% each). A delivery of this policy is `delivered` or `dead`
+    /// within this time of its first attempt, unless a receiver's `Retry-After` asks for longer
+    /// (clamped to [`RetryPolicy::bounds_ms`]) or an operator re-queues it.
+    pub fn longest_schedule_ms(&self) -> u64 {
+        (1..self.max_attempts())
+            .filter_map(|n| self.base_delay_ms(n))
+            .map(|delay| with_jitter(delay, 1.0))
+            .fold(0u64, u64::saturating_add)
+    }
+
     /// The range `Retry-After` is clamped into: from the shortest delay this policy uses to its
     /// longest allowed delay (`max_delay_ms` for an exponential policy, even when its few attempts
     /// never reach it; the longest step of a schedule).
@@ -310,6 +321,32 @@ mod tests {
             max_attempts,
             base_delay_ms: base,
             max_delay_ms: max,
+        }
+    }
+
+    #[test]
+    fn longest_schedule_adds_every_delay_with_the_most_jitter() {
+        let cases = [
+            // 2 + 4 + 8 + 16 s, each +20%.
+            (RetryPolicy::default(), 36_000),
+            (exponential(1, 1_000, 1_000), 0),
+            // 1 + 2 + 2.5 (capped) s, each +20%.
+            (exponential(4, 1_000, 2_500), 6_600),
+            (
+                RetryPolicy::Schedule {
+                    schedule_ms: vec![100, 200],
+                },
+                360,
+            ),
+            (
+                RetryPolicy::Preset {
+                    preset: Preset::StandardWebhooks,
+                },
+                STANDARD_WEBHOOKS_SCHEDULE_MS.iter().sum::<u64>() * 6 / 5,
+            ),
+        ];
+        for (policy, expected) in cases {
+            assert_eq!(policy.longest_schedule_ms(), expected, "{policy:?}");
         }
     }
 

@@ -102,6 +102,15 @@ pub struct Config {
     pub http_idle_timeout_ms: u64,
     /// A request's body must arrive within this time of its headers, in ms (408 otherwise).
     pub http_body_timeout_ms: u64,
+    /// How long delivered deliveries are kept, with their attempts and events (once every
+    /// delivery of an event is finished and expired), in ms. Unset: forever.
+    pub retention_delivered_ms: Option<u64>,
+    /// How long dead letters are kept, in ms. Unset: forever.
+    pub retention_dead_ms: Option<u64>,
+    /// How long attempts keep their response excerpt and headers, in ms. Unset: forever.
+    pub retention_excerpts_ms: Option<u64>,
+    /// How often the retention purge runs, in ms.
+    pub retention_interval_ms: u64,
 }
 
 /// Which parts of hookd a process runs.
@@ -179,6 +188,10 @@ impl Default for Config {
             http_header_timeout_ms: 10_000,
             http_idle_timeout_ms: 5_000,
             http_body_timeout_ms: 60_000,
+            retention_delivered_ms: None,
+            retention_dead_ms: None,
+            retention_excerpts_ms: None,
+            retention_interval_ms: 60_000,
         }
     }
 }
@@ -224,6 +237,10 @@ const ENV_KEYS: &[&str] = &[
     "http_header_timeout_ms",
     "http_idle_timeout_ms",
     "http_body_timeout_ms",
+    "retention_delivered_ms",
+    "retention_dead_ms",
+    "retention_excerpts_ms",
+    "retention_interval_ms",
 ];
 
 /// Values given as command-line flags; `None` means "not given".
@@ -303,6 +320,7 @@ impl Config {
             return Err("database_max_connections: must be at least 1".into());
         }
         self.brand()?;
+        self.check_retention()?;
         if self.http_max_connections == 0 {
             return Err("http_max_connections: must be at least 1".into());
         }
@@ -316,6 +334,35 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Each retention is at least 1 ms and at least the default retry policy's longest schedule;
+    /// the purge runs every 0.1 s to 1 day.
+    fn check_retention(&self) -> Result<(), String> {
+        for (key, value) in [
+            ("retention_delivered_ms", self.retention_delivered_ms),
+            ("retention_dead_ms", self.retention_dead_ms),
+            ("retention_excerpts_ms", self.retention_excerpts_ms),
+        ] {
+            if value == Some(0) {
+                return Err(format!("{key}: must be at least 1 (unset keeps forever)"));
+            }
+        }
+        if !(100..=86_400_000).contains(&self.retention_interval_ms) {
+            return Err("retention_interval_ms: must be 100 to 86400000".into());
+        }
+        self.retention()
+            .check_retry_policy(&self.retry_policy(), "the default retry policy")
+    }
+
+    /// The retention in force.
+    pub fn retention(&self) -> crate::retention::RetentionSettings {
+        crate::retention::RetentionSettings {
+            delivered_ms: self.retention_delivered_ms,
+            dead_ms: self.retention_dead_ms,
+            excerpts_ms: self.retention_excerpts_ms,
+            interval: std::time::Duration::from_millis(self.retention_interval_ms),
+        }
     }
 
     /// The dashboard's and portal's look, checked (each value ends up in a header or a stylesheet).
@@ -611,6 +658,47 @@ mod tests {
             FlagOverrides::default(),
         );
         assert_eq!(from_env.unwrap().role, Role::Api);
+    }
+
+    #[test]
+    fn retention_from_env_and_file_and_its_limits() {
+        let config = Config::load(None, env(&[]), FlagOverrides::default()).unwrap();
+        assert!(!config.retention().is_enabled(), "kept forever unless set");
+        let from_env = Config::load(
+            None,
+            env(&[
+                ("HOOKD_RETENTION_DELIVERED_MS", "86400000"),
+                ("HOOKD_RETENTION_DEAD_MS", "604800000"),
+                ("HOOKD_RETENTION_EXCERPTS_MS", "3600000"),
+            ]),
+            FlagOverrides::default(),
+        )
+        .unwrap();
+        let retention = from_env.retention();
+        assert_eq!(retention.delivered_ms, Some(86_400_000));
+        assert_eq!(retention.dead_ms, Some(604_800_000));
+        assert_eq!(retention.excerpts_ms, Some(3_600_000));
+        let file = toml_file("retention_dead_ms = 1000\n[retry]\nschedule_ms = [100]\n");
+        let from_file =
+            Config::load(Some(file.path()), env(&[]), FlagOverrides::default()).unwrap();
+        assert_eq!(from_file.retention().dead_ms, Some(1_000));
+        for (key, value, wanted) in [
+            (
+                "HOOKD_RETENTION_DEAD_MS",
+                "0",
+                "retention_dead_ms: must be at least 1",
+            ),
+            ("HOOKD_RETENTION_INTERVAL_MS", "10", "retention_interval_ms"),
+            (
+                "HOOKD_RETENTION_DEAD_MS",
+                "1000",
+                "the default retry policy",
+            ),
+        ] {
+            let error =
+                Config::load(None, env(&[(key, value)]), FlagOverrides::default()).unwrap_err();
+            assert!(error.contains(wanted), "{error}");
+        }
     }
 
     #[test]

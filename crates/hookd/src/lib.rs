@@ -13,6 +13,7 @@ pub mod ids;
 pub mod listener;
 pub mod master_key;
 pub mod ops;
+pub mod retention;
 pub mod runtime;
 pub mod server;
 pub mod store;

@@ -7,6 +7,7 @@ use crate::config::{Config, check_database_url};
 use crate::ids::{Clock, DynClock, SystemClock};
 use crate::listener::{self, ConnectionLimits};
 use crate::ops::{Ops, OpsSettings};
+use crate::retention::Purger;
 use crate::store::Store;
 use crate::store::postgres::PgStore;
 use crate::store::sealed::{self, KEY_FILE, KeySource, MasterKey};
@@ -138,6 +139,7 @@ pub fn app_state(config: &Config, store: Store, clock: DynClock, waker: Arc<Noti
             },
             max_payload_bytes: config.max_payload_bytes,
             strict_event_types: config.strict_event_types,
+            retention: config.retention(),
         },
         waker,
     );
@@ -194,7 +196,27 @@ pub async fn serve_with(
     Ok(())
 }
 
-/// Starts the delivery worker in the background; it stops when `shutdown` flips to true. Work made
+/// Refuses a retention shorter than the retry schedule of a subscription's own policy (the
+/// default policy is checked with the rest of the configuration), naming both.
+pub async fn check_retention(config: &Config, store: &Store) -> anyhow::Result<()> {
+    let retention = config.retention();
+    if retention.delivered_ms.is_none() && retention.dead_ms.is_none() {
+        return Ok(());
+    }
+    for text in store.retention.retry_policies_in_use().await? {
+        let Ok(policy) = serde_json::from_str::<hookd_core::RetryPolicy>(&text) else {
+            continue;
+        };
+        let whose = format!("a subscription's retry policy {text}");
+        retention
+            .check_retry_policy(&policy, &whose)
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Starts the delivery worker (and the retention purge) in the background; both stop when
+/// `shutdown` flips to true. Work made
 /// due by other nodes sharing the store (PostgreSQL) wakes it through `waker` too.
 pub fn spawn_worker(
     config: &Config,
@@ -212,7 +234,8 @@ pub fn spawn_worker(
     let owner = crate::worker::new_owner_id(clock.now_ms());
     let mut worker_config = config.worker_config(owner);
     worker_config.sole_worker = only_worker.is_some();
-    let worker = Worker::new(store.clone(), clock, worker_config, waker.clone());
+    let worker = Worker::new(store.clone(), clock.clone(), worker_config, waker.clone());
+    let purger = Purger::new(store.clone(), clock, config.retention());
     tokio::spawn(async move {
         if only_worker.is_some() {
             match worker.release_earlier_runs().await {
@@ -229,7 +252,9 @@ pub fn spawn_worker(
             // Not fatal: the worker's poll still finds the work, only later.
             tracing::warn!(%error, "cannot listen for work from other nodes");
         }
-        worker.run(shutdown).await;
+        // The purge runs beside the worker: on SQLite in the data dir's one worker process, on
+        // PostgreSQL on every worker node (its steps lock what they remove, so nodes never clash).
+        tokio::join!(worker.run(shutdown.clone()), purger.run(shutdown));
         drop(only_worker);
     })
 }
@@ -289,6 +314,7 @@ pub async fn run(
     crate::api::metrics::prometheus();
     let clock: DynClock = Arc::new(SystemClock);
     let store = open_store(&config).await?;
+    check_retention(&config, &store).await?;
     if config.role.runs_api()
         && let Some(key) = ensure_admin_key(&store, &config, &clock).await?
     {

@@ -299,6 +299,28 @@ async fn unknown_config_key_is_an_error_naming_it() {
 }
 
 #[tokio::test]
+async fn a_retention_shorter_than_the_retry_schedule_refuses_to_start() {
+    let dir = tempfile::TempDir::new().unwrap();
+    // The default policy retries after 2, 4, 8 and 16 s: up to 36 s with jitter.
+    let (ok, _, stderr) = run(hookd(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", "d"])
+        .env("HOOKD_RETENTION_DELIVERED_MS", "30000"))
+    .await;
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("retention_delivered_ms (30000 ms, 30 s)")
+            && stderr.contains("36000 ms, 36 s: the default retry policy"),
+        "{stderr}"
+    );
+    let mut command = hookd(dir.path());
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir", "d"])
+        .env("HOOKD_RETENTION_DELIVERED_MS", "36000")
+        .env("HOOKD_RETENTION_DEAD_MS", "604800000");
+    start(command).await.terminate().await;
+}
+
+#[tokio::test]
 async fn config_file_is_read_and_flags_override_it() {
     let dir = tempfile::TempDir::new().unwrap();
     let file = dir.path().join("hookd.toml");

@@ -104,7 +104,8 @@ pub fn prometheus() -> &'static PrometheusHandle {
 }
 
 /// Prometheus text format: events published, attempts by outcome, attempt latency histogram,
-/// deliveries by state (queue depth), requests in flight.
+/// deliveries by state (queue depth), requests in flight, rows the retention purge removed, the
+/// database's size and the age of its oldest event.
 pub async fn prometheus_text(State(state): State<ApiState>) -> Result<impl IntoResponse, ApiError> {
     let stats = state.store.deliveries.delivery_stats(None).await?;
     for (label, value) in [
@@ -124,6 +125,13 @@ pub async fn prometheus_text(State(state): State<ApiState>) -> Result<impl IntoR
         metrics::gauge!("hookd_node_heartbeat_age_seconds", "node" => node.id.clone()).set(age);
         metrics::gauge!("hookd_node_leased_deliveries", "node" => node.id).set(node.leased as f64);
     }
+    // What retention keeps bounded: the database's size and how old its oldest event is.
+    let retained = state.store.retention.retention_stats().await?;
+    metrics::gauge!("hookd_database_size_bytes").set(retained.database_bytes as f64);
+    let oldest_age = retained
+        .oldest_event_at
+        .map_or(0.0, |at| (now - at).max(0) as f64 / 1000.0);
+    metrics::gauge!("hookd_oldest_event_age_seconds").set(oldest_age);
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         prometheus().render(),

@@ -49,6 +49,8 @@ pub struct OpsSettings {
     pub max_payload_bytes: usize,
     /// Publishing a type missing from the catalog is refused.
     pub strict_event_types: bool,
+    /// The retention in force: a subscription's retry policy must fit in it; the dashboard shows it.
+    pub retention: crate::retention::RetentionSettings,
 }
 
 /// What every operation needs. Cheap to clone (every field is shared).

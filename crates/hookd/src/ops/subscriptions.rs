@@ -141,7 +141,7 @@ impl Ops {
         );
         row.description = parse_description(draft.description)?;
         row.metadata = parse_metadata(draft.metadata)?;
-        row.retry_policy = parse_retry(draft.retry)?;
+        row.retry_policy = self.parse_retry(draft.retry)?;
         row.timeout_ms = parse_timeout(draft.timeout_ms)?;
         row.headers = parse_headers(draft.headers.unwrap_or_default())?;
         row.owner = parse_owner(draft.owner)?;
@@ -163,6 +163,22 @@ impl Ops {
         Ok(row)
     }
 
+    /// A subscription's own retry policy: within the limits, and retrying for no longer than
+    /// finished deliveries are kept (the retention in force).
+    fn parse_retry(&self, raw: Option<RetryPolicy>) -> Result<Option<RetryPolicy>, OpsError> {
+        let Some(policy) = raw else {
+            return Ok(None);
+        };
+        policy
+            .validate()
+            .map_err(|e| OpsError::invalid("invalid_retry_policy", "retry", e))?;
+        self.settings
+            .retention
+            .check_retry_policy(&policy, "this policy")
+            .map_err(|e| OpsError::invalid("invalid_retry_policy", "retry", e))?;
+        Ok(Some(policy))
+    }
+
     /// Validates changes into a store patch (nothing is written).
     pub fn parse_changes(
         &self,
@@ -179,7 +195,10 @@ impl Ops {
             description: changes.description.map(parse_description).transpose()?,
             metadata: changes.metadata.map(parse_metadata).transpose()?,
             active: changes.active,
-            retry_policy: changes.retry.map(parse_retry).transpose()?,
+            retry_policy: changes
+                .retry
+                .map(|retry| self.parse_retry(retry))
+                .transpose()?,
             timeout_ms: changes.timeout_ms.map(parse_timeout).transpose()?,
             headers: changes.headers.map(parse_headers).transpose()?,
             owner: changes.owner.map(parse_owner).transpose()?,
@@ -495,16 +514,6 @@ fn parse_legacy_signature(raw: &str) -> Result<LegacySignature, OpsError> {
             format!("must be one of {:?}", LegacySignature::NAMES),
         )
     })
-}
-
-fn parse_retry(raw: Option<RetryPolicy>) -> Result<Option<RetryPolicy>, OpsError> {
-    match raw {
-        Some(policy) => match policy.validate() {
-            Ok(()) => Ok(Some(policy)),
-            Err(e) => Err(OpsError::invalid("invalid_retry_policy", "retry", e)),
-        },
-        None => Ok(None),
-    }
 }
 
 fn parse_timeout(raw: Option<i64>) -> Result<Option<i64>, OpsError> {

@@ -34,6 +34,7 @@ impl Fixture {
             },
             max_payload_bytes: 1024,
             strict_event_types: false,
+            retention: Default::default(),
         };
         let waker = Arc::new(Notify::new());
         let clock: DynClock = Arc::new(ManualClock::new(1_700_000_000_000));

@@ -15,6 +15,7 @@ mod fanout;
 mod group;
 mod outcomes;
 pub mod postgres;
+pub mod retention;
 mod rows;
 pub mod sealed;
 mod sql;
@@ -69,6 +70,8 @@ pub struct Store {
     /// The dashboard's and portal's queries (sessions, the delivery log, chart samples).
     pub ui: Arc<dyn ui::UiStore>,
     pub owners: Arc<dyn OwnerStore>,
+    /// Removing finished events once they expire, and the database's size and age.
+    pub retention: Arc<dyn retention::RetentionStore>,
 }
 
 /// Owners (the operator's customers) as a resource: their subscriptions counted, and erasure.

@@ -23,6 +23,7 @@ mod nodes;
 mod openapi;
 mod owners;
 mod persistence;
+mod retention;
 mod signatures;
 mod signing_keys;
 mod ssrf;

@@ -245,6 +245,7 @@ impl Backend for sqlx::Postgres {
     type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
 
     const FOR_UPDATE: &'static str = " FOR UPDATE";
+    const DATABASE_BYTES: &'static str = "SELECT pg_database_size(current_database()) AS bytes";
     const MIGRATIONS_TABLE: &'static str = "SELECT to_regclass('_sqlx_migrations')::text AS name";
     const FOR_SHARE: &'static str = " FOR SHARE";
     const ANNOUNCE_WORK: Option<&'static str> = Some(ANNOUNCE_WORK);

@@ -16,6 +16,7 @@ pub(crate) mod decode;
 mod deliveries;
 mod nodes;
 mod owners;
+pub(crate) mod retention;
 mod secrets;
 pub(crate) mod subscriptions;
 pub(crate) mod ui;
@@ -173,6 +174,10 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// `[?2, ?3)`, due at `?5`. The pick is dialect-specific (see each backend).
     const RECOVER_SOME: &'static str;
 
+    /// One row, `bytes`: how large the database is (SQLite: its pages; PostgreSQL:
+    /// `pg_database_size`).
+    const DATABASE_BYTES: &'static str;
+
     /// One row naming sqlx's migration table when it exists (`name` NULL, or no row, when not).
     const MIGRATIONS_TABLE: &'static str;
 
@@ -208,6 +213,7 @@ where
         secrets: shared.clone(),
         nodes: shared.clone(),
         owners: shared.clone(),
+        retention: shared.clone(),
         ui: shared,
     }
 }

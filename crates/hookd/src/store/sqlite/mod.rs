@@ -187,6 +187,9 @@ impl Backend for sqlx::Sqlite {
     type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
 
     const FOR_UPDATE: &'static str = "";
+    /// The file's pages; free pages (of deleted rows) are reused before the file grows.
+    const DATABASE_BYTES: &'static str =
+        "SELECT page_count * page_size AS bytes FROM pragma_page_count(), pragma_page_size()";
     const MIGRATIONS_TABLE: &'static str =
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'";
     const FOR_SHARE: &'static str = "";

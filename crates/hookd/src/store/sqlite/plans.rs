@@ -326,3 +326,29 @@ async fn backlog_and_dead_letter_queries_read_partial_indexes() {
         }
     }
 }
+
+/// The purge walks events through `events_by_time` and reads each one's deliveries through the
+/// `(event_id, subscription_id)` index, and excerpt trimming walks `attempts_by_time`: a step
+/// costs the same however large the tables are.
+#[tokio::test]
+async fn purge_steps_walk_events_by_time() {
+    use crate::store::sql::retention::{REMOVABLE, TRIM_EXCERPTS, WINDOW};
+    let dir = tempfile::tempdir().unwrap();
+    let (pool, _store) = seeded_store(dir.path()).await;
+    for (name, sql, params, index) in [
+        ("window", WINDOW, 4, "INDEX events_by_time"),
+        ("removable", REMOVABLE, 6, "INDEX events_by_time"),
+        ("excerpts", TRIM_EXCERPTS, 3, "INDEX attempts_by_time"),
+    ] {
+        let plan = plan_of(&pool, sql, params).await;
+        assert!(
+            plan.iter()
+                .any(|s| s.starts_with("SEARCH") && s.contains(index)),
+            "{name}: {plan:?}"
+        );
+        assert!(
+            plan.iter().all(|s| !s.starts_with("SCAN")),
+            "{name} walks a table: {plan:?}"
+        );
+    }
+}

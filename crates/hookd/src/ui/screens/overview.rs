@@ -1,4 +1,5 @@
-//! The overview screen: delivery rates and latency over a range, the backlog, the endpoints failing most.
+//! The overview screen: delivery rates and latency over a range, the backlog, the endpoints failing
+//! most, the worker nodes, and the retention in force.
 
 use super::{Page, S};
 use crate::ui::charts::{self, Range};
@@ -21,6 +22,8 @@ struct OverviewPage {
     failing: Vec<(String, String, usize, usize)>,
     /// Operators only: the worker nodes of the last hour.
     nodes: Vec<NodeLine>,
+    /// How long finished deliveries and response excerpts are kept, per kind.
+    retention: Vec<(&'static str, String)>,
 }
 
 /// One worker node as the overview lists it.
@@ -107,6 +110,7 @@ pub(super) async fn overview(
         backlog,
         failing,
         nodes,
+        retention: state.ops.settings.retention.described(),
     };
     Ok(render(&page))
 }
