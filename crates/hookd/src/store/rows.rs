@@ -342,6 +342,15 @@ pub struct ByteRoom {
     pub first_regardless: bool,
 }
 
+/// One due row as a claim by due time reads it, in claim order ([`ClaimRequest::pick`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowRow {
+    pub subscription_id: String,
+    pub event_id: String,
+    /// The size of its event's `data`.
+    pub bytes: u64,
+}
+
 /// What holding `deliveries` deliveries of an event of `data_bytes` costs (see [`ByteRoom`]).
 pub fn claim_cost(data_bytes: usize, deliveries: usize) -> u64 {
     match deliveries {
@@ -377,6 +386,48 @@ impl ClaimRequest {
     /// of a few subscriptions without room may sit among them and the claim is still filled.
     pub fn window(&self) -> u32 {
         self.limit.saturating_mul(2).max(64)
+    }
+
+    /// Which rows of a window (due rows in claim order) this claim takes, as indexes into it: at
+    /// most each subscription's room of them, at most `limit`, and of those the longest prefix
+    /// whose cost ([`claim_cost`]: each row its event's size, each event's first row once more)
+    /// fits the byte room (the first row regardless, if so asked).
+    pub fn pick(&self, window: &[WindowRow]) -> Vec<usize> {
+        let rooms: HashMap<&str, u32> = self.room.iter().map(|(id, n)| (id.as_str(), *n)).collect();
+        let default_room = self.default_room.unwrap_or(u32::MAX);
+        let mut taken: HashMap<&str, u32> = HashMap::new();
+        let mut events: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        let (budget, first_regardless) = match self.bytes {
+            Some(room) => (room.bytes, room.first_regardless),
+            None => (u64::MAX, true),
+        };
+        let mut spent = 0u64;
+        let mut picked = Vec::new();
+        for (index, row) in window.iter().enumerate() {
+            if picked.len() >= self.limit as usize {
+                break;
+            }
+            let subscription = row.subscription_id.as_str();
+            let room = rooms.get(subscription).copied().unwrap_or(default_room);
+            let count = taken.entry(subscription).or_default();
+            if *count >= room {
+                continue;
+            }
+            let cost = match events.contains(row.event_id.as_str()) {
+                true => row.bytes,
+                false => row.bytes.saturating_mul(2),
+            };
+            let fits =
+                spent.saturating_add(cost) <= budget || (picked.is_empty() && first_regardless);
+            if !fits {
+                break;
+            }
+            spent = spent.saturating_add(cost);
+            *count += 1;
+            events.insert(row.event_id.as_str());
+            picked.push(index);
+        }
+        picked
     }
 
     /// What is left of this claim once `claimed` has been leased: the limit, each subscription's
@@ -703,5 +754,45 @@ mod tests {
             first_regardless: true,
         });
         assert!(whole.remainder(&taken).is_none());
+    }
+
+    #[test]
+    fn a_window_gives_each_subscription_its_room_within_the_limit_and_the_bytes() {
+        let row = |subscription: &str, event: &str, bytes: u64| WindowRow {
+            subscription_id: subscription.into(),
+            event_id: event.into(),
+            bytes,
+        };
+        // wh_0 has room for 1 (listed), others the default 2.
+        let mut claim = request(4, Some(2), &[1]);
+        let window = [
+            row("wh_0", "e1", 10),
+            row("wh_0", "e2", 10),
+            row("wh_7", "e1", 10),
+            row("wh_7", "e2", 10),
+            row("wh_7", "e3", 10),
+            row("wh_8", "e3", 10),
+            row("wh_9", "e4", 10),
+        ];
+        assert_eq!(claim.pick(&window), [0, 2, 3, 5]);
+        // Bytes: e1 costs 20 then 10 for its second row; e2 20; the next (e3, 20) would pass 55.
+        claim.bytes = Some(ByteRoom {
+            bytes: 55,
+            first_regardless: false,
+        });
+        assert_eq!(claim.pick(&window), [0, 2, 3]);
+        // A first row larger than the room: taken only if so asked.
+        let big = [row("wh_9", "e9", 1_000)];
+        assert!(claim.pick(&big).is_empty());
+        claim.bytes = Some(ByteRoom {
+            bytes: 55,
+            first_regardless: true,
+        });
+        assert_eq!(claim.pick(&big), [0]);
+        // No room at all for a listed subscription: passed over.
+        assert_eq!(
+            request(4, Some(2), &[0]).pick(&window[..2]),
+            Vec::<usize>::new()
+        );
     }
 }

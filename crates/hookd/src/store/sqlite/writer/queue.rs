@@ -19,55 +19,36 @@ use std::sync::{Arc, OnceLock};
 // Claims
 // ---------------------------------------------------------------------------------------------
 
-/// See [`claim`]. Parameters: `?1` owner, `?2` now, `?3` lease margin, `?4` default timeout, `?5`
-/// the listed rooms (JSON `[[subscription, room], …]`), `?6` limit, `?7` default room, `?8` the most
-/// rows one subscription may give, `?9` and `?10` the byte room ([`within_bytes`]); [`CLAIM_WINDOW`]
-/// also `?11`, the window.
-macro_rules! claim_update {
-    () => {
-        concat!(
-            within_bytes!(),
-            "
+/// The claim by due time, read: the `?2` oldest due rows (`deliveries_due`) of active
+/// subscriptions, in claim order, each with its subscription's request timeout (`?3` the default)
+/// and its event's size. Which of them to lease is decided by [`ClaimRequest::pick`].
+const READ_WINDOW: &str = "
+    SELECT d.row, d.subscription_id, d.event_id, COALESCE(s.timeout_ms, ?3) AS timeout_ms,
+           s.active, octet_length(e.data) AS bytes
+      FROM (SELECT rowid AS row, subscription_id, event_id, next_attempt_at
+              FROM deliveries INDEXED BY deliveries_due
+             WHERE state IN ('pending', 'failed') AND next_attempt_at <= ?1
+             ORDER BY next_attempt_at LIMIT ?2) AS d
+      CROSS JOIN subscriptions s ON s.id = d.subscription_id
+      CROSS JOIN events e ON e.id = d.event_id
+     ORDER BY d.next_attempt_at, d.row";
+
+/// The claim by due time, leased: `?4` the picked rows as JSON `[[rowid, timeout_ms], …]`; `?1`
+/// owner, `?2` now, `?3` lease margin.
+const LEASE_PICKED: &str = "
     UPDATE deliveries
        SET state = 'in_flight', lease_owner = ?1, updated_at = ?2,
-           lease_expires_at = ?2 + ?3 + picked.timeout_ms
-      FROM (SELECT c.id AS row, c.timeout_ms FROM candidates c
-             WHERE c.id IN (SELECT id FROM within_bytes)) AS picked
-     WHERE deliveries.rowid = picked.row
-    RETURNING deliveries.rowid AS row, deliveries.subscription_id AS subscription_id"
-        )
-    };
-}
+           lease_expires_at = ?2 + ?3 + (picked.value ->> 1)
+      FROM json_each(?4) AS picked
+     WHERE deliveries.rowid = picked.value ->> 0
+       AND deliveries.state IN ('pending', 'failed')
+    RETURNING deliveries.rowid AS row, deliveries.subscription_id AS subscription_id";
 
-/// The claim by due time: the `?11` oldest due rows (`deliveries_due`), at most each
-/// subscription's room of them.
-pub(super) const CLAIM_WINDOW: &str = concat!(
-    "WITH
-      listed(subscription_id, room) AS MATERIALIZED (
-          SELECT value ->> 0, value ->> 1 FROM json_each(?5)),
-      due(row, subscription_id, event_id, next_attempt_at) AS MATERIALIZED (
-          SELECT rowid, subscription_id, event_id, next_attempt_at
-            FROM deliveries INDEXED BY deliveries_due
-           WHERE state IN ('pending', 'failed') AND next_attempt_at <= ?2
-           ORDER BY next_attempt_at LIMIT ?11),
-      candidates(id, event_id, next_attempt_at, timeout_ms) AS MATERIALIZED (
-          SELECT row, event_id, next_attempt_at, timeout_ms FROM (
-               SELECT due.row, due.event_id, due.next_attempt_at,
-                      COALESCE(s.timeout_ms, ?4) AS timeout_ms,
-                      COALESCE(listed.room, ?7) AS room,
-                      ROW_NUMBER() OVER (PARTITION BY due.subscription_id
-                                         ORDER BY due.next_attempt_at, due.row) AS n
-                 FROM due CROSS JOIN subscriptions s ON s.id = due.subscription_id
-                 LEFT JOIN listed ON listed.subscription_id = due.subscription_id
-                WHERE s.active = 1)
-            WHERE n <= room
-            ORDER BY next_attempt_at, row LIMIT ?6),
-      ",
-    claim_update!()
-);
-
-/// The claim by subscription (the skip scan): each subscription with queued work, at most its room
-/// of its oldest due rows.
+/// The claim by subscription (the skip scan; see [`claim`]): each subscription with queued work, at
+/// most its room of its oldest due rows. Parameters: `?1` owner, `?2` now, `?3` lease margin, `?4`
+/// default timeout, `?5` the listed rooms (JSON `[[subscription, room], …]`), `?6` limit, `?7`
+/// default room, `?8` the most rows one subscription may give, `?9` and `?10` the byte room
+/// ([`within_bytes`]).
 pub(super) const CLAIM_DUE: &str = concat!(
     "WITH RECURSIVE
       listed(subscription_id, room) AS MATERIALIZED (
@@ -93,22 +74,19 @@ pub(super) const CLAIM_DUE: &str = concat!(
             WHERE n <= room
             ORDER BY next_attempt_at LIMIT ?6),
       ",
-    claim_update!()
+    within_bytes!(),
+    "
+    UPDATE deliveries
+       SET state = 'in_flight', lease_owner = ?1, updated_at = ?2,
+           lease_expires_at = ?2 + ?3 + picked.timeout_ms
+      FROM (SELECT c.id AS row, c.timeout_ms FROM candidates c
+             WHERE c.id IN (SELECT id FROM within_bytes)) AS picked
+     WHERE deliveries.rowid = picked.row
+    RETURNING deliveries.rowid AS row, deliveries.subscription_id AS subscription_id"
 );
 
-/// Whether at least `?2` queued rows are due at `?1`: after a claim by due time took fewer rows
-/// than asked, whether its window was full (the rows it passed over may hide others behind them).
-const DUE_AT_LEAST: &str = "SELECT count(*) AS n FROM (
-    SELECT 1 FROM deliveries INDEXED BY deliveries_due
-     WHERE state IN ('pending', 'failed') AND next_attempt_at <= ?1 LIMIT ?2)";
-
-/// Binds a claim's parameters to [`CLAIM_DUE`], and the window to [`CLAIM_WINDOW`].
-pub(super) fn bind_claim(
-    q: &mut sql::Binder<'_, '_>,
-    request: &ClaimRequest,
-    rooms: &str,
-    window: Option<u32>,
-) {
+/// Binds a claim's parameters to [`CLAIM_DUE`].
+pub(super) fn bind_claim(q: &mut sql::Binder<'_, '_>, request: &ClaimRequest, rooms: &str) {
     q.bind(&request.owner)
         .bind(request.now)
         .bind(request.lease_margin_ms)
@@ -123,9 +101,6 @@ pub(super) fn bind_claim(
     });
     q.bind(i64::try_from(bytes.bytes).unwrap_or(i64::MAX))
         .bind(bytes.first_regardless);
-    if let Some(window) = window {
-        q.bind(i64::from(window));
-    }
 }
 
 /// What a claimed delivery is sent with, in claim order: the delivery and its event. Subscriptions
@@ -173,12 +148,14 @@ fn claimed_subscriptions(
 /// Leases due deliveries oldest first, at most each subscription's room (what the worker's window
 /// for it has free), so nothing is claimed only to be released again.
 ///
-/// First by due time ([`CLAIM_WINDOW`]): the window's oldest due rows from `deliveries_due`
-/// (`ClaimRequest::window`), ranked per subscription so that each gives at most its room. With many
-/// subscriptions this costs the rows read, whatever the number of subscriptions with queued work.
-/// When that took fewer rows than the limit and the window was full (`DUE_AT_LEAST`), rows of
-/// subscriptions without room filled it and others may wait behind them: the rest of the claim
-/// ([`ClaimRequest::remainder`]) is taken by subscription ([`CLAIM_DUE`]).
+/// First by due time: [`READ_WINDOW`] reads the window's oldest due rows from `deliveries_due`
+/// (`ClaimRequest::window`), [`ClaimRequest::pick`] keeps at most each subscription's room of them
+/// within the limit and the byte room (in Rust: a lookup of each row's subscription among the
+/// rooms, where a join in SQLite walked every listed room for every row), and [`LEASE_PICKED`]
+/// leases those. With many subscriptions this costs the rows read, whatever the number of
+/// subscriptions with queued work. When that took fewer rows than the limit and the window was
+/// full, rows of subscriptions without room filled it and others may wait behind them: the rest of
+/// the claim ([`ClaimRequest::remainder`]) is taken by subscription ([`CLAIM_DUE`]).
 ///
 /// By subscription, a claim costs O(subscriptions with queued work + rows read), whatever the
 /// backlog: `queued` lists the subscriptions that have pending or failed rows by a skip scan over
@@ -188,8 +165,8 @@ fn claimed_subscriptions(
 /// without room is therefore passed over with one seek however long its backlog, and rows of
 /// other subscriptions behind that backlog are still found.
 ///
-/// Both end alike: `within_bytes` keeps the prefix of the candidates that fits the byte room,
-/// reading each one's event size by its primary key, and the update leases them.
+/// There `within_bytes` keeps the prefix of the candidates that fits the byte room, reading each
+/// one's event size by its primary key, as `pick` does for the window.
 ///
 /// SQLite refuses a `LIMIT` that refers to the outer query, so in the claim by subscription each
 /// one gives at most `take` rows (`ClaimRequest::most_of_one_subscription`: a fair share of
@@ -212,42 +189,78 @@ pub(super) fn claim(
     conn: &Connection,
     request: &ClaimRequest,
 ) -> StoreResult<Vec<ClaimedDelivery>> {
-    let window = request.window();
+    let window_size = request.window();
+    let window = sql::query(
+        conn,
+        READ_WINDOW,
+        |q| {
+            q.bind(request.now)
+                .bind(i64::from(window_size))
+                .bind(request.default_timeout_ms);
+        },
+        |row| {
+            Ok((
+                row.int("row"),
+                row.int("timeout_ms"),
+                row.flag("active"),
+                WindowRow {
+                    subscription_id: row.text("subscription_id"),
+                    event_id: row.text("event_id"),
+                    bytes: row.int("bytes").max(0) as u64,
+                },
+            ))
+        },
+    )?;
+    let full = window.len() >= window_size as usize;
+    let active: Vec<_> = window
+        .into_iter()
+        .filter(|(_, _, active, _)| *active)
+        .collect();
+    let rows: Vec<WindowRow> = active.iter().map(|(.., row)| row.clone()).collect();
+    let picked: Vec<(i64, i64)> = request
+        .pick(&rows)
+        .into_iter()
+        .map(|index| (active[index].0, active[index].1))
+        .collect();
     let mut events = ClaimedEvents::new();
-    let mut claimed = claim_with(conn, CLAIM_WINDOW, request, Some(window), &mut events)?;
-    if let Some(rest) = request.remainder(&claimed) {
-        let passed_over = window - claimed.len() as u32;
-        let full = sql::query(
-            conn,
-            DUE_AT_LEAST,
-            |q| {
-                q.bind(request.now).bind(i64::from(passed_over));
-            },
-            |row| Ok(row.int("n")),
-        )?;
-        if full.first().copied().unwrap_or(0) >= i64::from(passed_over) {
-            claimed.extend(claim_with(conn, CLAIM_DUE, &rest, None, &mut events)?);
+    let mut claimed = match picked.is_empty() {
+        true => Vec::new(),
+        false => {
+            let picked = encode_json(&picked)?;
+            let leased = sql::query(
+                conn,
+                LEASE_PICKED,
+                |q| {
+                    q.bind(&request.owner)
+                        .bind(request.now)
+                        .bind(request.lease_margin_ms)
+                        .bind(&picked);
+                },
+                |row| Ok((row.int("row"), row.text("subscription_id"))),
+            )?;
+            read_leased(conn, &leased, &mut events)?
         }
+    };
+    if full && let Some(rest) = request.remainder(&claimed) {
+        let rooms = encode_json(&rest.room)?;
+        let leased = sql::query(
+            conn,
+            CLAIM_DUE,
+            |q| bind_claim(q, &rest, &rooms),
+            |row| Ok((row.int("row"), row.text("subscription_id"))),
+        )?;
+        claimed.extend(read_leased(conn, &leased, &mut events)?);
     }
     Ok(claimed)
 }
 
-/// Runs one claim statement ([`CLAIM_WINDOW`] or [`CLAIM_DUE`]) and reads back what it leased
-/// (each event once in `events`, across both statements of a claim).
-fn claim_with(
+/// The leased rows (`(rowid, subscription)`) read back with their events and subscriptions, in
+/// claim order (each event once in `events`, across both statements of a claim).
+fn read_leased(
     conn: &Connection,
-    statement: &str,
-    request: &ClaimRequest,
-    window: Option<u32>,
+    leased: &[(i64, String)],
     events: &mut ClaimedEvents,
 ) -> StoreResult<Vec<ClaimedDelivery>> {
-    let rooms = encode_json(&request.room)?;
-    let leased = sql::query(
-        conn,
-        statement,
-        |q| bind_claim(q, request, &rooms, window),
-        |row| Ok((row.int("row"), row.text("subscription_id"))),
-    )?;
     if leased.is_empty() {
         return Ok(Vec::new());
     }
@@ -541,7 +554,7 @@ mod tests {
         let plan = sql::query(
             &conn,
             &format!("EXPLAIN QUERY PLAN {CLAIM_DUE}"),
-            |q| bind_claim(q, &request, &rooms, None),
+            |q| bind_claim(q, &request, &rooms),
             |row| Ok(row.text("detail")),
         )
         .unwrap();
@@ -650,11 +663,14 @@ mod tests {
             room: Vec::new(),
             ..backlog_claim()
         };
-        let rooms = encode_json(&request.room).unwrap();
         let plan = sql::query(
             &conn,
-            &format!("EXPLAIN QUERY PLAN {CLAIM_WINDOW}"),
-            |q| bind_claim(q, &request, &rooms, Some(request.window())),
+            &format!("EXPLAIN QUERY PLAN {READ_WINDOW}"),
+            |q| {
+                q.bind(request.now)
+                    .bind(i64::from(request.window()))
+                    .bind(request.default_timeout_ms);
+            },
             |row| Ok(row.text("detail")),
         )
         .unwrap();
@@ -666,8 +682,9 @@ mod tests {
         );
         for step in &plan {
             assert!(!step.contains("queued_by_subscription"), "{plan:?}");
+            // `d` is the window itself (a co-routine over `deliveries_due`).
             assert!(
-                !matches!(step.as_str(), "SCAN d" | "SCAN deliveries"),
+                !matches!(step.as_str(), "SCAN deliveries" | "SCAN s" | "SCAN e"),
                 "{plan:?}"
             );
         }
