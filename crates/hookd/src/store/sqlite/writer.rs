@@ -224,10 +224,11 @@ fn next_group(jobs: &mut mpsc::Receiver<WriteJob>) -> Option<Vec<WriteJob>> {
 }
 
 /// The subscriptions as publishing sees them, kept between rounds while nothing changed them: a
-/// round reloads them only when another connection committed to the database since they were read
-/// (`PRAGMA data_version`: the API's subscription writes go through the pool, not this thread),
-/// or when this thread disabled one or lost its connection. Publishing then costs O(events), not
-/// O(subscriptions) per round.
+/// round reloads them only when the fan-out counter moved since they were read (`fanout_version`,
+/// which triggers on `subscriptions` increment with every change that fan-out reads, from any
+/// connection, this thread's auto-disable included), or when this thread lost its connection.
+/// Publishing then costs O(events), not O(subscriptions) per round, and writes that fan-out does
+/// not read (heartbeats, API keys, a purge) leave it alone.
 #[derive(Default)]
 struct Fanout {
     filters: FilterCache,
@@ -239,7 +240,7 @@ impl Fanout {
     /// version read is the one the rows are read at).
     fn targets(&mut self, conn: &Connection) -> StoreResult<Rc<FanoutTargets>> {
         let version: i64 = conn
-            .prepare_cached("PRAGMA data_version")
+            .prepare_cached("SELECT version FROM fanout_version WHERE id = 1")
             .and_then(|mut statement| statement.query_row([], |row| row.get(0)))
             .map_err(sql::map_err)?;
         if let Some((loaded_at, targets)) = &self.loaded
@@ -353,12 +354,8 @@ fn run(
         }
         WriteJob::Claim(request, _) => queue::claim(conn, request).map(Output::Claimed),
         WriteJob::Record(job, _) => {
-            let report = queue::record(conn, job)?;
-            // This connection's own change to `subscriptions` leaves `data_version` alone.
-            if !report.disabled.is_empty() {
-                fanout.invalidate();
-            }
-            Ok(Output::Recorded(report))
+            // A subscription this disables moves `fanout_version`: the next round reloads.
+            queue::record(conn, job).map(Output::Recorded)
         }
         WriteJob::Release { owner, ids, .. } => {
             queue::release(conn, owner, ids).map(Output::Changed)
