@@ -192,6 +192,20 @@ async fn erasing_an_owner_removes_everything_of_it_in_steps_and_nothing_else() {
         .await;
     receiver.wait_for("/globex", 1).await;
     receiver.wait_for("/acme", 10).await;
+    // An endpoint that received acme's events and then moved to another owner: it stays, acme's
+    // deliveries to it go with acme's events.
+    let moved = owned(&app, &receiver.url("/moved"), &["*"], Some("acme")).await;
+    let to_moved = app
+        .publish(json!({"event": "order.created", "data": {}, "owner": "acme"}))
+        .await;
+    receiver.wait_for("/moved", 1).await;
+    let patched = app
+        .patch(
+            &format!("/api/webhooks/{moved}"),
+            json!({"owner": "initech"}),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
     let acme_event = app.get("/api/events?owner=acme&limit=1").await.body["data"][0]["id"]
         .as_str()
         .unwrap()
@@ -208,7 +222,19 @@ async fn erasing_an_owner_removes_everything_of_it_in_steps_and_nothing_else() {
     let count = hookd::ops::ERASE_STEP_ROWS as u64 + 100;
     assert_eq!(
         erased.body,
-        json!({"owner": "acme", "subscriptions": 2, "events": count, "deliveries": 2 * count})
+        json!({"owner": "acme", "subscriptions": 2, "events": count + 1,
+               "deliveries": 2 * (count + 1) + 1})
+    );
+    assert_eq!(
+        app.get(&format!("/api/events/{to_moved}")).await.status,
+        404
+    );
+    assert_eq!(app.get(&format!("/api/webhooks/{moved}")).await.status, 200);
+    assert_eq!(
+        app.get(&format!("/api/webhooks/{moved}/deliveries"))
+            .await
+            .body["data"],
+        json!([])
     );
 
     app.get("/api/owners/acme")

@@ -22,6 +22,14 @@ fn owner_from_row(row: &impl RowExt) -> OwnerRow {
     }
 }
 
+/// The owner's (`?1`) `?2` oldest events published before `?3`, in `events_by_owner` order.
+macro_rules! oldest_events {
+    () => {
+        "SELECT id FROM events WHERE owner = ?1 AND created_at < ?3
+          ORDER BY created_at, id LIMIT ?2"
+    };
+}
+
 #[async_trait]
 impl<B: Backend> OwnerStore for SqlStore<B> {
     async fn list_owners(&self, after: Option<&str>, limit: u32) -> StoreResult<Vec<OwnerRow>> {
@@ -59,8 +67,8 @@ impl<B: Backend> OwnerStore for SqlStore<B> {
         let limit = i64::from(limit);
         let mut tx = B::begin_write(&self.pool).await?;
         let mut erased = Erased::default();
-        // Deliveries first (their attempts go with them): then no subscription or event that is
-        // erased below has a delivery left to cascade or to block it.
+        // The deliveries of its subscriptions first (their attempts go with them), whoever
+        // published their events.
         let of_subscriptions = Sql::new(
             "DELETE FROM deliveries WHERE id IN (
                  SELECT d.id FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id
@@ -69,16 +77,30 @@ impl<B: Backend> OwnerStore for SqlStore<B> {
         .bind(owner)
         .bind(limit);
         erased.deliveries += tx.run(of_subscriptions).await?;
-        let of_events = Sql::new(
-            "DELETE FROM deliveries WHERE id IN (
-                 SELECT d.id FROM deliveries d JOIN events e ON e.id = d.event_id
-                  WHERE e.owner = ?1 AND e.created_at < ?3 LIMIT ?2)",
-        )
-        .bind(owner)
-        .bind(limit)
-        .bind(before);
-        erased.deliveries += tx.run(of_events).await?;
         if erased.deliveries == 0 {
+            // Then its oldest events, each with what deliveries it still has: both statements take
+            // the same events (the index's order, in one transaction), so each step removes them
+            // from the front of `events_by_owner` and none is read again by the next.
+            let of_events = Sql::new(concat!(
+                "DELETE FROM deliveries WHERE event_id IN (",
+                oldest_events!(),
+                ")"
+            ))
+            .bind(owner)
+            .bind(limit)
+            .bind(before);
+            erased.deliveries += tx.run(of_events).await?;
+            let events = Sql::new(concat!(
+                "DELETE FROM events WHERE id IN (",
+                oldest_events!(),
+                ")"
+            ))
+            .bind(owner)
+            .bind(limit)
+            .bind(before);
+            erased.events += tx.run(events).await?;
+        }
+        if erased.is_empty() {
             let subscriptions = Sql::new(
                 "DELETE FROM subscriptions WHERE id IN (
                      SELECT id FROM subscriptions WHERE owner = ?1 LIMIT ?2)",
@@ -86,14 +108,6 @@ impl<B: Backend> OwnerStore for SqlStore<B> {
             .bind(owner)
             .bind(limit);
             erased.subscriptions += tx.run(subscriptions).await?;
-            let events = Sql::new(
-                "DELETE FROM events WHERE id IN (
-                     SELECT id FROM events WHERE owner = ?1 AND created_at < ?3 LIMIT ?2)",
-            )
-            .bind(owner)
-            .bind(limit)
-            .bind(before);
-            erased.events += tx.run(events).await?;
             let sessions = Sql::new("DELETE FROM ui_sessions WHERE owner = ?1").bind(owner);
             tx.run(sessions).await?;
             // Keys bound to the owner hold its id and could publish to it again: they go too.
