@@ -7,6 +7,11 @@ use crate::store::{Erased, OwnerRow};
 /// database for long, so publishing and delivery go on while an owner is erased.
 pub const ERASE_STEP_ROWS: u32 = 500;
 
+/// The pause after each erasure step. On SQLite the steps and the publishing writer take turns at
+/// one write lock, and a writer kept waiting backs off by up to 100 ms at a time: without a pause
+/// the next step takes the lock again first and publishing stalls for the whole erasure.
+const ERASE_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+
 impl Ops {
     /// Owners after `after` (by name), at most `limit`.
     pub async fn list_owners(
@@ -46,6 +51,7 @@ impl Ops {
                 break;
             }
             total.add(step);
+            tokio::time::sleep(ERASE_PAUSE).await;
         }
         tracing::info!(
             subscriptions = total.subscriptions,
