@@ -212,15 +212,16 @@ pub(super) fn claim(
         },
     )?;
     let full = window.len() >= window_size as usize;
-    let active: Vec<_> = window
+    // The active rows, split into what the lease needs (rowid, timeout) and what `pick` reads.
+    let (leases, rows): (Vec<(i64, i64)>, Vec<WindowRow>) = window
         .into_iter()
         .filter(|(_, _, active, _)| *active)
-        .collect();
-    let rows: Vec<WindowRow> = active.iter().map(|(.., row)| row.clone()).collect();
+        .map(|(row, timeout_ms, _, window_row)| ((row, timeout_ms), window_row))
+        .unzip();
     let picked: Vec<(i64, i64)> = request
         .pick(&rows)
         .into_iter()
-        .map(|index| (active[index].0, active[index].1))
+        .map(|index| leases[index])
         .collect();
     let mut events = ClaimedEvents::new();
     let mut claimed = match picked.is_empty() {
